@@ -1,0 +1,98 @@
+/**
+ * The one error type of the relay and its code registry (SPEC §4).
+ *
+ * Every refusal anywhere in the relay is a RelayError with a code from this
+ * table; each listener maps it to its wire reply in exactly one place
+ * (src/http/errors.ts, src/smtp/replies.ts). Anything that is not a RelayError
+ * is an internal fault and is answered without internals.
+ */
+
+export type RuleId =
+  | 'subject'
+  | 'roster'
+  | 'encryption'
+  | 'bcc'
+  | 'sender'
+  | 'incident-open'
+  | 'sms'
+  | 'chat'
+  | 'codename';
+
+interface CodeSpec {
+  /** HTTP status for the JSON API. */
+  readonly http: number;
+  /** SMTP reply (code and enhanced status) for submission. */
+  readonly smtp: string;
+}
+
+/** The code registry. The README's errors table mirrors this one. */
+export const ERROR_CODES = {
+  invalid_request: { http: 400, smtp: '550 5.7.1' },
+  unauthenticated: { http: 401, smtp: '535 5.7.8' },
+  forbidden: { http: 403, smtp: '550 5.7.1' },
+  not_found: { http: 404, smtp: '550 5.7.1' },
+  method_not_allowed: { http: 405, smtp: '550 5.7.1' },
+  incident_closed: { http: 409, smtp: '550 5.7.1' },
+  ambiguous_incident: { http: 400, smtp: '550 5.7.1' },
+  recipient_not_on_roster: { http: 403, smtp: '550 5.7.1' },
+  sender_mismatch: { http: 403, smtp: '550 5.7.1' },
+  missing_public_key: { http: 422, smtp: '550 5.7.1' },
+  unusable_public_key: { http: 422, smtp: '550 5.7.1' },
+  sms_content_blocked: { http: 422, smtp: '550 5.7.1' },
+  payload_too_large: { http: 413, smtp: '552 5.3.4' },
+  rate_limited: { http: 429, smtp: '451 4.7.1' },
+  unavailable: { http: 503, smtp: '451 4.3.0' },
+  internal: { http: 500, smtp: '451 4.3.0' },
+} as const satisfies Record<string, CodeSpec>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface RelayErrorOptions {
+  rule?: RuleId;
+  details?: Record<string, unknown>;
+  /** Seconds, for rate_limited and unavailable. */
+  retryAfter?: number;
+  cause?: unknown;
+}
+
+/** A refusal with a registry code; the message says what to do about it. */
+export class RelayError extends Error {
+  readonly code: ErrorCode;
+  readonly rule: RuleId | undefined;
+  readonly details: Record<string, unknown> | undefined;
+  readonly retryAfter: number | undefined;
+
+  constructor(code: ErrorCode, message: string, options: RelayErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'RelayError';
+    this.code = code;
+    this.rule = options.rule;
+    this.details = options.details;
+    this.retryAfter = options.retryAfter;
+  }
+
+  get httpStatus(): number {
+    return ERROR_CODES[this.code].http;
+  }
+
+  /** The JSON error body of SPEC §4. */
+  toJSON(): { error: { code: ErrorCode; message: string; rule?: RuleId; details?: Record<string, unknown> } } {
+    return {
+      error: {
+        code: this.code,
+        message: this.message,
+        ...(this.rule ? { rule: this.rule } : {}),
+        ...(this.details ? { details: this.details } : {}),
+      },
+    };
+  }
+}
+
+/** Shorthand for the most common refusal. */
+export function invalid(message: string, details?: Record<string, unknown>): RelayError {
+  return new RelayError('invalid_request', message, details ? { details } : {});
+}
+
+export function isRelayError(err: unknown): err is RelayError {
+  return err instanceof RelayError;
+}
