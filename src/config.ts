@@ -1,0 +1,207 @@
+/**
+ * Configuration from the environment (SPEC §7), parsed and validated once at
+ * start. An invalid value stops the relay with a message naming the variable.
+ */
+import path from 'node:path';
+import fs from 'node:fs';
+import { z } from 'zod';
+
+export type Duration = number; // milliseconds
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parses `250ms`, `60s`, `5m`, `24h`, `7d`; returns null when malformed. */
+export function parseDuration(text: string): Duration | null {
+  const match = /^(\d+)(ms|s|m|h|d)$/.exec(text.trim());
+  if (!match) return null;
+  const [, amount, unit] = match;
+  return Number(amount) * DURATION_UNITS[unit as string]!;
+}
+
+export interface TwilioConfig {
+  accountSid: string;
+  authToken: string;
+  from: string;
+}
+
+export interface RelayConfig {
+  dataDir: string;
+  httpHost: string;
+  httpPort: number;
+  smtpHost: string;
+  smtpPort: number;
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+  internalDomains: string[];
+  /** True when RELAY_INTERNAL_DOMAINS was not set and example.com is in use. */
+  internalDomainsDefaulted: boolean;
+  mailDomain: string;
+  encrypt: 'external' | 'always';
+  adminToken: string | undefined;
+  keyFile: string | undefined;
+  keyPassphrase: string | undefined;
+  keysDir: string | undefined;
+  smtpUpstream: string | undefined;
+  maxMessageBytes: number;
+  deliveryMaxAge: Duration;
+  twilio: TwilioConfig | undefined;
+  twilioApiBaseUrl: string | undefined;
+  smsNudgeInterval: Duration;
+  slackBotToken: string | undefined;
+  slackApiUrl: string | undefined;
+  slackSyncInterval: Duration;
+  slackArchiveOnClose: boolean;
+  smtpAllowInsecureAuth: boolean;
+  logLevel: string;
+}
+
+/** Every variable the relay reads; anything else starting with RELAY_ is refused as a likely typo. */
+export const CONFIG_VARIABLES = [
+  'RELAY_DATA_DIR',
+  'RELAY_HTTP_HOST',
+  'RELAY_HTTP_PORT',
+  'RELAY_SMTP_HOST',
+  'RELAY_SMTP_PORT',
+  'RELAY_TLS_CERT',
+  'RELAY_TLS_KEY',
+  'RELAY_INTERNAL_DOMAINS',
+  'RELAY_MAIL_DOMAIN',
+  'RELAY_ENCRYPT',
+  'RELAY_ADMIN_TOKEN',
+  'RELAY_KEY_FILE',
+  'RELAY_KEY_PASSPHRASE',
+  'RELAY_KEYS_DIR',
+  'RELAY_SMTP_UPSTREAM',
+  'RELAY_MAX_MESSAGE_BYTES',
+  'RELAY_DELIVERY_MAX_AGE',
+  'TWILIO_ACCOUNT_SID',
+  'TWILIO_AUTH_TOKEN',
+  'TWILIO_FROM',
+  'TWILIO_API_BASE_URL',
+  'RELAY_SMS_NUDGE_INTERVAL',
+  'SLACK_BOT_TOKEN',
+  'SLACK_API_URL',
+  'RELAY_SLACK_SYNC_INTERVAL',
+  'RELAY_SLACK_ARCHIVE_ON_CLOSE',
+  'RELAY_SMTP_ALLOW_INSECURE_AUTH',
+  'RELAY_LOG_LEVEL',
+] as const;
+
+/** Variables whose values are never printed. */
+export const SECRET_VARIABLES = new Set(['RELAY_ADMIN_TOKEN', 'RELAY_KEY_PASSPHRASE', 'TWILIO_AUTH_TOKEN', 'SLACK_BOT_TOKEN']);
+
+/** Thrown for invalid configuration; the message names the variable and what is expected. */
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    expected: string,
+  ) {
+    super(`${variable}: ${expected}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const DOMAIN = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+const E164 = /^\+[1-9]\d{6,14}$/;
+
+const port = z.coerce.number().int().min(0).max(65535);
+const bool = z.enum(['true', 'false']).transform((v) => v === 'true');
+
+function duration(variable: string, raw: string, min = 1): Duration {
+  const value = parseDuration(raw);
+  if (value === null || value < min) throw new ConfigError(variable, `a duration such as 60s, 5m or 24h (got ${JSON.stringify(raw)})`);
+  return value;
+}
+
+function httpUrl(variable: string, raw: string | undefined): string | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  if (!z.url({ protocol: /^https?$/ }).safeParse(raw).success) throw new ConfigError(variable, 'an http:// or https:// URL');
+  return raw.replace(/\/+$/, '');
+}
+
+function field<T>(variable: string, schema: z.ZodType<T>, raw: string | undefined, expected: string): T {
+  const result = schema.safeParse(raw);
+  if (!result.success) throw new ConfigError(variable, `${expected} (got ${SECRET_VARIABLES.has(variable) ? '[redacted]' : JSON.stringify(raw)})`);
+  return result.data;
+}
+
+/** Reads and validates the configuration; throws ConfigError naming the first bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
+  const known = new Set<string>(CONFIG_VARIABLES);
+  for (const name of Object.keys(env)) {
+    if (name.startsWith('RELAY_') && !known.has(name)) {
+      throw new ConfigError(name, `unknown variable; the relay reads ${CONFIG_VARIABLES.filter((v) => v.startsWith('RELAY_')).join(', ')}`);
+    }
+  }
+  const get = (name: (typeof CONFIG_VARIABLES)[number]): string | undefined => {
+    const value = env[name];
+    return value === undefined || value === '' ? undefined : value;
+  };
+  const rawDomains = get('RELAY_INTERNAL_DOMAINS');
+  const internalDomains = (rawDomains ?? 'example.com')
+    .split(',')
+    .map((d) => d.trim().toLowerCase())
+    .filter((d) => d !== '');
+  if (internalDomains.length === 0 || internalDomains.some((d) => !DOMAIN.test(d))) {
+    throw new ConfigError('RELAY_INTERNAL_DOMAINS', 'a comma-separated list of domains such as corp.example,*.corp.example');
+  }
+  const mailDomain = (get('RELAY_MAIL_DOMAIN') ?? internalDomains[0]!.replace(/^\*\./, '')).toLowerCase();
+  if (!DOMAIN.test(mailDomain) || mailDomain.startsWith('*.')) throw new ConfigError('RELAY_MAIL_DOMAIN', 'a domain name');
+
+  const smtpUpstream = get('RELAY_SMTP_UPSTREAM');
+  if (smtpUpstream !== undefined && !z.url({ protocol: /^smtps?$/ }).safeParse(smtpUpstream).success) {
+    throw new ConfigError('RELAY_SMTP_UPSTREAM', 'an smtp:// or smtps:// URL, e.g. smtp://user:pass@mail.corp.example:587');
+  }
+
+  const sid = get('TWILIO_ACCOUNT_SID');
+  const authToken = get('TWILIO_AUTH_TOKEN');
+  const from = get('TWILIO_FROM');
+  const twilioSet = [sid, authToken, from].filter((v) => v !== undefined).length;
+  if (twilioSet !== 0 && twilioSet !== 3) {
+    throw new ConfigError(sid === undefined ? 'TWILIO_ACCOUNT_SID' : authToken === undefined ? 'TWILIO_AUTH_TOKEN' : 'TWILIO_FROM', 'set all of TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM, or none');
+  }
+  if (sid !== undefined && !/^AC[0-9a-fA-F]{32}$/.test(sid)) throw new ConfigError('TWILIO_ACCOUNT_SID', 'an account SID: AC followed by 32 hex digits');
+  if (from !== undefined && !E164.test(from) && !/^MG[0-9a-fA-F]{32}$/.test(from)) {
+    throw new ConfigError('TWILIO_FROM', 'an E.164 number such as +15555550100, or a messaging service SID (MG…)');
+  }
+
+  const adminToken = get('RELAY_ADMIN_TOKEN');
+  if (adminToken !== undefined && adminToken.length < 24) throw new ConfigError('RELAY_ADMIN_TOKEN', 'at least 24 characters of random');
+
+  const keysDir = get('RELAY_KEYS_DIR') ?? (fs.existsSync('keys') ? 'keys' : undefined);
+
+  return {
+    dataDir: path.resolve(get('RELAY_DATA_DIR') ?? './data'),
+    httpHost: get('RELAY_HTTP_HOST') ?? '127.0.0.1',
+    httpPort: field('RELAY_HTTP_PORT', port, get('RELAY_HTTP_PORT') ?? '8080', 'a port number 0-65535'),
+    smtpHost: get('RELAY_SMTP_HOST') ?? '127.0.0.1',
+    smtpPort: field('RELAY_SMTP_PORT', port, get('RELAY_SMTP_PORT') ?? '2525', 'a port number 0-65535'),
+    tlsCert: get('RELAY_TLS_CERT'),
+    tlsKey: get('RELAY_TLS_KEY'),
+    internalDomains,
+    internalDomainsDefaulted: rawDomains === undefined,
+    mailDomain,
+    encrypt: field('RELAY_ENCRYPT', z.enum(['external', 'always']), get('RELAY_ENCRYPT') ?? 'external', 'external or always'),
+    adminToken,
+    keyFile: get('RELAY_KEY_FILE'),
+    keyPassphrase: get('RELAY_KEY_PASSPHRASE'),
+    keysDir: keysDir === undefined ? undefined : path.resolve(keysDir),
+    smtpUpstream,
+    maxMessageBytes: field('RELAY_MAX_MESSAGE_BYTES', z.coerce.number().int().min(1024).max(1024 ** 3), get('RELAY_MAX_MESSAGE_BYTES') ?? '26214400', 'a byte count between 1024 and 1073741824'),
+    deliveryMaxAge: duration('RELAY_DELIVERY_MAX_AGE', get('RELAY_DELIVERY_MAX_AGE') ?? '24h'),
+    twilio: sid && authToken && from ? { accountSid: sid, authToken, from } : undefined,
+    twilioApiBaseUrl: httpUrl('TWILIO_API_BASE_URL', get('TWILIO_API_BASE_URL')),
+    smsNudgeInterval: duration('RELAY_SMS_NUDGE_INTERVAL', get('RELAY_SMS_NUDGE_INTERVAL') ?? '5m', 0),
+    slackBotToken: get('SLACK_BOT_TOKEN'),
+    slackApiUrl: httpUrl('SLACK_API_URL', get('SLACK_API_URL')),
+    slackSyncInterval: duration('RELAY_SLACK_SYNC_INTERVAL', get('RELAY_SLACK_SYNC_INTERVAL') ?? '60s', 100),
+    slackArchiveOnClose: field('RELAY_SLACK_ARCHIVE_ON_CLOSE', bool, get('RELAY_SLACK_ARCHIVE_ON_CLOSE') ?? 'true', 'true or false'),
+    smtpAllowInsecureAuth: field('RELAY_SMTP_ALLOW_INSECURE_AUTH', bool, get('RELAY_SMTP_ALLOW_INSECURE_AUTH') ?? 'false', 'true or false'),
+    logLevel: field('RELAY_LOG_LEVEL', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), get('RELAY_LOG_LEVEL') ?? 'info', 'one of fatal, error, warn, info, debug, trace, silent'),
+  };
+}
+
+/** Builds a config for tests and embedders: the defaults with overrides, no environment read. */
+export function testConfig(overrides: Partial<RelayConfig> = {}): RelayConfig {
+  return { ...loadConfig({}), ...overrides };
+}

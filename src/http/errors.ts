@@ -1,0 +1,72 @@
+/**
+ * The one place a failure becomes an HTTP reply. RelayErrors become the JSON
+ * error body of SPEC §4; body-parser failures become invalid_request or
+ * payload_too_large; anything else is a bare 500 whose details go only to the log.
+ */
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import type { Logger } from 'pino';
+import { RelayError } from '../errors.js';
+
+interface BodyParserError {
+  type: string;
+  status?: number;
+}
+
+function isBodyParserError(err: unknown): err is BodyParserError {
+  return typeof err === 'object' && err !== null && typeof (err as { type?: unknown }).type === 'string' && typeof (err as { status?: unknown }).status === 'number';
+}
+
+/** Converts any thrown value into the RelayError the client is shown. */
+export function toRelayError(err: unknown): RelayError | undefined {
+  if (err instanceof RelayError) return err;
+  if (isBodyParserError(err)) {
+    switch (err.type) {
+      case 'entity.too.large':
+        return new RelayError('payload_too_large', 'The request body is larger than this relay accepts (RELAY_MAX_MESSAGE_BYTES); send smaller attachments.');
+      case 'entity.parse.failed':
+        return new RelayError('invalid_request', 'The request body is not valid JSON.');
+      case 'encoding.unsupported':
+      case 'charset.unsupported':
+        return new RelayError('invalid_request', 'Send the body as UTF-8 without content encoding.');
+      case 'request.aborted':
+      case 'request.size.invalid':
+      case 'stream.encoding.set':
+        return new RelayError('invalid_request', 'The request body was cut short.');
+    }
+  }
+  return undefined;
+}
+
+/** Sends a RelayError as the SPEC §4 body, with Retry-After where it applies. */
+export function sendError(res: Parameters<RequestHandler>[1], error: RelayError): void {
+  if (error.retryAfter !== undefined) res.setHeader('Retry-After', String(Math.max(1, Math.ceil(error.retryAfter))));
+  res.status(error.httpStatus).json(error.toJSON());
+}
+
+/** Express error middleware: the JSON body for known errors, a bare 500 for the rest. */
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (err, req, res, _next) => {
+    const known = toRelayError(err);
+    if (res.headersSent) {
+      logger.error({ err, path: req.path }, 'error after the reply started');
+      res.destroy();
+      return;
+    }
+    if (known) {
+      sendError(res, known);
+      return;
+    }
+    logger.error({ err, method: req.method, path: req.path }, 'unhandled error');
+    res.status(500).json({ error: { code: 'internal', message: 'Internal error; the request was not carried out. Try again, and tell an admin if it persists.' } });
+  };
+}
+
+/** The reply for a path no route knows. */
+export const notFoundHandler: RequestHandler = (req, res) => {
+  sendError(res, new RelayError('not_found', `No route ${req.method} ${req.path.slice(0, 200)}. The API lives under /v1; see the README.`));
+};
+
+/** For routes that exist but not with this method. */
+export const methodNotAllowed: RequestHandler = (req, res) => {
+  sendError(res, new RelayError('method_not_allowed', `${req.method} is not allowed on ${req.path.slice(0, 200)}.`));
+};

@@ -1,0 +1,37 @@
+/** /healthz, /metrics and /v1/audit/verify. */
+import { Router } from 'express';
+import type { RelayContext } from '../../context.js';
+import { RelayError } from '../../errors.js';
+import { authenticate, requireAdmin } from '../auth.js';
+import { methodNotAllowed } from '../errors.js';
+
+/** Health (no auth), metrics and audit verification (admin). */
+export function adminRoutes(ctx: RelayContext): Router {
+  const router = Router();
+  router
+    .route('/healthz')
+    .get((_req, res) => {
+      try {
+        ctx.store.db.prepare('SELECT 1').get();
+      } catch {
+        throw new RelayError('unavailable', 'The store is not reachable.');
+      }
+      res.json({ status: 'ok' });
+    })
+    .all(methodNotAllowed);
+  router
+    .route('/metrics')
+    .get(authenticate(ctx), async (_req, res) => {
+      requireAdmin(res);
+      res.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
+    })
+    .all(methodNotAllowed);
+  router
+    .route('/v1/audit/verify')
+    .get((_req, res) => {
+      requireAdmin(res);
+      res.json(ctx.store.audit.verify());
+    })
+    .all(methodNotAllowed);
+  return router;
+}

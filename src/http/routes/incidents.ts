@@ -1,0 +1,130 @@
+/** Incidents, rosters and incident audit events. */
+import { Router } from 'express';
+import { z } from 'zod';
+import type { RelayContext } from '../../context.js';
+import { AUDIT_READERS, COMMANDERS, ROSTER_MANAGERS, authorizeIncident, closeIncident, commanderOf, createIncident, putMember, removeMember } from '../../services/incidents.js';
+import { ROSTER_ROLES, type Incident, type RosterMember } from '../../store/incidents.js';
+import { emailAddress, emailParam, headerText, parseInput, phoneNumber } from '../../validation.js';
+import { callerOf, param } from '../auth.js';
+import { methodNotAllowed } from '../errors.js';
+
+const CreateIncident = z.strictObject({
+  commander: emailAddress.optional(),
+  codename: z.string().max(80).optional(),
+});
+
+const UpdateIncident = z.strictObject({ status: z.literal('closed') });
+
+const PutMember = z.strictObject({
+  name: headerText(200).refine((s) => s.trim() !== '', { message: 'must not be empty' }),
+  role: z.enum(ROSTER_ROLES),
+  phone: phoneNumber.nullable().optional(),
+  slackUserId: z.string().regex(/^[UW][A-Z0-9]{2,20}$/, 'must be a Slack user id such as U024BE7LH').nullable().optional(),
+  publicKey: z.string().max(65536).optional(),
+});
+
+const AuditQuery = z.strictObject({
+  after: z.coerce.number().int().min(0).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+});
+
+/** The incident as the API shows it. */
+export function incidentView(ctx: RelayContext, incident: Incident): Record<string, unknown> {
+  return {
+    id: incident.id,
+    codename: incident.codename,
+    status: incident.status,
+    commander: commanderOf(ctx, incident),
+    createdAt: incident.createdAt,
+    closedAt: incident.closedAt,
+  };
+}
+
+/** A roster entry as the API shows it. */
+export function memberView(ctx: RelayContext, member: RosterMember): Record<string, unknown> {
+  const key = ctx.keys.get(member.email);
+  return {
+    email: member.email,
+    name: member.name,
+    role: member.role,
+    phone: member.phone,
+    slackUserId: member.slackUserId,
+    slackStatus: member.slackStatus,
+    status: member.status,
+    addedAt: member.addedAt,
+    updatedAt: member.updatedAt,
+    removedAt: member.removedAt,
+    key: key ? { fingerprint: key.fingerprint, algorithm: key.algorithm, expiresAt: key.expiresAt } : null,
+  };
+}
+
+/** Incident, roster and per-incident audit routes. */
+export function incidentRoutes(ctx: RelayContext): Router {
+  const router = Router();
+
+  router
+    .route('/v1/incidents')
+    .post((req, res) => {
+      const caller = callerOf(res);
+      const incident = createIncident(ctx, caller, parseInput(CreateIncident, req.body ?? {}));
+      res.status(201).json(incidentView(ctx, incident));
+    })
+    .get((_req, res) => {
+      const caller = callerOf(res);
+      const incidents = ctx.store.incidents.list(caller.role === 'admin' ? undefined : caller.email);
+      res.json({ incidents: incidents.map((i) => incidentView(ctx, i)) });
+    })
+    .all(methodNotAllowed);
+
+  router
+    .route('/v1/incidents/:codename')
+    .get((req, res) => {
+      const { incident } = authorizeIncident(ctx, callerOf(res), param(req, 'codename'));
+      res.json(incidentView(ctx, incident));
+    })
+    .patch((req, res) => {
+      const caller = callerOf(res);
+      const { incident } = authorizeIncident(ctx, caller, param(req, 'codename'), COMMANDERS);
+      parseInput(UpdateIncident, req.body);
+      res.json(incidentView(ctx, closeIncident(ctx, caller, incident)));
+    })
+    .all(methodNotAllowed);
+
+  router
+    .route('/v1/incidents/:codename/roster')
+    .get((req, res) => {
+      const { incident } = authorizeIncident(ctx, callerOf(res), param(req, 'codename'));
+      res.json({ roster: ctx.store.incidents.roster(incident.id).map((m) => memberView(ctx, m)) });
+    })
+    .all(methodNotAllowed);
+
+  router
+    .route('/v1/incidents/:codename/roster/:email')
+    .put(async (req, res) => {
+      const caller = callerOf(res);
+      const { incident } = authorizeIncident(ctx, caller, param(req, 'codename'), ROSTER_MANAGERS);
+      const email = emailParam(param(req, 'email'));
+      const input = parseInput(PutMember, req.body);
+      const { member, created } = await putMember(ctx, caller, incident, { ...input, email });
+      res.status(created ? 201 : 200).json(memberView(ctx, member));
+    })
+    .delete((req, res) => {
+      const caller = callerOf(res);
+      const { incident } = authorizeIncident(ctx, caller, param(req, 'codename'), ROSTER_MANAGERS);
+      removeMember(ctx, caller, incident, emailParam(param(req, 'email')));
+      res.status(204).end();
+    })
+    .all(methodNotAllowed);
+
+  router
+    .route('/v1/incidents/:codename/audit')
+    .get((req, res) => {
+      const { incident } = authorizeIncident(ctx, callerOf(res), param(req, 'codename'), AUDIT_READERS);
+      const query = parseInput(AuditQuery, req.query, 'query');
+      res.json({ events: ctx.store.audit.listForIncident(incident.id, query) });
+    })
+    .all(methodNotAllowed);
+
+  return router;
+}
+

@@ -1,0 +1,25 @@
+/** Prometheus metrics, one registry per relay instance (tests build many). */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export interface Metrics {
+  registry: Registry;
+  httpRequests: Counter<'method' | 'route' | 'status'>;
+  decisions: Counter<'channel' | 'outcome' | 'code'>;
+  deliveries: Counter<'channel' | 'outcome'>;
+  queueDepth: Gauge<'channel'>;
+  acceptSeconds: Histogram<'channel'>;
+}
+
+/** Creates the metrics; `withDefaults` adds process metrics (only in the running relay). */
+export function createMetrics(withDefaults = false): Metrics {
+  const registry = new Registry();
+  if (withDefaults) collectDefaultMetrics({ register: registry, prefix: 'relay_' });
+  return {
+    registry,
+    httpRequests: new Counter({ name: 'relay_http_requests_total', help: 'HTTP requests by route and status', labelNames: ['method', 'route', 'status'], registers: [registry] }),
+    decisions: new Counter({ name: 'relay_policy_decisions_total', help: 'Policy decisions by channel, outcome and error code', labelNames: ['channel', 'outcome', 'code'], registers: [registry] }),
+    deliveries: new Counter({ name: 'relay_deliveries_total', help: 'Delivery attempts by channel and outcome', labelNames: ['channel', 'outcome'], registers: [registry] }),
+    queueDepth: new Gauge({ name: 'relay_queue_depth', help: 'Deliveries waiting, by channel', labelNames: ['channel'], registers: [registry] }),
+    acceptSeconds: new Histogram({ name: 'relay_accept_seconds', help: 'Time from request to durable queue', labelNames: ['channel'], registers: [registry], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] }),
+  };
+}

@@ -1,0 +1,158 @@
+/**
+ * Responders' public keys: validated on the way in (SPEC §2 "usable key"),
+ * filed by email, re-checked at every send, parsed once and cached.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { PublicKey } from 'openpgp';
+import { RelayError } from '../errors.js';
+import { assertUsableFor, parsePublicKey, type ParsedPublicKey } from '../pgp/keys.js';
+import type { Store } from '../store/index.js';
+import type { StoredKey } from '../store/keys.js';
+
+/** What the API shows of a key: never the key material itself. */
+export interface KeyMetadata {
+  email: string;
+  fingerprint: string;
+  algorithm: string;
+  expiresAt: string | null;
+}
+
+function metadata(key: StoredKey): KeyMetadata {
+  return { email: key.email, fingerprint: key.fingerprint, algorithm: key.algorithm, expiresAt: key.expiresAt };
+}
+
+/** Key validation, storage and lookup for sends. */
+export class KeyService {
+  // email -> the parsed key for the armored text currently stored.
+  private readonly parsed = new Map<string, { armored: string; key: ParsedPublicKey }>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly now: () => Date,
+  ) {}
+
+  /** Parses and checks a key for `email` without storing it. */
+  async validate(email: string, armored: string): Promise<ParsedPublicKey> {
+    const parsed = await parsePublicKey(armored);
+    await assertUsableFor(parsed, email, this.now());
+    return parsed;
+  }
+
+  /**
+   * Files an already validated key under `email`. Synchronous so callers can
+   * run it inside the transaction that records why (roster change, key upload).
+   */
+  file(email: string, parsed: ParsedPublicKey, source: StoredKey['source'], actor: string | null): KeyMetadata {
+    const stored: StoredKey = {
+      email,
+      fingerprint: parsed.info.fingerprint,
+      algorithm: parsed.info.algorithm,
+      expiresAt: parsed.info.expiresAt,
+      armored: parsed.armored,
+      source,
+      updatedAt: this.now().toISOString(),
+    };
+    this.store.keys.put(stored);
+    this.parsed.set(email, { armored: parsed.armored, key: parsed });
+    this.store.audit.append({ type: 'key.stored', actor, outcome: 'ok', data: { email, fingerprint: stored.fingerprint, algorithm: stored.algorithm, source } });
+    return metadata(stored);
+  }
+
+  /** Validates and stores in one step. */
+  async put(email: string, armored: string, source: StoredKey['source'], actor: string | null): Promise<KeyMetadata> {
+    const parsed = await this.validate(email, armored);
+    return this.store.transaction(() => this.file(email, parsed, source, actor));
+  }
+
+  /** Key metadata for `email`, if any is stored. */
+  get(email: string): KeyMetadata | undefined {
+    const stored = this.store.keys.get(email);
+    return stored ? metadata(stored) : undefined;
+  }
+
+  /** The stored key for `email` parsed, or undefined when none is stored. No usability check. */
+  async lookup(email: string): Promise<ParsedPublicKey | undefined> {
+    const stored = this.store.keys.get(email);
+    if (!stored) return undefined;
+    const cached = this.parsed.get(email);
+    if (cached && cached.armored === stored.armored) return cached.key;
+    const key = await parsePublicKey(stored.armored);
+    this.parsed.set(email, { armored: stored.armored, key });
+    return key;
+  }
+
+  /**
+   * The usable encryption key for each address, checked at `at` (a key can
+   * expire between upload and send). Collects every missing and unusable
+   * address before refusing, so the error lists them all.
+   */
+  async usableKeys(emails: readonly string[], at: Date): Promise<Map<string, PublicKey>> {
+    const found = new Map<string, PublicKey>();
+    const missing: string[] = [];
+    const unusable: { email: string; reason: unknown }[] = [];
+    for (const email of emails) {
+      const parsed = await this.lookup(email);
+      if (!parsed) {
+        missing.push(email);
+        continue;
+      }
+      try {
+        await assertUsableFor(parsed, email, at);
+        found.set(email, parsed.key);
+      } catch (err) {
+        if (!(err instanceof RelayError)) throw err;
+        unusable.push({ email, reason: err.details?.['reason'] });
+      }
+    }
+    if (missing.length > 0) {
+      throw new RelayError('missing_public_key', `No public key on file for ${missing.join(', ')}; upload one with PUT /v1/keys/:email before sending encrypted mail.`, {
+        rule: 'encryption',
+        details: { recipients: missing },
+      });
+    }
+    if (unusable.length > 0) {
+      throw new RelayError('unusable_public_key', `The public key of ${unusable.map((u) => u.email).join(', ')} cannot be used (${unusable.map((u) => u.reason).join(', ')}); ask for a current key.`, {
+        rule: 'encryption',
+        details: { recipients: unusable.map((u) => u.email), reasons: Object.fromEntries(unusable.map((u) => [u.email, u.reason])) },
+      });
+    }
+    return found;
+  }
+
+  /**
+   * Loads every `*.asc` in `dir`, filing each key under every email in its
+   * user IDs for which it is usable. Bad files are logged and skipped: the
+   * relay still starts, and those recipients are refused until fixed.
+   */
+  async loadDirectory(dir: string, logger: Logger): Promise<{ filed: number; skipped: number }> {
+    let filed = 0;
+    let skipped = 0;
+    const files = fs.readdirSync(dir).filter((name) => name.endsWith('.asc')).sort();
+    for (const name of files) {
+      let parsed: ParsedPublicKey;
+      try {
+        parsed = await parsePublicKey(fs.readFileSync(path.join(dir, name), 'utf8'));
+      } catch (err) {
+        skipped += 1;
+        logger.warn({ file: name, code: err instanceof RelayError ? err.code : 'internal' }, 'skipping key file that is not one public key');
+        continue;
+      }
+      for (const email of parsed.info.emails) {
+        try {
+          await assertUsableFor(parsed, email, this.now());
+        } catch (err) {
+          skipped += 1;
+          logger.warn({ file: name, email, reason: err instanceof RelayError ? err.details?.['reason'] : 'internal' }, 'skipping unusable key');
+          continue;
+        }
+        const current = this.store.keys.get(email);
+        if (current?.fingerprint === parsed.info.fingerprint && current.armored === parsed.armored) continue;
+        this.store.transaction(() => this.file(email, parsed, 'keys-dir', null));
+        filed += 1;
+      }
+    }
+    return { filed, skipped };
+  }
+}

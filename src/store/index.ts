@@ -1,0 +1,31 @@
+/** The store: one SQLite database and the repositories over it. */
+import { AuditLog } from './audit.js';
+import { openDatabase, type Db } from './db.js';
+import { IncidentStore } from './incidents.js';
+import { KeyStore } from './keys.js';
+import { TokenStore } from './tokens.js';
+
+export interface Store {
+  db: Db;
+  tokens: TokenStore;
+  incidents: IncidentStore;
+  keys: KeyStore;
+  audit: AuditLog;
+  /** Runs `fn` in one transaction (IMMEDIATE: takes the write lock up front). */
+  transaction<T>(fn: () => T): T;
+  close(): void;
+}
+
+/** Opens the database file (or ':memory:') and builds the repositories; `now` stamps the audit log. */
+export function createStore(file: string, now: () => Date): Store {
+  const db = openDatabase(file);
+  return {
+    db,
+    tokens: new TokenStore(db),
+    incidents: new IncidentStore(db),
+    keys: new KeyStore(db),
+    audit: new AuditLog(db, now),
+    transaction: <T>(fn: () => T): T => db.transaction(fn).immediate(),
+    close: () => db.close(),
+  };
+}

@@ -1,0 +1,158 @@
+/**
+ * Versioned schema migrations, applied in order at start. Never edit a
+ * migration that has shipped: add the next one.
+ */
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'foundation',
+    sql: `
+CREATE TABLE tokens (
+  id          TEXT PRIMARY KEY,
+  email       TEXT NOT NULL,
+  role        TEXT NOT NULL CHECK (role IN ('admin', 'responder')),
+  label       TEXT,
+  hash        TEXT NOT NULL UNIQUE,
+  created_at  TEXT NOT NULL,
+  revoked_at  TEXT
+);
+
+CREATE TABLE incidents (
+  id          TEXT PRIMARY KEY,
+  codename    TEXT NOT NULL UNIQUE,
+  status      TEXT NOT NULL CHECK (status IN ('open', 'closed')),
+  created_by  TEXT NOT NULL,
+  created_at  TEXT NOT NULL,
+  closed_at   TEXT
+);
+
+CREATE TABLE roster (
+  incident_id   TEXT NOT NULL REFERENCES incidents(id),
+  email         TEXT NOT NULL,
+  name          TEXT NOT NULL,
+  role          TEXT NOT NULL,
+  phone         TEXT,
+  slack_user_id TEXT,
+  status        TEXT NOT NULL CHECK (status IN ('active', 'removed')),
+  added_at      TEXT NOT NULL,
+  updated_at    TEXT NOT NULL,
+  removed_at    TEXT,
+  PRIMARY KEY (incident_id, email)
+);
+
+CREATE TABLE public_keys (
+  email       TEXT PRIMARY KEY,
+  fingerprint TEXT NOT NULL,
+  algorithm   TEXT NOT NULL,
+  expires_at  TEXT,
+  armored     TEXT NOT NULL,
+  source      TEXT NOT NULL,
+  updated_at  TEXT NOT NULL
+);
+
+CREATE TABLE audit_events (
+  seq         INTEGER PRIMARY KEY,
+  at          TEXT NOT NULL,
+  type        TEXT NOT NULL,
+  actor       TEXT,
+  incident_id TEXT,
+  outcome     TEXT NOT NULL,
+  data        TEXT NOT NULL,
+  prev_hash   TEXT NOT NULL,
+  hash        TEXT NOT NULL
+);
+CREATE INDEX audit_events_incident ON audit_events (incident_id, seq);
+CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+  BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+  BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END;
+
+CREATE TABLE settings (
+  name  TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+`,
+  },
+  {
+    version: 2,
+    name: 'outbox',
+    sql: `
+CREATE TABLE emails (
+  id             TEXT PRIMARY KEY,
+  incident_id    TEXT NOT NULL REFERENCES incidents(id),
+  message_id     TEXT NOT NULL UNIQUE,
+  sender         TEXT NOT NULL,
+  encrypted      INTEGER NOT NULL,
+  external_chain INTEGER NOT NULL,
+  recipients     TEXT NOT NULL,
+  created_at     TEXT NOT NULL
+);
+CREATE INDEX emails_incident ON emails (incident_id);
+
+CREATE TABLE sms_messages (
+  id          TEXT PRIMARY KEY,
+  incident_id TEXT REFERENCES incidents(id),
+  email       TEXT,
+  phone       TEXT NOT NULL,
+  created_at  TEXT NOT NULL,
+  created_ms  INTEGER NOT NULL
+);
+CREATE INDEX sms_messages_phone ON sms_messages (phone, created_ms);
+CREATE INDEX sms_messages_email ON sms_messages (email, created_ms);
+
+-- One row per envelope to deliver. The body is what goes on the wire, already
+-- composed and encrypted; it is purged once delivered.
+CREATE TABLE deliveries (
+  id              TEXT PRIMARY KEY,
+  channel         TEXT NOT NULL CHECK (channel IN ('email', 'sms')),
+  email_id        TEXT REFERENCES emails(id),
+  sms_id          TEXT REFERENCES sms_messages(id),
+  incident_id     TEXT,
+  envelope        TEXT NOT NULL,
+  body            BLOB,
+  status          TEXT NOT NULL CHECK (status IN ('queued', 'sent', 'failed')),
+  attempts        INTEGER NOT NULL DEFAULT 0,
+  created_ms      INTEGER NOT NULL,
+  next_attempt_ms INTEGER NOT NULL,
+  last_error      TEXT,
+  provider_id     TEXT,
+  sent_at         TEXT
+);
+CREATE INDEX deliveries_due ON deliveries (status, next_attempt_ms);
+CREATE INDEX deliveries_email ON deliveries (email_id);
+CREATE INDEX deliveries_sms ON deliveries (sms_id);
+
+CREATE TABLE idempotency (
+  token_id    TEXT NOT NULL,
+  key         TEXT NOT NULL,
+  route       TEXT NOT NULL,
+  status      INTEGER NOT NULL,
+  response    TEXT NOT NULL,
+  created_at  TEXT NOT NULL,
+  PRIMARY KEY (token_id, key)
+);
+`,
+  },
+  {
+    version: 3,
+    name: 'slack',
+    sql: `
+CREATE TABLE slack_channels (
+  incident_id TEXT PRIMARY KEY REFERENCES incidents(id),
+  channel_id  TEXT,
+  name        TEXT,
+  state       TEXT NOT NULL CHECK (state IN ('pending', 'ready', 'failed', 'archived')),
+  reason      TEXT,
+  updated_at  TEXT NOT NULL
+);
+ALTER TABLE roster ADD COLUMN slack_status TEXT;
+`,
+  },
+];

@@ -1,0 +1,94 @@
+/**
+ * Access tokens: random, shown once, stored as a SHA-256 hash and compared in
+ * constant time. A token reads `ir_<id>_<secret>`; the id finds the row, the
+ * hash of the whole token must match it.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Db } from './db.js';
+
+export type TokenRole = 'admin' | 'responder';
+
+export interface TokenRecord {
+  id: string;
+  email: string;
+  role: TokenRole;
+  label: string | null;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
+/** The id under which the bootstrap admin token (RELAY_ADMIN_TOKEN or generated) is kept. */
+export const BOOTSTRAP_TOKEN_ID = 'admin';
+
+const TOKEN_FORMAT = /^ir_([a-z0-9]{16})_[A-Za-z0-9_-]{43}$/;
+
+function hashToken(token: string): Buffer {
+  return createHash('sha256').update(token, 'utf8').digest();
+}
+
+interface Row {
+  id: string;
+  email: string;
+  role: TokenRole;
+  label: string | null;
+  hash: string;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+function toRecord(row: Row): TokenRecord {
+  return { id: row.id, email: row.email, role: row.role, label: row.label, createdAt: row.created_at, revokedAt: row.revoked_at };
+}
+
+/** Token storage and verification. */
+export class TokenStore {
+  constructor(private readonly db: Db) {}
+
+  /** Creates a token; the returned secret is the only copy. 256 bits of randomness. */
+  create(input: { email: string; role: TokenRole; label?: string | null; at: Date }): { record: TokenRecord; token: string } {
+    const id = randomBytes(8).toString('hex');
+    const token = `ir_${id}_${randomBytes(32).toString('base64url')}`;
+    this.insert(id, token, input);
+    return { record: this.get(id)!, token };
+  }
+
+  /** Sets the bootstrap admin token's hash (from RELAY_ADMIN_TOKEN, or freshly generated). */
+  setBootstrap(token: string, email: string, at: Date): void {
+    this.db.prepare('DELETE FROM tokens WHERE id = ?').run(BOOTSTRAP_TOKEN_ID);
+    this.insert(BOOTSTRAP_TOKEN_ID, token, { email, role: 'admin', label: 'bootstrap', at });
+  }
+
+  /** Whether the bootstrap admin token exists and matches `token` (or exists at all, without one). */
+  hasBootstrap(): boolean {
+    return this.db.prepare('SELECT 1 FROM tokens WHERE id = ? AND revoked_at IS NULL').get(BOOTSTRAP_TOKEN_ID) !== undefined;
+  }
+
+  private insert(id: string, token: string, input: { email: string; role: TokenRole; label?: string | null; at: Date }): void {
+    this.db
+      .prepare('INSERT INTO tokens (id, email, role, label, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(id, input.email, input.role, input.label ?? null, hashToken(token).toString('hex'), input.at.toISOString());
+  }
+
+  /** The token's record when it is known and not revoked; undefined otherwise. */
+  verify(token: string): TokenRecord | undefined {
+    const id = TOKEN_FORMAT.exec(token)?.[1] ?? BOOTSTRAP_TOKEN_ID;
+    const row = this.db.prepare('SELECT * FROM tokens WHERE id = ?').get(id) as Row | undefined;
+    // Hash first either way so a miss and a hit take the same time.
+    const presented = hashToken(token);
+    if (!row) return undefined;
+    const stored = Buffer.from(row.hash, 'hex');
+    if (stored.length !== presented.length || !timingSafeEqual(stored, presented)) return undefined;
+    if (row.revoked_at !== null) return undefined;
+    return toRecord(row);
+  }
+
+  get(id: string): TokenRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM tokens WHERE id = ?').get(id) as Row | undefined;
+    return row ? toRecord(row) : undefined;
+  }
+
+  /** Marks the token revoked; false when there is no such live token. */
+  revoke(id: string, at: Date): boolean {
+    return this.db.prepare('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at.toISOString(), id).changes === 1;
+  }
+}

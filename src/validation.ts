@@ -1,0 +1,52 @@
+/**
+ * Field schemas shared by every listener. Anything that can end up in a mail
+ * header is refused when it holds CR, LF or NUL: header injection is stopped
+ * at the door, and again when bytes are composed.
+ */
+import { z } from 'zod';
+import { invalid } from './errors.js';
+
+const CONTROL = /[\r\n\0]/;
+
+/** A single-line string safe to place in a header. */
+export const headerText = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .refine((s) => !CONTROL.test(s), { message: 'must not contain CR, LF or NUL' });
+
+// Deliberately narrower than RFC 5321: no quoted local parts, no comments, no
+// IP literals. Responders' addresses are ordinary mailbox names.
+const EMAIL = /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$/;
+
+/** True for an address the relay accepts. */
+export function isEmailAddress(value: string): boolean {
+  return value.length <= 254 && EMAIL.test(value) && !value.startsWith('.') && !value.includes('..') && !value.split('@')[0]!.endsWith('.');
+}
+
+/** An email address, lowercased. */
+export const emailAddress = z
+  .string()
+  .max(254)
+  .refine(isEmailAddress, { message: 'must be an email address such as name@corp.example' })
+  .transform((s) => s.toLowerCase());
+
+/** An E.164 phone number. */
+export const phoneNumber = z.string().regex(/^\+[1-9]\d{6,14}$/, 'must be an E.164 number such as +15555550100');
+
+/** Lowercases and checks a path parameter that must be an email address. */
+export function emailParam(value: string): string {
+  if (!isEmailAddress(value)) throw invalid(`"${value.slice(0, 80).replace(CONTROL, '?')}" is not an email address`);
+  return value.toLowerCase();
+}
+
+/** Parses `input` with `schema` or throws invalid_request listing each bad field. */
+export function parseInput<T>(schema: z.ZodType<T>, input: unknown, what = 'request body'): T {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const fields = result.error.issues.map((issue) => ({
+    field: issue.path.join('.') || '(root)',
+    problem: issue.code === 'unrecognized_keys' ? `unknown field(s): ${issue.keys.join(', ')}` : issue.message,
+  }));
+  throw invalid(`Invalid ${what}: ${fields.map((f) => `${f.field} ${f.problem}`).join('; ')}`, { fields });
+}
