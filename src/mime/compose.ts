@@ -1,0 +1,453 @@
+/**
+ * Byte builders for the message formats of SPEC §3: plain MIME, the protected
+ * inner part of PGP/MIME, and the RFC 3156 multipart/encrypted envelope.
+ *
+ * Pure functions: values in, bytes out. Every line ends in CRLF and every
+ * header-bound value is checked again here (defence in depth), so a caller
+ * that forgot to validate still cannot inject a header or a MIME part.
+ */
+
+import { randomBytes } from 'node:crypto';
+import { encode as qpEncode, wrap as qpWrap } from 'nodemailer/lib/qp';
+import { RelayError } from '../errors.js';
+
+/** The only subject any outbound email ever carries (SPEC §2, rule `subject`). */
+export const FIXED_SUBJECT = 'Attorney Work Project';
+
+/** A mailbox: an addr-spec with an optional display name. */
+export interface Address {
+  name?: string;
+  address: string;
+}
+
+/** A file carried as a base64 MIME part. */
+export interface Attachment {
+  filename: string;
+  contentType: string;
+  content: Buffer;
+}
+
+/** Everything a composed message is built from; Bcc is deliberately absent (rule `bcc`). */
+export interface MessageContent {
+  /** `<uuid@domain>`, angle brackets included. */
+  messageId: string;
+  date: Date;
+  from: Address;
+  to: Address[];
+  cc: Address[];
+  /** The sender's subject; it becomes the first body line `Topic: <topic>`, never a header. */
+  topic?: string;
+  text: string;
+  html?: string;
+  attachments: Attachment[];
+  inReplyTo?: string;
+  references?: string[];
+}
+
+/** The header-bearing fields of a message, as the encrypted envelope needs them. */
+export type EnvelopeHeaders = Pick<MessageContent, 'messageId' | 'date' | 'from' | 'to' | 'cc' | 'inReplyTo' | 'references'>;
+
+const CRLF = '\r\n';
+// RFC 5322 §2.1.1: lines SHOULD be at most 78 characters and MUST be at most 998.
+const FOLD_AT = 78;
+const MAX_LINE = 998;
+
+/** A MIME entity: unfolded header lines are folded on output; the body is CRLF text. */
+interface Part {
+  headers: string[];
+  body: string;
+}
+
+/** Build a complete RFC 5322 plaintext message with the fixed subject. */
+export function composePlain(m: MessageContent): Buffer {
+  const content = bodyEntity(m);
+  const parts = m.attachments.length === 0 ? content : mixed([content, ...m.attachments.map(attachmentPart)]);
+  return finish({
+    headers: [...messageHeaders(m), 'MIME-Version: 1.0', ...parts.headers],
+    body: parts.body,
+  });
+}
+
+/** Build the cleartext that is signed and encrypted: a multipart/mixed entity carrying the protected headers. */
+export function composeProtectedPart(m: MessageContent): Buffer {
+  // draft-autocrypt-lamps-protected-headers §2: the protected headers sit on the
+  // outermost part of the cryptographic payload, marked protected-headers="v1".
+  // It is always multipart/mixed so every client finds them in the same place.
+  const parts = mixed([bodyEntity(m), ...m.attachments.map(attachmentPart)], 'protected-headers="v1"; ');
+  return finish({ headers: [...parts.headers, ...messageHeaders(m)], body: parts.body });
+}
+
+/** Wrap one ASCII-armored OpenPGP message in an RFC 3156 multipart/encrypted message. */
+export function composeEncryptedEnvelope(m: EnvelopeHeaders, armoredMessage: string): Buffer {
+  const armored = normaliseNewlines(armoredMessage).trim();
+  if (
+    !/^-----BEGIN PGP MESSAGE-----\r\n[\x20-\x7e\r\n]*\r\n-----END PGP MESSAGE-----$/.test(armored) ||
+    armored.split('-----BEGIN PGP MESSAGE-----').length !== 2
+  ) {
+    throw new RelayError('internal', 'The encrypted envelope needs one ASCII-armored OpenPGP message; encrypt with armor enabled.');
+  }
+  // RFC 3156 §4: part 1 identifies the version, part 2 holds the OpenPGP message.
+  const version: Part = {
+    headers: ['Content-Type: application/pgp-encrypted', 'Content-Description: PGP/MIME version identification'],
+    body: 'Version: 1' + CRLF,
+  };
+  const payload: Part = {
+    headers: [
+      'Content-Type: application/octet-stream; name="encrypted.asc"',
+      'Content-Description: OpenPGP encrypted message',
+      'Content-Disposition: inline; filename="encrypted.asc"',
+    ],
+    body: armored + CRLF,
+  };
+  const envelope = multipart(
+    'encrypted',
+    [version, payload],
+    'protocol="application/pgp-encrypted"; ',
+    'This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)',
+  );
+  return finish({
+    headers: [...messageHeaders(m), 'MIME-Version: 1.0', ...envelope.headers],
+    body: envelope.body,
+  });
+}
+
+// ---------------------------------------------------------------- headers
+
+/** The originator, destination, identification and fixed subject headers (RFC 5322 §3.6). */
+function messageHeaders(m: EnvelopeHeaders): string[] {
+  const headers = [`From: ${mailbox(m.from, 'from')}`];
+  if (m.to.length > 0) {
+    headers.push(`To: ${addressList(m.to, 'to')}`);
+  } else if (m.cc.length === 0) {
+    // RFC 5322 §3.6.3: a message for Bcc recipients only still names a destination group.
+    headers.push('To: undisclosed-recipients:;');
+  }
+  if (m.cc.length > 0) headers.push(`Cc: ${addressList(m.cc, 'cc')}`);
+  headers.push(`Subject: ${FIXED_SUBJECT}`);
+  headers.push(`Message-ID: ${msgId(m.messageId, 'messageId')}`);
+  headers.push(`Date: ${formatDate(m.date)}`);
+  if (m.inReplyTo !== undefined) headers.push(`In-Reply-To: ${msgId(m.inReplyTo, 'inReplyTo')}`);
+  if (m.references !== undefined && m.references.length > 0) {
+    headers.push(`References: ${m.references.map((r, i) => msgId(r, `references[${i}]`)).join(' ')}`);
+  }
+  return headers;
+}
+
+// Printable ASCII excluding the specials that would end an addr-spec early or
+// start another one; a conservative dot-atom form is all the roster ever holds.
+const LOCAL_PART = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/;
+const DOMAIN = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
+
+function addrSpec(address: string, field: string): string {
+  assertHeaderSafe(address, `${field}.address`);
+  const at = address.lastIndexOf('@');
+  const local = address.slice(0, at);
+  const domain = address.slice(at + 1);
+  if (at <= 0 || address.length > 254 || !LOCAL_PART.test(local) || !DOMAIN.test(domain)) {
+    throw new RelayError('invalid_request', `${field}.address is not a plain email address (local@domain); correct it and resend.`, {
+      details: { field: `${field}.address` },
+    });
+  }
+  return address;
+}
+
+function mailbox(a: Address, field: string): string {
+  const address = addrSpec(a.address, field);
+  if (a.name === undefined || a.name === '') return address;
+  assertHeaderSafe(a.name, `${field}.name`);
+  return `${phrase(a.name)} <${address}>`;
+}
+
+function addressList(list: Address[], field: string): string {
+  return list.map((a, i) => mailbox(a, `${field}[${i}]`)).join(', ');
+}
+
+/** A display name: a quoted-string when ASCII, RFC 2047 encoded-words otherwise. */
+function phrase(name: string): string {
+  // RFC 2047 §5(3): encoded-words may form a whole phrase. A name that already
+  // looks like one is encoded too, or decoders would show the look-alike's text.
+  if (/^[\x20-\x7e]*$/.test(name) && !name.includes('=?')) {
+    // RFC 5322 §3.2.4: inside a quoted-string only DQUOTE and backslash need escaping.
+    return `"${name.replace(/["\\]/g, '\\$&')}"`;
+  }
+  return encodedWords(name);
+}
+
+/** RFC 2047 B encoded-words, each at most 75 characters (§2) and holding whole characters (§5). */
+function encodedWords(text: string): string {
+  const words: string[] = [];
+  let chunk = '';
+  for (const ch of text) {
+    // 45 bytes of UTF-8 encode to 60 base64 characters; with '=?UTF-8?B?' and '?=' that is 72.
+    if (Buffer.byteLength(chunk + ch) > 45) {
+      words.push(chunk);
+      chunk = '';
+    }
+    chunk += ch;
+  }
+  words.push(chunk);
+  return words.map((w) => `=?UTF-8?B?${Buffer.from(w, 'utf8').toString('base64')}?=`).join(' ');
+}
+
+// RFC 5322 §3.6.4: msg-id = "<" id-left "@" id-right ">"; no whitespace, no
+// angle brackets or '@' inside either side.
+const MSG_ID = /^<([!-;=?A-~]+@[!-;=?A-~]+)>$/;
+
+function msgId(value: string, field: string): string {
+  assertHeaderSafe(value, field);
+  const bracketed = value.startsWith('<') ? value : `<${value}>`;
+  if (!MSG_ID.test(bracketed) || bracketed.length > 900) {
+    throw new RelayError('invalid_request', `${field} is not a message id like <id@domain>; correct it and resend.`, {
+      details: { field },
+    });
+  }
+  return bracketed;
+}
+
+const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'] as const;
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'] as const;
+
+/** RFC 5322 §3.3 date-time, in UTC so no local zone leaks. */
+function formatDate(date: Date): string {
+  if (Number.isNaN(date.getTime())) {
+    throw new RelayError('invalid_request', 'date is not a valid date; pass a real Date.', { details: { field: 'date' } });
+  }
+  const two = (n: number): string => String(n).padStart(2, '0');
+  return (
+    `${DAYS[date.getUTCDay()]}, ${two(date.getUTCDate())} ${MONTHS[date.getUTCMonth()]} ${date.getUTCFullYear()} ` +
+    `${two(date.getUTCHours())}:${two(date.getUTCMinutes())}:${two(date.getUTCSeconds())} +0000`
+  );
+}
+
+// C0 controls, DEL and the Unicode line separators: none of them may reach a
+// header, since a CR or LF would end it and start one chosen by the sender.
+const LINE_BREAK = /[\r\n\u0085\u2028\u2029]/;
+const CONTROL = /[\x00-\x1f\x7f]/;
+
+function assertHeaderSafe(value: string, field: string): void {
+  if (typeof value !== 'string') {
+    throw new RelayError('invalid_request', `${field} must be a string.`, { details: { field } });
+  }
+  if (LINE_BREAK.test(value)) {
+    throw new RelayError('invalid_request', `${field} contains a line break (CR/LF); header values must be one line, remove it and resend.`, {
+      details: { field },
+    });
+  }
+  if (CONTROL.test(value)) {
+    throw new RelayError('invalid_request', `${field} contains a control character; remove it and resend.`, { details: { field } });
+  }
+}
+
+/** Fold one header line at whitespace so lines stay within 78 characters where possible (RFC 5322 §2.2.3). */
+function fold(line: string): string {
+  const colon = line.indexOf(':');
+  const out: string[] = [];
+  let rest = line;
+  let first = true;
+  while (rest.length > FOLD_AT) {
+    // Break before a space; the first line keeps at least 'Name: x'; a line may not be blank (§3.2.2).
+    const min = first ? colon + 2 : 1;
+    let cut = -1;
+    for (let i = Math.min(FOLD_AT, rest.length - 1); i > min; i--) {
+      if (rest[i] === ' ' && rest.slice(0, i).trim() !== '' && rest.slice(i).trim() !== '') {
+        cut = i;
+        break;
+      }
+    }
+    if (cut < 0) {
+      // A token longer than the soft limit: break at the next space instead.
+      for (let i = FOLD_AT + 1; i < rest.length; i++) {
+        if (rest[i] === ' ' && rest.slice(i).trim() !== '') {
+          cut = i;
+          break;
+        }
+      }
+    }
+    if (cut < 0) break;
+    out.push(rest.slice(0, cut));
+    rest = rest.slice(cut);
+    first = false;
+  }
+  out.push(rest);
+  if (out.some((l) => l.length > MAX_LINE)) {
+    const name = line.slice(0, colon);
+    throw new RelayError('invalid_request', `The ${name} header would exceed 998 characters per line; shorten the value and resend.`, {
+      details: { header: name },
+    });
+  }
+  return out.join(CRLF);
+}
+
+// ---------------------------------------------------------------- bodies
+
+/** The readable body: text/plain, or multipart/alternative of text and html. */
+function bodyEntity(m: MessageContent): Part {
+  const topic = topicOf(m.topic);
+  const text = topic === undefined ? m.text : `Topic: ${topic}${CRLF}${CRLF}${m.text}`;
+  const plain = textPart('plain', text);
+  if (m.html === undefined) return plain;
+  // RFC 2046 §5.1.4: alternatives in increasing order of preference, so html last.
+  return multipart('alternative', [plain, textPart('html', withHtmlTopic(m.html, topic))]);
+}
+
+function topicOf(topic: string | undefined): string | undefined {
+  if (topic === undefined || topic.trim() === '') return undefined;
+  // The topic is one body line; a line break would let the sender forge more lines
+  // (or headers of the text part's reader), so refuse rather than strip.
+  if (LINE_BREAK.test(topic)) {
+    throw new RelayError('invalid_request', 'topic (the subject) contains a line break (CR/LF); use a one-line subject and resend.', {
+      rule: 'subject',
+      details: { field: 'subject' },
+    });
+  }
+  if (/[\x00-\x08\x0b-\x1f\x7f]/.test(topic)) {
+    throw new RelayError('invalid_request', 'topic (the subject) contains a control character; remove it and resend.', {
+      rule: 'subject',
+      details: { field: 'subject' },
+    });
+  }
+  return topic;
+}
+
+function withHtmlTopic(html: string, topic: string | undefined): string {
+  if (topic === undefined) return html;
+  const line = `<p>Topic: ${escapeHtml(topic)}</p>${CRLF}`;
+  const body = /<body\b[^>]*>/i.exec(html);
+  if (body === null) return line + html;
+  const at = body.index + body[0].length;
+  return html.slice(0, at) + CRLF + line + html.slice(at);
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** A UTF-8 text part, quoted-printable so long lines and non-ASCII survive 7-bit transport (RFC 2045 §6.7). */
+function textPart(subtype: 'plain' | 'html', text: string): Part {
+  const encoded = qpWrap(qpEncode(Buffer.from(normaliseNewlines(text), 'utf8')), 76);
+  return {
+    headers: [`Content-Type: text/${subtype}; charset=utf-8`, 'Content-Transfer-Encoding: quoted-printable'],
+    body: encoded,
+  };
+}
+
+function attachmentPart(a: Attachment, index: number): Part {
+  const field = `attachments[${index}]`;
+  if (typeof a.filename !== 'string' || a.filename === '') {
+    throw new RelayError('invalid_request', `${field}.filename is empty; give the file a name and resend.`, {
+      details: { field: `${field}.filename` },
+    });
+  }
+  assertHeaderSafe(a.filename, `${field}.filename`);
+  if (!Buffer.isBuffer(a.content)) {
+    throw new RelayError('invalid_request', `${field}.content must be bytes.`, { details: { field: `${field}.content` } });
+  }
+  return {
+    headers: [
+      `Content-Type: ${mediaType(a.contentType, `${field}.contentType`)}; ${param('name', a.filename)}`,
+      'Content-Transfer-Encoding: base64',
+      `Content-Disposition: attachment; ${param('filename', a.filename)}`,
+    ],
+    body: base64Lines(a.content),
+  };
+}
+
+// RFC 2045 §5.1 token characters.
+const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
+const MEDIA_TYPE = new RegExp(`^\\s*(${TOKEN})/(${TOKEN})\\s*(?:;(.*))?$`);
+
+/** The attachment's media type, reduced to type/subtype and an optional charset. */
+function mediaType(contentType: string, field: string): string {
+  assertHeaderSafe(contentType, field);
+  const match = MEDIA_TYPE.exec(contentType);
+  if (match === null) {
+    throw new RelayError('invalid_request', `${field} is not a media type like application/pdf; correct it and resend.`, {
+      details: { field },
+    });
+  }
+  const type = (match[1] ?? '').toLowerCase();
+  const subtype = (match[2] ?? '').toLowerCase();
+  // RFC 2045 §6.4 and RFC 2046 §5.2.1: composite types may not be base64-encoded,
+  // and a sender-chosen multipart boundary could reshape the message; carry them opaquely.
+  if (type === 'multipart' || type === 'message') return 'application/octet-stream';
+  const charset = /(?:^|;)\s*charset\s*=\s*"?([A-Za-z0-9._:-]+)"?\s*(?:;|$)/i.exec(match[3] ?? '');
+  return charset?.[1] === undefined ? `${type}/${subtype}` : `${type}/${subtype}; charset=${charset[1]}`;
+}
+
+// RFC 2231 §7 attribute-char (as repeated by RFC 5987 §3.2.1 attr-char).
+const ATTR_CHAR = /^[A-Za-z0-9!#$&+.^_`|~-]$/;
+
+/** A parameter: a quoted-string when plain ASCII, else RFC 2231 §3/§4 continuations with UTF-8 percent-encoding. */
+function param(key: string, value: string): string {
+  // '=?' is excluded because decoders decode encoded-words even in parameters.
+  if (/^[\x20-\x7e]*$/.test(value) && !/["\\]/.test(value) && !value.includes('=?') && value.length <= 60) {
+    return `${key}="${value}"`;
+  }
+  const segments: string[] = [];
+  let segment = '';
+  for (const ch of value) {
+    const enc = ATTR_CHAR.test(ch)
+      ? ch
+      : [...Buffer.from(ch, 'utf8')].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join('');
+    // Segments hold whole characters so decoders that decode per segment still get valid UTF-8.
+    if (segment.length + enc.length > 60 && segment !== '') {
+      segments.push(segment);
+      segment = '';
+    }
+    segment += enc;
+  }
+  segments.push(segment);
+  if (segments.length === 1) return `${key}*=utf-8''${segments[0] ?? ''}`;
+  return segments.map((s, i) => `${key}*${i}*=${i === 0 ? "utf-8''" : ''}${s}`).join('; ');
+}
+
+/** Base64 in 76-character lines (RFC 2045 §6.8). */
+function base64Lines(content: Buffer): string {
+  const b64 = content.toString('base64');
+  const lines: string[] = [];
+  for (let i = 0; i < b64.length; i += 76) lines.push(b64.slice(i, i + 76));
+  return lines.join(CRLF);
+}
+
+function normaliseNewlines(s: string): string {
+  return s.replace(/\r\n|\r|\n/g, CRLF);
+}
+
+// ---------------------------------------------------------------- multipart
+
+function mixed(parts: Part[], extraParams = ''): Part {
+  return multipart('mixed', parts, extraParams);
+}
+
+/** A multipart entity (RFC 2046 §5.1.1) with a fresh random boundary absent from every part. */
+function multipart(subtype: string, parts: Part[], extraParams = '', preamble?: string): Part {
+  const rendered = parts.map(render);
+  let boundary = newBoundary();
+  // '=_' can occur in neither quoted-printable nor base64 output, but the check
+  // is what guarantees it: a boundary found in content is drawn again.
+  while (rendered.some((p) => p.includes(boundary)) || (preamble?.includes(boundary) ?? false)) boundary = newBoundary();
+  const body =
+    (preamble === undefined ? '' : preamble + CRLF) +
+    rendered.map((p) => `--${boundary}${CRLF}${p}${CRLF}`).join('') +
+    `--${boundary}--`;
+  return { headers: [`Content-Type: multipart/${subtype}; ${extraParams}boundary="${boundary}"`], body };
+}
+
+function newBoundary(): string {
+  return `=_ir_${randomBytes(18).toString('hex')}`;
+}
+
+function render(p: Part): string {
+  return p.headers.map(fold).join(CRLF) + CRLF + CRLF + p.body;
+}
+
+/** Render a top-level entity and check the invariants every output must hold. */
+function finish(p: Part): Buffer {
+  let out = render(p);
+  if (!out.endsWith(CRLF)) out += CRLF;
+  // Everything above is encoded to 7-bit and CRLF; a violation here is a bug, so fail closed.
+  if (/[^\x00-\x7f]/.test(out) || /\r(?!\n)|(?<!\r)\n/.test(out)) {
+    throw new RelayError('internal', 'Composed message is not 7-bit CRLF text; this is a relay bug, report it.');
+  }
+  return Buffer.from(out, 'ascii');
+}
