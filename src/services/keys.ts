@@ -10,6 +10,7 @@ import { RelayError } from '../errors.js';
 import { assertUsableFor, parsePublicKey, type ParsedPublicKey } from '../pgp/keys.js';
 import type { Store } from '../store/index.js';
 import type { StoredKey } from '../store/keys.js';
+import type { KeyState } from '../policy/email.js';
 
 /** What the API shows of a key: never the key material itself. */
 export interface KeyMetadata {
@@ -27,6 +28,8 @@ function metadata(key: StoredKey): KeyMetadata {
 export class KeyService {
   // email -> the parsed key for the armored text currently stored.
   private readonly parsed = new Map<string, { armored: string; key: ParsedPublicKey }>();
+  // Parsed keys already found usable for their address (see keyStates).
+  private readonly usableCache = new WeakMap<ParsedPublicKey, true>();
 
   constructor(
     private readonly store: Store,
@@ -84,41 +87,45 @@ export class KeyService {
   }
 
   /**
-   * The usable encryption key for each address, checked at `at` (a key can
-   * expire between upload and send). Collects every missing and unusable
-   * address before refusing, so the error lists them all.
+   * The state of each address's key at `at`: usable, unusable (with the
+   * reason) or missing. Keys are re-checked at every send because a key can
+   * expire between upload and send; a usable verdict is cached until the
+   * key's expiry, since only time (or a new upload) can change it.
    */
-  async usableKeys(emails: readonly string[], at: Date): Promise<Map<string, PublicKey>> {
-    const found = new Map<string, PublicKey>();
-    const missing: string[] = [];
-    const unusable: { email: string; reason: unknown }[] = [];
-    for (const email of emails) {
+  async keyStates(emails: readonly string[], at: Date): Promise<Map<string, KeyState>> {
+    const states = new Map<string, KeyState>();
+    for (const email of new Set(emails)) {
       const parsed = await this.lookup(email);
       if (!parsed) {
-        missing.push(email);
+        states.set(email, { state: 'missing' });
+        continue;
+      }
+      const expiresMs = parsed.info.expiresAt === null ? Infinity : Date.parse(parsed.info.expiresAt);
+      if (this.usableCache.get(parsed) === true && at.getTime() < expiresMs) {
+        states.set(email, { state: 'usable' });
         continue;
       }
       try {
         await assertUsableFor(parsed, email, at);
-        found.set(email, parsed.key);
+        this.usableCache.set(parsed, true);
+        states.set(email, { state: 'usable' });
       } catch (err) {
         if (!(err instanceof RelayError)) throw err;
-        unusable.push({ email, reason: err.details?.['reason'] });
+        states.set(email, { state: 'unusable', reason: String(err.details?.['reason'] ?? err.code) });
       }
     }
-    if (missing.length > 0) {
-      throw new RelayError('missing_public_key', `No public key on file for ${missing.join(', ')}; upload one with PUT /v1/keys/:email before sending encrypted mail.`, {
-        rule: 'encryption',
-        details: { recipients: missing },
-      });
+    return states;
+  }
+
+  /** The parsed public keys of addresses whose state was found usable. */
+  async publicKeys(emails: readonly string[]): Promise<PublicKey[]> {
+    const keys: PublicKey[] = [];
+    for (const email of emails) {
+      const parsed = await this.lookup(email);
+      if (!parsed) throw new RelayError('missing_public_key', `No public key on file for ${email}.`, { rule: 'encryption', details: { recipients: [email] } });
+      keys.push(parsed.key);
     }
-    if (unusable.length > 0) {
-      throw new RelayError('unusable_public_key', `The public key of ${unusable.map((u) => u.email).join(', ')} cannot be used (${unusable.map((u) => u.reason).join(', ')}); ask for a current key.`, {
-        rule: 'encryption',
-        details: { recipients: unusable.map((u) => u.email), reasons: Object.fromEntries(unusable.map((u) => [u.email, u.reason])) },
-      });
-    }
-    return found;
+    return keys;
   }
 
   /**

@@ -1,8 +1,10 @@
 /** The store: one SQLite database and the repositories over it. */
 import { AuditLog } from './audit.js';
 import { openDatabase, type Db } from './db.js';
+import { IdempotencyStore } from './idempotency.js';
 import { IncidentStore } from './incidents.js';
 import { KeyStore } from './keys.js';
+import { Outbox } from './outbox.js';
 import { TokenStore } from './tokens.js';
 
 export interface Store {
@@ -11,6 +13,8 @@ export interface Store {
   incidents: IncidentStore;
   keys: KeyStore;
   audit: AuditLog;
+  outbox: Outbox;
+  idempotency: IdempotencyStore;
   /** Runs `fn` in one transaction (IMMEDIATE: takes the write lock up front). */
   transaction<T>(fn: () => T): T;
   close(): void;
@@ -25,6 +29,8 @@ export function createStore(file: string, now: () => Date): Store {
     incidents: new IncidentStore(db),
     keys: new KeyStore(db),
     audit: new AuditLog(db, now),
+    outbox: new Outbox(db),
+    idempotency: new IdempotencyStore(db),
     transaction: <T>(fn: () => T): T => db.transaction(fn).immediate(),
     close: () => db.close(),
   };

@@ -1,0 +1,146 @@
+/**
+ * The email policy (SPEC §2): values in, a decision out. No I/O: the caller
+ * looks up the roster, the key states and the reply chain, and passes the clock.
+ */
+import { RelayError } from '../errors.js';
+import { fail, pass, skip, type Decision, type RuleOutcome } from './decision.js';
+
+/** What the key lookup found for an address, checked at the decision's time. */
+export type KeyState = { state: 'usable' } | { state: 'missing' } | { state: 'unusable'; reason: string };
+
+export interface EmailPolicyInput {
+  /** The authenticated responder. */
+  sender: string;
+  /** SMTP only: the MAIL FROM address and the From: header address, which must be the sender. */
+  claimedSenders: readonly string[];
+  incidentStatus: 'open' | 'closed';
+  /** Active roster addresses, lowercased. */
+  roster: ReadonlySet<string>;
+  to: readonly string[];
+  cc: readonly string[];
+  bcc: readonly string[];
+  /** True when the sender supplied a subject (it becomes the Topic line). */
+  hasSubject: boolean;
+  /** True when In-Reply-To/References reach a relay message whose chain had an external recipient. */
+  chainExternal: boolean;
+  isInternal: (address: string) => boolean;
+  encryptMode: 'external' | 'always';
+  /** Key states for every recipient and the sender, checked by the caller at the decision's time. Absent means missing. */
+  keys: ReadonlyMap<string, KeyState>;
+}
+
+export interface EmailPlan {
+  encrypt: boolean;
+  /** Why: 'external-recipient', 'external-chain', 'always', or null for plain. */
+  encryptReason: 'external-recipient' | 'external-chain' | 'always' | null;
+  /** To and Cc, deduplicated; these appear in headers. */
+  to: string[];
+  cc: string[];
+  /** Bcc recipients not already visible; never in any header. */
+  bcc: string[];
+  /** Keys for the visible copy: every visible recipient, plus the sender when their key is usable. */
+  visibleKeyHolders: string[];
+  /** True when this message makes or keeps its chain external. */
+  chainExternal: boolean;
+}
+
+function unique(addresses: readonly string[], except: ReadonlySet<string> = new Set()): string[] {
+  const seen = new Set<string>();
+  for (const a of addresses) if (!except.has(a)) seen.add(a);
+  return [...seen];
+}
+
+/** Decides one email. Every rule is listed; the first failure's error is the refusal. */
+export function decideEmail(input: EmailPolicyInput): Decision<EmailPlan> {
+  const rules: RuleOutcome[] = [];
+  const to = unique(input.to);
+  const cc = unique(input.cc, new Set(to));
+  const visible = new Set([...to, ...cc]);
+  const bcc = unique(input.bcc, visible);
+  const everyone = [...to, ...cc, ...bcc];
+  let error: RelayError | undefined;
+  const refuse = (e: RelayError): void => {
+    error ??= e;
+  };
+
+  rules.push(pass('subject', input.hasSubject ? 'Subject fixed to Attorney Work Project; the sender\'s subject moved to the Topic line' : 'Subject fixed to Attorney Work Project'));
+  rules.push(pass('codename', 'no incident details in headers: the subject is fixed'));
+
+  if (input.incidentStatus === 'open') rules.push(pass('incident-open', 'incident is open'));
+  else {
+    rules.push(fail('incident-open', 'incident is closed'));
+    refuse(new RelayError('incident_closed', 'This incident is closed and accepts no new messages; ask the commander to declare a new one.', { rule: 'incident-open' }));
+  }
+
+  const impostors = unique(input.claimedSenders.map((a) => a.toLowerCase())).filter((a) => a !== input.sender);
+  if (impostors.length === 0) rules.push(pass('sender', `From is the authenticated responder ${input.sender}`));
+  else {
+    rules.push(fail('sender', `claimed sender ${impostors.join(', ')} is not the authenticated responder`));
+    refuse(new RelayError('sender_mismatch', `You are authenticated as ${input.sender}; you cannot send as ${impostors.join(', ')}.`, { rule: 'sender', details: { claimed: impostors } }));
+  }
+
+  const outsiders = everyone.filter((a) => !input.roster.has(a));
+  const senderOnRoster = input.roster.has(input.sender);
+  if (outsiders.length === 0 && senderOnRoster) rules.push(pass('roster', `sender and ${everyone.length} recipient(s) are on the roster`));
+  else if (!senderOnRoster) {
+    rules.push(fail('roster', 'sender is not on the roster'));
+    refuse(new RelayError('forbidden', 'You are not on this incident\'s roster, so you cannot send for it.', { rule: 'roster' }));
+  } else {
+    rules.push(fail('roster', `${outsiders.length} recipient(s) not on the roster`));
+    refuse(
+      new RelayError('recipient_not_on_roster', `Not on the response roster: ${outsiders.join(', ')}. Nothing was sent to anyone; ask the commander to add them, or remove them.`, {
+        rule: 'roster',
+        details: { recipients: outsiders },
+      }),
+    );
+  }
+
+  const externalRecipient = everyone.some((a) => !input.isInternal(a));
+  const encryptReason: EmailPlan['encryptReason'] = externalRecipient ? 'external-recipient' : input.chainExternal ? 'external-chain' : input.encryptMode === 'always' ? 'always' : null;
+  const encrypt = encryptReason !== null;
+  if (!encrypt) rules.push(skip('encryption', 'all recipients internal, chain internal, RELAY_ENCRYPT=external'));
+  else {
+    const missing = everyone.filter((a) => (input.keys.get(a)?.state ?? 'missing') === 'missing');
+    const unusable = everyone.flatMap((a) => {
+      const key = input.keys.get(a);
+      return key?.state === 'unusable' ? [{ address: a, reason: key.reason }] : [];
+    });
+    if (missing.length > 0) {
+      rules.push(fail('encryption', `${encryptReason}: no public key for ${missing.length} recipient(s)`));
+      refuse(
+        new RelayError('missing_public_key', `This message must be encrypted (${encryptReason}) but there is no public key for ${missing.join(', ')}. Nothing was sent; upload their key with PUT /v1/keys/:email.`, {
+          rule: 'encryption',
+          details: { recipients: missing },
+        }),
+      );
+    } else if (unusable.length > 0) {
+      rules.push(fail('encryption', `${encryptReason}: unusable key for ${unusable.length} recipient(s)`));
+      refuse(
+        new RelayError('unusable_public_key', `This message must be encrypted but these keys cannot be used: ${unusable.map((u) => `${u.address} (${u.reason})`).join(', ')}. Nothing was sent; ask for current keys.`, {
+          rule: 'encryption',
+          details: { recipients: unusable.map((u) => u.address), reasons: Object.fromEntries(unusable.map((u) => [u.address, u.reason])) },
+        }),
+      );
+    } else {
+      rules.push(pass('encryption', `${encryptReason}: signed and encrypted to every recipient's usable key`));
+    }
+  }
+
+  rules.push(bcc.length > 0 ? pass('bcc', `${bcc.length} Bcc recipient(s): no header, ${encrypt ? 'one copy each, encrypted to their key only' : 'envelope only'}`) : skip('bcc', 'no Bcc recipients'));
+
+  if (error) return { outcome: 'refuse', rules, error };
+  const senderKeyUsable = input.keys.get(input.sender)?.state === 'usable';
+  return {
+    outcome: 'accept',
+    rules,
+    plan: {
+      encrypt,
+      encryptReason,
+      to,
+      cc,
+      bcc,
+      visibleKeyHolders: encrypt ? unique([...to, ...cc, ...(senderKeyUsable ? [input.sender] : [])]) : [],
+      chainExternal: externalRecipient || input.chainExternal,
+    },
+  };
+}

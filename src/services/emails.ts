@@ -1,0 +1,190 @@
+/**
+ * The email pipeline shared by the HTTP and SMTP listeners: policy, then
+ * composition, then the durable outbox. Nothing reaches the outbox that the
+ * policy refused, and every decision is audited without content.
+ */
+import { randomUUID } from 'node:crypto';
+import type { RelayContext } from '../context.js';
+import { RelayError, invalid } from '../errors.js';
+import type { Attachment, MessageContent } from '../mime/compose.js';
+import { composePlain } from '../mime/compose.js';
+import { composeEncrypted } from '../pgp/pgp-mime.js';
+import { createDomainMatcher } from '../policy/domains.js';
+import { decideEmail, type EmailPlan } from '../policy/email.js';
+import type { Incident } from '../store/incidents.js';
+import type { NewDelivery } from '../store/outbox.js';
+import type { Caller } from './incidents.js';
+
+/** At most this many distinct recipients per message (To, Cc and Bcc together). */
+export const MAX_RECIPIENTS = 100;
+
+/** A message as both listeners hand it over. Addresses are lowercased and validated. */
+export interface EmailSubmission {
+  to: string[];
+  cc: string[];
+  bcc: string[];
+  subject?: string | undefined;
+  text: string;
+  html?: string | undefined;
+  inReplyTo?: string | undefined;
+  references?: string[] | undefined;
+  attachments: Attachment[];
+  /** SMTP: the MAIL FROM and From: addresses the client claimed. */
+  claimedSenders?: string[];
+}
+
+/** The 202 answer of SPEC §4. */
+export interface EmailAccepted {
+  id: string;
+  messageId: string;
+  status: 'queued';
+  encrypted: boolean;
+  recipients: string[];
+}
+
+export interface SubmitOptions {
+  via: 'http' | 'smtp';
+  /** Replays the first answer for the same caller and key. */
+  idempotencyKey?: string | undefined;
+}
+
+/** Decoded size of the message content, as RELAY_MAX_MESSAGE_BYTES counts it. */
+export function contentBytes(message: Pick<EmailSubmission, 'text' | 'html' | 'subject' | 'attachments'>): number {
+  return (
+    Buffer.byteLength(message.text) +
+    Buffer.byteLength(message.html ?? '') +
+    Buffer.byteLength(message.subject ?? '') +
+    message.attachments.reduce((sum, a) => sum + a.content.length, 0)
+  );
+}
+
+// Replays a stored answer; RelayError when the key was used for another route.
+function replay(ctx: RelayContext, caller: Caller, key: string, route: string): EmailAccepted | undefined {
+  const stored = ctx.store.idempotency.get(caller.tokenId, key);
+  if (!stored) return undefined;
+  if (stored.route !== route) throw invalid('This Idempotency-Key was already used for another request; use a fresh key.');
+  return stored.response as EmailAccepted;
+}
+
+/** Runs one email through policy, composition and the outbox; resolves once it is durably queued. */
+export async function submitEmail(ctx: RelayContext, caller: Caller, incident: Incident, message: EmailSubmission, options: SubmitOptions): Promise<EmailAccepted> {
+  const started = process.hrtime.bigint();
+  const route = `email:${incident.id}`;
+  if (options.idempotencyKey) {
+    const earlier = replay(ctx, caller, options.idempotencyKey, route);
+    if (earlier) return earlier;
+  }
+  const recipientCount = new Set([...message.to, ...message.cc, ...message.bcc]).size;
+  if (message.to.length === 0) throw invalid('Name at least one recipient in "to".');
+  if (recipientCount > MAX_RECIPIENTS) throw invalid(`At most ${MAX_RECIPIENTS} recipients per message; this one has ${recipientCount}.`);
+  const size = contentBytes(message);
+  if (size > ctx.config.maxMessageBytes) {
+    throw new RelayError('payload_too_large', `The message is ${size} bytes; this relay accepts at most ${ctx.config.maxMessageBytes} (RELAY_MAX_MESSAGE_BYTES).`);
+  }
+
+  const now = ctx.now();
+  const roster = ctx.store.incidents.roster(incident.id);
+  const everyone = [...new Set([...message.to, ...message.cc, ...message.bcc, caller.email])];
+  const decision = decideEmail({
+    sender: caller.email,
+    claimedSenders: message.claimedSenders ?? [],
+    incidentStatus: incident.status,
+    roster: new Set(roster.map((m) => m.email)),
+    to: message.to,
+    cc: message.cc,
+    bcc: message.bcc,
+    hasSubject: (message.subject ?? '') !== '',
+    chainExternal: ctx.store.outbox.chainIsExternal([...(message.inReplyTo ? [message.inReplyTo] : []), ...(message.references ?? [])]),
+    isInternal: createDomainMatcher(ctx.config.internalDomains),
+    encryptMode: ctx.config.encrypt,
+    keys: await ctx.keys.keyStates(everyone, now),
+  });
+
+  const auditBase = { type: 'email.decision', actor: caller.email, incidentId: incident.id };
+  const recipientsOf = { to: [...new Set(message.to)], cc: [...new Set(message.cc)], bcc: [...new Set(message.bcc)] };
+  if (decision.outcome === 'refuse') {
+    ctx.store.transaction(() =>
+      ctx.store.audit.append({ ...auditBase, outcome: 'refused', data: { via: options.via, code: decision.error.code, rules: decision.rules, recipients: recipientsOf, bytes: size } }),
+    );
+    ctx.metrics.decisions.inc({ channel: 'email', outcome: 'refused', code: decision.error.code });
+    throw decision.error;
+  }
+
+  const plan = decision.plan;
+  const id = randomUUID();
+  const messageId = `<${randomUUID()}@${ctx.config.mailDomain}>`;
+  const deliveries = await composeDeliveries(ctx, incident, caller, message, plan, { id, messageId, date: now });
+  const answer: EmailAccepted = { id, messageId, status: 'queued', encrypted: plan.encrypt, recipients: [...plan.to, ...plan.cc, ...plan.bcc] };
+
+  const raced = ctx.store.transaction(() => {
+    if (options.idempotencyKey && !ctx.store.idempotency.put(caller.tokenId, options.idempotencyKey, { route, status: 202, response: answer }, now)) {
+      return true; // another request with this key committed first; queue nothing
+    }
+    ctx.store.outbox.insertEmail({ id, incidentId: incident.id, messageId, sender: caller.email, encrypted: plan.encrypt, chainExternal: plan.chainExternal, recipients: answer.recipients, createdAt: now.toISOString() });
+    ctx.store.outbox.enqueue(deliveries, now);
+    ctx.store.audit.append({
+      ...auditBase,
+      outcome: 'ok',
+      data: { via: options.via, emailId: id, messageId, encrypted: plan.encrypt, encryptReason: plan.encryptReason, rules: decision.rules, recipients: recipientsOf, copies: deliveries.length, bytes: size },
+    });
+    return false;
+  });
+  if (raced) return replay(ctx, caller, options.idempotencyKey!, route)!;
+  ctx.notifyOutbox();
+  ctx.metrics.decisions.inc({ channel: 'email', outcome: 'accepted', code: '' });
+  ctx.metrics.acceptSeconds.observe({ channel: 'email' }, Number(process.hrtime.bigint() - started) / 1e9);
+  return answer;
+}
+
+/**
+ * The bytes and envelopes to queue: one plain message for everyone, or one
+ * encrypted copy for the visible recipients plus one per Bcc recipient
+ * encrypted to that recipient's key alone (rule `bcc`).
+ */
+async function composeDeliveries(
+  ctx: RelayContext,
+  incident: Incident,
+  caller: Caller,
+  message: EmailSubmission,
+  plan: EmailPlan,
+  ids: { id: string; messageId: string; date: Date },
+): Promise<NewDelivery[]> {
+  const names = new Map(ctx.store.incidents.roster(incident.id).map((m) => [m.email, m.name]));
+  const address = (email: string) => ({ name: names.get(email), address: email });
+  const content: MessageContent = {
+    messageId: ids.messageId,
+    date: ids.date,
+    from: address(caller.email),
+    to: plan.to.map(address),
+    cc: plan.cc.map(address),
+    topic: message.subject,
+    text: message.text,
+    html: message.html,
+    attachments: message.attachments,
+    inReplyTo: message.inReplyTo,
+    references: message.references,
+  };
+  const delivery = (to: string[], body: Buffer): NewDelivery => ({
+    id: randomUUID(),
+    channel: 'email',
+    emailId: ids.id,
+    incidentId: incident.id,
+    envelope: { kind: 'email', from: caller.email, to },
+    body,
+  });
+  if (!plan.encrypt) return [delivery([...plan.to, ...plan.cc, ...plan.bcc], composePlain(content))];
+
+  const signer = ctx.relayKey.privateKey;
+  const copies = [composeEncrypted(content, await ctx.keys.publicKeys(plan.visibleKeyHolders), signer)];
+  for (const bcc of plan.bcc) copies.push(ctx.keys.publicKeys([bcc]).then((keys) => composeEncrypted(content, keys, signer)));
+  const bodies = await Promise.all(copies);
+  return [delivery([...plan.to, ...plan.cc], bodies[0]!), ...plan.bcc.map((bcc, i) => delivery([bcc], bodies[i + 1]!))];
+}
+
+/** The status view of SPEC §4 for GET .../emails/:id. */
+export function emailStatus(ctx: RelayContext, incident: Incident, id: string): { id: string; status: string; attempts: number; lastError?: string } | undefined {
+  const email = ctx.store.outbox.email(incident.id, id);
+  if (!email) return undefined;
+  const state = ctx.store.outbox.emailDeliveryState(id);
+  return { id, status: state.status, attempts: state.attempts, ...(state.lastError ? { lastError: state.lastError } : {}) };
+}

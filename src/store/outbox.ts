@@ -1,0 +1,175 @@
+/**
+ * The durable outbox: composed messages and their envelopes, committed before
+ * the relay answers, delivered by the worker, purged once sent.
+ */
+import type { Db } from './db.js';
+
+export type DeliveryChannel = 'email' | 'sms';
+export type DeliveryStatus = 'queued' | 'sent' | 'failed';
+
+/** Where a delivery goes: SMTP envelope for email, a phone number for SMS. */
+export type Envelope = { kind: 'email'; from: string; to: string[] } | { kind: 'sms'; to: string };
+
+export interface Delivery {
+  id: string;
+  channel: DeliveryChannel;
+  emailId: string | null;
+  smsId: string | null;
+  incidentId: string | null;
+  envelope: Envelope;
+  body: Buffer | null;
+  status: DeliveryStatus;
+  attempts: number;
+  createdMs: number;
+  nextAttemptMs: number;
+  lastError: string | null;
+}
+
+export interface NewDelivery {
+  id: string;
+  channel: DeliveryChannel;
+  emailId?: string | null;
+  smsId?: string | null;
+  incidentId: string | null;
+  envelope: Envelope;
+  body: Buffer;
+}
+
+export interface EmailRecord {
+  id: string;
+  incidentId: string;
+  messageId: string;
+  sender: string;
+  encrypted: boolean;
+  chainExternal: boolean;
+  recipients: string[];
+  createdAt: string;
+}
+
+interface DeliveryRow {
+  id: string;
+  channel: DeliveryChannel;
+  email_id: string | null;
+  sms_id: string | null;
+  incident_id: string | null;
+  envelope: string;
+  body: Buffer | null;
+  status: DeliveryStatus;
+  attempts: number;
+  created_ms: number;
+  next_attempt_ms: number;
+  last_error: string | null;
+}
+
+function toDelivery(row: DeliveryRow): Delivery {
+  return {
+    id: row.id,
+    channel: row.channel,
+    emailId: row.email_id,
+    smsId: row.sms_id,
+    incidentId: row.incident_id,
+    envelope: JSON.parse(row.envelope) as Envelope,
+    body: row.body,
+    status: row.status,
+    attempts: row.attempts,
+    createdMs: row.created_ms,
+    nextAttemptMs: row.next_attempt_ms,
+    lastError: row.last_error,
+  };
+}
+
+/** Outbox and email-record storage. Call the writes inside a store transaction with their audit event. */
+export class Outbox {
+  constructor(private readonly db: Db) {}
+
+  /** Queues deliveries, due at once. */
+  enqueue(deliveries: readonly NewDelivery[], at: Date): void {
+    const insert = this.db.prepare(
+      `INSERT INTO deliveries (id, channel, email_id, sms_id, incident_id, envelope, body, status, attempts, created_ms, next_attempt_ms)
+       VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?)`,
+    );
+    for (const d of deliveries) {
+      insert.run(d.id, d.channel, d.emailId ?? null, d.smsId ?? null, d.incidentId, JSON.stringify(d.envelope), d.body, at.getTime(), at.getTime());
+    }
+  }
+
+  /** Queued deliveries due by `at`, oldest first, skipping ids already in flight. */
+  due(at: Date, limit: number, inFlight: ReadonlySet<string>): Delivery[] {
+    const rows = this.db
+      .prepare("SELECT * FROM deliveries WHERE status = 'queued' AND next_attempt_ms <= ? ORDER BY next_attempt_ms, created_ms LIMIT ?")
+      .all(at.getTime(), limit + inFlight.size) as DeliveryRow[];
+    return rows.filter((r) => !inFlight.has(r.id)).slice(0, limit).map(toDelivery);
+  }
+
+  /** The earliest time a queued delivery is due, if any. */
+  nextDueMs(): number | undefined {
+    const row = this.db.prepare("SELECT MIN(next_attempt_ms) AS next FROM deliveries WHERE status = 'queued'").get() as { next: number | null };
+    return row.next ?? undefined;
+  }
+
+  get(id: string): Delivery | undefined {
+    const row = this.db.prepare('SELECT * FROM deliveries WHERE id = ?').get(id) as DeliveryRow | undefined;
+    return row ? toDelivery(row) : undefined;
+  }
+
+  /** Records a delivery and purges its body: only metadata stays (SPEC §6). */
+  markSent(id: string, providerId: string, at: Date): void {
+    this.db
+      .prepare("UPDATE deliveries SET status = 'sent', body = NULL, attempts = attempts + 1, provider_id = ?, sent_at = ?, last_error = NULL WHERE id = ?")
+      .run(providerId, at.toISOString(), id);
+  }
+
+  /** Schedules another attempt. */
+  markRetry(id: string, error: string, nextAttempt: Date): void {
+    this.db.prepare('UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_ms = ? WHERE id = ?').run(error, nextAttempt.getTime(), id);
+  }
+
+  /** Gives up: the body is purged too, since it will never be sent. */
+  markFailed(id: string, error: string): void {
+    this.db.prepare("UPDATE deliveries SET status = 'failed', body = NULL, attempts = attempts + 1, last_error = ? WHERE id = ?").run(error, id);
+  }
+
+  queuedCount(channel: DeliveryChannel): number {
+    return (this.db.prepare("SELECT COUNT(*) AS n FROM deliveries WHERE status = 'queued' AND channel = ?").get(channel) as { n: number }).n;
+  }
+
+  insertEmail(email: EmailRecord): void {
+    this.db
+      .prepare('INSERT INTO emails (id, incident_id, message_id, sender, encrypted, external_chain, recipients, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(email.id, email.incidentId, email.messageId, email.sender, email.encrypted ? 1 : 0, email.chainExternal ? 1 : 0, JSON.stringify(email.recipients), email.createdAt);
+  }
+
+  email(incidentId: string, id: string): EmailRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM emails WHERE incident_id = ? AND id = ?').get(incidentId, id) as
+      | { id: string; incident_id: string; message_id: string; sender: string; encrypted: number; external_chain: number; recipients: string; created_at: string }
+      | undefined;
+    return row
+      ? {
+          id: row.id,
+          incidentId: row.incident_id,
+          messageId: row.message_id,
+          sender: row.sender,
+          encrypted: row.encrypted === 1,
+          chainExternal: row.external_chain === 1,
+          recipients: JSON.parse(row.recipients) as string[],
+          createdAt: row.created_at,
+        }
+      : undefined;
+  }
+
+  /** True when any of these Message-IDs is a relay message whose chain had an external recipient. */
+  chainIsExternal(messageIds: readonly string[]): boolean {
+    if (messageIds.length === 0) return false;
+    const placeholders = messageIds.map(() => '?').join(',');
+    return this.db.prepare(`SELECT 1 FROM emails WHERE external_chain = 1 AND message_id IN (${placeholders}) LIMIT 1`).get(...messageIds) !== undefined;
+  }
+
+  /** An email's overall state: failed if any copy failed, queued while any waits, else sent. */
+  emailDeliveryState(emailId: string): { status: DeliveryStatus; attempts: number; lastError: string | null } {
+    const rows = this.db.prepare('SELECT status, attempts, last_error FROM deliveries WHERE email_id = ?').all(emailId) as Pick<DeliveryRow, 'status' | 'attempts' | 'last_error'>[];
+    const status: DeliveryStatus = rows.some((r) => r.status === 'failed') ? 'failed' : rows.some((r) => r.status === 'queued') ? 'queued' : 'sent';
+    const attempts = rows.reduce((max, r) => Math.max(max, r.attempts), 0);
+    const lastError = rows.find((r) => r.last_error !== null)?.last_error ?? null;
+    return { status, attempts, lastError };
+  }
+}

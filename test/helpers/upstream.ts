@@ -1,0 +1,91 @@
+/**
+ * A real SMTP server (smtp-server) standing in for the company's mail server:
+ * it records every envelope and the exact bytes, and can be told to answer
+ * with a temporary or permanent failure, or be stopped and started again.
+ */
+import type { AddressInfo } from 'node:net';
+import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
+
+export interface ReceivedMail {
+  from: string;
+  to: string[];
+  raw: Buffer;
+}
+
+export interface Upstream {
+  readonly port: number;
+  readonly url: string;
+  readonly received: ReceivedMail[];
+  /** Answer DATA with this reply code (e.g. 451 or 550), or undefined to accept. */
+  failWith: number | undefined;
+  /** Resolves when `count` messages have arrived (or rejects after timeoutMs). */
+  waitFor(count: number, timeoutMs?: number): Promise<ReceivedMail[]>;
+  stop(): Promise<void>;
+  /** Starts again on the same port. */
+  start(): Promise<void>;
+}
+
+/** Starts an upstream on 127.0.0.1 (port 0 = any free port). */
+export async function startUpstream(port = 0): Promise<Upstream> {
+  const received: ReceivedMail[] = [];
+  const waiters: { count: number; resolve: (m: ReceivedMail[]) => void }[] = [];
+  let server: SMTPServer | undefined;
+  const upstream: Upstream = {
+    port,
+    url: '',
+    received,
+    failWith: undefined,
+    waitFor(count, timeoutMs = 15_000) {
+      if (received.length >= count) return Promise.resolve(received.slice());
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`upstream got ${received.length} of ${count} messages in ${timeoutMs} ms`)), timeoutMs);
+        waiters.push({ count, resolve: (m) => (clearTimeout(timer), resolve(m)) });
+      });
+    },
+    async stop() {
+      const s = server;
+      server = undefined;
+      if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
+    },
+    async start() {
+      const options: SMTPServerOptions = {
+        authOptional: true,
+        disabledCommands: ['STARTTLS'],
+        logger: false,
+        // Do not wait 30 s for pooled client connections when a test stops us.
+        closeTimeout: 50,
+        onData(stream, session, callback) {
+          const chunks: Buffer[] = [];
+          stream.on('data', (c: Buffer) => chunks.push(c));
+          stream.on('end', () => {
+            if (upstream.failWith !== undefined) {
+              const err = Object.assign(new Error(upstream.failWith >= 500 ? 'mailbox unavailable' : 'try again later'), { responseCode: upstream.failWith });
+              callback(err);
+              return;
+            }
+            received.push({
+              from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+              to: session.envelope.rcptTo.map((r) => r.address),
+              raw: Buffer.concat(chunks),
+            });
+            for (const w of waiters.filter((w) => received.length >= w.count)) {
+              waiters.splice(waiters.indexOf(w), 1);
+              w.resolve(received.slice());
+            }
+            callback();
+          });
+        },
+      };
+      const s = new SMTPServer(options);
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject);
+        s.listen(upstream.port, '127.0.0.1', () => resolve());
+      });
+      server = s;
+      (upstream as { port: number }).port = (s.server.address() as AddressInfo).port;
+      (upstream as { url: string }).url = `smtp://127.0.0.1:${upstream.port}`;
+    },
+  };
+  await upstream.start();
+  return upstream;
+}
