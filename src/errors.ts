@@ -96,3 +96,20 @@ export function invalid(message: string, details?: Record<string, unknown>): Rel
 export function isRelayError(err: unknown): err is RelayError {
   return err instanceof RelayError;
 }
+
+// SQLite result codes that mean "the store cannot take writes right now".
+const STORE_UNAVAILABLE = /^SQLITE_(FULL|READONLY|IOERR|BUSY|LOCKED|CANTOPEN|NOMEM)/;
+
+/**
+ * The RelayError a thrown value stands for, if any: RelayErrors as they are,
+ * and a store that cannot write (disk full, read-only, I/O error) as
+ * `unavailable`, so nothing is accepted that could not be kept.
+ */
+export function asRelayError(err: unknown): RelayError | undefined {
+  if (err instanceof RelayError) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && STORE_UNAVAILABLE.test(code)) {
+    return new RelayError('unavailable', 'The relay cannot store messages right now, so it accepted nothing; try again shortly.', { retryAfter: 30, cause: err });
+  }
+  return undefined;
+}

@@ -5,7 +5,7 @@
  */
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { Logger } from 'pino';
-import { RelayError } from '../errors.js';
+import { RelayError, asRelayError } from '../errors.js';
 
 interface BodyParserError {
   type: string;
@@ -18,7 +18,8 @@ function isBodyParserError(err: unknown): err is BodyParserError {
 
 /** Converts any thrown value into the RelayError the client is shown. */
 export function toRelayError(err: unknown): RelayError | undefined {
-  if (err instanceof RelayError) return err;
+  const known = asRelayError(err);
+  if (known) return known;
   if (isBodyParserError(err)) {
     switch (err.type) {
       case 'entity.too.large':
@@ -53,6 +54,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     if (known) {
+      if (known.code === 'unavailable') logger.error({ err }, 'store unavailable');
       sendError(res, known);
       return;
     }

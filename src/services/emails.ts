@@ -74,6 +74,7 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
     const earlier = replay(ctx, caller, options.idempotencyKey, route);
     if (earlier) return earlier;
   }
+  ctx.sendLimiter.take(caller.tokenId, ctx.now());
   const recipientCount = new Set([...message.to, ...message.cc, ...message.bcc]).size;
   if (message.to.length === 0) throw invalid('Name at least one recipient in "to".');
   if (recipientCount > MAX_RECIPIENTS) throw invalid(`At most ${MAX_RECIPIENTS} recipients per message; this one has ${recipientCount}.`);
