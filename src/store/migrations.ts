@@ -155,4 +155,13 @@ CREATE TABLE slack_channels (
 ALTER TABLE roster ADD COLUMN slack_status TEXT;
 `,
   },
+  {
+    version: 4,
+    name: 'slack_welcome',
+    // The pinned welcome's message ts: a setup retried after a failure must not
+    // post and pin the welcome a second time.
+    sql: `
+ALTER TABLE slack_channels ADD COLUMN welcome_ts TEXT;
+`,
+  },
 ];

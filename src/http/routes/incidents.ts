@@ -7,6 +7,7 @@ import { ROSTER_ROLES, type Incident, type RosterMember } from '../../store/inci
 import { emailAddress, emailParam, headerText, parseInput, phoneNumber } from '../../validation.js';
 import { callerOf, param } from '../auth.js';
 import { methodNotAllowed } from '../errors.js';
+import { slackRoomView } from './slack.js';
 
 const CreateIncident = z.strictObject({
   commander: emailAddress.optional(),
@@ -16,7 +17,8 @@ const CreateIncident = z.strictObject({
 const UpdateIncident = z.strictObject({ status: z.literal('closed') });
 
 const PutMember = z.strictObject({
-  name: headerText(200).refine((s) => s.trim() !== '', { message: 'must not be empty' }),
+  // A display name goes into From/To/Cc, where the composer refuses a tab too.
+  name: headerText(200).refine((s) => s.trim() !== '' && !s.includes('\t'), { message: 'must not be empty or contain a tab' }),
   role: z.enum(ROSTER_ROLES),
   phone: phoneNumber.nullable().optional(),
   slackUserId: z.string().regex(/^[UW][A-Z0-9]{2,20}$/, 'must be a Slack user id such as U024BE7LH').nullable().optional(),
@@ -37,6 +39,8 @@ export function incidentView(ctx: RelayContext, incident: Incident): Record<stri
     commander: commanderOf(ctx, incident),
     createdAt: incident.createdAt,
     closedAt: incident.closedAt,
+    // The Slack room's state (pending, ready, failed with reason, archived); null when there is none.
+    slack: slackRoomView(ctx, incident.id),
   };
 }
 
@@ -106,7 +110,8 @@ export function incidentRoutes(ctx: RelayContext): Router {
       const email = emailParam(param(req, 'email'));
       const input = parseInput(PutMember, req.body);
       const { member, created } = await putMember(ctx, caller, incident, { ...input, email });
-      res.status(created ? 201 : 200).json(memberView(ctx, member));
+      // Re-read: the Slack hook has just marked the member's invite pending.
+      res.status(created ? 201 : 200).json(memberView(ctx, ctx.store.incidents.member(incident.id, member.email) ?? member));
     })
     .delete((req, res) => {
       const caller = callerOf(res);

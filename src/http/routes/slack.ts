@@ -1,0 +1,50 @@
+/** On-demand reconciliation of an incident's Slack room (SPEC §4, rule `chat`). */
+import { Router } from 'express';
+import type { RelayContext } from '../../context.js';
+import { RelayError } from '../../errors.js';
+import { COMMANDERS, authorizeIncident } from '../../services/incidents.js';
+import { SlackChannelStore } from '../../store/slack.js';
+import { callerOf, param } from '../auth.js';
+import { methodNotAllowed } from '../errors.js';
+
+/** The room as the incident answer shows it: null when the incident never had one. */
+export function slackRoomView(ctx: RelayContext, incidentId: string): { state: string; channelId: string | null; name: string | null; reason: string | null } | null {
+  const room = new SlackChannelStore(ctx.store.db).get(incidentId);
+  return room ? { state: room.state, channelId: room.channelId, name: room.name, reason: room.reason } : null;
+}
+
+/** POST /v1/incidents/:codename/slack/sync — commander or admin. */
+export function slackRoutes(ctx: RelayContext): Router {
+  const router = Router();
+
+  router
+    .route('/v1/incidents/:codename/slack/sync')
+    .post(async (req, res) => {
+      const caller = callerOf(res);
+      // Authorize first, so a non-member learns nothing, not even whether Slack is on.
+      const { incident } = authorizeIncident(ctx, caller, param(req, 'codename'), COMMANDERS);
+      const room = ctx.slack;
+      if (room === undefined) {
+        throw new RelayError('unavailable', 'Slack is off on this relay: an admin sets SLACK_BOT_TOKEN (see docs/slack.md) to manage incident rooms.', {
+          rule: 'chat',
+          details: { slack: 'off' },
+        });
+      }
+      if (incident.status !== 'open') {
+        throw new RelayError('incident_closed', `${incident.codename} is closed; its room is no longer reconciled.`, { rule: 'incident-open' });
+      }
+      const result = await room.reconcile(incident, caller.email);
+      if (result.state !== 'ready') {
+        const retryAfter = Math.ceil(ctx.config.slackSyncInterval / 1000);
+        throw new RelayError('unavailable', `Slack did not let the room be reconciled (${result.reason ?? 'unknown'}); the watchdog tries again within ${retryAfter}s.`, {
+          rule: 'chat',
+          details: { ...result },
+          retryAfter,
+        });
+      }
+      res.json(result);
+    })
+    .all(methodNotAllowed);
+
+  return router;
+}

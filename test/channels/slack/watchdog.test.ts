@@ -1,0 +1,173 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startSlackWatchdog, type SlackWatchdog } from '../../../src/channels/slack/index.js';
+import type { FakeChannel, FakeSlack } from '../../helpers/fake-slack.js';
+import { createTestRelay, type TestRelay } from '../../helpers/relay.js';
+import { auditOf, auth, channel, declare, putMember, settle, slackRelay, startWorkspace, waitFor, type Workspace } from './harness.js';
+
+const PERIOD = 200;
+
+let ws: Workspace;
+let fake: FakeSlack;
+let relay: TestRelay;
+let ic: string;
+let room: FakeChannel;
+let watchdog: SlackWatchdog | undefined;
+
+beforeEach(async () => {
+  ws = await startWorkspace();
+  fake = ws.fake;
+  relay = await slackRelay(fake, { slackSyncInterval: PERIOD });
+  ic = relay.tokenFor('ic@corp.example');
+  await declare(relay, ic, 'sapphire-unicorn');
+  await putMember(relay, ic, 'sapphire-unicorn', 'deputy@corp.example', { role: 'deputy' });
+  await settle(relay);
+  room = channel(fake, 'sapphire-unicorn');
+  watchdog = undefined;
+});
+
+afterEach(async () => {
+  await watchdog?.stop();
+  await relay.slack?.stop();
+  await fake.close();
+});
+
+/** Index in fake.calls of the first call to `method` at or after `from`. */
+const nextCall = (method: string, from: number): number => fake.calls.findIndex((c, i) => i >= from && c.method === method);
+
+describe('the watchdog', () => {
+  it('kicks an intruder within one watchdog period, and never kicks the bot itself', async () => {
+    watchdog = startSlackWatchdog(relay.slack!, PERIOD, relay.ctx.logger);
+    const before = fake.calls.length;
+    const added = Date.now();
+    fake.addMember(room.id, 'UINTRUDER1');
+    await waitFor(() => !room.members.has('UINTRUDER1'), PERIOD * 10, 'the intruder to be kicked');
+    expect(Date.now() - added).toBeLessThan(PERIOD * 5);
+
+    // The first pass that looked at the members after the intrusion is the one that kicked.
+    const firstLook = nextCall('conversations.members', before);
+    const kick = nextCall('conversations.kick', before);
+    expect(firstLook).toBeGreaterThanOrEqual(0);
+    expect(kick).toBeGreaterThan(firstLook);
+    const secondLook = nextCall('conversations.members', firstLook + 1);
+    expect(secondLook === -1 || kick < secondLook).toBe(true);
+
+    expect(room.members.has(fake.botUserId)).toBe(true);
+    expect(fake.callsTo('conversations.kick').map((c) => c.params['user'])).toEqual(['UINTRUDER1']);
+    const kicked = auditOf(relay, 'sapphire-unicorn', 'slack.kicked');
+    expect(kicked.map((e) => [e.actor, e.outcome, e.data])).toEqual([[null, 'corrected', { channelId: room.id, slackUserId: 'UINTRUDER1', email: null }]]);
+  });
+
+  it('restores a topic edited in Slack, and leaves one that keeps the prefix', async () => {
+    watchdog = startSlackWatchdog(relay.slack!, PERIOD, relay.ctx.logger);
+    fake.setTopic(room.id, 'Ransomware on the payments database');
+    await waitFor(() => room.topic === 'Attorney Work Project | sapphire-unicorn', PERIOD * 10, 'the topic to be restored');
+    const restored = auditOf(relay, 'sapphire-unicorn', 'slack.topic_restored');
+    expect(restored.map((e) => [e.outcome, e.data])).toEqual([['corrected', { channelId: room.id, previousLength: 'Ransomware on the payments database'.length }]]);
+    expect(JSON.stringify(relay.ctx.store.db.prepare('SELECT data FROM audit_events').all())).not.toContain('Ransomware');
+
+    // Rule `chat` asks that the topic start with the prefix; what follows is the room's business.
+    fake.setTopic(room.id, 'Attorney Work Project | sapphire-unicorn | bridge at 15:00');
+    const calls = fake.calls.length;
+    await waitFor(() => fake.calls.slice(calls).filter((c) => c.method === 'conversations.info').length >= 2, PERIOD * 10, 'two more passes');
+    expect(room.topic).toBe('Attorney Work Project | sapphire-unicorn | bridge at 15:00');
+  });
+
+  it('re-invites a roster member who left or was removed in Slack', async () => {
+    watchdog = startSlackWatchdog(relay.slack!, PERIOD, relay.ctx.logger);
+    fake.removeMember(room.id, ws.users.deputy);
+    await waitFor(() => room.members.has(ws.users.deputy), PERIOD * 10, 'the deputy to be re-invited');
+    const reinvited = auditOf(relay, 'sapphire-unicorn', 'slack.invited').filter((e) => e.outcome === 'corrected');
+    expect(reinvited.map((e) => e.data)).toEqual([{ channelId: room.id, slackUserId: ws.users.deputy, email: 'deputy@corp.example' }]);
+  });
+
+  it('replaces a channel the bot has lost with a new private one', async () => {
+    fake.removeMember(room.id, fake.botUserId);
+    const sync = await relay.request.post('/v1/incidents/sapphire-unicorn/slack/sync').set(auth(ic));
+    expect(sync.status).toBe(200);
+    expect(sync.body).toMatchObject({ state: 'ready', name: 'sapphire-unicorn-2' });
+    const replacement = channel(fake, 'sapphire-unicorn-2');
+    expect(replacement.isPrivate).toBe(true);
+    expect([...replacement.members].sort()).toEqual([fake.botUserId, ws.users.ic, ws.users.deputy].sort());
+    expect(auditOf(relay, 'sapphire-unicorn', 'slack.channel_lost').map((e) => e.data)).toEqual([{ channelId: room.id, error: 'channel_not_found' }]);
+  });
+
+  it('stops cleanly', async () => {
+    watchdog = startSlackWatchdog(relay.slack!, PERIOD, relay.ctx.logger);
+    await waitFor(() => fake.callsTo('conversations.info').length > 0, PERIOD * 10, 'a pass');
+    await watchdog.stop();
+    const count = fake.calls.length;
+    await new Promise((r) => setTimeout(r, PERIOD * 2));
+    expect(fake.calls.length).toBe(count);
+  });
+});
+
+describe('POST /v1/incidents/:codename/slack/sync', () => {
+  it('reconciles now and answers what it corrected, for the commander and admins', async () => {
+    fake.addMember(room.id, 'UINTRUDER1');
+    fake.setTopic(room.id, 'something else');
+    const res = await relay.request.post('/v1/incidents/sapphire-unicorn/slack/sync').set(auth(ic));
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({
+      codename: 'sapphire-unicorn',
+      state: 'ready',
+      channelId: room.id,
+      name: 'sapphire-unicorn',
+      reason: null,
+      kicked: ['UINTRUDER1'],
+      invited: [],
+      topicRestored: true,
+      notFound: [],
+      failed: [],
+    });
+    expect(auditOf(relay, 'sapphire-unicorn', 'slack.kicked')[0]!.actor).toBe('ic@corp.example');
+
+    const asAdmin = await relay.request.post('/v1/incidents/sapphire-unicorn/slack/sync').set(auth(relay.admin));
+    expect(asAdmin.status).toBe(200);
+    expect(asAdmin.body).toMatchObject({ kicked: [], invited: [], topicRestored: false });
+  });
+
+  it('reports a member Slack will not let it remove: the room is failed, audited once, until they are gone', async () => {
+    fake.protect('UOWNER0001');
+    fake.addMember(room.id, 'UOWNER0001');
+    const first = await relay.request.post('/v1/incidents/sapphire-unicorn/slack/sync').set(auth(ic));
+    expect(first.status).toBe(503);
+    expect(first.body.error.code).toBe('unavailable');
+    expect(first.body.error.details.failed).toEqual([{ action: 'kick', slackUserId: 'UOWNER0001', email: null, error: 'restricted_action' }]);
+    await relay.request.post('/v1/incidents/sapphire-unicorn/slack/sync').set(auth(ic));
+    const view = await relay.request.get('/v1/incidents/sapphire-unicorn').set(auth(ic));
+    expect(view.body.slack).toMatchObject({ state: 'failed', reason: 'conversations.kick: restricted_action (UOWNER0001)' });
+    expect(auditOf(relay, 'sapphire-unicorn', 'slack.kick_failed').map((e) => e.data)).toEqual([{ channelId: room.id, slackUserId: 'UOWNER0001', error: 'restricted_action' }]);
+
+    fake.removeMember(room.id, 'UOWNER0001');
+    const after = await relay.request.post('/v1/incidents/sapphire-unicorn/slack/sync').set(auth(ic));
+    expect(after.status).toBe(200);
+    expect(after.body.state).toBe('ready');
+  });
+
+  it('is not_found for non-members and forbidden for roster members who are not the commander', async () => {
+    const outsider = await relay.request.post('/v1/incidents/sapphire-unicorn/slack/sync').set(auth(relay.tokenFor('nosy@corp.example')));
+    expect(outsider.status).toBe(404);
+    expect(outsider.body.error.code).toBe('not_found');
+    const deputy = await relay.request.post('/v1/incidents/sapphire-unicorn/slack/sync').set(auth(relay.tokenFor('deputy@corp.example')));
+    expect(deputy.status).toBe(403);
+    expect(deputy.body.error.code).toBe('forbidden');
+  });
+
+  it('answers 503 unavailable when Slack is off, after the roster check', async () => {
+    const off = await createTestRelay();
+    const offIc = off.tokenFor('ic@corp.example');
+    const created = await declare(off, offIc, 'amber-falcon');
+    expect(created['slack']).toBeNull();
+    const res = await off.request.post('/v1/incidents/amber-falcon/slack/sync').set(auth(offIc));
+    expect(res.status).toBe(503);
+    expect(res.body.error).toMatchObject({ code: 'unavailable', rule: 'chat', details: { slack: 'off' } });
+    expect((await off.request.post('/v1/incidents/amber-falcon/slack/sync').set(auth(off.tokenFor('nosy@corp.example')))).status).toBe(404);
+  });
+
+  it('refuses a closed incident', async () => {
+    await relay.request.patch('/v1/incidents/sapphire-unicorn').set(auth(ic)).send({ status: 'closed' });
+    const res = await relay.request.post('/v1/incidents/sapphire-unicorn/slack/sync').set(auth(ic));
+    expect(res.status).toBe(409);
+    expect(res.body.error.code).toBe('incident_closed');
+  });
+});
