@@ -101,16 +101,36 @@ export class ConfigError extends Error {
   }
 }
 
-const DOMAIN = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+// The top-level label may be an IDN in punycode (xn--p1ai), so it is not letters only.
+const DOMAIN = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{1,59})$/;
 const E164 = /^\+[1-9]\d{6,14}$/;
 
-const port = z.coerce.number().int().min(0).max(65535);
+// Digits only: z.coerce.number alone would read " " as 0 (a random port), and
+// accept 0x50, 1e3 or 80.0, none of which an operator means as a port.
+const port = z.string().regex(/^\d{1,5}$/).transform(Number).pipe(z.number().int().min(0).max(65535));
+const byteCount = z.string().regex(/^\d{1,10}$/).transform(Number).pipe(z.number().int().min(1024).max(1024 ** 3));
 const bool = z.enum(['true', 'false']).transform((v) => v === 'true');
 
-function duration(variable: string, raw: string, min = 1): Duration {
+/** Longest delay Node timers honour; a longer setInterval silently fires every 1 ms instead. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+// Comparisons (ages, spacing) need no timer, but still a sane bound: ten years.
+const MAX_DURATION_MS = 10 * 365 * 86_400_000;
+
+function duration(variable: string, raw: string, min = 1, max = MAX_DURATION_MS): Duration {
   const value = parseDuration(raw);
-  if (value === null || value < min) throw new ConfigError(variable, `a duration such as 60s, 5m or 24h (got ${JSON.stringify(raw)})`);
+  if (value === null || value < min || value > max) {
+    throw new ConfigError(variable, `a duration such as 60s, 5m or 24h, between ${min} ms and ${max} ms (got ${JSON.stringify(raw)})`);
+  }
   return value;
+}
+
+function smtpUrl(variable: string, raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  // new URL accepts `smtp://` with no host; a relay pointed at nothing would fail only at the first send.
+  const ok = z.url({ protocol: /^smtps?$/ }).safeParse(raw).success && URL.canParse(raw) && new URL(raw).hostname !== '';
+  // The URL may carry credentials, so the message never echoes it.
+  if (!ok) throw new ConfigError(variable, 'an smtp:// or smtps:// URL with a host, e.g. smtp://user:pass@mail.corp.example:587');
+  return raw;
 }
 
 function httpUrl(variable: string, raw: string | undefined): string | undefined {
@@ -142,15 +162,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
     .split(',')
     .map((d) => d.trim().toLowerCase())
     .filter((d) => d !== '');
-  if (internalDomains.length === 0 || internalDomains.some((d) => !DOMAIN.test(d))) {
-    throw new ConfigError('RELAY_INTERNAL_DOMAINS', 'a comma-separated list of domains such as corp.example,*.corp.example');
+  const badDomain = internalDomains.find((d) => !DOMAIN.test(d));
+  if (internalDomains.length === 0 || badDomain !== undefined) {
+    const got = badDomain === undefined ? '' : ` (${JSON.stringify(badDomain)} is not a domain)`;
+    throw new ConfigError('RELAY_INTERNAL_DOMAINS', `a comma-separated list of domains such as corp.example,*.corp.example${got}`);
   }
   const mailDomain = (get('RELAY_MAIL_DOMAIN') ?? internalDomains[0]!.replace(/^\*\./, '')).toLowerCase();
-  if (!DOMAIN.test(mailDomain) || mailDomain.startsWith('*.')) throw new ConfigError('RELAY_MAIL_DOMAIN', 'a domain name');
+  if (!DOMAIN.test(mailDomain) || mailDomain.startsWith('*.')) throw new ConfigError('RELAY_MAIL_DOMAIN', `a domain name such as corp.example (got ${JSON.stringify(mailDomain)})`);
 
-  const smtpUpstream = get('RELAY_SMTP_UPSTREAM');
-  if (smtpUpstream !== undefined && !z.url({ protocol: /^smtps?$/ }).safeParse(smtpUpstream).success) {
-    throw new ConfigError('RELAY_SMTP_UPSTREAM', 'an smtp:// or smtps:// URL, e.g. smtp://user:pass@mail.corp.example:587');
+  const smtpUpstream = smtpUrl('RELAY_SMTP_UPSTREAM', get('RELAY_SMTP_UPSTREAM'));
+
+  const tlsCert = get('RELAY_TLS_CERT');
+  const tlsKey = get('RELAY_TLS_KEY');
+  // A certificate without its key (or the reverse) would otherwise fall back to a self-signed pair unnoticed.
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+    throw new ConfigError(tlsCert === undefined ? 'RELAY_TLS_CERT' : 'RELAY_TLS_KEY', 'set both RELAY_TLS_CERT and RELAY_TLS_KEY, or neither for a generated self-signed certificate');
   }
 
   const sid = get('TWILIO_ACCOUNT_SID');
@@ -176,8 +202,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
     httpPort: field('RELAY_HTTP_PORT', port, get('RELAY_HTTP_PORT') ?? '8080', 'a port number 0-65535'),
     smtpHost: get('RELAY_SMTP_HOST') ?? '127.0.0.1',
     smtpPort: field('RELAY_SMTP_PORT', port, get('RELAY_SMTP_PORT') ?? '2525', 'a port number 0-65535'),
-    tlsCert: get('RELAY_TLS_CERT'),
-    tlsKey: get('RELAY_TLS_KEY'),
+    tlsCert,
+    tlsKey,
     internalDomains,
     internalDomainsDefaulted: rawDomains === undefined,
     mailDomain,
@@ -187,14 +213,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
     keyPassphrase: get('RELAY_KEY_PASSPHRASE'),
     keysDir: keysDir === undefined ? undefined : path.resolve(keysDir),
     smtpUpstream,
-    maxMessageBytes: field('RELAY_MAX_MESSAGE_BYTES', z.coerce.number().int().min(1024).max(1024 ** 3), get('RELAY_MAX_MESSAGE_BYTES') ?? '26214400', 'a byte count between 1024 and 1073741824'),
+    maxMessageBytes: field('RELAY_MAX_MESSAGE_BYTES', byteCount, get('RELAY_MAX_MESSAGE_BYTES') ?? '26214400', 'a byte count between 1024 and 1073741824'),
     deliveryMaxAge: duration('RELAY_DELIVERY_MAX_AGE', get('RELAY_DELIVERY_MAX_AGE') ?? '24h'),
     twilio: sid && authToken && from ? { accountSid: sid, authToken, from } : undefined,
     twilioApiBaseUrl: httpUrl('TWILIO_API_BASE_URL', get('TWILIO_API_BASE_URL')),
     smsNudgeInterval: duration('RELAY_SMS_NUDGE_INTERVAL', get('RELAY_SMS_NUDGE_INTERVAL') ?? '5m', 0),
     slackBotToken: get('SLACK_BOT_TOKEN'),
     slackApiUrl: httpUrl('SLACK_API_URL', get('SLACK_API_URL')),
-    slackSyncInterval: duration('RELAY_SLACK_SYNC_INTERVAL', get('RELAY_SLACK_SYNC_INTERVAL') ?? '60s', 100),
+    slackSyncInterval: duration('RELAY_SLACK_SYNC_INTERVAL', get('RELAY_SLACK_SYNC_INTERVAL') ?? '60s', 100, MAX_TIMER_MS),
     slackArchiveOnClose: field('RELAY_SLACK_ARCHIVE_ON_CLOSE', bool, get('RELAY_SLACK_ARCHIVE_ON_CLOSE') ?? 'true', 'true or false'),
     smtpAllowInsecureAuth: field('RELAY_SMTP_ALLOW_INSECURE_AUTH', bool, get('RELAY_SMTP_ALLOW_INSECURE_AUTH') ?? 'false', 'true or false'),
     logLevel: field('RELAY_LOG_LEVEL', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), get('RELAY_LOG_LEVEL') ?? 'info', 'one of fatal, error, warn, info, debug, trace, silent'),

@@ -1,0 +1,184 @@
+/**
+ * loadConfig against SPEC §7: every default, and every bad value refused with
+ * a ConfigError that names the variable and never echoes a secret.
+ */
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, MAX_TIMER_MS, parseDuration, testConfig, type RelayConfig } from '../src/config.js';
+
+// Valid secrets present in every invalid case below: whatever variable is at
+// fault, none of these may appear in the message.
+const SECRETS = {
+  RELAY_ADMIN_TOKEN: 'admintoken-s3cret-0123456789abcdef',
+  RELAY_KEY_PASSPHRASE: 'passphrase-s3cret-correct-horse',
+  SLACK_BOT_TOKEN: 'xoxb-s3cret-slack-token',
+} as const;
+const SECRET_VALUES = [...Object.values(SECRETS), 'hunter2', 'twilio-s3cret-auth', 'short-s3cret'];
+
+const DEFAULTS: Array<[keyof RelayConfig, unknown]> = [
+  ['dataDir', path.resolve('./data')],
+  ['httpHost', '127.0.0.1'],
+  ['httpPort', 8080],
+  ['smtpHost', '127.0.0.1'],
+  ['smtpPort', 2525],
+  ['tlsCert', undefined],
+  ['tlsKey', undefined],
+  ['internalDomains', ['example.com']],
+  ['internalDomainsDefaulted', true],
+  ['mailDomain', 'example.com'],
+  ['encrypt', 'external'],
+  ['adminToken', undefined],
+  ['keyFile', undefined],
+  ['keyPassphrase', undefined],
+  ['smtpUpstream', undefined],
+  ['maxMessageBytes', 26_214_400],
+  ['deliveryMaxAge', 24 * 3_600_000],
+  ['twilio', undefined],
+  ['twilioApiBaseUrl', undefined],
+  ['smsNudgeInterval', 5 * 60_000],
+  ['slackBotToken', undefined],
+  ['slackApiUrl', undefined],
+  ['slackSyncInterval', 60_000],
+  ['slackArchiveOnClose', true],
+  ['smtpAllowInsecureAuth', false],
+  ['logLevel', 'info'],
+];
+
+describe('loadConfig defaults (SPEC §7)', () => {
+  const config = loadConfig({});
+  it.each(DEFAULTS)('%s', (key, expected) => {
+    expect(config[key]).toEqual(expected);
+  });
+
+  it('treats an empty value as unset', () => {
+    expect(loadConfig({ RELAY_HTTP_PORT: '', RELAY_ENCRYPT: '' })).toMatchObject({ httpPort: 8080, encrypt: 'external' });
+  });
+
+  it('testConfig is the defaults plus overrides', () => {
+    expect(testConfig({ httpPort: 1 })).toMatchObject({ httpPort: 1, smtpPort: 2525 });
+  });
+});
+
+const VALID: Array<[string, Record<string, string>, Partial<RelayConfig>]> = [
+  ['ports', { RELAY_HTTP_PORT: '0', RELAY_SMTP_PORT: '65535' }, { httpPort: 0, smtpPort: 65535 }],
+  ['hosts', { RELAY_HTTP_HOST: '0.0.0.0', RELAY_SMTP_HOST: '::1' }, { httpHost: '0.0.0.0', smtpHost: '::1' }],
+  [
+    'domains lowercased, wildcard kept, mail domain from the first entry',
+    { RELAY_INTERNAL_DOMAINS: '*.Corp.Example, corp.example' },
+    { internalDomains: ['*.corp.example', 'corp.example'], internalDomainsDefaulted: false, mailDomain: 'corp.example' },
+  ],
+  ['punycode TLD', { RELAY_INTERNAL_DOMAINS: 'xn--80ak6aa92e.xn--p1ai' }, { internalDomains: ['xn--80ak6aa92e.xn--p1ai'] }],
+  ['explicit mail domain', { RELAY_INTERNAL_DOMAINS: 'corp.example', RELAY_MAIL_DOMAIN: 'Relay.Corp.Example' }, { mailDomain: 'relay.corp.example' }],
+  ['encrypt always', { RELAY_ENCRYPT: 'always' }, { encrypt: 'always' }],
+  ['smtp upstream', { RELAY_SMTP_UPSTREAM: 'smtps://u:p@mail.corp.example:465' }, { smtpUpstream: 'smtps://u:p@mail.corp.example:465' }],
+  ['durations', { RELAY_DELIVERY_MAX_AGE: '2d', RELAY_SMS_NUDGE_INTERVAL: '90s', RELAY_SLACK_SYNC_INTERVAL: '250ms' }, { deliveryMaxAge: 172_800_000, smsNudgeInterval: 90_000, slackSyncInterval: 250 }],
+  ['booleans', { RELAY_SLACK_ARCHIVE_ON_CLOSE: 'false', RELAY_SMTP_ALLOW_INSECURE_AUTH: 'true' }, { slackArchiveOnClose: false, smtpAllowInsecureAuth: true }],
+  [
+    'twilio, all three',
+    { TWILIO_ACCOUNT_SID: `AC${'a'.repeat(32)}`, TWILIO_AUTH_TOKEN: 'tok', TWILIO_FROM: '+15555550100' },
+    { twilio: { accountSid: `AC${'a'.repeat(32)}`, authToken: 'tok', from: '+15555550100' } },
+  ],
+  ['api urls lose the trailing slash', { SLACK_API_URL: 'http://127.0.0.1:9/api/', TWILIO_API_BASE_URL: 'https://twilio.proxy.example/' }, { slackApiUrl: 'http://127.0.0.1:9/api', twilioApiBaseUrl: 'https://twilio.proxy.example' }],
+  ['tls pair', { RELAY_TLS_CERT: '/etc/relay/cert.pem', RELAY_TLS_KEY: '/etc/relay/key.pem' }, { tlsCert: '/etc/relay/cert.pem', tlsKey: '/etc/relay/key.pem' }],
+  ['keys dir resolved', { RELAY_KEYS_DIR: 'some/keys' }, { keysDir: path.resolve('some/keys') }],
+  ['message size', { RELAY_MAX_MESSAGE_BYTES: '1048576' }, { maxMessageBytes: 1_048_576 }],
+];
+
+describe('loadConfig accepts good values', () => {
+  it.each(VALID)('%s', (_name, env, expected) => {
+    expect(loadConfig(env)).toMatchObject(expected);
+  });
+});
+
+const INVALID: Array<[variable: string, env: Record<string, string>]> = [
+  ['RELAY_HTTP_PORT', { RELAY_HTTP_PORT: 'eighty' }],
+  ['RELAY_HTTP_PORT', { RELAY_HTTP_PORT: '65536' }],
+  ['RELAY_HTTP_PORT', { RELAY_HTTP_PORT: '-1' }],
+  // Number(' ') is 0: a blank port must not silently become a random one.
+  ['RELAY_HTTP_PORT', { RELAY_HTTP_PORT: ' ' }],
+  ['RELAY_HTTP_PORT', { RELAY_HTTP_PORT: '0x50' }],
+  ['RELAY_SMTP_PORT', { RELAY_SMTP_PORT: '25.5' }],
+  ['RELAY_SMTP_PORT', { RELAY_SMTP_PORT: '1e3' }],
+  ['RELAY_ENCRYPT', { RELAY_ENCRYPT: 'sometimes' }],
+  ['RELAY_ENCRYPT', { RELAY_ENCRYPT: 'never' }],
+  ['RELAY_INTERNAL_DOMAINS', { RELAY_INTERNAL_DOMAINS: 'corp.example,not a domain' }],
+  ['RELAY_INTERNAL_DOMAINS', { RELAY_INTERNAL_DOMAINS: ',' }],
+  ['RELAY_INTERNAL_DOMAINS', { RELAY_INTERNAL_DOMAINS: 'localhost' }],
+  ['RELAY_INTERNAL_DOMAINS', { RELAY_INTERNAL_DOMAINS: '*' }],
+  ['RELAY_INTERNAL_DOMAINS', { RELAY_INTERNAL_DOMAINS: 'user@corp.example' }],
+  ['RELAY_MAIL_DOMAIN', { RELAY_MAIL_DOMAIN: '*.corp.example' }],
+  ['RELAY_MAIL_DOMAIN', { RELAY_MAIL_DOMAIN: 'corp_example' }],
+  ['RELAY_SMTP_UPSTREAM', { RELAY_SMTP_UPSTREAM: 'http://mail.corp.example' }],
+  ['RELAY_SMTP_UPSTREAM', { RELAY_SMTP_UPSTREAM: 'mail.corp.example:25' }],
+  ['RELAY_SMTP_UPSTREAM', { RELAY_SMTP_UPSTREAM: 'smtp://' }],
+  ['RELAY_SMTP_UPSTREAM', { RELAY_SMTP_UPSTREAM: 'ftp://relay:hunter2@mail.corp.example' }],
+  ['TWILIO_API_BASE_URL', { TWILIO_API_BASE_URL: 'ftp://twilio.example' }],
+  ['SLACK_API_URL', { SLACK_API_URL: 'slack.example/api' }],
+  ['TWILIO_AUTH_TOKEN', { TWILIO_ACCOUNT_SID: `AC${'a'.repeat(32)}`, TWILIO_FROM: '+15555550100' }],
+  ['TWILIO_FROM', { TWILIO_ACCOUNT_SID: `AC${'a'.repeat(32)}`, TWILIO_AUTH_TOKEN: 'twilio-s3cret-auth' }],
+  ['TWILIO_ACCOUNT_SID', { TWILIO_AUTH_TOKEN: 'twilio-s3cret-auth' }],
+  ['TWILIO_ACCOUNT_SID', { TWILIO_ACCOUNT_SID: 'not-a-sid', TWILIO_AUTH_TOKEN: 'twilio-s3cret-auth', TWILIO_FROM: '+15555550100' }],
+  ['TWILIO_FROM', { TWILIO_ACCOUNT_SID: `AC${'a'.repeat(32)}`, TWILIO_AUTH_TOKEN: 'twilio-s3cret-auth', TWILIO_FROM: '555-0100' }],
+  ['RELAY_DELIVERY_MAX_AGE', { RELAY_DELIVERY_MAX_AGE: 'a day' }],
+  ['RELAY_DELIVERY_MAX_AGE', { RELAY_DELIVERY_MAX_AGE: '0s' }],
+  ['RELAY_DELIVERY_MAX_AGE', { RELAY_DELIVERY_MAX_AGE: '24' }],
+  ['RELAY_DELIVERY_MAX_AGE', { RELAY_DELIVERY_MAX_AGE: '99999999999999999999d' }],
+  ['RELAY_SMS_NUDGE_INTERVAL', { RELAY_SMS_NUDGE_INTERVAL: '-5m' }],
+  ['RELAY_SMS_NUDGE_INTERVAL', { RELAY_SMS_NUDGE_INTERVAL: '5 minutes' }],
+  ['RELAY_SLACK_SYNC_INTERVAL', { RELAY_SLACK_SYNC_INTERVAL: '1ms' }],
+  // Past 2^31-1 ms Node fires a setInterval every millisecond instead.
+  ['RELAY_SLACK_SYNC_INTERVAL', { RELAY_SLACK_SYNC_INTERVAL: '30d' }],
+  ['RELAY_SLACK_ARCHIVE_ON_CLOSE', { RELAY_SLACK_ARCHIVE_ON_CLOSE: 'yes' }],
+  ['RELAY_SMTP_ALLOW_INSECURE_AUTH', { RELAY_SMTP_ALLOW_INSECURE_AUTH: '1' }],
+  ['RELAY_MAX_MESSAGE_BYTES', { RELAY_MAX_MESSAGE_BYTES: '100' }],
+  ['RELAY_MAX_MESSAGE_BYTES', { RELAY_MAX_MESSAGE_BYTES: '2e6' }],
+  ['RELAY_MAX_MESSAGE_BYTES', { RELAY_MAX_MESSAGE_BYTES: '2GB' }],
+  ['RELAY_TLS_KEY', { RELAY_TLS_CERT: '/etc/relay/cert.pem' }],
+  ['RELAY_TLS_CERT', { RELAY_TLS_KEY: '/etc/relay/key.pem' }],
+  ['RELAY_LOG_LEVEL', { RELAY_LOG_LEVEL: 'verbose' }],
+  ['RELAY_FOO', { RELAY_FOO: 'bar' }],
+  // A typo of a secret's name: refused by name, value not echoed.
+  ['RELAY_ADMIN_TOKN', { RELAY_ADMIN_TOKN: 'short-s3cret' }],
+  ['RELAY_ADMIN_TOKEN', { RELAY_ADMIN_TOKEN: 'short-s3cret' }],
+];
+
+describe('loadConfig refuses bad values, naming the variable', () => {
+  it.each(INVALID)('%s = %j', (variable, env) => {
+    let caught: unknown;
+    try {
+      loadConfig({ ...SECRETS, ...env });
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    const error = caught as ConfigError;
+    expect(error.variable).toBe(variable);
+    expect(error.message.startsWith(`${variable}: `)).toBe(true);
+    for (const secret of SECRET_VALUES) expect(error.message).not.toContain(secret);
+  });
+
+  it('reads only RELAY_ names it knows; other prefixes are left to other software', () => {
+    expect(() => loadConfig({ TWILIO_REGION: 'ie1', SLACK_SIGNING_SECRET: 'x', PATH: '/usr/bin' })).not.toThrow();
+  });
+});
+
+describe('parseDuration', () => {
+  it.each([
+    ['250ms', 250],
+    ['60s', 60_000],
+    ['5m', 300_000],
+    ['24h', 86_400_000],
+    ['7d', 604_800_000],
+    [' 5m ', 300_000],
+    ['5', null],
+    ['5M', null],
+    ['1.5h', null],
+    ['', null],
+  ])('%j → %s', (text, expected) => {
+    expect(parseDuration(text)).toBe(expected);
+  });
+
+  it('the timer ceiling is what Node honours', () => {
+    expect(MAX_TIMER_MS).toBe(2_147_483_647);
+  });
+});

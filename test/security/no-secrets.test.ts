@@ -1,0 +1,132 @@
+/**
+ * Regressions for "never a secret, never content": no private key is
+ * committed outside test/, the audit log refuses content and secret fields,
+ * and the operational log redacts them.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { createLogger, REDACT_PATHS } from '../../src/logger.js';
+import { createStore } from '../../src/store/index.js';
+import { ROOT } from '../helpers/build.js';
+
+const PRIVATE_KEY_MARKERS = [
+  'BEGIN PGP PRIVATE KEY BLOCK',
+  'BEGIN RSA PRIVATE KEY',
+  'BEGIN PRIVATE KEY',
+  'BEGIN EC PRIVATE KEY',
+  'BEGIN ENCRYPTED PRIVATE KEY',
+  'BEGIN OPENSSH PRIVATE KEY',
+];
+
+// Tracked files plus the untracked ones git would pick up on the next
+// `git add`, so a key is caught before it is committed, not after.
+function repositoryFiles(): string[] {
+  const out = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  return [...new Set(out.split('\0').filter((f) => f !== ''))];
+}
+
+describe('no private key in the repository outside test/', () => {
+  const files = repositoryFiles();
+
+  it('finds the files to scan', () => {
+    expect(files).toContain('package.json');
+    expect(files).toContain('src/main.ts');
+  });
+
+  it.each(PRIVATE_KEY_MARKERS)('no file outside test/ contains "%s"', (marker) => {
+    const offenders = files
+      .filter((file) => !file.startsWith('test/'))
+      .filter((file) => {
+        const full = path.join(ROOT, file);
+        // Tracked-but-deleted files are listed too; symlinks are not followed.
+        if (!fs.existsSync(full) || !fs.lstatSync(full).isFile()) return false;
+        return fs.readFileSync(full).includes(marker);
+      });
+    expect(offenders, `remove the key material and rotate the key: ${offenders.join(', ')}`).toEqual([]);
+  });
+
+  it('keys.example holds one public key block per .asc file', () => {
+    const dir = path.join(ROOT, 'keys.example');
+    const ascs = fs.readdirSync(dir).filter((name) => name.endsWith('.asc'));
+    expect(ascs.length).toBeGreaterThan(0);
+    for (const name of ascs) {
+      const text = fs.readFileSync(path.join(dir, name), 'utf8');
+      expect(text.match(/^-----BEGIN PGP [A-Z ]+-----$/gm), name).toEqual(['-----BEGIN PGP PUBLIC KEY BLOCK-----']);
+    }
+  });
+});
+
+describe('the audit log refuses content and secrets', () => {
+  const forbidden: Array<[string, Record<string, unknown>]> = [
+    ['body', { body: 'x' }],
+    ['text', { text: 'x' }],
+    ['html', { html: '<p>x</p>' }],
+    ['subject', { subject: 'Customer data in S3 bucket' }],
+    ['topic', { topic: 'x' }],
+    ['content', { content: 'eA==' }],
+    ['token', { token: 'x' }],
+    ['password', { password: 'x' }],
+    ['passphrase', { passphrase: 'x' }],
+    ['armored', { armored: '-----BEGIN PGP PUBLIC KEY BLOCK-----' }],
+    ['publicKey', { publicKey: 'x' }],
+    ['privateKey', { privateKey: 'x' }],
+    ['case-insensitive', { Body: 'x' }],
+    ['nested', { message: { recipients: 2, body: 'x' } }],
+    ['inside an array', { attachments: [{ filename: 'a.txt', content: 'eA==' }] }],
+  ];
+
+  it.each(forbidden)('%s', (_name, data) => {
+    const store = createStore(':memory:', () => new Date('2026-11-22T09:00:00Z'));
+    store.audit.append({ type: 'test.before', actor: null, outcome: 'ok', data: { n: 1 } });
+    expect(() => store.audit.append({ type: 'email.accepted', actor: 'ic@corp.example', outcome: 'ok', data })).toThrow(/audit data may not carry/);
+    // The refused event left no trace and the chain still holds.
+    expect(store.audit.verify()).toMatchObject({ ok: true, events: 1 });
+    store.close();
+  });
+
+  it('accepts lengths and hashes in their place', () => {
+    const store = createStore(':memory:', () => new Date('2026-11-22T09:00:00Z'));
+    const event = store.audit.append({ type: 'sms.refused', actor: 'ic@corp.example', outcome: 'refused', data: { bodyLength: 42, bodySha256: 'ab'.repeat(32) } });
+    expect(event.data).toEqual({ bodyLength: 42, bodySha256: 'ab'.repeat(32) });
+    store.close();
+  });
+});
+
+describe('the operational log redacts secrets and content', () => {
+  function capture(): { stream: Writable; text: () => string } {
+    let written = '';
+    const stream = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        written += chunk.toString('utf8');
+        callback();
+      },
+    });
+    return { stream, text: () => written };
+  }
+
+  it('top level, one level down, request headers and HTTP client errors', () => {
+    const { stream, text } = capture();
+    const logger = createLogger('info', stream);
+    const clientError = Object.assign(new Error('Request failed with status code 401'), {
+      config: { headers: { Authorization: 'Basic SECRET-twilio-basic' } },
+    });
+    logger.info({ token: 'SECRET-top-token', nested: { token: 'SECRET-nested-token', password: 'SECRET-pw' } }, 'tokens');
+    logger.info({ body: 'SECRET-body', subject: 'SECRET-subject', text: 'SECRET-text', html: 'SECRET-html', passphrase: 'SECRET-pass' }, 'content');
+    logger.info({ req: { method: 'GET', headers: { authorization: 'Bearer SECRET-header', cookie: 'SECRET-cookie' } } }, 'request');
+    logger.warn({ err: clientError }, 'upstream refused');
+    logger.info({ email: { to: 2, subject: 'SECRET-nested-subject' } }, 'nested content');
+    const out = text();
+    expect(out).not.toMatch(/SECRET-/);
+    expect(out).toContain('[redacted]');
+    // What is safe to log still is.
+    expect(out).toContain('"method":"GET"');
+    expect(out).toContain('Request failed with status code 401');
+  });
+
+  it('covers every field at the top level too, not only one level down', () => {
+    for (const p of REDACT_PATHS.filter((p) => p.startsWith('*.'))) expect(REDACT_PATHS).toContain(p.slice(2));
+  });
+});
