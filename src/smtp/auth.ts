@@ -1,0 +1,92 @@
+/**
+ * SMTP AUTH (PLAIN and LOGIN): username = the responder's email address,
+ * password = their relay token. The token must belong to that address. Wrong
+ * credentials are audited (never the password) and feed the back-off.
+ */
+import { createHash } from 'node:crypto';
+import type { RelayContext } from '../context.js';
+import { RelayError } from '../errors.js';
+import type { Caller } from '../services/incidents.js';
+import { isEmailAddress } from '../validation.js';
+import { ADDRESS_BACKOFF, Backoff, IP_BACKOFF, ipKey } from './backoff.js';
+
+/** What the client presented. */
+export interface AuthAttempt {
+  method: string;
+  username: string;
+  password: string;
+  /** PLAIN only: the authorization identity (RFC 4616), empty when not given. */
+  authzid: string;
+  remoteAddress: string;
+  sessionId: string;
+}
+
+/** Why an attempt failed, as audited. */
+export type AuthFailureReason = 'unknown_token' | 'token_of_other_user' | 'authzid_mismatch' | 'bad_username' | 'backoff';
+
+/** The back-off state shared by every session of one listener. */
+export interface AuthGuard {
+  byAddress: Backoff;
+  byIp: Backoff;
+}
+
+/** A fresh back-off state with the default policies. */
+export function createAuthGuard(): AuthGuard {
+  return { byAddress: new Backoff(ADDRESS_BACKOFF), byIp: new Backoff(IP_BACKOFF) };
+}
+
+const BAD_CREDENTIALS =
+  'Authentication failed: the username must be your email address and the password your relay token (ask an admin for a new token if it was revoked).';
+
+// A mistyped username may be the token pasted into the wrong field: only a
+// well-formed address is recorded as such, anything else as a short hash.
+function auditedUsername(username: string): Record<string, string> {
+  if (isEmailAddress(username)) return { username };
+  return { usernameSha256: createHash('sha256').update(username, 'utf8').digest('hex').slice(0, 16) };
+}
+
+/**
+ * Checks one attempt: the caller on success; RelayError `unauthenticated` for
+ * wrong credentials, `rate_limited` (with retryAfter) while the address or the
+ * client IP is backing off. Every failure is audited as `smtp.auth_failed`.
+ */
+export function authenticate(ctx: RelayContext, guard: AuthGuard, attempt: AuthAttempt): Caller {
+  const now = ctx.now();
+  const username = attempt.username.trim().toLowerCase();
+  const addressKey = `user:${username}`;
+  const ip = ipKey(attempt.remoteAddress);
+  const audit = (reason: AuthFailureReason, extra: Record<string, unknown> = {}): void => {
+    ctx.store.audit.append({
+      type: 'smtp.auth_failed',
+      actor: isEmailAddress(username) ? username : null,
+      outcome: 'refused',
+      data: { via: 'smtp', session: attempt.sessionId, ip, method: attempt.method, reason, ...auditedUsername(username), ...extra },
+    });
+  };
+
+  const waitMs = Math.max(guard.byAddress.blockedFor(addressKey, now), guard.byIp.blockedFor(ip, now));
+  if (waitMs > 0) {
+    // Not counted as a failure: the credentials were not looked at.
+    audit('backoff', { retryAfterSeconds: Math.ceil(waitMs / 1000) });
+    const seconds = Math.ceil(waitMs / 1000);
+    throw new RelayError('rate_limited', `Too many failed logins for this address or from this network; try again in ${seconds} s.`, { retryAfter: seconds });
+  }
+
+  const fail = (reason: AuthFailureReason, extra: Record<string, unknown> = {}): never => {
+    const blockedMs = Math.max(guard.byAddress.fail(addressKey, now), guard.byIp.fail(ip, now));
+    audit(reason, { ...extra, ...(blockedMs > 0 ? { backoffSeconds: Math.ceil(blockedMs / 1000) } : {}) });
+    throw new RelayError('unauthenticated', BAD_CREDENTIALS);
+  };
+
+  if (!isEmailAddress(username)) return fail('bad_username');
+  // RFC 4616 §2: an authorization identity other than the authentication identity asks to act as someone else.
+  const authzid = attempt.authzid.trim().toLowerCase();
+  if (authzid !== '' && authzid !== username) return fail('authzid_mismatch');
+  const record = attempt.password === '' ? undefined : ctx.store.tokens.verify(attempt.password);
+  if (!record) return fail('unknown_token');
+  // The token id is not secret; it lets an admin revoke a token that someone else presented.
+  if (record.email.toLowerCase() !== username) return fail('token_of_other_user', { tokenId: record.id });
+
+  guard.byAddress.succeed(addressKey);
+  return { tokenId: record.id, email: record.email.toLowerCase(), role: record.role };
+}
