@@ -227,7 +227,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
   };
 }
 
-/** Builds a config for tests and embedders: the defaults with overrides, no environment read. */
+/**
+ * Builds a config for tests and embedders: the defaults with overrides, no
+ * environment read. Listeners default to port 0 (any free port) so relays
+ * started side by side never collide.
+ */
 export function testConfig(overrides: Partial<RelayConfig> = {}): RelayConfig {
-  return { ...loadConfig({}), ...overrides };
+  return { ...loadConfig({}), httpPort: 0, smtpPort: 0, ...overrides };
 }

@@ -55,7 +55,7 @@ describe('loadConfig defaults (SPEC §7)', () => {
   });
 
   it('testConfig is the defaults plus overrides', () => {
-    expect(testConfig({ httpPort: 1 })).toMatchObject({ httpPort: 1, smtpPort: 2525 });
+    expect(testConfig({ httpPort: 1 })).toMatchObject({ httpPort: 1, smtpPort: 0, encrypt: 'external' });
   });
 });
 

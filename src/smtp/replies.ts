@@ -5,7 +5,7 @@
  * internal fault, answered `451 4.3.0` so the client retries, with no
  * internals in the text.
  */
-import { ERROR_CODES, RelayError, type ErrorCode } from '../errors.js';
+import { ERROR_CODES, asRelayError, type ErrorCode } from '../errors.js';
 import type { EmailAccepted } from '../services/emails.js';
 
 /** Where in the dialogue the reply is given; AUTH answers throttling differently (RFC 4954 §6). */
@@ -32,8 +32,10 @@ export function singleLine(text: string): string {
 }
 
 /** The reply for any failure at `stage`: the registry's code for a RelayError, `451 4.3.0` for the rest. */
-export function smtpReply(err: unknown, stage: SmtpStage): SmtpReply {
-  if (!(err instanceof RelayError)) {
+export function smtpReply(thrown: unknown, stage: SmtpStage): SmtpReply {
+  // A store that cannot write becomes `unavailable` (451 4.3.0), as over HTTP.
+  const err = asRelayError(thrown);
+  if (!err) {
     // RFC 4954 §6: AUTH has its own temporary failure reply.
     if (stage === 'auth') return { code: 454, text: '4.7.0 internal: Temporary authentication failure; try again later.' };
     return { code: 451, text: '4.3.0 internal: Internal error; the message was not accepted. Try again later, and tell an admin if it persists.' };
@@ -63,5 +65,5 @@ export function acceptedText(accepted: EmailAccepted): string {
 
 /** The registry code of a failure, for audit records; internal for anything that is not a RelayError. */
 export function errorCodeOf(err: unknown): ErrorCode {
-  return err instanceof RelayError ? err.code : 'internal';
+  return asRelayError(err)?.code ?? 'internal';
 }

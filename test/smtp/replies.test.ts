@@ -17,6 +17,7 @@ describe('smtpReply', () => {
     ['throttled AUTH (RFC 4954 454)', new RelayError('rate_limited', 'Wait.', { retryAfter: 4 }), 'auth', 454, '4.7.0 rate_limited: Wait.'],
     ['throttled sending', new RelayError('rate_limited', 'Wait.', { retryAfter: 4 }), 'data', 451, '4.7.1 rate_limited: Wait.'],
     ['a store failure', new Error('SQLITE_FULL: database or disk is full at /var/lib/relay/relay.db'), 'data', 451, '4.3.0 internal: Internal error; the message was not accepted. Try again later, and tell an admin if it persists.'],
+    ['a store that cannot write (SqliteError code)', Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' }), 'data', 451, '4.3.0 unavailable: The relay cannot store messages right now, so it accepted nothing; try again shortly.'],
     ['an internal fault during AUTH', new TypeError('x is undefined'), 'auth', 454, '4.7.0 internal: Temporary authentication failure; try again later.'],
     ['a thrown string', 'boom', 'mail', 451, '4.3.0 internal: Internal error; the message was not accepted. Try again later, and tell an admin if it persists.'],
   ])('%s', (_name, err, stage, code, text) => {
