@@ -7,13 +7,19 @@ import { z } from 'zod';
 import { invalid } from './errors.js';
 
 const CONTROL = /[\r\n\0]/;
+// What the composer (src/mime/compose.ts) refuses in a header: C0 controls
+// and DEL, and the Unicode line breaks (NEL, U+2028, U+2029) some readers
+// honour. Refused here too, so a value is never stored (a roster name) that
+// would make every later message to or from that member fail. Tab is allowed:
+// it is whitespace in a header, and an unfolded Subject may carry one.
+const NOT_ONE_LINE = /[\x00-\x08\x0a-\x1f\x7f\u0085\u2028\u2029]/;
 
 /** A single-line string safe to place in a header. */
 export const headerText = (max: number) =>
   z
     .string()
     .max(max)
-    .refine((s) => !CONTROL.test(s), { message: 'must not contain CR, LF or NUL' });
+    .refine((s) => !NOT_ONE_LINE.test(s), { message: 'must not contain CR, LF, NUL, other control characters or Unicode line separators' });
 
 // Deliberately narrower than RFC 5321: no quoted local parts, no comments, no
 // IP literals. Responders' addresses are ordinary mailbox names.

@@ -2,18 +2,42 @@
  * The HTTP listener: JSON in, typed calls to the services, JSON out. It only
  * translates; the policy and the pipeline live elsewhere.
  */
-import express, { type Express } from 'express';
+import express, { type Express, type RequestHandler } from 'express';
 import type { RelayContext } from '../context.js';
+import { RelayError } from '../errors.js';
 import { authenticate } from './auth.js';
-import { errorHandler, notFoundHandler } from './errors.js';
+import { errorHandler, notFoundHandler, sendError } from './errors.js';
 import { adminRoutes } from './routes/admin.js';
+import { emailRoutes } from './routes/emails.js';
 import { incidentRoutes } from './routes/incidents.js';
 import { keyRoutes } from './routes/keys.js';
+import { slackRoutes } from './routes/slack.js';
+import { smsRoutes, twilioWebhookRoutes } from './routes/sms.js';
 import { tokenRoutes } from './routes/tokens.js';
 
 /** The largest JSON body: a message at RELAY_MAX_MESSAGE_BYTES as base64, plus room for the envelope fields. */
 export function jsonBodyLimit(maxMessageBytes: number): number {
   return Math.ceil((maxMessageBytes * 4) / 3) + 64 * 1024;
+}
+
+/**
+ * Answers 413 at once to a body whose declared Content-Length is over
+ * `limit`. body-parser answers only after reading (and discarding) the whole
+ * body, so the client would push it all before hearing no; answered first, it
+ * can stop. Node discards whatever still arrives (never buffered), and
+ * requestTimeout bounds a client that keeps sending. The connection is not
+ * closed here: closing with unread input resets it, and the client would
+ * lose the 413.
+ */
+export function refuseDeclaredOversize(limit: number): RequestHandler {
+  return (req, res, next) => {
+    const declared = Number(req.get('content-length') ?? '0');
+    if (!(declared > limit)) {
+      next();
+      return;
+    }
+    sendError(res, new RelayError('payload_too_large', `The request body is ${declared} bytes; this relay accepts at most ${limit} (RELAY_MAX_MESSAGE_BYTES); send smaller attachments.`));
+  };
 }
 
 /** Builds the express app over the given context. */
@@ -36,14 +60,22 @@ export function createApp(ctx: RelayContext): Express {
     next();
   });
 
+  // --- SMS (issue 5): Twilio's inbound webhook, signed rather than bearer-authenticated, with its own form parser ---
+  app.use(twilioWebhookRoutes(ctx));
+  // --- end SMS webhook ---
+
   // Authenticate before parsing: nobody without a token makes us read a large body.
   app.use('/v1', authenticate(ctx));
+  app.use(refuseDeclaredOversize(jsonBodyLimit(ctx.config.maxMessageBytes)));
   app.use(express.json({ limit: jsonBodyLimit(ctx.config.maxMessageBytes), strict: true, type: ['application/json', 'application/*+json'] }));
   app.use(express.text({ limit: '64kb', type: 'text/plain' }));
   app.use(adminRoutes(ctx));
   app.use(tokenRoutes(ctx));
   app.use(incidentRoutes(ctx));
   app.use(keyRoutes(ctx));
+  app.use(slackRoutes(ctx));
+  app.use(emailRoutes(ctx));
+  app.use(smsRoutes(ctx)); // SMS (issue 5)
   app.use(notFoundHandler);
   app.use(errorHandler(ctx.logger));
   return app;

@@ -24,6 +24,9 @@ export function openDatabase(file: string): Db {
   // FULL: a commit is on disk before we answer 202 or 250 (SPEC §6).
   db.pragma('synchronous = FULL');
   db.pragma('busy_timeout = 5000');
+  // Zero freed pages: a purged body (SPEC §6) must not live on in the file's
+  // free list, where a backup or a stolen disk would still hold it.
+  db.pragma('secure_delete = ON');
   migrate(db);
   if (!inMemory) {
     for (const suffix of ['-wal', '-shm']) {

@@ -101,6 +101,16 @@ export class Outbox {
     return rows.filter((r) => !inFlight.has(r.id)).slice(0, limit).map(toDelivery);
   }
 
+  /**
+   * Makes every queued delivery due by `at`. Used when the worker starts: a
+   * backoff chosen before a restart (up to the 15-minute cap) must not keep
+   * accepted mail waiting after it; attempts are kept, so backoff resumes
+   * from where it was if the next try fails too.
+   */
+  resumeQueued(at: Date): number {
+    return this.db.prepare("UPDATE deliveries SET next_attempt_ms = ? WHERE status = 'queued' AND next_attempt_ms > ?").run(at.getTime(), at.getTime()).changes;
+  }
+
   /** The earliest time a queued delivery is due, if any. */
   nextDueMs(): number | undefined {
     const row = this.db.prepare("SELECT MIN(next_attempt_ms) AS next FROM deliveries WHERE status = 'queued'").get() as { next: number | null };

@@ -50,9 +50,19 @@ export class DeliveryWorker {
     this.random = options.random ?? Math.random;
   }
 
-  /** Starts polling; new work is also picked up at once through notify(). */
+  /** Starts polling, retrying everything queued at once; new work is also picked up through notify(). */
   start(): void {
     this.running = true;
+    try {
+      // A (re)start is when the queue must flush: an operator restarts after
+      // fixing the upstream, or after a crash; waiting out backoffs chosen
+      // before it would hold incident mail for up to maxBackoffMs.
+      const resumed = this.ctx.store.outbox.resumeQueued(this.ctx.now());
+      if (resumed > 0) this.ctx.logger.info({ resumed }, 'retrying queued deliveries now');
+    } catch (err) {
+      // The store cannot be written: the deliveries keep their schedule.
+      this.ctx.logger.error({ err }, 'could not reschedule queued deliveries');
+    }
     this.schedule(0);
   }
 

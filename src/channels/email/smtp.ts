@@ -22,8 +22,21 @@ export function classifySmtpError(err: unknown): DeliveryError {
   return new DeliveryError(`upstream unavailable: ${e.code ? `${e.code} ` : ''}${text}`, true);
 }
 
+/** How long to wait on the upstream, in ms; a silent server must not hold a delivery slot for ever. */
+export interface SmtpTimeouts {
+  /** TCP connect. */
+  connectionTimeout?: number;
+  /** The 220 greeting after connecting. */
+  greetingTimeout?: number;
+  /** Inactivity on an open connection, including the reply to the end of DATA. */
+  socketTimeout?: number;
+}
+
 /** Creates the SMTP channel for an smtp:// or smtps:// URL (auth and TLS as the URL says). */
-export function createSmtpChannel(url: string, options: { tls?: { rejectUnauthorized?: boolean; ca?: string | Buffer } } = {}): Channel & { close(): void } {
+export function createSmtpChannel(
+  url: string,
+  options: { tls?: { rejectUnauthorized?: boolean; ca?: string | Buffer }; timeouts?: SmtpTimeouts } = {},
+): Channel & { close(): void } {
   const parsed = new URL(url);
   const secure = parsed.protocol === 'smtps:';
   const transportOptions: SMTPPoolOptions & { pool: true } = {
@@ -32,9 +45,9 @@ export function createSmtpChannel(url: string, options: { tls?: { rejectUnauthor
     secure,
     // STARTTLS whenever the server offers it on smtp://; nodemailer's default.
     auth: parsed.username ? { user: decodeURIComponent(parsed.username), pass: decodeURIComponent(parsed.password) } : undefined,
-    connectionTimeout: 30_000,
-    greetingTimeout: 30_000,
-    socketTimeout: 60_000,
+    connectionTimeout: options.timeouts?.connectionTimeout ?? 30_000,
+    greetingTimeout: options.timeouts?.greetingTimeout ?? 30_000,
+    socketTimeout: options.timeouts?.socketTimeout ?? 60_000,
     pool: true,
     maxConnections: 4,
     tls: options.tls,

@@ -1,0 +1,215 @@
+/**
+ * Upstream faults (issue 7): the real app and DeliveryWorker, the real
+ * nodemailer channel, and an upstream that fails the way real ones do — a
+ * 4xx, a 5xx, a server that never greets, one that drops the connection in
+ * the middle of DATA, and ones that take the whole message but never answer.
+ * What must hold: transient faults are retried and permanent ones fail (SPEC
+ * §6), nothing accepted is lost, and the only duplicates are the ones
+ * at-least-once delivery cannot avoid (the upstream took the message but the
+ * relay never heard the 250).
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createSmtpChannel } from '../../src/channels/email/smtp.js';
+import { DeliveryWorker } from '../../src/workers/delivery.js';
+import { startFaultySmtp, type FaultySmtp, type SmtpFault } from '../helpers/faulty-smtp.js';
+import { createTestRelay, type TestRelay } from '../helpers/relay.js';
+import { startUpstream, type Upstream } from '../helpers/upstream.js';
+
+// Short enough to keep the suite fast, long enough that a loaded CI box does not time out a healthy server.
+const TIMEOUTS = { connectionTimeout: 1_000, greetingTimeout: 400, socketTimeout: 600 };
+
+let relay: TestRelay;
+let ic: string;
+let codename: string;
+let channel: ReturnType<typeof createSmtpChannel> | undefined;
+let worker: DeliveryWorker | undefined;
+let upstream: Upstream | undefined;
+let faulty: FaultySmtp | undefined;
+
+const auth = () => ({ Authorization: `Bearer ${ic}` });
+
+beforeEach(async () => {
+  relay = await createTestRelay();
+  ic = relay.tokenFor('ic@corp.example');
+  codename = (await relay.request.post('/v1/incidents').set(auth()).send({})).body.codename as string;
+  for (const email of ['sec@corp.example', 'exec@corp.example']) {
+    expect((await relay.request.put(`/v1/incidents/${codename}/roster/${email}`).set(auth()).send({ name: email.split('@')[0], role: 'security' })).status).toBe(201);
+  }
+});
+
+afterEach(async () => {
+  await worker?.stop();
+  channel?.close();
+  await upstream?.stop();
+  await faulty?.stop();
+  worker = undefined;
+  channel = undefined;
+  upstream = undefined;
+  faulty = undefined;
+});
+
+/** Points a channel and a worker at `url`; the backoff is tiny and the clock is the test's. */
+function deliverTo(url: string): DeliveryWorker {
+  channel = createSmtpChannel(url, { timeouts: TIMEOUTS });
+  worker = new DeliveryWorker(relay.ctx, { channels: { email: channel }, baseBackoffMs: 10, random: () => 0 });
+  return worker;
+}
+
+/** Sends `n` internal messages; returns their Message-IDs and ids. */
+async function send(n: number): Promise<{ id: string; messageId: string }[]> {
+  const accepted: { id: string; messageId: string }[] = [];
+  for (let i = 0; i < n; i++) {
+    const res = await relay.request.post(`/v1/incidents/${codename}/emails`).set(auth()).send({ to: ['sec@corp.example'], cc: ['exec@corp.example'], text: `message ${i}` });
+    expect(res.status).toBe(202);
+    accepted.push({ id: res.body.id as string, messageId: res.body.messageId as string });
+  }
+  return accepted;
+}
+
+async function status(id: string): Promise<{ status: string; attempts: number; lastError?: string }> {
+  return (await relay.request.get(`/v1/incidents/${codename}/emails/${id}`).set(auth())).body;
+}
+
+function messageIdOf(raw: Buffer): string {
+  return /^Message-ID: (<[^>\r\n]+>)/im.exec(raw.toString('latin1'))?.[1] ?? '';
+}
+
+function bodiesLeft(): number {
+  return (relay.ctx.store.db.prepare("SELECT COUNT(*) AS n FROM deliveries WHERE body IS NOT NULL AND status != 'queued'").get() as { n: number }).n;
+}
+
+describe('an upstream that refuses', () => {
+  it('451: every message stays queued and is retried; each arrives exactly once when the upstream recovers', async () => {
+    upstream = await startUpstream();
+    const w = deliverTo(upstream.url);
+    upstream.failWith = 451;
+    const sent = await send(3);
+    await w.drain();
+    for (const s of sent) expect(await status(s.id)).toMatchObject({ status: 'queued', attempts: 1, lastError: expect.stringContaining('451') });
+    // A second refusal: still queued, the attempt counted.
+    relay.clock.advance(60_000);
+    await w.drain();
+    for (const s of sent) expect((await status(s.id)).attempts).toBe(2);
+    expect(upstream.received).toHaveLength(0);
+
+    upstream.failWith = undefined;
+    relay.clock.advance(60_000);
+    await w.drain();
+    const mails = await upstream.waitFor(3);
+    // Nothing was taken while the upstream said 451, so nothing is duplicated.
+    expect(mails.map((m) => messageIdOf(m.raw)).sort()).toEqual(sent.map((s) => s.messageId).sort());
+    for (const s of sent) expect(await status(s.id)).toEqual({ id: s.id, status: 'sent', attempts: 3 });
+  });
+
+  it('550: the message fails at once, is never retried, and its body is purged', async () => {
+    upstream = await startUpstream();
+    const w = deliverTo(upstream.url);
+    upstream.failWith = 550;
+    const [s] = await send(1);
+    await w.drain();
+    upstream.failWith = undefined;
+    relay.clock.advance(24 * 3_600_000);
+    await w.drain();
+    expect(await status(s!.id)).toMatchObject({ status: 'failed', attempts: 1, lastError: expect.stringContaining('550') });
+    expect(upstream.received).toHaveLength(0);
+    expect(bodiesLeft()).toBe(0);
+    const failed = relay.ctx.store.db.prepare("SELECT COUNT(*) AS n FROM audit_events WHERE type = 'email.delivery_failed'").get() as { n: number };
+    expect(failed.n).toBe(1);
+  });
+});
+
+describe('an upstream that breaks the dialogue', () => {
+  /**
+   * Runs `fault` against two messages, then swaps in a healthy server on the
+   * same port; returns how often each Message-ID was taken in all (the faulty
+   * server's half-taken copies included).
+   */
+  async function faultThenHeal(fault: SmtpFault): Promise<{ sent: { id: string; messageId: string }[]; seen: Map<string, number>; halfTaken: number }> {
+    faulty = await startFaultySmtp(fault);
+    const w = deliverTo(faulty.url);
+    const sent = await send(2);
+    const started = Date.now();
+    await w.drain();
+    // A fault costs at most one timeout per attempt, not the 30-60 s defaults.
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(faulty.connections).toBeGreaterThan(0);
+    for (const s of sent) {
+      const st = await status(s.id);
+      expect(st.status, `${fault}: still queued for a retry`).toBe('queued');
+      expect(st.lastError).toMatch(/^upstream unavailable/);
+    }
+    const halfTaken = faulty.halfTaken.map((m) => messageIdOf(m.raw));
+    const port = faulty.port;
+    await faulty.stop();
+    faulty = undefined;
+
+    upstream = await startUpstream(port);
+    relay.clock.advance(60_000);
+    await w.drain();
+    const mails = await upstream.waitFor(sent.length, 10_000);
+    const seen = new Map<string, number>();
+    for (const id of [...halfTaken, ...mails.map((m) => messageIdOf(m.raw))]) seen.set(id, (seen.get(id) ?? 0) + 1);
+    for (const s of sent) expect((await status(s.id)).status).toBe('sent');
+    expect(bodiesLeft()).toBe(0);
+    return { sent, seen, halfTaken: halfTaken.length };
+  }
+
+  it('never greets: the greeting timeout frees the delivery slot; retried and delivered once', async () => {
+    const { sent, seen } = await faultThenHeal('silent');
+    for (const s of sent) expect(seen.get(s.messageId)).toBe(1);
+  });
+
+  it('drops the connection in the middle of DATA: retried, nothing lost, nothing duplicated', async () => {
+    const { sent, seen, halfTaken } = await faultThenHeal('drop-mid-data');
+    expect(halfTaken).toBe(0);
+    for (const s of sent) expect(seen.get(s.messageId)).toBe(1);
+  });
+
+  it('hangs up after the final dot, before its reply: sent again, so at least once and never lost', async () => {
+    const { sent, seen, halfTaken } = await faultThenHeal('drop-after-data');
+    // The upstream did read a whole message the relay never saw acknowledged:
+    // the relay cannot know, so it sends again. That duplicate is at-least-once.
+    expect(halfTaken).toBeGreaterThan(0);
+    for (const s of sent) expect(seen.get(s.messageId)).toBeGreaterThanOrEqual(1);
+    expect([...seen.keys()].sort()).toEqual(sent.map((s) => s.messageId).sort());
+  });
+
+  it('never answers the final dot: the socket timeout fires; sent again, never lost', async () => {
+    const { sent, seen } = await faultThenHeal('hang-after-data');
+    for (const s of sent) expect(seen.get(s.messageId)).toBeGreaterThanOrEqual(1);
+    expect([...seen.keys()].sort()).toEqual(sent.map((s) => s.messageId).sort());
+  });
+});
+
+describe('restart', () => {
+  it('resumes the queue at once, however far the backoff had pushed the next attempt', async () => {
+    upstream = await startUpstream();
+    const port = upstream.port;
+    await upstream.stop();
+    // The relay's defaults: a 2 s base backoff that doubles up to 15 minutes.
+    channel = createSmtpChannel(`smtp://127.0.0.1:${port}`, { timeouts: TIMEOUTS });
+    const before = new DeliveryWorker(relay.ctx, { channels: { email: channel } });
+    const [s] = await send(1);
+    const nextAttempt = (): number => (relay.ctx.store.db.prepare('SELECT next_attempt_ms AS next FROM deliveries WHERE email_id = ?').get(s!.id) as { next: number }).next;
+    for (let i = 0; i < 8; i++) {
+      // Each retry at its due time, so the backoff grows as it would over a long outage.
+      if (i > 0) relay.clock.current = new Date(nextAttempt());
+      await before.drain();
+    }
+    await before.stop();
+    const row = relay.ctx.store.db.prepare('SELECT next_attempt_ms AS next, attempts FROM deliveries WHERE email_id = ?').get(s!.id) as { next: number; attempts: number };
+    expect(row.attempts).toBe(8);
+    // The eighth failure scheduled the ninth attempt minutes away.
+    expect(row.next - relay.clock.now().getTime()).toBeGreaterThan(60_000);
+
+    // The operator fixes the upstream and restarts the relay: a new worker over the same store.
+    await upstream.start();
+    worker = new DeliveryWorker(relay.ctx, { channels: { email: channel } });
+    worker.start();
+    // The clock does not move: only the restart can make the delivery due.
+    const [mail] = await upstream.waitFor(1, 10_000);
+    expect(messageIdOf(mail!.raw)).toBe(s!.messageId);
+    await worker.stop();
+    expect(await status(s!.id)).toEqual({ id: s!.id, status: 'sent', attempts: 9 });
+  });
+});
