@@ -90,15 +90,38 @@ export function closeIncident(ctx: RelayContext, caller: Caller, incident: Incid
   return after;
 }
 
-/** Adds or updates a roster member, with their public key when given (validated first; nothing changes if it is refused). */
+/**
+ * Only a commander or an admin hands out the commander role or touches a
+ * commander's entry: a deputy manages the roster, but must not be able to
+ * demote the commander and take over the incident.
+ */
+function assertMayChange(ctx: RelayContext, caller: Caller, incident: Incident, email: string, newRole?: RosterRole): void {
+  if (caller.role === 'admin') return;
+  const callerRole = ctx.store.incidents.activeMember(incident.id, caller.email)?.role;
+  if (callerRole === 'commander') return;
+  const target = ctx.store.incidents.activeMember(incident.id, email);
+  if (newRole === 'commander' || target?.role === 'commander') {
+    throw new RelayError('forbidden', 'Only a commander or an admin may name a commander or change a commander\'s roster entry.');
+  }
+}
+
+/**
+ * Adds or updates a roster member, with their public key when given
+ * (validated first; nothing changes if it is refused). That key holds in this
+ * incident only: the roster is the commander's to vouch for, other incidents
+ * and the relay-wide key are not.
+ */
 export async function putMember(
   ctx: RelayContext,
   caller: Caller,
   incident: Incident,
   input: MemberInput & { publicKey?: string | undefined },
 ): Promise<{ member: RosterMember; created: boolean; key: KeyMetadata | null }> {
+  assertMayChange(ctx, caller, incident, input.email, input.role);
   const parsedKey = input.publicKey === undefined ? undefined : await ctx.keys.validate(input.email, input.publicKey);
   const result = ctx.store.transaction(() => {
+    // Again inside the transaction: the roster may have changed while the key was checked.
+    assertMayChange(ctx, caller, incident, input.email, input.role);
     const { member, created } = ctx.store.incidents.upsertMember(incident.id, input, ctx.now());
     ctx.store.audit.append({
       type: created ? 'roster.added' : 'roster.updated',
@@ -107,7 +130,7 @@ export async function putMember(
       outcome: 'ok',
       data: { email: member.email, role: member.role, phone: member.phone !== null, slackUserId: member.slackUserId },
     });
-    const key = parsedKey ? ctx.keys.file(input.email, parsedKey, 'roster', caller.email) : (ctx.keys.get(input.email) ?? null);
+    const key = parsedKey ? ctx.keys.file(input.email, parsedKey, 'roster', caller.email, incident.id) : (ctx.keys.get(input.email, incident.id) ?? null);
     return { member, created, key };
   });
   ctx.events.rosterChanged(incident, result.member);
@@ -117,6 +140,7 @@ export async function putMember(
 /** Marks a member removed (history stays); not_found when they are not an active member. */
 export function removeMember(ctx: RelayContext, caller: Caller, incident: Incident, email: string): void {
   const removed = ctx.store.transaction(() => {
+    assertMayChange(ctx, caller, incident, email);
     if (!ctx.store.incidents.removeMember(incident.id, email, ctx.now())) return false;
     ctx.store.audit.append({ type: 'roster.removed', actor: caller.email, incidentId: incident.id, outcome: 'ok', data: { email } });
     return true;

@@ -1,6 +1,11 @@
 /**
  * Responders' public keys: validated on the way in (SPEC §2 "usable key"),
  * filed by email, re-checked at every send, parsed once and cached.
+ *
+ * A relay-wide key comes from its owner, an admin or RELAY_KEYS_DIR. A key
+ * given with a roster entry holds in that incident only, ahead of the
+ * relay-wide one: a commander vouches for keys in their own incident, never
+ * for anyone else's.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -26,7 +31,7 @@ function metadata(key: StoredKey): KeyMetadata {
 
 /** Key validation, storage and lookup for sends. */
 export class KeyService {
-  // email -> the parsed key for the armored text currently stored.
+  // '<incident id or *> <email>' -> the parsed key for the armored text currently stored.
   private readonly parsed = new Map<string, { armored: string; key: ParsedPublicKey }>();
   // Parsed keys already found usable for their address (see keyStates).
   private readonly usableCache = new WeakMap<ParsedPublicKey, true>();
@@ -47,7 +52,7 @@ export class KeyService {
    * Files an already validated key under `email`. Synchronous so callers can
    * run it inside the transaction that records why (roster change, key upload).
    */
-  file(email: string, parsed: ParsedPublicKey, source: StoredKey['source'], actor: string | null): KeyMetadata {
+  file(email: string, parsed: ParsedPublicKey, source: StoredKey['source'], actor: string | null, incidentId: string | null = null): KeyMetadata {
     const stored: StoredKey = {
       email,
       fingerprint: parsed.info.fingerprint,
@@ -55,11 +60,12 @@ export class KeyService {
       expiresAt: parsed.info.expiresAt,
       armored: parsed.armored,
       source,
+      incidentId,
       updatedAt: this.now().toISOString(),
     };
     this.store.keys.put(stored);
-    this.parsed.set(email, { armored: parsed.armored, key: parsed });
-    this.store.audit.append({ type: 'key.stored', actor, outcome: 'ok', data: { email, fingerprint: stored.fingerprint, algorithm: stored.algorithm, source } });
+    this.parsed.set(`${incidentId ?? '*'} ${email}`, { armored: parsed.armored, key: parsed });
+    this.store.audit.append({ type: 'key.stored', actor, incidentId, outcome: 'ok', data: { email, fingerprint: stored.fingerprint, algorithm: stored.algorithm, source } });
     return metadata(stored);
   }
 
@@ -69,20 +75,21 @@ export class KeyService {
     return this.store.transaction(() => this.file(email, parsed, source, actor));
   }
 
-  /** Key metadata for `email`, if any is stored. */
-  get(email: string): KeyMetadata | undefined {
-    const stored = this.store.keys.get(email);
+  /** Metadata of the key that holds for `email` (in `incidentId` when given), if any. */
+  get(email: string, incidentId: string | null = null): KeyMetadata | undefined {
+    const stored = this.store.keys.getFor(email, incidentId);
     return stored ? metadata(stored) : undefined;
   }
 
-  /** The stored key for `email` parsed, or undefined when none is stored. No usability check. */
-  async lookup(email: string): Promise<ParsedPublicKey | undefined> {
-    const stored = this.store.keys.get(email);
+  /** The key that holds for `email` (in `incidentId`), parsed; undefined when none is stored. No usability check. */
+  async lookup(email: string, incidentId: string | null = null): Promise<ParsedPublicKey | undefined> {
+    const stored = this.store.keys.getFor(email, incidentId);
     if (!stored) return undefined;
-    const cached = this.parsed.get(email);
+    const cacheKey = `${stored.incidentId ?? '*'} ${email}`;
+    const cached = this.parsed.get(cacheKey);
     if (cached && cached.armored === stored.armored) return cached.key;
     const key = await parsePublicKey(stored.armored);
-    this.parsed.set(email, { armored: stored.armored, key });
+    this.parsed.set(cacheKey, { armored: stored.armored, key });
     return key;
   }
 
@@ -92,10 +99,10 @@ export class KeyService {
    * expire between upload and send; a usable verdict is cached until the
    * key's expiry, since only time (or a new upload) can change it.
    */
-  async keyStates(emails: readonly string[], at: Date): Promise<Map<string, KeyState>> {
+  async keyStates(emails: readonly string[], at: Date, incidentId: string | null): Promise<Map<string, KeyState>> {
     const states = new Map<string, KeyState>();
     for (const email of new Set(emails)) {
-      const parsed = await this.lookup(email);
+      const parsed = await this.lookup(email, incidentId);
       if (!parsed) {
         states.set(email, { state: 'missing' });
         continue;
@@ -118,10 +125,10 @@ export class KeyService {
   }
 
   /** The parsed public keys of addresses whose state was found usable. */
-  async publicKeys(emails: readonly string[]): Promise<PublicKey[]> {
+  async publicKeys(emails: readonly string[], incidentId: string | null): Promise<PublicKey[]> {
     const keys: PublicKey[] = [];
     for (const email of emails) {
-      const parsed = await this.lookup(email);
+      const parsed = await this.lookup(email, incidentId);
       if (!parsed) throw new RelayError('missing_public_key', `No public key on file for ${email}.`, { rule: 'encryption', details: { recipients: [email] } });
       keys.push(parsed.key);
     }
@@ -156,6 +163,12 @@ export class KeyService {
         }
         const current = this.store.keys.get(email);
         if (current?.fingerprint === parsed.info.fingerprint && current.armored === parsed.armored) continue;
+        // A key its owner or an admin uploaded is newer knowledge than a file
+        // on disk: a restart must not roll it back.
+        if (current?.source === 'api') {
+          logger.warn({ file: name, email }, 'keeping the key uploaded through the API over the keys directory');
+          continue;
+        }
         this.store.transaction(() => this.file(email, parsed, 'keys-dir', null));
         filed += 1;
       }

@@ -164,4 +164,24 @@ ALTER TABLE roster ADD COLUMN slack_status TEXT;
 ALTER TABLE slack_channels ADD COLUMN welcome_ts TEXT;
 `,
   },
+  {
+    version: 5,
+    name: 'incident_keys',
+    // A key given with a roster entry is vouched for by that incident's
+    // commander or deputy only: it must not replace the owner's key in every
+    // other incident (a responder could otherwise declare an incident of their
+    // own and swap outside counsel's key everywhere).
+    sql: `
+CREATE TABLE incident_keys (
+  incident_id TEXT NOT NULL REFERENCES incidents(id),
+  email       TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  algorithm   TEXT NOT NULL,
+  expires_at  TEXT,
+  armored     TEXT NOT NULL,
+  updated_at  TEXT NOT NULL,
+  PRIMARY KEY (incident_id, email)
+);
+`,
+  },
 ];

@@ -320,7 +320,7 @@ describe('audit', () => {
     const codename = await declare();
     await relay.request.put(`/v1/incidents/${codename}/roster/counsel@lawfirm.example`).set(auth(ic)).send({ name: 'Counsel', role: 'external', publicKey: counselKey.armoredPublic });
     const events = await relay.request.get(`/v1/incidents/${codename}/audit`).set(auth(ic));
-    expect(events.body.events.map((e: { type: string }) => e.type)).toEqual(['incident.created', 'roster.added']);
+    expect(events.body.events.map((e: { type: string }) => e.type)).toEqual(['incident.created', 'roster.added', 'key.stored']);
     expect(events.body.events[1]).toMatchObject({ actor: 'ic@corp.example', outcome: 'ok', data: { email: 'counsel@lawfirm.example', role: 'external' } });
     expect(JSON.stringify(relay.ctx.store.db.prepare('SELECT * FROM audit_events').all())).not.toContain('BEGIN PGP');
 

@@ -35,4 +35,17 @@ describe('RELAY_KEYS_DIR', () => {
     // Loading the same directory again changes nothing.
     expect(await relay.ctx.keys.loadDirectory(dir, pino({ level: 'silent' }))).toEqual({ filed: 0, skipped: 2 });
   });
+
+  it('never rolls back a key its owner uploaded through the API', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-keys-'));
+    const [old, current] = await Promise.all([gpg.generateKey('ir@lawfirm.example', 'Old'), gpg.generateKey('ir@lawfirm.example', 'Current')]);
+    fs.writeFileSync(path.join(dir, 'ir.asc'), old.armoredPublic);
+    const relay = await createTestRelay();
+    await relay.ctx.keys.loadDirectory(dir, pino({ level: 'silent' }));
+    expect(relay.ctx.keys.get('ir@lawfirm.example')?.fingerprint).toBe(old.fingerprint);
+    await relay.ctx.keys.put('ir@lawfirm.example', current.armoredPublic, 'api', 'ir@lawfirm.example');
+    // The next start loads the directory again.
+    expect(await relay.ctx.keys.loadDirectory(dir, pino({ level: 'silent' }))).toEqual({ filed: 0, skipped: 0 });
+    expect(relay.ctx.keys.get('ir@lawfirm.example')?.fingerprint).toBe(current.fingerprint);
+  });
 });

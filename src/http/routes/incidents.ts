@@ -45,8 +45,8 @@ export function incidentView(ctx: RelayContext, incident: Incident): Record<stri
 }
 
 /** A roster entry as the API shows it. */
-export function memberView(ctx: RelayContext, member: RosterMember): Record<string, unknown> {
-  const key = ctx.keys.get(member.email);
+export function memberView(ctx: RelayContext, incident: Incident, member: RosterMember): Record<string, unknown> {
+  const key = ctx.keys.get(member.email, incident.id);
   return {
     email: member.email,
     name: member.name,
@@ -98,7 +98,7 @@ export function incidentRoutes(ctx: RelayContext): Router {
     .route('/v1/incidents/:codename/roster')
     .get((req, res) => {
       const { incident } = authorizeIncident(ctx, callerOf(res), param(req, 'codename'));
-      res.json({ roster: ctx.store.incidents.roster(incident.id).map((m) => memberView(ctx, m)) });
+      res.json({ roster: ctx.store.incidents.roster(incident.id).map((m) => memberView(ctx, incident, m)) });
     })
     .all(methodNotAllowed);
 
@@ -111,7 +111,7 @@ export function incidentRoutes(ctx: RelayContext): Router {
       const input = parseInput(PutMember, req.body);
       const { member, created } = await putMember(ctx, caller, incident, { ...input, email });
       // Re-read: the Slack hook has just marked the member's invite pending.
-      res.status(created ? 201 : 200).json(memberView(ctx, ctx.store.incidents.member(incident.id, member.email) ?? member));
+      res.status(created ? 201 : 200).json(memberView(ctx, incident, ctx.store.incidents.member(incident.id, member.email) ?? member));
     })
     .delete((req, res) => {
       const caller = callerOf(res);
