@@ -35,6 +35,16 @@ export interface NewDelivery {
   body: Buffer;
 }
 
+/** A copy of an email delivery for some of its recipients, made when the upstream refused them (Outbox.splitOff). */
+export interface DeliverySplit {
+  id: string;
+  to: readonly string[];
+  /** `queued` to retry them (the body is kept), `failed` when a retry cannot help (no body). */
+  status: 'queued' | 'failed';
+  nextAttempt: Date;
+  error: string;
+}
+
 export interface EmailRecord {
   id: string;
   incidentId: string;
@@ -111,15 +121,47 @@ export class Outbox {
     return this.db.prepare("UPDATE deliveries SET next_attempt_ms = ? WHERE status = 'queued' AND next_attempt_ms > ?").run(at.getTime(), at.getTime()).changes;
   }
 
-  /** The earliest time a queued delivery is due, if any. */
-  nextDueMs(): number | undefined {
-    const row = this.db.prepare("SELECT MIN(next_attempt_ms) AS next FROM deliveries WHERE status = 'queued'").get() as { next: number | null };
+  /**
+   * The earliest time a queued delivery is due, if any, leaving out `exclude`
+   * (the ones in flight: they are queued and overdue until their outcome is
+   * committed, and counting them would make the worker poll without pause).
+   */
+  nextDueMs(exclude: ReadonlySet<string> = new Set()): number | undefined {
+    const row = (
+      exclude.size === 0
+        ? this.db.prepare("SELECT MIN(next_attempt_ms) AS next FROM deliveries WHERE status = 'queued'").get()
+        : this.db
+            .prepare("SELECT MIN(next_attempt_ms) AS next FROM deliveries WHERE status = 'queued' AND id NOT IN (SELECT value FROM json_each(?))")
+            .get(JSON.stringify([...exclude]))
+    ) as { next: number | null };
     return row.next ?? undefined;
   }
 
   get(id: string): Delivery | undefined {
     const row = this.db.prepare('SELECT * FROM deliveries WHERE id = ?').get(id) as DeliveryRow | undefined;
     return row ? toDelivery(row) : undefined;
+  }
+
+  /**
+   * Copies email delivery `sourceId` to a new row for `to`, some of its
+   * recipients the upstream refused while taking it for the rest: `queued`
+   * keeps the body for a retry at `nextAttempt`, `failed` records them without
+   * it. Attempts (so the backoff goes on) and created_ms (so the max age counts
+   * from acceptance) are carried over. Call it before markSent, which purges
+   * the body the copy needs.
+   */
+  splitOff(sourceId: string, split: DeliverySplit): void {
+    const changes = this.db
+      .prepare(
+        `INSERT INTO deliveries (id, channel, email_id, sms_id, incident_id, envelope, body, status, attempts, created_ms, next_attempt_ms, last_error)
+         SELECT @id, channel, email_id, sms_id, incident_id, json_set(envelope, '$.to', json(@to)), CASE WHEN @status = 'queued' THEN body END,
+                @status, attempts + 1, created_ms, @next, @error
+         FROM deliveries WHERE id = @source AND channel = 'email' AND (@status = 'failed' OR body IS NOT NULL)`,
+      )
+      .run({ id: split.id, to: JSON.stringify(split.to), status: split.status, next: split.nextAttempt.getTime(), error: split.error, source: sourceId }).changes;
+    // Throwing rolls back the caller's transaction: the source stays queued
+    // and is sent again rather than a refused recipient being dropped.
+    if (changes !== 1) throw new Error(`cannot split delivery ${sourceId}: no such email delivery, or its body is already purged`);
   }
 
   /** Records a delivery and purges its body: only metadata stays (SPEC §6). */
@@ -179,7 +221,10 @@ export class Outbox {
     const rows = this.db.prepare('SELECT status, attempts, last_error FROM deliveries WHERE email_id = ?').all(emailId) as Pick<DeliveryRow, 'status' | 'attempts' | 'last_error'>[];
     const status: DeliveryStatus = rows.some((r) => r.status === 'failed') ? 'failed' : rows.some((r) => r.status === 'queued') ? 'queued' : 'sent';
     const attempts = rows.reduce((max, r) => Math.max(max, r.attempts), 0);
-    const lastError = rows.find((r) => r.last_error !== null)?.last_error ?? null;
+    // The error that decided the status: a failed copy's over a retrying one's.
+    const lastError =
+      (rows.find((r) => r.status === 'failed' && r.last_error !== null) ?? rows.find((r) => r.status === 'queued' && r.last_error !== null) ?? rows.find((r) => r.last_error !== null))
+        ?.last_error ?? null;
     return { status, attempts, lastError };
   }
 }

@@ -5,9 +5,11 @@
  * fail. A delivery stays queued until its outcome is committed, so a crash
  * mid-send means it is sent again after restart (at-least-once, never lost).
  */
+import { randomUUID } from 'node:crypto';
 import type { RelayContext } from '../context.js';
-import { DeliveryError, type Channel } from '../channels/channel.js';
-import type { Delivery, DeliveryChannel } from '../store/outbox.js';
+import { DeliveryError, type Channel, type RefusedRecipient } from '../channels/channel.js';
+import type { AuditInput } from '../store/audit.js';
+import type { Delivery, DeliveryChannel, DeliverySplit } from '../store/outbox.js';
 
 export interface DeliveryWorkerOptions {
   channels: Partial<Record<DeliveryChannel, Channel>>;
@@ -20,6 +22,12 @@ export interface DeliveryWorkerOptions {
   maxBackoffMs?: number;
   /** Random in [0, 1); tests pin it. */
   random?: () => number;
+}
+
+/** A row to split off a delivery the upstream took for only some recipients, with its audit event. */
+interface Split {
+  row: DeliverySplit;
+  audit: Omit<AuditInput, 'actor' | 'incidentId'>;
 }
 
 /** The delay before attempt `attempts + 1`: exponential, capped, with jitter in [50%, 100%]. */
@@ -80,8 +88,19 @@ export class DeliveryWorker {
 
   /** Starts every due delivery (up to the concurrency) and waits for them; returns how many ran. */
   async runOnce(): Promise<number> {
+    const { started, settled } = this.startDue();
+    await settled;
+    return started;
+  }
+
+  /**
+   * Starts every due delivery (up to the concurrency) without waiting for
+   * them. A store error is thrown here, synchronously, for the caller to
+   * handle; `settled` never rejects.
+   */
+  private startDue(): { started: number; settled: Promise<unknown> } {
     const free = this.concurrency - this.inFlight.size;
-    if (free <= 0) return 0;
+    if (free <= 0) return { started: 0, settled: Promise.resolve() };
     const due = this.ctx.store.outbox.due(this.ctx.now(), free, new Set(this.inFlight.keys()));
     const started = due.map((d) => {
       const attempt = this.attempt(d)
@@ -96,8 +115,7 @@ export class DeliveryWorker {
       this.inFlight.set(d.id, attempt);
       return attempt;
     });
-    await Promise.all(started);
-    return due.length;
+    return { started: due.length, settled: Promise.all(started) };
   }
 
   /** Runs until nothing is due now (tests, bench). */
@@ -109,22 +127,44 @@ export class DeliveryWorker {
 
   private schedule(delayMs: number): void {
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.tick(), delayMs);
+    this.timer = setTimeout(() => this.tick(), delayMs);
     this.timer.unref?.();
   }
 
-  private async tick(): Promise<void> {
+  /**
+   * One look at the queue. Synchronous and total: whatever the store throws
+   * (SQLITE_BUSY, disk, closed) is logged and the next look is scheduled
+   * anyway, so neither a dead worker nor an unhandled rejection can follow.
+   */
+  private tick(): void {
     if (!this.running) return;
+    // On any error below, look again at the next poll rather than at once.
+    let wait = this.pollMs;
     try {
-      this.runOnce().catch((err: unknown) => this.ctx.logger.error({ err }, 'delivery round failed; the deliveries stay queued'));
+      this.startDue();
+      wait = this.nextWait();
       for (const channel of ['email', 'sms'] as const) this.ctx.metrics.queueDepth.set({ channel }, this.ctx.store.outbox.queuedCount(channel));
     } catch (err) {
-      // The store is unreachable (disk, lock): try again at the next poll.
-      this.ctx.logger.error({ err }, 'delivery worker could not read the outbox');
+      // The store is unreachable (disk, lock): the deliveries stay queued.
+      try {
+        this.ctx.logger.error({ err }, 'delivery worker could not read the outbox; trying again at the next poll');
+      } catch {
+        // A logger that throws must not stop the worker either.
+      }
+    } finally {
+      if (this.running) this.schedule(wait);
     }
-    const next = this.ctx.store.outbox.nextDueMs();
-    const wait = next === undefined ? this.pollMs : Math.max(0, Math.min(this.pollMs, next - this.ctx.now().getTime()));
-    if (this.running) this.schedule(wait);
+  }
+
+  /** How long to sleep before the next look: until the next delivery that could start now is due, at most pollMs. */
+  private nextWait(): number {
+    // Every slot is busy: nothing could start anyway, and each attempt
+    // schedules a look as soon as it frees its slot.
+    if (this.inFlight.size >= this.concurrency) return this.pollMs;
+    // In-flight rows are queued and overdue until their outcome is committed;
+    // counting them would give a wait of 0 and a busy loop for the whole send.
+    const next = this.ctx.store.outbox.nextDueMs(new Set(this.inFlight.keys()));
+    return next === undefined ? this.pollMs : Math.max(0, Math.min(this.pollMs, next - this.ctx.now().getTime()));
   }
 
   private async attempt(delivery: Delivery): Promise<void> {
@@ -139,13 +179,17 @@ export class DeliveryWorker {
       });
       return;
     }
+    let splits: Split[];
     try {
       const receipt = await channel.send({ id: delivery.id, envelope: delivery.envelope, body: delivery.body });
+      splits = this.splitsFor(delivery, receipt.refused ?? []);
       ctx.store.transaction(() => {
+        // The copies first: markSent purges the body a retry copy needs.
+        for (const split of splits) ctx.store.outbox.splitOff(delivery.id, split.row);
         ctx.store.outbox.markSent(delivery.id, receipt.id, receipt.at);
         ctx.store.audit.append({ ...base, type: `${delivery.channel}.delivered`, outcome: 'ok', data: { ...refs, providerId: receipt.id } });
+        for (const split of splits) ctx.store.audit.append({ ...base, ...split.audit });
       });
-      ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: 'sent' });
     } catch (err) {
       const failure = err instanceof DeliveryError ? err : new DeliveryError(`unexpected: ${err instanceof Error ? err.message : String(err)}`, true);
       const now = ctx.now().getTime();
@@ -165,6 +209,48 @@ export class DeliveryWorker {
       });
       ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: giveUp ? 'failed' : 'retry' });
       ctx.logger.warn({ deliveryId: delivery.id, channel: delivery.channel, transient: failure.transient, giveUp }, 'delivery attempt failed');
+      return;
     }
+    // Outside the try: the outcome is committed, nothing here may turn it into a retry.
+    ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: 'sent' });
+    for (const split of splits) {
+      ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: split.row.status === 'queued' ? 'retry' : 'failed' });
+      ctx.logger.warn({ deliveryId: delivery.id, splitId: split.row.id, channel: delivery.channel, recipients: split.row.to.length, status: split.row.status }, 'upstream refused some recipients');
+    }
+  }
+
+  /**
+   * The rows to add when the upstream took a message but refused some of its
+   * recipients: one queued copy for the 4xx ones, due after the backoff this
+   * attempt earned, and one failed row for the 5xx ones (and for 4xx ones past
+   * RELAY_DELIVERY_MAX_AGE), so none of them is silently dropped.
+   */
+  private splitsFor(delivery: Delivery, refused: readonly RefusedRecipient[]): Split[] {
+    if (refused.length === 0 || delivery.envelope.kind !== 'email') return [];
+    const now = this.ctx.now().getTime();
+    const wait = backoffMs(delivery.attempts, this.baseBackoffMs, this.maxBackoffMs, this.random);
+    const expired = now + wait - delivery.createdMs > this.ctx.config.deliveryMaxAge;
+    const retry = expired ? [] : refused.filter((r) => r.transient);
+    const failed = expired ? refused : refused.filter((r) => !r.transient);
+    const refs = { deliveryId: delivery.id, emailId: delivery.emailId ?? undefined, attempt: delivery.attempts + 1 };
+    // Addresses and reply codes only: never anything of the message.
+    const listed = (rs: readonly RefusedRecipient[]) => rs.map((r) => ({ recipient: r.recipient, code: r.code ?? null, error: r.error }));
+    const splits: Split[] = [];
+    if (retry.length > 0) {
+      const id = randomUUID();
+      splits.push({
+        row: { id, to: retry.map((r) => r.recipient), status: 'queued', nextAttempt: new Date(now + wait), error: retry.map((r) => r.error).join('; ') },
+        audit: { type: 'email.delivery_partial', outcome: 'retry', data: { ...refs, splitDeliveryId: id, recipients: listed(retry), retryInMs: wait } },
+      });
+    }
+    if (failed.length > 0) {
+      const id = randomUUID();
+      const error = failed.map((r) => (r.transient ? `gave up after RELAY_DELIVERY_MAX_AGE: ${r.error}` : r.error)).join('; ');
+      splits.push({
+        row: { id, to: failed.map((r) => r.recipient), status: 'failed', nextAttempt: new Date(now), error },
+        audit: { type: 'email.delivery_partial', outcome: 'failed', data: { ...refs, splitDeliveryId: id, recipients: listed(failed) } },
+      });
+    }
+    return splits;
   }
 }

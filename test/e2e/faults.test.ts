@@ -213,3 +213,203 @@ describe('restart', () => {
     expect(await status(s!.id)).toEqual({ id: s!.id, status: 'sent', attempts: 9 });
   });
 });
+
+describe('an upstream that refuses some recipients and takes the message for the rest', () => {
+  /** Sends one internal message to sec (To) and `cc`; returns its ids. */
+  async function sendTo(cc: string[]): Promise<{ id: string; messageId: string }> {
+    const res = await relay.request.post(`/v1/incidents/${codename}/emails`).set(auth()).send({ to: ['sec@corp.example'], cc, text: 'partial' });
+    expect(res.status).toBe(202);
+    return { id: res.body.id as string, messageId: res.body.messageId as string };
+  }
+
+  function partialEvents(): { outcome: string; data: { recipients: { recipient: string; code: number | null; error: string }[]; splitDeliveryId: string } }[] {
+    const rows = relay.ctx.store.db.prepare("SELECT outcome, data FROM audit_events WHERE type = 'email.delivery_partial' ORDER BY seq").all() as { outcome: string; data: string }[];
+    return rows.map((r) => ({ outcome: r.outcome, data: JSON.parse(r.data) }));
+  }
+
+  /** How many copies each recipient got, over everything the upstream took. */
+  function copiesPerRecipient(): Map<string, number> {
+    const copies = new Map<string, number>();
+    for (const m of upstream!.received) for (const to of m.to) copies.set(to, (copies.get(to) ?? 0) + 1);
+    return copies;
+  }
+
+  it('450 for one recipient: the other gets it once now, the refused one after it recovers; the email ends sent', async () => {
+    upstream = await startUpstream();
+    const w = deliverTo(upstream.url);
+    upstream.refuseRecipients.set('exec@corp.example', 450);
+    const s = await sendTo(['exec@corp.example']);
+    await w.drain();
+
+    // Before the fix this read `sent`, and exec never got the message.
+    expect(upstream.received.map((m) => m.to)).toEqual([['sec@corp.example']]);
+    expect(await status(s.id)).toMatchObject({ status: 'queued', attempts: 1, lastError: expect.stringMatching(/exec@corp\.example.*450/) });
+    const [event] = partialEvents();
+    expect(event).toMatchObject({ outcome: 'retry', data: { recipients: [{ recipient: 'exec@corp.example', code: 450 }] } });
+    // The retry copy carries the attempt (so backoff goes on) and waits for it.
+    const split = relay.ctx.store.outbox.get(event!.data.splitDeliveryId)!;
+    expect(split).toMatchObject({ status: 'queued', attempts: 1, envelope: { kind: 'email', to: ['exec@corp.example'] } });
+    expect(split.nextAttemptMs).toBeGreaterThan(relay.clock.now().getTime());
+    expect(split.body).not.toBeNull();
+
+    // Still busy: refused again, still queued, the attempt counted.
+    relay.clock.advance(60_000);
+    await w.drain();
+    expect(relay.ctx.store.outbox.get(split.id)).toMatchObject({ status: 'queued', attempts: 2 });
+    expect(upstream.received).toHaveLength(1);
+
+    upstream.refuseRecipients.clear();
+    relay.clock.advance(60_000);
+    await w.drain();
+    const mails = await upstream.waitFor(2);
+    expect(mails[1]!.to).toEqual(['exec@corp.example']);
+    // The same composed bytes, so the same Message-ID: one email, two envelopes.
+    expect(mails[1]!.raw.equals(mails[0]!.raw)).toBe(true);
+    expect(messageIdOf(mails[1]!.raw)).toBe(s.messageId);
+    expect(copiesPerRecipient()).toEqual(new Map([['sec@corp.example', 1], ['exec@corp.example', 1]]));
+    expect(await status(s.id)).toEqual({ id: s.id, status: 'sent', attempts: 3 });
+    expect(bodiesLeft()).toBe(0);
+    expect(relay.ctx.store.outbox.queuedCount('email')).toBe(0);
+  });
+
+  it('550 for one recipient: the other gets it once, the refused one is recorded failed with the reply, never retried', async () => {
+    upstream = await startUpstream();
+    const w = deliverTo(upstream.url);
+    upstream.refuseRecipients.set('exec@corp.example', 550);
+    const s = await sendTo(['exec@corp.example']);
+    await w.drain();
+    upstream.refuseRecipients.clear();
+    relay.clock.advance(24 * 3_600_000);
+    await w.drain();
+
+    expect(upstream.received.map((m) => m.to)).toEqual([['sec@corp.example']]);
+    expect(await status(s.id)).toMatchObject({ status: 'failed', attempts: 1, lastError: expect.stringMatching(/exec@corp\.example.*550/) });
+    const events = partialEvents();
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ outcome: 'failed', data: { recipients: [{ recipient: 'exec@corp.example', code: 550 }] } });
+    const failed = relay.ctx.store.outbox.get(events[0]!.data.splitDeliveryId)!;
+    expect(failed).toMatchObject({ status: 'failed', body: null, envelope: { kind: 'email', to: ['exec@corp.example'] } });
+    expect(bodiesLeft()).toBe(0);
+    expect(relay.ctx.store.audit.verify().ok).toBe(true);
+  });
+
+  it('450 and 550 in one envelope: each refused recipient gets its own outcome, the accepted one is not sent twice', async () => {
+    expect((await relay.request.put(`/v1/incidents/${codename}/roster/ops@corp.example`).set(auth()).send({ name: 'ops', role: 'security' })).status).toBe(201);
+    upstream = await startUpstream();
+    const w = deliverTo(upstream.url);
+    upstream.refuseRecipients.set('exec@corp.example', 450).set('ops@corp.example', 550);
+    const s = await sendTo(['exec@corp.example', 'ops@corp.example']);
+    await w.drain();
+    expect(partialEvents().map((e) => [e.outcome, e.data.recipients.map((r) => r.code)])).toEqual([
+      ['retry', [450]],
+      ['failed', [550]],
+    ]);
+
+    upstream.refuseRecipients.clear();
+    relay.clock.advance(60_000);
+    await w.drain();
+    await upstream.waitFor(2);
+    expect(copiesPerRecipient()).toEqual(new Map([['sec@corp.example', 1], ['exec@corp.example', 1]]));
+    // One copy failed for good, so the email reports it, with the 550.
+    expect(await status(s.id)).toMatchObject({ status: 'failed', lastError: expect.stringMatching(/ops@corp\.example.*550/) });
+    expect(bodiesLeft()).toBe(0);
+    expect(relay.ctx.store.outbox.queuedCount('email')).toBe(0);
+  });
+});
+
+describe('the running worker', () => {
+  let unhandled: unknown[];
+  const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+
+  beforeEach(() => {
+    unhandled = [];
+    process.on('unhandledRejection', onUnhandled);
+  });
+
+  afterEach(() => {
+    process.off('unhandledRejection', onUnhandled);
+  });
+
+  /** Replaces `outbox[method]` on this relay's instance with a counting wrapper; `fail(n)` decides whether call n throws. */
+  function spyOutbox<K extends 'due' | 'nextDueMs'>(method: K, fail: (call: number) => boolean = () => false): { calls: () => number } {
+    const outbox = relay.ctx.store.outbox;
+    const original = outbox[method].bind(outbox) as (...args: unknown[]) => unknown;
+    let calls = 0;
+    (outbox as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+      calls += 1;
+      if (fail(calls)) throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+      return original(...args);
+    };
+    return { calls: () => calls };
+  }
+
+  it('survives store errors in its loop (SQLITE_BUSY): logs, keeps polling, delivers later, no unhandled rejection', async () => {
+    upstream = await startUpstream();
+    channel = createSmtpChannel(upstream.url, { timeouts: TIMEOUTS });
+    const errors: unknown[] = [];
+    const logError = relay.ctx.logger.error.bind(relay.ctx.logger);
+    relay.ctx.logger.error = ((obj: unknown, ...rest: unknown[]) => {
+      errors.push(obj);
+      return (logError as (...a: unknown[]) => void)(obj, ...rest);
+    }) as typeof relay.ctx.logger.error;
+    // The first look at the queue fails outright, and so does the first
+    // next-due computation after a look that worked.
+    const due = spyOutbox('due', (n) => n <= 2);
+    const nextDue = spyOutbox('nextDueMs', (n) => n === 1);
+    worker = new DeliveryWorker(relay.ctx, { channels: { email: channel }, pollMs: 25, baseBackoffMs: 10, random: () => 0 });
+    worker.start();
+    const [s] = await send(1);
+
+    const [mail] = await upstream.waitFor(1, 5_000);
+    expect(messageIdOf(mail!.raw)).toBe(s!.messageId);
+    await worker.stop();
+    expect(await status(s!.id)).toMatchObject({ status: 'sent' });
+    expect(due.calls()).toBeGreaterThan(2);
+    expect(nextDue.calls()).toBeGreaterThanOrEqual(1);
+    expect(errors.length).toBeGreaterThanOrEqual(2);
+    // Let any stray rejection reach the process before looking.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(unhandled).toEqual([]);
+  });
+
+  it('does not spin while a slow send is in flight', async () => {
+    upstream = await startUpstream();
+    upstream.replyDelayMs = 1_000;
+    // Long enough for the slow reply; the default 8 slots, so one in flight leaves room.
+    channel = createSmtpChannel(upstream.url, { timeouts: { ...TIMEOUTS, socketTimeout: 5_000 } });
+    const [s] = await send(1);
+    const due = spyOutbox('due');
+    const nextDue = spyOutbox('nextDueMs');
+    worker = new DeliveryWorker(relay.ctx, { channels: { email: channel }, pollMs: 1_000 });
+    worker.start();
+    await new Promise((resolve) => setTimeout(resolve, 900));
+    // Before the fix: the in-flight row counted as due now, so ~1,000 looks here.
+    expect(upstream.received).toHaveLength(0);
+    expect(due.calls()).toBeLessThan(20);
+    expect(nextDue.calls()).toBeLessThan(20);
+    await upstream.waitFor(1, 5_000);
+    await worker.stop();
+    expect(await status(s!.id)).toMatchObject({ status: 'sent' });
+    expect(unhandled).toEqual([]);
+  });
+
+  it('does not spin while every slot is busy and more is due', async () => {
+    upstream = await startUpstream();
+    upstream.replyDelayMs = 700;
+    channel = createSmtpChannel(upstream.url, { timeouts: { ...TIMEOUTS, socketTimeout: 5_000 } });
+    const sent = await send(2);
+    // With no free slot a look skips due(), so count every look at the queue.
+    const due = spyOutbox('due');
+    const nextDue = spyOutbox('nextDueMs');
+    worker = new DeliveryWorker(relay.ctx, { channels: { email: channel }, concurrency: 1, pollMs: 1_000 });
+    worker.start();
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(upstream.received).toHaveLength(0);
+    expect(due.calls() + nextDue.calls()).toBeLessThan(20);
+    // The freed slot starts the second at once, without waiting for the poll.
+    await upstream.waitFor(2, 5_000);
+    await worker.stop();
+    for (const s of sent) expect((await status(s.id)).status).toBe('sent');
+    expect(unhandled).toEqual([]);
+  });
+});

@@ -1,7 +1,8 @@
 /**
  * A real SMTP server (smtp-server) standing in for the company's mail server:
  * it records every envelope and the exact bytes, and can be told to answer
- * with a temporary or permanent failure, or be stopped and started again.
+ * with a temporary or permanent failure (for the whole message, or for one
+ * recipient at RCPT TO), to answer slowly, or be stopped and started again.
  */
 import type { AddressInfo } from 'node:net';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
@@ -18,6 +19,10 @@ export interface Upstream {
   readonly received: ReceivedMail[];
   /** Answer DATA with this reply code (e.g. 451 or 550), or undefined to accept. */
   failWith: number | undefined;
+  /** Answer RCPT TO for these addresses (lower case) with the reply code given (e.g. 450 or 550); the others are accepted. */
+  readonly refuseRecipients: Map<string, number>;
+  /** Wait this long (ms) before answering the end of DATA; 0 answers at once. */
+  replyDelayMs: number;
   /** Resolves when `count` messages have arrived (or rejects after timeoutMs). */
   waitFor(count: number, timeoutMs?: number): Promise<ReceivedMail[]>;
   stop(): Promise<void>;
@@ -35,6 +40,8 @@ export async function startUpstream(port = 0): Promise<Upstream> {
     url: '',
     received,
     failWith: undefined,
+    refuseRecipients: new Map(),
+    replyDelayMs: 0,
     waitFor(count, timeoutMs = 15_000) {
       if (received.length >= count) return Promise.resolve(received.slice());
       return new Promise((resolve, reject) => {
@@ -54,10 +61,15 @@ export async function startUpstream(port = 0): Promise<Upstream> {
         logger: false,
         // Do not wait 30 s for pooled client connections when a test stops us.
         closeTimeout: 50,
+        onRcptTo(address, _session, callback) {
+          const code = upstream.refuseRecipients.get(address.address.toLowerCase());
+          if (code === undefined) return callback();
+          callback(Object.assign(new Error(code >= 500 ? '5.1.1 mailbox unavailable' : '4.2.1 mailbox busy, try again later'), { responseCode: code }));
+        },
         onData(stream, session, callback) {
           const chunks: Buffer[] = [];
           stream.on('data', (c: Buffer) => chunks.push(c));
-          stream.on('end', () => {
+          const answer = (): void => {
             if (upstream.failWith !== undefined) {
               const err = Object.assign(new Error(upstream.failWith >= 500 ? 'mailbox unavailable' : 'try again later'), { responseCode: upstream.failWith });
               callback(err);
@@ -73,7 +85,8 @@ export async function startUpstream(port = 0): Promise<Upstream> {
               w.resolve(received.slice());
             }
             callback();
-          });
+          };
+          stream.on('end', () => (upstream.replyDelayMs > 0 ? setTimeout(answer, upstream.replyDelayMs) : answer()));
         },
       };
       const s = new SMTPServer(options);

@@ -5,21 +5,46 @@
  */
 import nodemailer from 'nodemailer';
 import type { SMTPPoolOptions } from 'nodemailer/lib/smtp-pool';
-import { DeliveryError, type Channel, type OutgoingDelivery, type SendReceipt } from '../channel.js';
+import { DeliveryError, type Channel, type OutgoingDelivery, type RefusedRecipient, type SendReceipt } from '../channel.js';
 
 interface SmtpErrorShape {
   responseCode?: number;
   code?: string;
   response?: string;
   message?: string;
+  recipient?: string;
+}
+
+function oneLine(text: string): string {
+  return text.replace(/[\r\n]+/g, ' ').slice(0, 300);
 }
 
 /** Maps a nodemailer failure: a 5xx reply is permanent; 4xx and connection trouble are transient. */
 export function classifySmtpError(err: unknown): DeliveryError {
   const e = (err ?? {}) as SmtpErrorShape;
-  const text = (e.response ?? e.message ?? String(err)).replace(/[\r\n]+/g, ' ').slice(0, 300);
+  const text = oneLine(e.response ?? e.message ?? String(err));
   if (typeof e.responseCode === 'number' && e.responseCode >= 500) return new DeliveryError(`upstream refused: ${text}`, false);
   return new DeliveryError(`upstream unavailable: ${e.code ? `${e.code} ` : ''}${text}`, true);
+}
+
+/** The recipients nodemailer lists as refused (a 4xx or 5xx to RCPT TO), each with its reply; a 5xx is permanent. */
+export function refusedRecipients(info: { rejected?: readonly unknown[]; rejectedErrors?: readonly SmtpErrorShape[] }): RefusedRecipient[] {
+  const errors = info.rejectedErrors ?? [];
+  const seen = new Set<string>();
+  const refused: RefusedRecipient[] = [];
+  for (const entry of info.rejected ?? []) {
+    const recipient = typeof entry === 'string' ? entry : String((entry as { address?: unknown }).address ?? entry);
+    if (seen.has(recipient)) continue;
+    seen.add(recipient);
+    const e = errors.find((x) => x.recipient === recipient);
+    const code = typeof e?.responseCode === 'number' ? e.responseCode : undefined;
+    // No reply code means we cannot tell it was final: retrying may send it
+    // late, whereas treating it as permanent would drop the recipient.
+    const transient = code === undefined || code < 500;
+    const reply = e ? oneLine(e.response ?? e.message ?? 'refused') : 'refused without a reply';
+    refused.push({ recipient, transient, error: `upstream refused ${recipient}: ${reply}`, ...(code === undefined ? {} : { code }) });
+  }
+  return refused;
 }
 
 /** How long to wait on the upstream, in ms; a silent server must not hold a delivery slot for ever. */
@@ -58,8 +83,15 @@ export function createSmtpChannel(
       if (delivery.envelope.kind !== 'email') throw new DeliveryError('not an email envelope', false);
       try {
         const info = await transport.sendMail({ envelope: { from: delivery.envelope.from, to: delivery.envelope.to }, raw: delivery.body });
-        if (info.rejected.length > 0 && info.accepted.length === 0) throw new DeliveryError(`upstream refused every recipient`, false);
-        return { id: info.messageId || info.response, at: new Date() };
+        const refused = refusedRecipients(info);
+        if (refused.length > 0 && info.accepted.length === 0) {
+          // Nobody took it (nodemailer throws before DATA for SMTP; LMTP can
+          // get here): a retry can help only if some refusal was a 4xx.
+          throw new DeliveryError(`upstream refused every recipient: ${refused.map((r) => r.error).join('; ').slice(0, 300)}`, refused.some((r) => r.transient));
+        }
+        // Some recipients were refused, the rest took the message: report them
+        // so the worker retries or fails them, instead of calling it all sent.
+        return { id: info.messageId || info.response, at: new Date(), ...(refused.length > 0 ? { refused } : {}) };
       } catch (err) {
         throw err instanceof DeliveryError ? err : classifySmtpError(err);
       }
