@@ -37,6 +37,21 @@ export const emailAddress = z
   .refine(isEmailAddress, { message: 'must be an email address such as name@corp.example' })
   .transform((s) => s.toLowerCase());
 
+// RFC 5322 §3.6.4 msg-id, in the dot-atom-like form every mail client writes:
+// "<" id-left "@" id-right ">", printable ASCII without whitespace, and no '<',
+// '>' or '@' inside either side (so there is exactly one '@'). Each side stays
+// under 256 characters: a domain name is at most 253, and <uuid@RELAY_MAIL_DOMAIN>
+// must pass. The HTTP route, SMTP parsing and the composer all use this one check.
+const MESSAGE_ID = /^<[\x21-\x3b\x3d\x3f\x41-\x7e]{1,255}@[\x21-\x3b\x3d\x3f\x41-\x7e]{1,255}>$/;
+
+/** True for a Message-ID the relay accepts and writes: `<left@right>`, angle brackets included. */
+export function isMessageId(value: string): boolean {
+  return MESSAGE_ID.test(value);
+}
+
+/** A Message-ID field (In-Reply-To, References), angle brackets included. */
+export const messageId = z.string().refine(isMessageId, { message: 'must be a Message-ID such as <id@host>, with one @ and no spaces or angle brackets inside' });
+
 /** An E.164 phone number. */
 export const phoneNumber = z.string().regex(/^\+[1-9]\d{6,14}$/, 'must be an E.164 number such as +15555550100');
 

@@ -64,11 +64,14 @@ export function createApp(ctx: RelayContext): Express {
   app.use(twilioWebhookRoutes(ctx));
   // --- end SMS webhook ---
 
-  // Authenticate before parsing: nobody without a token makes us read a large body.
+  // Authenticate before parsing, and parse only under /v1: nobody without a
+  // token makes us read a large body, and no path outside the API (/healthz,
+  // an unknown one) has its body read at all. The Twilio webhook above keeps
+  // its own form parser and limit.
   app.use('/v1', authenticate(ctx));
-  app.use(refuseDeclaredOversize(jsonBodyLimit(ctx.config.maxMessageBytes)));
-  app.use(express.json({ limit: jsonBodyLimit(ctx.config.maxMessageBytes), strict: true, type: ['application/json', 'application/*+json'] }));
-  app.use(express.text({ limit: '64kb', type: 'text/plain' }));
+  app.use('/v1', refuseDeclaredOversize(jsonBodyLimit(ctx.config.maxMessageBytes)));
+  app.use('/v1', express.json({ limit: jsonBodyLimit(ctx.config.maxMessageBytes), strict: true, type: ['application/json', 'application/*+json'] }));
+  app.use('/v1', express.text({ limit: '64kb', type: 'text/plain' }));
   app.use(adminRoutes(ctx));
   app.use(tokenRoutes(ctx));
   app.use(incidentRoutes(ctx));

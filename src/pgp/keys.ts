@@ -41,11 +41,6 @@ export const UNUSABLE_KEY_REASONS = [
 /** Why a key is unusable. */
 export type UnusableKeyReason = (typeof UNUSABLE_KEY_REASONS)[number];
 
-/** True when `value` is one of UNUSABLE_KEY_REASONS. */
-export function isUnusableKeyReason(value: unknown): value is UnusableKeyReason {
-  return typeof value === 'string' && (UNUSABLE_KEY_REASONS as readonly string[]).includes(value);
-}
-
 const MIN_RSA_BITS = 2048;
 
 const RSA_ALGORITHMS: ReadonlySet<string> = new Set(['rsaEncryptSign', 'rsaEncrypt', 'rsaSign']);

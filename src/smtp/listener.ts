@@ -99,6 +99,18 @@ function callerOf(session: SMTPServerSession): Caller {
   return user;
 }
 
+// The caller is cached at AUTH for the whole session (up to maxSessionMs); a
+// token revoked since then must stop working on the open session too, so each
+// transaction looks the token up again.
+function liveCaller(ctx: RelayContext, session: SMTPServerSession): Caller {
+  const caller = callerOf(session);
+  const record = ctx.store.tokens.get(caller.tokenId);
+  if (!record || record.revokedAt !== null) {
+    throw new RelayError('unauthenticated', 'Your token was revoked after you logged in; ask an admin for a new one, then reconnect and log in with it.');
+  }
+  return caller;
+}
+
 function oversize(max: number): RelayError {
   return new RelayError('payload_too_large', `The message is larger than this relay accepts (${max} bytes, RELAY_MAX_MESSAGE_BYTES); send smaller attachments.`);
 }
@@ -179,7 +191,8 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
   // One DATA transaction: the bytes, the submission, the incident, then the pipeline.
   const receive = async (stream: SMTPServerDataStream, session: SMTPServerSession, found: { incident?: Incident }): Promise<string> => {
     const state = stateOf(session);
-    const caller = callerOf(session);
+    // Checked before the bytes are read, and again below just before submission.
+    liveCaller(ctx, session);
     if (state.refusedRecipients.length > 0) {
       const outsiders = [...new Set(state.refusedRecipients)];
       throw new RelayError('recipient_not_on_roster', `Not on the response roster: ${outsiders.join(', ')}. Nothing was sent to anyone; remove them, or ask the commander to add them.`, {
@@ -196,6 +209,8 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
       rcptTo: session.envelope.rcptTo.map((r) => r.address),
     };
     const { submission, xIncident } = await parseSubmission(raw, envelope);
+    // Reading a large message takes time; the token must still be live when the message is accepted.
+    const caller = liveCaller(ctx, session);
     found.incident = resolveIncident(ctx, caller, { xIncident, subject: submission.subject });
     const accepted = await submitEmail(ctx, caller, found.incident, submission, { via: 'smtp' });
     state.accepted += 1;
@@ -262,7 +277,7 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
       state.refusedRecipients = [];
       state.rcptFailure = undefined;
       try {
-        const caller = callerOf(session);
+        const caller = liveCaller(ctx, session);
         const from = address.address.trim().toLowerCase();
         if (from !== caller.email) {
           throw new RelayError('sender_mismatch', `You are authenticated as ${caller.email}; you cannot send as ${from === '' ? '<>' : from}. Use your own address as the sender.`, {
@@ -280,7 +295,8 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
       const state = stateOf(session);
       const rcpt = address.address.trim().toLowerCase();
       try {
-        const caller = callerOf(session);
+        // RCPT replies tell who is on a roster: a revoked token learns nothing more.
+        const caller = liveCaller(ctx, session);
         if (!isEmailAddress(rcpt)) throw new RelayError('invalid_request', `"${rcpt.slice(0, 80)}" is not an email address such as name@corp.example.`);
         const refusal = recipientRefusal(ctx, caller, rcpt);
         if (refusal) {

@@ -14,7 +14,7 @@ import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
 import { invalid } from '../errors.js';
 import type { Attachment } from '../mime/compose.js';
 import type { EmailSubmission } from '../services/emails.js';
-import { isEmailAddress } from '../validation.js';
+import { isEmailAddress, isMessageId } from '../validation.js';
 
 /** The SMTP envelope of one transaction, addresses as the client gave them. */
 export interface SmtpEnvelope {
@@ -29,8 +29,6 @@ export interface ParsedSubmission {
   xIncident: string[];
 }
 
-// Same form the HTTP route accepts for inReplyTo/references: <left@right>, printable, no spaces.
-const MESSAGE_ID = /^<[\x21-\x3b\x3d\x3f-\x7e]{1,250}@[\x21-\x3b\x3d\x3f-\x7e]{1,250}>$/;
 const CONTENT_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$/i;
 const MAX_REFERENCES = 100;
 const MAX_SUBJECT = 998;
@@ -58,7 +56,8 @@ function claimedSenders(mail: ParsedMail, mailFrom: string): string[] {
 
 function messageIds(values: readonly string[], header: string): string[] {
   const ids = values.flatMap((v) => v.split(/\s+/)).filter((v) => v !== '');
-  const bad = ids.find((id) => !MESSAGE_ID.test(id));
+  // The check the HTTP route and the composer use, so what passes here is never refused later.
+  const bad = ids.find((id) => !isMessageId(id));
   // Fail closed: a chain that cannot be read cannot be checked for external participants (rule `encryption`).
   if (bad !== undefined) throw invalid(`The ${header} header holds "${bad.slice(0, 80)}", which is not a Message-ID such as <id@host>; reply from the original message.`);
   return ids;

@@ -43,6 +43,9 @@ export function smtpReply(thrown: unknown, stage: SmtpStage): SmtpReply {
   let registered: string = ERROR_CODES[err.code].smtp;
   // RFC 4954 §6: a temporary refusal of AUTH is 454 4.7.0; 451 is for mail transactions.
   if (stage === 'auth' && err.code === 'rate_limited') registered = '454 4.7.0';
+  // RFC 4954 §6: 535 answers bad credentials at AUTH; any other command that
+  // needs a (still valid) login is answered 530 5.7.0, e.g. a token revoked mid-session.
+  if (stage !== 'auth' && err.code === 'unauthenticated') registered = '530 5.7.0';
   const [code, enhanced] = registered.split(' ') as [string, string];
   return { code: Number(code), text: singleLine(`${enhanced} ${err.code}: ${err.message}`) };
 }

@@ -58,11 +58,6 @@ export class TokenStore {
     this.insert(BOOTSTRAP_TOKEN_ID, token, { email, role: 'admin', label: 'bootstrap', at });
   }
 
-  /** Whether the bootstrap admin token exists and matches `token` (or exists at all, without one). */
-  hasBootstrap(): boolean {
-    return this.db.prepare('SELECT 1 FROM tokens WHERE id = ? AND revoked_at IS NULL').get(BOOTSTRAP_TOKEN_ID) !== undefined;
-  }
-
   private insert(id: string, token: string, input: { email: string; role: TokenRole; label?: string | null; at: Date }): void {
     this.db
       .prepare('INSERT INTO tokens (id, email, role, label, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)')

@@ -293,6 +293,16 @@ describe('accepted mail', () => {
     const [, bad] = await r.data(message(['From: ic@corp.example', 'To: sec@corp.example', 'In-Reply-To: not a message id']));
     expect(bad!.code).toBe(550);
     expect(bad!.text).toMatch(/^5\.7\.1 invalid_request: The In-Reply-To header holds "/);
+    // Two '@' in one id: refused as clearly at DATA, not accepted and then failed at composition.
+    await r.command('MAIL FROM:<ic@corp.example>');
+    await r.command('RCPT TO:<sec@corp.example>');
+    const [, twoAts] = await r.data(message(['From: ic@corp.example', 'To: sec@corp.example', 'References: <a@b@c>']));
+    expect(twoAts!.code).toBe(550);
+    expect(twoAts!.text).toBe('5.7.1 invalid_request: The References header holds "<a@b@c>", which is not a Message-ID such as <id@host>; reply from the original message.');
+    expect(auditOf('smtp.message').map((e) => [e.data['stage'], e.data['code']])).toEqual([
+      ['data', 'invalid_request'],
+      ['data', 'invalid_request'],
+    ]);
   });
 
   it('audits the session outcome when the client leaves', async () => {
@@ -463,6 +473,45 @@ describe('authentication', () => {
     // The username matches case-insensitively: the right token with a differently cased address works.
     const info = await client('IC@corp.example', ic).sendMail({ from: 'ic@corp.example', to: 'sec@corp.example', text: 'x' });
     expect(info.response).toMatch(/^250 /);
+  });
+
+  it('stops a token revoked after AUTH on the open session: MAIL is refused with 530, nothing delivered', async () => {
+    const r = await loggedIn();
+    // Revoked through the API an admin uses, while the session stays open.
+    const tokenId = relay.ctx.store.tokens.verify(ic)!.id;
+    expect((await relay.request.delete(`/v1/tokens/${tokenId}`).set(auth(relay.admin))).status).toBe(204);
+    const mail = await r.command('MAIL FROM:<ic@corp.example>');
+    expect(mail.code).toBe(530);
+    expect(mail.text).toBe('5.7.0 unauthenticated: Your token was revoked after you logged in; ask an admin for a new one, then reconnect and log in with it.');
+    // No transaction was opened, so nothing can follow on this connection.
+    expect((await r.command('RCPT TO:<sec@corp.example>')).code).toBe(503);
+    await expectNothingDelivered();
+    expect(auditOf('smtp.message').map((e) => [e.actor, e.data['stage'], e.data['code']])).toEqual([['ic@corp.example', 'mail', 'unauthenticated']]);
+  });
+
+  it('stops a token revoked between MAIL and RCPT: RCPT is refused with 530 and tells nothing about the roster', async () => {
+    const r = await loggedIn();
+    expect((await r.command('MAIL FROM:<ic@corp.example>')).code).toBe(250);
+    expect(relay.ctx.store.tokens.revoke(relay.ctx.store.tokens.verify(ic)!.id, new Date())).toBe(true);
+    for (const rcpt of ['sec@corp.example', 'nosy@corp.example']) {
+      const reply = await r.command(`RCPT TO:<${rcpt}>`);
+      expect(reply.code).toBe(530);
+      expect(reply.text).toMatch(/^5\.7\.0 unauthenticated: Your token was revoked/);
+    }
+    await expectNothingDelivered();
+  });
+
+  it('stops a token revoked between RCPT and DATA: the message is refused with 530, nothing delivered', async () => {
+    const r = await loggedIn();
+    expect((await r.command('MAIL FROM:<ic@corp.example>')).code).toBe(250);
+    expect((await r.command('RCPT TO:<sec@corp.example>')).code).toBe(250);
+    expect(relay.ctx.store.tokens.revoke(relay.ctx.store.tokens.verify(ic)!.id, new Date())).toBe(true);
+    const [go, done] = await r.data(message(['From: ic@corp.example', 'To: sec@corp.example', 'Subject: after revocation']));
+    expect(go.code).toBe(354);
+    expect(done!.code).toBe(530);
+    expect(done!.text).toMatch(/^5\.7\.0 unauthenticated: Your token was revoked after you logged in;/);
+    await expectNothingDelivered();
+    expect(auditOf('smtp.message').map((e) => [e.data['stage'], e.data['code']])).toEqual([['data', 'unauthenticated']]);
   });
 
   it('records a username that is not an address only as a hash (it may be a pasted token)', async () => {

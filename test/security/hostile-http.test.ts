@@ -244,6 +244,41 @@ describe('oversize bodies', () => {
   });
 });
 
+describe('bodies are parsed only under /v1, after authentication', () => {
+  it.each<[string, number, string]>([
+    ['/healthz', 405, 'method_not_allowed'],
+    ['/nope', 404, 'not_found'],
+    ['/metrics', 405, 'method_not_allowed'],
+  ])('malformed JSON posted to %s without a token is not parsed: %i %s, not 400', async (pathname, status, code) => {
+    const res = await fetch(`http://127.0.0.1:${port}${pathname}`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"unterminated": [' });
+    expect(res.status).toBe(status);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code);
+  });
+
+  it('a text/plain body outside /v1 is not parsed either', async () => {
+    const res = await fetch(`http://127.0.0.1:${port}/nope`, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: 'A'.repeat(70 * 1024) });
+    // Parsed, it would be 413 (over the 64 KiB text limit).
+    expect(res.status).toBe(404);
+  });
+
+  it('a huge declared body outside /v1 is answered without being read: 404, not 413', async () => {
+    const res = await rawRequest(postHead('/nope', { 'Content-Type': 'application/json', 'Content-Length': String(100 * 1024 * 1024) }), 100 * 1024 * 1024);
+    expect(res.status).toBe(404);
+    expect(res.text).toContain('"code":"not_found"');
+    expect(res.bodySent).toBeLessThan(8 * 1024 * 1024);
+    await stillUp();
+  });
+
+  it('an unauthenticated chunked body of malformed JSON to /v1 is refused with 401 before any parser', async () => {
+    const res = await rawRequest(postHead(emailsUrl(), { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' }), 4 * jsonBodyLimit(MAX_MESSAGE_BYTES), { chunked: true });
+    // 'aaaa…' is not JSON: a parser would have answered 400 (or 413), never 401.
+    expect(res.status).toBe(401);
+    expect(res.text).toContain('"code":"unauthenticated"');
+    expect(res.bodySent).toBeLessThan(8 * 1024 * 1024);
+    await stillUp();
+  });
+});
+
 describe('malformed and deeply nested JSON', () => {
   const depth = 100_000;
   it.each<[string, string]>([

@@ -109,6 +109,9 @@ describe('content', () => {
   it.each([
     ['In-Reply-To', 'In-Reply-To: no-at-sign'],
     ['References', 'References: <ok@corp.example> <bad>'],
+    // Two '@': the composer could not write it, so it is refused here rather than after the rate limit.
+    ['In-Reply-To', 'In-Reply-To: <a@b@c>'],
+    ['References', 'References: <ok@corp.example> <a@b@c>'],
   ])('refuses a malformed %s (its chain could not be checked for externals)', async (header, line) => {
     const err = await refused(parseSubmission(raw(['From: ic@corp.example', 'To: a@corp.example', line]), env(['a@corp.example'])));
     expect(err.code).toBe('invalid_request');

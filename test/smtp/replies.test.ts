@@ -5,7 +5,8 @@ import { acceptedText, closingError, singleLine, smtpError, smtpReply } from '..
 
 describe('smtpReply', () => {
   it.each(Object.keys(ERROR_CODES) as ErrorCode[])('answers %s with its registry reply and the code in the text', (code) => {
-    const reply = smtpReply(new RelayError(code, 'What to do about it.'), 'data');
+    // unauthenticated is a reply to AUTH (535); after AUTH it is 530, tested below.
+    const reply = smtpReply(new RelayError(code, 'What to do about it.'), code === 'unauthenticated' ? 'auth' : 'data');
     const [smtp, enhanced] = ERROR_CODES[code].smtp.split(' ');
     expect(reply).toEqual({ code: Number(smtp), text: `${enhanced} ${code}: What to do about it.` });
   });
@@ -15,7 +16,10 @@ describe('smtpReply', () => {
     ['oversize', new RelayError('payload_too_large', 'Too big.'), 'data', 552, '5.3.4 payload_too_large: Too big.'],
     ['wrong credentials', new RelayError('unauthenticated', 'No.'), 'auth', 535, '5.7.8 unauthenticated: No.'],
     ['throttled AUTH (RFC 4954 454)', new RelayError('rate_limited', 'Wait.', { retryAfter: 4 }), 'auth', 454, '4.7.0 rate_limited: Wait.'],
-    ['throttled sending', new RelayError('rate_limited', 'Wait.', { retryAfter: 4 }), 'data', 451, '4.7.1 rate_limited: Wait.'],
+    ['throttled sending (SPEC §5: transient refusals are 451 4.3.0)', new RelayError('rate_limited', 'Wait.', { retryAfter: 4 }), 'data', 451, '4.3.0 rate_limited: Wait.'],
+    ['a token revoked after AUTH, at MAIL (RFC 4954 530)', new RelayError('unauthenticated', 'Revoked.'), 'mail', 530, '5.7.0 unauthenticated: Revoked.'],
+    ['a token revoked after AUTH, at RCPT', new RelayError('unauthenticated', 'Revoked.'), 'rcpt', 530, '5.7.0 unauthenticated: Revoked.'],
+    ['a token revoked after AUTH, at DATA', new RelayError('unauthenticated', 'Revoked.'), 'data', 530, '5.7.0 unauthenticated: Revoked.'],
     ['a store failure', new Error('SQLITE_FULL: database or disk is full at /var/lib/relay/relay.db'), 'data', 451, '4.3.0 internal: Internal error; the message was not accepted. Try again later, and tell an admin if it persists.'],
     ['a store that cannot write (SqliteError code)', Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' }), 'data', 451, '4.3.0 unavailable: The relay cannot store messages right now, so it accepted nothing; try again shortly.'],
     ['an internal fault during AUTH', new TypeError('x is undefined'), 'auth', 454, '4.7.0 internal: Temporary authentication failure; try again later.'],
