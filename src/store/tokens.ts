@@ -52,10 +52,15 @@ export class TokenStore {
     return { record: this.get(id)!, token };
   }
 
-  /** Sets the bootstrap admin token's hash (from RELAY_ADMIN_TOKEN, or freshly generated). */
-  setBootstrap(token: string, email: string, at: Date): void {
+  /** Files RELAY_ADMIN_TOKEN's hash as the bootstrap admin token; says what changed. */
+  setBootstrap(token: string, email: string, at: Date): 'created' | 'replaced' | 'unchanged' | 'revoked' {
+    const row = this.db.prepare('SELECT hash, revoked_at FROM tokens WHERE id = ?').get(BOOTSTRAP_TOKEN_ID) as Pick<Row, 'hash' | 'revoked_at'> | undefined;
+    // The same token again: keep its row, and above all keep a revocation;
+    // restarting must not bring a revoked admin token back to life.
+    if (row && row.hash === hashToken(token).toString('hex')) return row.revoked_at === null ? 'unchanged' : 'revoked';
     this.db.prepare('DELETE FROM tokens WHERE id = ?').run(BOOTSTRAP_TOKEN_ID);
     this.insert(BOOTSTRAP_TOKEN_ID, token, { email, role: 'admin', label: 'bootstrap', at });
+    return row ? 'replaced' : 'created';
   }
 
   private insert(id: string, token: string, input: { email: string; role: TokenRole; label?: string | null; at: Date }): void {
