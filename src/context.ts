@@ -3,10 +3,13 @@
  * a test) and passed in: no module reaches for globals.
  */
 import type { Logger } from 'pino';
+import type { SlackRoom } from './channels/slack/room.js';
 import type { RelayConfig } from './config.js';
 import type { Metrics } from './metrics.js';
+import type { Encryptor } from './pgp/pool.js';
 import type { RelayKey } from './pgp/relay-key.js';
 import type { KeyService } from './services/keys.js';
+import type { RateLimiter } from './services/rate-limit.js';
 import type { Store } from './store/index.js';
 import type { Incident, RosterMember } from './store/incidents.js';
 
@@ -27,6 +30,16 @@ export interface RelayContext {
   /** The clock; tests pass a fixed one. */
   now: () => Date;
   events: IncidentEvents;
+  /** The Slack room manager; undefined when SLACK_BOT_TOKEN is not set (Slack off). */
+  slack?: SlackRoom | undefined;
+  /** Wakes the delivery worker after something was queued. */
+  notifyOutbox: () => void;
+  /** Per-token limit on the sending routes (email and SMS, HTTP and SMTP). */
+  sendLimiter: RateLimiter;
+  // --- encryption seam (issue 7 benchmarks) ---
+  /** Where PGP signing and encryption run; undefined = in the calling thread. main.ts sets a worker pool. */
+  encryptor?: Encryptor | undefined;
+  // --- end encryption seam ---
 }
 
 /** Events that go nowhere, for when Slack is off. */
