@@ -7,9 +7,11 @@
  * that forgot to validate still cannot inject a header or a MIME part.
  */
 
+import { isAscii } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { encode as qpEncode, wrap as qpWrap } from 'nodemailer/lib/qp';
 import { RelayError } from '../errors.js';
+import { isMessageId } from '../validation.js';
 
 /** The only subject any outbound email ever carries (SPEC §2, rule `subject`). */
 export const FIXED_SUBJECT = 'Attorney Work Project';
@@ -56,6 +58,12 @@ const MAX_LINE = 998;
 interface Part {
   headers: string[];
   body: string;
+  /**
+   * Large bodies (base64 attachments, the armored message) kept as bytes and
+   * spliced into `body` where their token stands, so a 25 MB attachment is not
+   * copied through a chain of 34 MB strings (issue 7, BENCHMARKS.md).
+   */
+  bytes?: Map<string, Buffer>;
 }
 
 /** Build a complete RFC 5322 plaintext message with the fixed subject. */
@@ -65,6 +73,7 @@ export function composePlain(m: MessageContent): Buffer {
   return finish({
     headers: [...messageHeaders(m), 'MIME-Version: 1.0', ...parts.headers],
     body: parts.body,
+    bytes: parts.bytes,
   });
 }
 
@@ -74,18 +83,12 @@ export function composeProtectedPart(m: MessageContent): Buffer {
   // outermost part of the cryptographic payload, marked protected-headers="v1".
   // It is always multipart/mixed so every client finds them in the same place.
   const parts = mixed([bodyEntity(m), ...m.attachments.map(attachmentPart)], 'protected-headers="v1"; ');
-  return finish({ headers: [...parts.headers, ...messageHeaders(m)], body: parts.body });
+  return finish({ headers: [...parts.headers, ...messageHeaders(m)], body: parts.body, bytes: parts.bytes });
 }
 
-/** Wrap one ASCII-armored OpenPGP message in an RFC 3156 multipart/encrypted message. */
-export function composeEncryptedEnvelope(m: EnvelopeHeaders, armoredMessage: string): Buffer {
-  const armored = normaliseNewlines(armoredMessage).trim();
-  if (
-    !/^-----BEGIN PGP MESSAGE-----\r\n[\x20-\x7e\r\n]*\r\n-----END PGP MESSAGE-----$/.test(armored) ||
-    armored.split('-----BEGIN PGP MESSAGE-----').length !== 2
-  ) {
-    throw new RelayError('internal', 'The encrypted envelope needs one ASCII-armored OpenPGP message; encrypt with armor enabled.');
-  }
+/** Wrap one ASCII-armored OpenPGP message (text, or its bytes) in an RFC 3156 multipart/encrypted message. */
+export function composeEncryptedEnvelope(m: EnvelopeHeaders, armoredMessage: string | Uint8Array): Buffer {
+  const armored = byteSlot(armoredBytes(armoredMessage));
   // RFC 3156 §4: part 1 identifies the version, part 2 holds the OpenPGP message.
   const version: Part = {
     headers: ['Content-Type: application/pgp-encrypted', 'Content-Description: PGP/MIME version identification'],
@@ -97,7 +100,8 @@ export function composeEncryptedEnvelope(m: EnvelopeHeaders, armoredMessage: str
       'Content-Description: OpenPGP encrypted message',
       'Content-Disposition: inline; filename="encrypted.asc"',
     ],
-    body: armored + CRLF,
+    body: armored.token + CRLF,
+    bytes: armored.bytes,
   };
   const envelope = multipart(
     'encrypted',
@@ -108,6 +112,7 @@ export function composeEncryptedEnvelope(m: EnvelopeHeaders, armoredMessage: str
   return finish({
     headers: [...messageHeaders(m), 'MIME-Version: 1.0', ...envelope.headers],
     body: envelope.body,
+    bytes: envelope.bytes,
   });
 }
 
@@ -189,14 +194,12 @@ function encodedWords(text: string): string {
   return words.map((w) => `=?UTF-8?B?${Buffer.from(w, 'utf8').toString('base64')}?=`).join(' ');
 }
 
-// RFC 5322 §3.6.4: msg-id = "<" id-left "@" id-right ">"; no whitespace, no
-// angle brackets or '@' inside either side.
-const MSG_ID = /^<([!-;=?A-~]+@[!-;=?A-~]+)>$/;
-
+// RFC 5322 §3.6.4 msg-id, by the same check the listeners validate with
+// (isMessageId); repeated here so no caller that skipped it reaches a header.
 function msgId(value: string, field: string): string {
   assertHeaderSafe(value, field);
   const bracketed = value.startsWith('<') ? value : `<${value}>`;
-  if (!MSG_ID.test(bracketed) || bracketed.length > 900) {
+  if (!isMessageId(bracketed)) {
     throw new RelayError('invalid_request', `${field} is not a message id like <id@domain>; correct it and resend.`, {
       details: { field },
     });
@@ -342,13 +345,15 @@ function attachmentPart(a: Attachment, index: number): Part {
   if (!Buffer.isBuffer(a.content)) {
     throw new RelayError('invalid_request', `${field}.content must be bytes.`, { details: { field: `${field}.content` } });
   }
+  const encoded = byteSlot(base64Lines(a.content));
   return {
     headers: [
       `Content-Type: ${mediaType(a.contentType, `${field}.contentType`)}; ${param('name', a.filename)}`,
       'Content-Transfer-Encoding: base64',
       `Content-Disposition: attachment; ${param('filename', a.filename)}`,
     ],
-    body: base64Lines(a.content),
+    body: encoded.token,
+    bytes: encoded.bytes,
   };
 }
 
@@ -401,12 +406,154 @@ function param(key: string, value: string): string {
   return segments.map((s, i) => `${key}*${i}*=${i === 0 ? "utf-8''" : ''}${s}`).join('; ');
 }
 
-/** Base64 in 76-character lines (RFC 2045 §6.8). */
-function base64Lines(content: Buffer): string {
-  const b64 = content.toString('base64');
-  const lines: string[] = [];
-  for (let i = 0; i < b64.length; i += 76) lines.push(b64.slice(i, i + 76));
-  return lines.join(CRLF);
+const CR_BYTE = 0x0d;
+const LF_BYTE = 0x0a;
+const B64_LINE = 76;
+// 57 input bytes make one 76-character line; whole lines per chunk keep the breaks in place.
+const B64_CHUNK = 57 * 1024;
+
+/** Base64 in 76-character lines joined by CRLF (RFC 2045 §6.8), as bytes, encoded a chunk at a time. */
+function base64Lines(content: Buffer): Buffer {
+  const encodedLength = Math.ceil(content.length / 3) * 4;
+  const lines = Math.ceil(encodedLength / B64_LINE);
+  const out = Buffer.allocUnsafe(encodedLength + Math.max(0, lines - 1) * 2);
+  let at = 0;
+  for (let i = 0; i < content.length; i += B64_CHUNK) {
+    const chunk = Buffer.from(content.subarray(i, i + B64_CHUNK).toString('base64'), 'latin1');
+    for (let j = 0; j < chunk.length; j += B64_LINE) {
+      if (at > 0) {
+        out[at++] = CR_BYTE;
+        out[at++] = LF_BYTE;
+      }
+      at += chunk.copy(out, at, j, Math.min(j + B64_LINE, chunk.length));
+    }
+  }
+  return out;
+}
+
+const ARMOR_BEGIN = '-----BEGIN PGP MESSAGE-----';
+const ARMOR_END = '-----END PGP MESSAGE-----';
+
+/**
+ * The armored message as CRLF bytes, trimmed and checked: one BEGIN/END PGP
+ * MESSAGE block of printable ASCII lines. Native string and buffer operations
+ * only, and two copies of a 46 MB armor rather than six.
+ */
+function armoredBytes(armoredMessage: string | Uint8Array): Buffer {
+  if (typeof armoredMessage !== 'string') {
+    // Bytes already in CRLF form are used as they are; anything else takes the text path, which normalises or refuses.
+    return crlfArmor(armoredMessage) ?? armoredBytes(Buffer.from(armoredMessage.buffer, armoredMessage.byteOffset, armoredMessage.byteLength).toString('latin1'));
+  }
+  const refuse = (): RelayError =>
+    new RelayError('internal', 'The encrypted envelope needs one ASCII-armored OpenPGP message; encrypt with armor enabled.');
+  // String.prototype.trim's ASCII whitespace (TAB, LF, VT, FF, CR, SP); anything
+  // else at the edges is left in place and refused below.
+  const space = (c: number): boolean => (c >= 0x09 && c <= 0x0d) || c === 0x20;
+  let start = 0;
+  let end = armoredMessage.length;
+  while (start < end && space(armoredMessage.charCodeAt(start))) start++;
+  while (end > start && space(armoredMessage.charCodeAt(end - 1))) end--;
+  const body = armoredMessage.slice(start, end);
+  // Printable ASCII lines only, so the latin1 conversion below is exact.
+  if (/[^\x20-\x7e\r\n]/.test(body)) throw refuse();
+  const out = Buffer.from(normaliseNewlines(body), 'latin1');
+  const head = `${ARMOR_BEGIN}${CRLF}`;
+  const tail = `${CRLF}${ARMOR_END}`;
+  if (
+    out.length < head.length + tail.length ||
+    out.toString('latin1', 0, head.length) !== head ||
+    out.toString('latin1', out.length - tail.length) !== tail ||
+    out.indexOf(ARMOR_BEGIN, 1, 'latin1') !== -1
+  ) {
+    throw refuse();
+  }
+  return out;
+}
+
+/** `bytes` trimmed (a view, not a copy) when they already are one CRLF armor of printable ASCII lines; else undefined. */
+function crlfArmor(bytes: Uint8Array): Buffer | undefined {
+  const all = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const space = (c: number): boolean => (c >= 0x09 && c <= 0x0d) || c === 0x20;
+  let start = 0;
+  let end = all.length;
+  while (start < end && space(all[start]!)) start++;
+  while (end > start && space(all[end - 1]!)) end--;
+  const armor = all.subarray(start, end);
+  for (let i = 0; i < armor.length; i++) {
+    const c = armor[i]!;
+    if (c > 0x7e) return undefined;
+    if (c < 0x20) {
+      if (c !== CR_BYTE || armor[i + 1] !== LF_BYTE) return undefined;
+      i++;
+    }
+  }
+  const head = `${ARMOR_BEGIN}${CRLF}`;
+  const tail = `${CRLF}${ARMOR_END}`;
+  if (
+    armor.length < head.length + tail.length ||
+    armor.toString('latin1', 0, head.length) !== head ||
+    armor.toString('latin1', armor.length - tail.length) !== tail ||
+    armor.indexOf(ARMOR_BEGIN, 1, 'latin1') !== -1
+  ) {
+    return undefined;
+  }
+  return armor;
+}
+
+/** A body that stands in a Part as a token and is spliced in as bytes by finish(). */
+function byteSlot(bytes: Buffer): { token: string; bytes: Map<string, Buffer> } {
+  // NUL cannot occur in any text we render (headers refuse controls, text is quoted-printable).
+  const token = `\x00${randomBytes(8).toString('hex')}\x00`;
+  return { token, bytes: new Map([[token, bytes]]) };
+}
+
+const SLOT_TOKEN = /\x00([0-9a-f]{16})\x00/;
+
+/** Fails closed unless `bytes` are 7-bit with CRLF line ends only (what finish() asks of the text). */
+function assertSevenBitCrlf(bytes: Buffer): void {
+  const bug = (): RelayError => new RelayError('internal', 'Composed message is not 7-bit CRLF text; this is a relay bug, report it.');
+  if (!isAscii(bytes)) throw bug();
+  // Every LF follows a CR, and there are as many CRs as LFs: so no bare CR either.
+  let lf = 0;
+  for (let i = bytes.indexOf(LF_BYTE); i !== -1; i = bytes.indexOf(LF_BYTE, i + 1)) {
+    if (i === 0 || bytes[i - 1] !== CR_BYTE) throw bug();
+    lf++;
+  }
+  let cr = 0;
+  for (let i = bytes.indexOf(CR_BYTE); i !== -1; i = bytes.indexOf(CR_BYTE, i + 1)) cr++;
+  if (cr !== lf) throw bug();
+}
+
+/** The rendered text with every token replaced by its bytes, each used exactly once. */
+function splice(text: string, bytes: Map<string, Buffer>): Buffer {
+  const bug = (): RelayError => new RelayError('internal', 'Composed message has a misplaced body; this is a relay bug, report it.');
+  if (bytes.size === 0) {
+    if (text.includes('\x00')) throw bug();
+    return Buffer.from(text, 'ascii');
+  }
+  // split() with a capture group alternates text, token id, text, ...
+  const pieces = text.split(SLOT_TOKEN);
+  const used = new Set<string>();
+  const chunks: Buffer[] = [];
+  let total = 0;
+  pieces.forEach((piece, i) => {
+    if (i % 2 === 0) {
+      if (piece.includes('\x00')) throw bug();
+      const chunk = Buffer.from(piece, 'ascii');
+      chunks.push(chunk);
+      total += chunk.length;
+      return;
+    }
+    const token = `\x00${piece}\x00`;
+    const body = bytes.get(token);
+    if (body === undefined || used.has(token)) throw bug();
+    used.add(token);
+    assertSevenBitCrlf(body);
+    chunks.push(body);
+    total += body.length;
+  });
+  if (used.size !== bytes.size) throw bug();
+  return Buffer.concat(chunks, total);
 }
 
 function normaliseNewlines(s: string): string {
@@ -422,15 +569,22 @@ function mixed(parts: Part[], extraParams = ''): Part {
 /** A multipart entity (RFC 2046 §5.1.1) with a fresh random boundary absent from every part. */
 function multipart(subtype: string, parts: Part[], extraParams = '', preamble?: string): Part {
   const rendered = parts.map(render);
+  const bytes = new Map(parts.flatMap((p) => [...(p.bytes ?? [])]));
   let boundary = newBoundary();
   // '=_' can occur in neither quoted-printable nor base64 output, but the check
   // is what guarantees it: a boundary found in content is drawn again.
-  while (rendered.some((p) => p.includes(boundary)) || (preamble?.includes(boundary) ?? false)) boundary = newBoundary();
+  while (
+    rendered.some((p) => p.includes(boundary)) ||
+    (preamble?.includes(boundary) ?? false) ||
+    [...bytes.values()].some((b) => b.includes(boundary, 0, 'latin1'))
+  ) {
+    boundary = newBoundary();
+  }
   const body =
     (preamble === undefined ? '' : preamble + CRLF) +
     rendered.map((p) => `--${boundary}${CRLF}${p}${CRLF}`).join('') +
     `--${boundary}--`;
-  return { headers: [`Content-Type: multipart/${subtype}; ${extraParams}boundary="${boundary}"`], body };
+  return { headers: [`Content-Type: multipart/${subtype}; ${extraParams}boundary="${boundary}"`], body, ...(bytes.size > 0 ? { bytes } : {}) };
 }
 
 function newBoundary(): string {
@@ -449,5 +603,5 @@ function finish(p: Part): Buffer {
   if (/[^\x00-\x7f]/.test(out) || /\r(?!\n)|(?<!\r)\n/.test(out)) {
     throw new RelayError('internal', 'Composed message is not 7-bit CRLF text; this is a relay bug, report it.');
   }
-  return Buffer.from(out, 'ascii');
+  return splice(out, p.bytes ?? new Map());
 }

@@ -4,11 +4,13 @@
  * policy refused, and every decision is audited without content.
  */
 import { randomUUID } from 'node:crypto';
+import type { PublicKey } from 'openpgp';
 import type { RelayContext } from '../context.js';
 import { RelayError, invalid } from '../errors.js';
 import type { Attachment, MessageContent } from '../mime/compose.js';
 import { composePlain } from '../mime/compose.js';
 import { composeEncrypted } from '../pgp/pgp-mime.js';
+import { composeEncryptedWith } from '../pgp/pool.js';
 import { createDomainMatcher } from '../policy/domains.js';
 import { decideEmail, type EmailPlan } from '../policy/email.js';
 import type { Incident } from '../store/incidents.js';
@@ -98,7 +100,7 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
     chainExternal: ctx.store.outbox.chainIsExternal([...(message.inReplyTo ? [message.inReplyTo] : []), ...(message.references ?? [])]),
     isInternal: createDomainMatcher(ctx.config.internalDomains),
     encryptMode: ctx.config.encrypt,
-    keys: await ctx.keys.keyStates(everyone, now),
+    keys: await ctx.keys.keyStates(everyone, now, incident.id),
   });
 
   const auditBase = { type: 'email.decision', actor: caller.email, incidentId: incident.id };
@@ -176,8 +178,12 @@ async function composeDeliveries(
   if (!plan.encrypt) return [delivery([...plan.to, ...plan.cc, ...plan.bcc], composePlain(content))];
 
   const signer = ctx.relayKey.privateKey;
-  const copies = [composeEncrypted(content, await ctx.keys.publicKeys(plan.visibleKeyHolders), signer)];
-  for (const bcc of plan.bcc) copies.push(ctx.keys.publicKeys([bcc]).then((keys) => composeEncrypted(content, keys, signer)));
+  // --- encryption seam (issue 7): the worker pool when main.ts made one, else this thread; either way a failure refuses the message ---
+  const { encryptor } = ctx;
+  const seal = (keys: PublicKey[]): Promise<Buffer> => (encryptor ? composeEncryptedWith(encryptor, content, keys) : composeEncrypted(content, keys, signer));
+  // --- end encryption seam ---
+  const copies = [seal(await ctx.keys.publicKeys(plan.visibleKeyHolders, incident.id))];
+  for (const bcc of plan.bcc) copies.push(ctx.keys.publicKeys([bcc], incident.id).then(seal));
   const bodies = await Promise.all(copies);
   return [delivery([...plan.to, ...plan.cc], bodies[0]!), ...plan.bcc.map((bcc, i) => delivery([bcc], bodies[i + 1]!))];
 }

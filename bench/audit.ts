@@ -1,0 +1,78 @@
+/**
+ * Audit verification: a file-backed store filled with 100,000 chained events
+ * (decision-sized data), then AuditLog.verify() timed beside its reference,
+ * a plain scan of the same rows without hashing (the SQLite floor).
+ */
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import type { Store } from '../src/store/index.js';
+import { fromDist, now, round } from './lib.js';
+
+/** Figures of the audit scenario. */
+export interface AuditResult {
+  events: number;
+  appendMs: number;
+  verifyMs: number;
+  verifyEventsPerSecond: number;
+  scanMs: number;
+  /** verify time / scan time. */
+  ratio: number;
+  ok: boolean;
+  dbBytes: number;
+}
+
+const RULES = ['incident-open', 'sender', 'roster', 'encryption', 'subject', 'bcc', 'codename'].map((rule) => ({ rule, result: 'pass', reason: 'bench' }));
+
+/** Fills a fresh store with `events` appends (1,000 per transaction), then times verify() and a bare scan. */
+export async function auditBench(events: number): Promise<AuditResult> {
+  const { createStore } = await fromDist<typeof import('../src/store/index.js')>('store/index.js');
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'relay-bench-audit-'));
+  const file = path.join(dir, 'relay.db');
+  let store: Store | undefined;
+  try {
+    store = createStore(file, () => new Date());
+    const s = store;
+    const appendStart = now();
+    for (let done = 0; done < events; ) {
+      const batch = Math.min(1000, events - done);
+      s.transaction(() => {
+        for (let i = 0; i < batch; i++) {
+          s.audit.append({
+            type: 'email.decision',
+            actor: 'ic@corp.example',
+            incidentId: null,
+            outcome: 'ok',
+            data: { via: 'http', emailId: randomUUID(), messageId: `<${randomUUID()}@corp.example>`, encrypted: true, rules: RULES, recipients: { to: ['sec@corp.example', 'counsel@lawfirm.example'], cc: ['exec@corp.example'], bcc: [] }, copies: 1, bytes: 4096 },
+          });
+        }
+      });
+      done += batch;
+    }
+    const appendMs = now() - appendStart;
+
+    const scanStart = now();
+    let scanned = 0;
+    for (const row of s.db.prepare('SELECT * FROM audit_events ORDER BY seq').iterate()) if (row) scanned += 1;
+    const scanMs = now() - scanStart;
+
+    const verifyStart = now();
+    const verification = s.audit.verify();
+    const verifyMs = now() - verifyStart;
+    if (scanned !== events) throw new Error(`audit scan saw ${scanned} of ${events} events`);
+    return {
+      events: verification.events,
+      appendMs: round(appendMs, 0),
+      verifyMs: round(verifyMs, 0),
+      verifyEventsPerSecond: round((verification.events * 1000) / verifyMs, 0),
+      scanMs: round(scanMs, 0),
+      ratio: round(verifyMs / scanMs, 2),
+      ok: verification.ok && verification.events === events,
+      dbBytes: statSync(file).size,
+    };
+  } finally {
+    store?.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * One encryption worker thread of src/pgp/pool.ts. It holds the relay signing
+ * key and a cache of parsed recipient keys, and runs the very same
+ * signAndEncrypt as the main thread, so the bytes format cannot drift.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import * as openpgp from 'openpgp';
+import { signAndEncrypt, signAndEncryptToCrlfBytes } from './encrypt.js';
+import type { PoolReply, PoolRequest, PoolWorkerData } from './pool.js';
+
+if (!parentPort) throw new Error('pool-worker.ts runs only as a worker thread of src/pgp/pool.ts');
+const port = parentPort;
+const data = workerData as PoolWorkerData;
+
+// Parsed once per worker; a key that does not parse fails every task (never an unsigned message).
+const signingKey = openpgp.readPrivateKey({ binaryKey: data.signingKey });
+signingKey.catch(() => undefined); // reported per task below, not as an unhandled rejection
+
+// Cache key -> parse in progress or done. Promises are stored synchronously on
+// arrival, so a later request that names a key by reference only always finds
+// the parse its earlier sibling started, whatever order the awaits finish in.
+const keys = new Map<string, Promise<openpgp.PublicKey>>();
+
+// Payloads from this size on get their armor back as bytes.
+const BYTES_REPLY_FROM = 1024 * 1024;
+
+function keyFor(ref: string, binary: Uint8Array | undefined): Promise<openpgp.PublicKey> {
+  if (binary !== undefined) {
+    const parsing = openpgp.readKey({ binaryKey: binary });
+    keys.set(ref, parsing);
+    // A key that fails to parse must not poison the cache for a corrected resend.
+    parsing.catch(() => {
+      if (keys.get(ref) === parsing) keys.delete(ref);
+    });
+    return parsing;
+  }
+  const cached = keys.get(ref);
+  return cached ?? Promise.reject(new Error(`encryption worker: recipient key ${ref} was never sent to this worker`));
+}
+
+port.on('message', (request: PoolRequest) => {
+  if (request.forget) keys.clear();
+  // Synchronous up to here, see `keys` above.
+  const recipients = request.keys.map((k) => keyFor(k.ref, k.binary));
+  void (async (): Promise<void> => {
+    let reply: PoolReply;
+    try {
+      const options = { encryptionKeys: await Promise.all(recipients), signingKey: await signingKey, date: new Date(request.date) };
+      // A large armor goes back as CRLF bytes whose memory is moved, not as a
+      // string the main thread would copy and convert again (BENCHMARKS.md).
+      const armored = request.payload.length >= BYTES_REPLY_FROM ? await signAndEncryptToCrlfBytes(request.payload, options) : await signAndEncrypt(request.payload, options);
+      reply = { id: request.id, armored };
+    } catch (err) {
+      // The message only: stacks and key material stay in this thread.
+      reply = { id: request.id, error: err instanceof Error ? err.message : String(err) };
+    }
+    const bytes = 'armored' in reply && typeof reply.armored !== 'string' ? reply.armored : undefined;
+    const movable = bytes !== undefined && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer;
+    port.postMessage(reply, movable ? [bytes.buffer as ArrayBuffer] : []);
+  })();
+});
