@@ -4,7 +4,7 @@
  * composition alone. Sequential, one thread: the ceiling of one Node thread.
  */
 import * as openpgp from 'openpgp';
-import type { Encryptor } from '../src/pgp/pool.js';
+import type { Encryptor } from '../src/pgp/pgp-mime.js';
 import { now, round } from './lib.js';
 
 /** Operations per second of a reference loop. */

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { SlackRoom } from './channels/slack/room.js';
 import type { RelayConfig } from './config.js';
 import type { Metrics } from './metrics.js';
-import type { Encryptor } from './pgp/pool.js';
+import type { Encryptor } from './pgp/pgp-mime.js';
 import type { RelayKey } from './pgp/relay-key.js';
 import type { KeyService } from './services/keys.js';
 import type { RateLimiter } from './services/rate-limit.js';
@@ -36,10 +36,8 @@ export interface RelayContext {
   notifyOutbox: () => void;
   /** Per-token limit on the sending routes (email and SMS, HTTP and SMTP). */
   sendLimiter: RateLimiter;
-  // --- encryption seam (issue 7 benchmarks) ---
   /** Where PGP signing and encryption run; undefined = in the calling thread. main.ts sets a worker pool. */
   encryptor?: Encryptor | undefined;
-  // --- end encryption seam ---
 }
 
 /** Events that go nowhere, for when Slack is off. */

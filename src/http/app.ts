@@ -60,9 +60,8 @@ export function createApp(ctx: RelayContext): Express {
     next();
   });
 
-  // --- SMS (issue 5): Twilio's inbound webhook, signed rather than bearer-authenticated, with its own form parser ---
+  // Twilio's inbound webhook: signed rather than bearer-authenticated, with its own form parser.
   app.use(twilioWebhookRoutes(ctx));
-  // --- end SMS webhook ---
 
   // Authenticate before parsing, and parse only under /v1: nobody without a
   // token makes us read a large body, and no path outside the API (/healthz,
@@ -78,7 +77,7 @@ export function createApp(ctx: RelayContext): Express {
   app.use(keyRoutes(ctx));
   app.use(slackRoutes(ctx));
   app.use(emailRoutes(ctx));
-  app.use(smsRoutes(ctx)); // SMS (issue 5)
+  app.use(smsRoutes(ctx));
   app.use(notFoundHandler);
   app.use(errorHandler(ctx.logger));
   return app;

@@ -61,7 +61,7 @@ interface Part {
   /**
    * Large bodies (base64 attachments, the armored message) kept as bytes and
    * spliced into `body` where their token stands, so a 25 MB attachment is not
-   * copied through a chain of 34 MB strings (issue 7, BENCHMARKS.md).
+   * copied through a chain of 34 MB strings (see BENCHMARKS.md).
    */
   bytes?: Map<string, Buffer>;
 }

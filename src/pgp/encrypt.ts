@@ -18,13 +18,11 @@ export interface SignAndEncryptOptions {
 /** Sign `payload` with the relay key and encrypt it to `encryptionKeys`; returns one ASCII-armored OpenPGP message. */
 export async function signAndEncrypt(payload: Uint8Array, opts: SignAndEncryptOptions): Promise<string> {
   const encryptionKeys = recipients(opts);
-  // --- issue 7 (memory): large payloads go through openpgp as a stream ---
+  // Large payloads go through openpgp as a stream (memory, see BENCHMARKS.md).
   if (payload.length >= STREAM_THRESHOLD_BYTES) return (await streamedArmor(payload, encryptionKeys, opts)).join('');
-  // --- end issue 7 ---
   return wholeArmor(payload, encryptionKeys, opts);
 }
 
-// --- issue 7 (memory) ---
 /**
  * signAndEncrypt with the armor returned as CRLF bytes, the form PGP/MIME
  * carries; a large armor is converted a chunk at a time, never held as one
@@ -40,7 +38,15 @@ export async function signAndEncryptToCrlfBytes(payload: Uint8Array, opts: SignA
   if (chunks.some((c) => c.includes('\r'))) return Buffer.from(chunks.join('').replace(/\r\n|\r|\n/g, '\r\n'), 'latin1');
   return Buffer.concat(chunks.map((c) => Buffer.from(c.replaceAll('\n', '\r\n'), 'latin1')));
 }
-// --- end issue 7 ---
+
+/**
+ * The form PGP/MIME composition takes: the armor as text, or from
+ * STREAM_THRESHOLD_BYTES on as its CRLF bytes, so a large message is never
+ * held as one huge string. The worker pool and the main thread both use it.
+ */
+export function signAndEncryptForMime(payload: Uint8Array, opts: SignAndEncryptOptions): Promise<string | Uint8Array> {
+  return payload.length >= STREAM_THRESHOLD_BYTES ? signAndEncryptToCrlfBytes(payload, opts) : signAndEncrypt(payload, opts);
+}
 
 // The recipient keys, deduplicated by fingerprint; refuses an empty list.
 function recipients(opts: SignAndEncryptOptions): openpgp.PublicKey[] {

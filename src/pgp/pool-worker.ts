@@ -5,7 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as openpgp from 'openpgp';
-import { signAndEncrypt, signAndEncryptToCrlfBytes } from './encrypt.js';
+import { signAndEncryptForMime } from './encrypt.js';
 import type { PoolReply, PoolRequest, PoolWorkerData } from './pool.js';
 
 if (!parentPort) throw new Error('pool-worker.ts runs only as a worker thread of src/pgp/pool.ts');
@@ -20,9 +20,6 @@ signingKey.catch(() => undefined); // reported per task below, not as an unhandl
 // arrival, so a later request that names a key by reference only always finds
 // the parse its earlier sibling started, whatever order the awaits finish in.
 const keys = new Map<string, Promise<openpgp.PublicKey>>();
-
-// Payloads from this size on get their armor back as bytes.
-const BYTES_REPLY_FROM = 1024 * 1024;
 
 function keyFor(ref: string, binary: Uint8Array | undefined): Promise<openpgp.PublicKey> {
   if (binary !== undefined) {
@@ -48,7 +45,7 @@ port.on('message', (request: PoolRequest) => {
       const options = { encryptionKeys: await Promise.all(recipients), signingKey: await signingKey, date: new Date(request.date) };
       // A large armor goes back as CRLF bytes whose memory is moved, not as a
       // string the main thread would copy and convert again (BENCHMARKS.md).
-      const armored = request.payload.length >= BYTES_REPLY_FROM ? await signAndEncryptToCrlfBytes(request.payload, options) : await signAndEncrypt(request.payload, options);
+      const armored = await signAndEncryptForMime(request.payload, options);
       reply = { id: request.id, armored };
     } catch (err) {
       // The message only: stacks and key material stay in this thread.

@@ -17,22 +17,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { PrivateKey, PublicKey } from 'openpgp';
 import { RelayError } from '../errors.js';
-import { composeEncryptedEnvelope, composeProtectedPart, type MessageContent } from '../mime/compose.js';
-
-/** Signs with the relay key and encrypts to `encryptionKeys`; returns one ASCII-armored OpenPGP message. */
-export interface Encryptor {
-  /**
-   * Takes ownership of `payload` (its memory may be moved to another thread).
-   * The armor comes back as text, or for large messages as its CRLF bytes.
-   */
-  signAndEncrypt(payload: Uint8Array, encryptionKeys: PublicKey[], date: Date): Promise<string | Uint8Array>;
-}
-
-/** composeEncrypted (src/pgp/pgp-mime.ts) with the sign+encrypt step done by `encryptor`: the same bytes format. */
-export async function composeEncryptedWith(encryptor: Encryptor, content: MessageContent, encryptionKeys: PublicKey[]): Promise<Buffer> {
-  const armored = await encryptor.signAndEncrypt(composeProtectedPart(content), encryptionKeys, content.date);
-  return composeEncryptedEnvelope(content, armored);
-}
+import type { Encryptor } from './pgp-mime.js';
 
 /** A recipient key as sent to a worker: the binary key only the first time that worker sees `ref`. */
 export interface PoolKeyRef {

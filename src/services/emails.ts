@@ -9,12 +9,12 @@ import type { RelayContext } from '../context.js';
 import { RelayError, invalid } from '../errors.js';
 import type { Attachment, MessageContent } from '../mime/compose.js';
 import { composePlain } from '../mime/compose.js';
-import { composeEncrypted } from '../pgp/pgp-mime.js';
-import { composeEncryptedWith } from '../pgp/pool.js';
+import { composeEncrypted, inThreadEncryptor } from '../pgp/pgp-mime.js';
 import { createDomainMatcher } from '../policy/domains.js';
 import { decideEmail, type EmailPlan } from '../policy/email.js';
 import type { Incident } from '../store/incidents.js';
 import type { NewDelivery } from '../store/outbox.js';
+import { replayAnswer } from './idempotency.js';
 import type { Caller } from './incidents.js';
 
 /** At most this many distinct recipients per message (To, Cc and Bcc together). */
@@ -60,12 +60,28 @@ export function contentBytes(message: Pick<EmailSubmission, 'text' | 'html' | 's
   );
 }
 
-// Replays a stored answer; RelayError when the key was used for another route.
-function replay(ctx: RelayContext, caller: Caller, key: string, route: string): EmailAccepted | undefined {
-  const stored = ctx.store.idempotency.get(caller.tokenId, key);
-  if (!stored) return undefined;
-  if (stored.route !== route) throw invalid('This Idempotency-Key was already used for another request; use a fresh key.');
-  return stored.response as EmailAccepted;
+/** The refusal due when the incident closed or someone left the roster after the decision; undefined when nothing changed. */
+function changedSinceDecision(ctx: RelayContext, incidentId: string, sender: string, recipients: readonly string[]): RelayError | undefined {
+  if (ctx.store.incidents.byId(incidentId)?.status !== 'open') {
+    return new RelayError('incident_closed', 'This incident was closed while the message was being prepared; nothing was sent.', { rule: 'incident-open' });
+  }
+  if (!ctx.store.incidents.activeMember(incidentId, sender)) {
+    return new RelayError('forbidden', 'You were removed from this incident\'s roster; nothing was sent.', { rule: 'roster' });
+  }
+  const gone = recipients.filter((r) => !ctx.store.incidents.activeMember(incidentId, r));
+  if (gone.length === 0) return undefined;
+  return new RelayError('recipient_not_on_roster', `Removed from the roster while the message was being prepared: ${gone.join(', ')}. Nothing was sent to anyone.`, {
+    rule: 'roster',
+    details: { recipients: gone },
+  });
+}
+
+// One matcher per configured domain list, built once (STYLE: matchers are built when loaded).
+const domainMatchers = new WeakMap<readonly string[], (address: string) => boolean>();
+function internalMatcher(domains: readonly string[]): (address: string) => boolean {
+  let matcher = domainMatchers.get(domains);
+  if (!matcher) domainMatchers.set(domains, (matcher = createDomainMatcher(domains)));
+  return matcher;
 }
 
 /** Runs one email through policy, composition and the outbox; resolves once it is durably queued. */
@@ -73,7 +89,7 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
   const started = process.hrtime.bigint();
   const route = `email:${incident.id}`;
   if (options.idempotencyKey) {
-    const earlier = replay(ctx, caller, options.idempotencyKey, route);
+    const earlier = replayAnswer<EmailAccepted>(ctx, caller, options.idempotencyKey, route);
     if (earlier) return earlier;
   }
   ctx.sendLimiter.take(caller.tokenId, ctx.now());
@@ -98,7 +114,7 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
     bcc: message.bcc,
     hasSubject: (message.subject ?? '') !== '',
     chainExternal: ctx.store.outbox.chainIsExternal([...(message.inReplyTo ? [message.inReplyTo] : []), ...(message.references ?? [])]),
-    isInternal: createDomainMatcher(ctx.config.internalDomains),
+    isInternal: internalMatcher(ctx.config.internalDomains),
     encryptMode: ctx.config.encrypt,
     keys: await ctx.keys.keyStates(everyone, now, incident.id),
   });
@@ -119,9 +135,13 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
   const deliveries = await composeDeliveries(ctx, incident, caller, message, plan, { id, messageId, date: now });
   const answer: EmailAccepted = { id, messageId, status: 'queued', encrypted: plan.encrypt, recipients: [...plan.to, ...plan.cc, ...plan.bcc] };
 
-  const raced = ctx.store.transaction(() => {
+  const committed = ctx.store.transaction((): 'queued' | 'raced' | RelayError => {
+    // Encryption can take a while: the roster or the incident may have changed
+    // since the decision. Check again where it counts, in the commit itself.
+    const changed = changedSinceDecision(ctx, incident.id, caller.email, answer.recipients);
+    if (changed) return changed;
     if (options.idempotencyKey && !ctx.store.idempotency.put(caller.tokenId, options.idempotencyKey, { route, status: 202, response: answer }, now)) {
-      return true; // another request with this key committed first; queue nothing
+      return 'raced'; // another request with this key committed first; queue nothing
     }
     ctx.store.outbox.insertEmail({ id, incidentId: incident.id, messageId, sender: caller.email, encrypted: plan.encrypt, chainExternal: plan.chainExternal, recipients: answer.recipients, createdAt: now.toISOString() });
     ctx.store.outbox.enqueue(deliveries, now);
@@ -130,9 +150,16 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
       outcome: 'ok',
       data: { via: options.via, emailId: id, messageId, encrypted: plan.encrypt, encryptReason: plan.encryptReason, rules: decision.rules, recipients: recipientsOf, copies: deliveries.length, bytes: size },
     });
-    return false;
+    return 'queued';
   });
-  if (raced) return replay(ctx, caller, options.idempotencyKey!, route)!;
+  if (committed instanceof RelayError) {
+    ctx.store.transaction(() =>
+      ctx.store.audit.append({ ...auditBase, outcome: 'refused', data: { via: options.via, code: committed.code, rules: decision.rules, recipients: recipientsOf, bytes: size, changedDuringCompose: true } }),
+    );
+    ctx.metrics.decisions.inc({ channel: 'email', outcome: 'refused', code: committed.code });
+    throw committed;
+  }
+  if (committed === 'raced') return replayAnswer<EmailAccepted>(ctx, caller, options.idempotencyKey!, route)!;
   ctx.notifyOutbox();
   ctx.metrics.decisions.inc({ channel: 'email', outcome: 'accepted', code: '' });
   ctx.metrics.acceptSeconds.observe({ channel: 'email' }, Number(process.hrtime.bigint() - started) / 1e9);
@@ -177,11 +204,9 @@ async function composeDeliveries(
   });
   if (!plan.encrypt) return [delivery([...plan.to, ...plan.cc, ...plan.bcc], composePlain(content))];
 
-  const signer = ctx.relayKey.privateKey;
-  // --- encryption seam (issue 7): the worker pool when main.ts made one, else this thread; either way a failure refuses the message ---
-  const { encryptor } = ctx;
-  const seal = (keys: PublicKey[]): Promise<Buffer> => (encryptor ? composeEncryptedWith(encryptor, content, keys) : composeEncrypted(content, keys, signer));
-  // --- end encryption seam ---
+  // The worker pool when main.ts made one, else this thread; either way a failure refuses the message.
+  const encryptor = ctx.encryptor ?? inThreadEncryptor(ctx.relayKey.privateKey);
+  const seal = (keys: PublicKey[]): Promise<Buffer> => composeEncrypted(content, keys, encryptor);
   const copies = [seal(await ctx.keys.publicKeys(plan.visibleKeyHolders, incident.id))];
   for (const bcc of plan.bcc) copies.push(ctx.keys.publicKeys([bcc], incident.id).then(seal));
   const bodies = await Promise.all(copies);

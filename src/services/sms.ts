@@ -6,13 +6,14 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { RelayContext } from '../context.js';
-import { invalid, type RelayError } from '../errors.js';
+import type { RelayError } from '../errors.js';
 import { decideSms, fingerprint, isPermittedSmsBody, type SmsMemberState, type SmsResult } from '../policy/sms.js';
 import type { Incident } from '../store/incidents.js';
 import type { NewDelivery } from '../store/outbox.js';
 import { SmsStore } from '../store/sms.js';
 import { loadTemplate } from '../templates.js';
 import { isEmailAddress } from '../validation.js';
+import { replayAnswer } from './idempotency.js';
 import type { Caller } from './incidents.js';
 
 /** A nudge request as the listener hands it over: `to` lowercased, `body` untouched. */
@@ -31,14 +32,6 @@ export function sha256(value: string): string {
   return createHash('sha256').update(value, 'utf8').digest('hex');
 }
 
-// Replays a stored answer; RelayError when the key was used for another route.
-function replay(ctx: RelayContext, caller: Caller, key: string, route: string): NudgeAccepted | undefined {
-  const stored = ctx.store.idempotency.get(caller.tokenId, key);
-  if (!stored) return undefined;
-  if (stored.route !== route) throw invalid('This Idempotency-Key was already used for another request; use a fresh key.');
-  return stored.response as NudgeAccepted;
-}
-
 type Outcome = { kind: 'accepted' | 'replayed'; answer: NudgeAccepted } | { kind: 'refused'; error: RelayError };
 
 /** Runs one nudge request through the policy and queues the nudges; returns once they are committed to the outbox. */
@@ -46,7 +39,7 @@ export function sendNudges(ctx: RelayContext, caller: Caller, incident: Incident
   const started = process.hrtime.bigint();
   const route = `sms:${incident.id}`;
   if (options.idempotencyKey) {
-    const earlier = replay(ctx, caller, options.idempotencyKey, route);
+    const earlier = replayAnswer<NudgeAccepted>(ctx, caller, options.idempotencyKey, route);
     if (earlier) return earlier;
   }
   ctx.sendLimiter.take(caller.tokenId, ctx.now());
@@ -69,7 +62,7 @@ export function sendNudges(ctx: RelayContext, caller: Caller, incident: Incident
   // ones cannot interleave with another request, so the interval holds.
   const outcome = ctx.store.transaction((): Outcome => {
     if (options.idempotencyKey) {
-      const earlier = replay(ctx, caller, options.idempotencyKey, route);
+      const earlier = replayAnswer<NudgeAccepted>(ctx, caller, options.idempotencyKey, route);
       if (earlier) return { kind: 'replayed', answer: earlier };
     }
     const now = ctx.now();

@@ -11,9 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RelayError } from '../../src/errors.js';
 import { composeEncryptedEnvelope, composeProtectedPart, type MessageContent } from '../../src/mime/compose.js';
 import { STREAM_THRESHOLD_BYTES, signAndEncrypt } from '../../src/pgp/encrypt.js';
-import { composeEncrypted } from '../../src/pgp/pgp-mime.js';
+import { composeEncrypted, inThreadEncryptor } from '../../src/pgp/pgp-mime.js';
 import { parsePublicKey, type ParsedPublicKey } from '../../src/pgp/keys.js';
-import { EncryptionPool, composeEncryptedWith } from '../../src/pgp/pool.js';
+import { EncryptionPool } from '../../src/pgp/pool.js';
 import { loadOrCreateRelayKey, type RelayKey } from '../../src/pgp/relay-key.js';
 import { createGpgHome, type GeneratedKey, type GpgHome } from '../helpers/gpg.js';
 import { createTestRelay } from '../helpers/relay.js';
@@ -85,8 +85,8 @@ describe('EncryptionPool', () => {
 
   it('composes the same PGP/MIME as the in-thread path, and gpg reads the protected part', async () => {
     const c = content('Privileged: see attached timeline.');
-    const viaPool = await composeEncryptedWith(pool, c, [aliceKey.key]);
-    const inThread = await composeEncrypted(c, [aliceKey.key], relay.privateKey);
+    const viaPool = await composeEncrypted(c, [aliceKey.key], pool);
+    const inThread = await composeEncrypted(c, [aliceKey.key], inThreadEncryptor(relay.privateKey));
     // Equal up to the random MIME boundaries and the (randomised) OpenPGP message itself.
     const shape = (m: Buffer): string =>
       m
@@ -124,7 +124,7 @@ describe('EncryptionPool', () => {
       expect(raw).toBeInstanceOf(Uint8Array);
       expect(Buffer.from(raw as Uint8Array).toString('latin1')).toMatch(/^-----BEGIN PGP MESSAGE-----\r\n[^\n]*\r\n/);
       expect(recycling.threads()[0]).not.toBe(before);
-      const message = await composeEncryptedWith(recycling, c, [aliceKey.key]);
+      const message = await composeEncrypted(c, [aliceKey.key], recycling);
       const result = await gpg.decrypt(await armoredPart(message));
       expect(result.goodSignatureFrom).toBe(relay.fingerprint);
       const inner = await simpleParser(result.plaintext);

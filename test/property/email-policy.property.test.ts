@@ -235,8 +235,6 @@ const OUTSIDERS = ['nosy@corp.example', 'stranger@evil.example'] as const;
 const BYSTANDER = 'bystander@lawfirm.example';
 const SENDER = 'ic@corp.example';
 
-type Keyed = (typeof KEYED)[number];
-
 // Values that must never reach a header: if one is refused at the door, so much the better.
 const NOT_ONE_LINE = /[\x00-\x08\x0a-\x1f\x7f\u0085\u2028\u2029]/;
 

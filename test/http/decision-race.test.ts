@@ -1,0 +1,63 @@
+/**
+ * Encryption takes time; a roster change or a close that lands meanwhile must
+ * still stop the message. The encryptor here makes the change mid-compose.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inThreadEncryptor, type Encryptor } from '../../src/pgp/pgp-mime.js';
+import { createGpgHome, type GeneratedKey, type GpgHome } from '../helpers/gpg.js';
+import { createTestRelay, type TestRelay } from '../helpers/relay.js';
+
+const auth = (token: string) => ({ Authorization: `Bearer ${token}` });
+
+let gpg: GpgHome;
+let counsel: GeneratedKey;
+beforeAll(async () => {
+  gpg = await createGpgHome();
+  counsel = await gpg.generateKey('counsel@lawfirm.example', 'Counsel');
+}, 60_000);
+afterAll(async () => {
+  await gpg.cleanup();
+});
+
+async function setUp(duringCompose: (relay: TestRelay, codename: string) => void): Promise<{ relay: TestRelay; codename: string; ic: string }> {
+  const relay = await createTestRelay();
+  const ic = relay.tokenFor('ic@corp.example');
+  const { body } = await relay.request.post('/v1/incidents').set(auth(ic)).send({});
+  await relay.request.put(`/v1/incidents/${body.codename}/roster/counsel@lawfirm.example`).set(auth(ic)).send({ name: 'Counsel', role: 'external', publicKey: counsel.armoredPublic });
+  const inner = inThreadEncryptor(relay.ctx.relayKey.privateKey);
+  const racing: Encryptor = {
+    signAndEncrypt: (payload, keys, date) => {
+      duringCompose(relay, body.codename);
+      return inner.signAndEncrypt(payload, keys, date);
+    },
+  };
+  relay.ctx.encryptor = racing;
+  return { relay, codename: body.codename, ic };
+}
+
+const queued = (relay: TestRelay) => (relay.ctx.store.db.prepare('SELECT COUNT(*) AS n FROM deliveries').get() as { n: number }).n;
+
+describe('changes that land while a message is being encrypted', () => {
+  it('a recipient removed mid-compose gets nothing, and the refusal is audited', async () => {
+    const { relay, codename, ic } = await setUp((r, c) => {
+      const incident = r.ctx.store.incidents.byCodename(c)!;
+      r.ctx.store.incidents.removeMember(incident.id, 'counsel@lawfirm.example', r.ctx.now());
+    });
+    const res = await relay.request.post(`/v1/incidents/${codename}/emails`).set(auth(ic)).send({ to: ['counsel@lawfirm.example'], text: 'x' });
+    expect(res.status).toBe(403);
+    expect(res.body.error).toMatchObject({ code: 'recipient_not_on_roster', rule: 'roster', details: { recipients: ['counsel@lawfirm.example'] } });
+    expect(queued(relay)).toBe(0);
+    const last = relay.ctx.store.audit.listForIncident(relay.ctx.store.incidents.byCodename(codename)!.id).at(-1)!;
+    expect(last).toMatchObject({ type: 'email.decision', outcome: 'refused', data: { code: 'recipient_not_on_roster', changedDuringCompose: true } });
+  });
+
+  it('an incident closed mid-compose accepts nothing', async () => {
+    const { relay, codename, ic } = await setUp((r, c) => {
+      r.ctx.store.incidents.close(r.ctx.store.incidents.byCodename(c)!.id, r.ctx.now());
+    });
+    const res = await relay.request.post(`/v1/incidents/${codename}/emails`).set(auth(ic)).send({ to: ['counsel@lawfirm.example'], text: 'x' });
+    expect(res.status).toBe(409);
+    expect(res.body.error.code).toBe('incident_closed');
+    expect(queued(relay)).toBe(0);
+  });
+});
