@@ -10,7 +10,6 @@ import type { RelayError } from '../errors.js';
 import { decideSms, fingerprint, isPermittedSmsBody, type SmsMemberState, type SmsResult } from '../policy/sms.js';
 import type { Incident } from '../store/incidents.js';
 import type { NewDelivery } from '../store/outbox.js';
-import { SmsStore } from '../store/sms.js';
 import { loadTemplate } from '../templates.js';
 import { isEmailAddress } from '../validation.js';
 import { replayAnswer } from './idempotency.js';
@@ -44,7 +43,7 @@ export function sendNudges(ctx: RelayContext, caller: Caller, incident: Incident
   }
   ctx.sendLimiter.take(caller.tokenId, ctx.now());
   const nudge = loadTemplate('sms-nudge');
-  const sms = new SmsStore(ctx.store.db);
+  const sms = ctx.store.sms;
   // What the audit log may say about the request: addresses as given, and for
   // anything else (a body that is not the nudge, entries that are not
   // addresses) a length and a hash only.
@@ -125,7 +124,7 @@ export interface InboundReply {
  * else gets nothing, since SMS goes only to roster phones (rule `sms`).
  */
 export function receiveInboundSms(ctx: RelayContext, inbound: { from: string; messageSid: string | undefined }): InboundReply {
-  const sms = new SmsStore(ctx.store.db);
+  const sms = ctx.store.sms;
   const nudge = loadTemplate('sms-nudge');
   return ctx.store.transaction((): InboundReply => {
     const now = ctx.now();

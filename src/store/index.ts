@@ -5,6 +5,8 @@ import { IdempotencyStore } from './idempotency.js';
 import { IncidentStore } from './incidents.js';
 import { KeyStore } from './keys.js';
 import { Outbox } from './outbox.js';
+import { SlackChannelStore } from './slack.js';
+import { SmsStore } from './sms.js';
 import { TokenStore } from './tokens.js';
 
 export interface Store {
@@ -15,6 +17,8 @@ export interface Store {
   audit: AuditLog;
   outbox: Outbox;
   idempotency: IdempotencyStore;
+  sms: SmsStore;
+  slackChannels: SlackChannelStore;
   /** Runs `fn` in one transaction (IMMEDIATE: takes the write lock up front). */
   transaction<T>(fn: () => T): T;
   close(): void;
@@ -31,6 +35,8 @@ export function createStore(file: string, now: () => Date): Store {
     audit: new AuditLog(db, now),
     outbox: new Outbox(db),
     idempotency: new IdempotencyStore(db),
+    sms: new SmsStore(db),
+    slackChannels: new SlackChannelStore(db),
     transaction: <T>(fn: () => T): T => db.transaction(fn).immediate(),
     close: () => db.close(),
   };

@@ -14,7 +14,7 @@ import type { WebClient } from '@slack/web-api';
 import type { IncidentEvents, RelayContext } from '../../context.js';
 import type { AuditOutcome } from '../../store/audit.js';
 import type { Incident, RosterMember } from '../../store/incidents.js';
-import { SlackChannelStore, type SlackChannel, type SlackChannelChange, type SlackChannelState } from '../../store/slack.js';
+import type { SlackChannelStore, SlackChannel, SlackChannelChange, SlackChannelState } from '../../store/slack.js';
 import { loadTemplate, renderTemplate } from '../../templates.js';
 import { SlackCallError, SlackQueue, type SlackQueueOptions } from './queue.js';
 
@@ -81,7 +81,7 @@ export class SlackRoom {
     private readonly client: WebClient,
     options: SlackRoomOptions = {},
   ) {
-    this.channels = new SlackChannelStore(ctx.store.db);
+    this.channels = ctx.store.slackChannels;
     this.queue = new SlackQueue(options.queue, (retry) => ctx.logger.warn({ slack: retry }, 'slack call failed; retrying'));
     this.events = {
       incidentCreated: (incident) =>

@@ -3,13 +3,12 @@ import { Router } from 'express';
 import type { RelayContext } from '../../context.js';
 import { RelayError } from '../../errors.js';
 import { COMMANDERS, authorizeIncident } from '../../services/incidents.js';
-import { SlackChannelStore } from '../../store/slack.js';
 import { callerOf, param } from '../auth.js';
 import { methodNotAllowed } from '../errors.js';
 
 /** The room as the incident answer shows it: null when the incident never had one. */
 export function slackRoomView(ctx: RelayContext, incidentId: string): { state: string; channelId: string | null; name: string | null; reason: string | null } | null {
-  const room = new SlackChannelStore(ctx.store.db).get(incidentId);
+  const room = ctx.store.slackChannels.get(incidentId);
   return room ? { state: room.state, channelId: room.channelId, name: room.name, reason: room.reason } : null;
 }
 
