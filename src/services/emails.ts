@@ -135,7 +135,10 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
   const deliveries = await composeDeliveries(ctx, incident, caller, message, plan, { id, messageId, date: now });
   const answer: EmailAccepted = { id, messageId, status: 'queued', encrypted: plan.encrypt, recipients: [...plan.to, ...plan.cc, ...plan.bcc] };
 
-  const committed = ctx.store.transaction((): 'queued' | 'raced' | RelayError => {
+  // Grouped with the other accepts of this turn: one fsync for all of them.
+  // It resolves only once the COMMIT holding this message is on disk, so the
+  // 202/250 still means "committed" (SPEC §6); a failed COMMIT rejects it.
+  const committed = await ctx.store.grouped((): 'queued' | 'raced' | RelayError => {
     // Encryption can take a while: the roster or the incident may have changed
     // since the decision. Check again where it counts, in the commit itself.
     const changed = changedSinceDecision(ctx, incident.id, caller.email, answer.recipients);

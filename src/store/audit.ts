@@ -5,7 +5,7 @@
  * schema refuse UPDATE and DELETE.
  */
 import { createHash } from 'node:crypto';
-import type { Db } from './db.js';
+import { prepared, type Db, type Prepared } from './db.js';
 
 export type AuditOutcome = 'ok' | 'refused' | 'failed' | 'retry' | 'corrected';
 
@@ -96,11 +96,13 @@ function toEvent(row: Row): AuditEvent {
 export class AuditLog {
   private readonly insert;
   private readonly headStmt;
+  private readonly sql: Prepared;
 
   constructor(
-    private readonly db: Db,
+    db: Db,
     private readonly now: () => Date,
   ) {
+    this.sql = prepared(db);
     this.insert = db.prepare(
       'INSERT INTO audit_events (seq, at, type, actor, incident_id, outcome, data, prev_hash, hash) VALUES (@seq, @at, @type, @actor, @incident_id, @outcome, @data, @prev_hash, @hash)',
     );
@@ -128,8 +130,7 @@ export class AuditLog {
 
   /** The incident's events in order, optionally after a sequence number. */
   listForIncident(incidentId: string, options: { after?: number; limit?: number } = {}): AuditEvent[] {
-    const rows = this.db
-      .prepare('SELECT * FROM audit_events WHERE incident_id = ? AND seq > ? ORDER BY seq LIMIT ?')
+    const rows = this.sql('SELECT * FROM audit_events WHERE incident_id = ? AND seq > ? ORDER BY seq LIMIT ?')
       .all(incidentId, options.after ?? 0, Math.min(options.limit ?? 1000, 1000)) as Row[];
     return rows.map(toEvent);
   }
@@ -139,7 +140,7 @@ export class AuditLog {
     let prevHash = GENESIS_HASH;
     let events = 0;
     let brokenAt: number | undefined;
-    for (const row of this.db.prepare('SELECT * FROM audit_events ORDER BY seq').iterate() as IterableIterator<Row>) {
+    for (const row of this.sql('SELECT * FROM audit_events ORDER BY seq').iterate() as IterableIterator<Row>) {
       events += 1;
       const intact = row.seq === events && row.prev_hash === prevHash && row.hash === eventHash(prevHash, row);
       if (!intact && brokenAt === undefined) brokenAt = row.seq;

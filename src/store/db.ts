@@ -9,6 +9,25 @@ import { MIGRATIONS } from './migrations.js';
 
 export type Db = Database.Database;
 
+/** Compiles an SQL text once per connection and returns the same statement every later time. */
+export type Prepared = (sql: string) => Database.Statement;
+
+// One cache per connection, shared by every repository over it. Only fixed
+// SQL texts go through it (never text built from input), so it stays small.
+const statementCaches = new WeakMap<Db, Map<string, Database.Statement>>();
+
+/** The statement cache of `db`: compiling SQL cost about a tenth of the main thread under load. */
+export function prepared(db: Db): Prepared {
+  let cache = statementCaches.get(db);
+  if (!cache) statementCaches.set(db, (cache = new Map()));
+  const statements = cache;
+  return (sql) => {
+    let statement = statements.get(sql);
+    if (!statement) statements.set(sql, (statement = db.prepare(sql)));
+    return statement;
+  };
+}
+
 /** Opens (creating when absent) the database at `file`, or in memory for ':memory:'. */
 export function openDatabase(file: string): Db {
   const inMemory = file === ':memory:';

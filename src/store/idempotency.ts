@@ -2,7 +2,7 @@
  * Idempotency-Key records: the first successful answer per caller and key,
  * replayed for repeats so nothing is sent twice.
  */
-import type { Db } from './db.js';
+import { prepared, type Db, type Prepared } from './db.js';
 
 export interface StoredAnswer {
   route: string;
@@ -12,10 +12,14 @@ export interface StoredAnswer {
 
 /** Idempotency storage. */
 export class IdempotencyStore {
-  constructor(private readonly db: Db) {}
+  private readonly sql: Prepared;
+
+  constructor(db: Db) {
+    this.sql = prepared(db);
+  }
 
   get(tokenId: string, key: string): StoredAnswer | undefined {
-    const row = this.db.prepare('SELECT route, status, response FROM idempotency WHERE token_id = ? AND key = ?').get(tokenId, key) as
+    const row = this.sql('SELECT route, status, response FROM idempotency WHERE token_id = ? AND key = ?').get(tokenId, key) as
       | { route: string; status: number; response: string }
       | undefined;
     return row ? { route: row.route, status: row.status, response: JSON.parse(row.response) as unknown } : undefined;
@@ -24,8 +28,7 @@ export class IdempotencyStore {
   /** Records the answer; false when another request with the same key got there first. */
   put(tokenId: string, key: string, answer: StoredAnswer, at: Date): boolean {
     return (
-      this.db
-        .prepare('INSERT OR IGNORE INTO idempotency (token_id, key, route, status, response, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+      this.sql('INSERT OR IGNORE INTO idempotency (token_id, key, route, status, response, created_at) VALUES (?, ?, ?, ?, ?, ?)')
         .run(tokenId, key, answer.route, answer.status, JSON.stringify(answer.response), at.toISOString()).changes === 1
     );
   }

@@ -1,5 +1,5 @@
 /** Incidents and their rosters. */
-import type { Db } from './db.js';
+import { prepared, type Db, type Prepared } from './db.js';
 
 export type IncidentStatus = 'open' | 'closed';
 
@@ -80,36 +80,38 @@ function toMember(row: MemberRow): RosterMember {
 
 /** Incident and roster storage. */
 export class IncidentStore {
-  constructor(private readonly db: Db) {}
+  private readonly sql: Prepared;
+
+  constructor(db: Db) {
+    this.sql = prepared(db);
+  }
 
   create(incident: { id: string; codename: string; createdBy: string; at: Date }): Incident {
-    this.db
-      .prepare("INSERT INTO incidents (id, codename, status, created_by, created_at) VALUES (?, ?, 'open', ?, ?)")
+    this.sql("INSERT INTO incidents (id, codename, status, created_by, created_at) VALUES (?, ?, 'open', ?, ?)")
       .run(incident.id, incident.codename, incident.createdBy, incident.at.toISOString());
     return this.byId(incident.id)!;
   }
 
   codenameTaken(codename: string): boolean {
-    return this.db.prepare('SELECT 1 FROM incidents WHERE codename = ?').get(codename) !== undefined;
+    return this.sql('SELECT 1 FROM incidents WHERE codename = ?').get(codename) !== undefined;
   }
 
   byCodename(codename: string): Incident | undefined {
-    const row = this.db.prepare('SELECT * FROM incidents WHERE codename = ?').get(codename) as IncidentRow | undefined;
+    const row = this.sql('SELECT * FROM incidents WHERE codename = ?').get(codename) as IncidentRow | undefined;
     return row ? toIncident(row) : undefined;
   }
 
   byId(id: string): Incident | undefined {
-    const row = this.db.prepare('SELECT * FROM incidents WHERE id = ?').get(id) as IncidentRow | undefined;
+    const row = this.sql('SELECT * FROM incidents WHERE id = ?').get(id) as IncidentRow | undefined;
     return row ? toIncident(row) : undefined;
   }
 
   /** All incidents, or those whose active roster holds `email`. Newest first. */
   list(memberEmail?: string): Incident[] {
     const rows = memberEmail
-      ? this.db
-          .prepare("SELECT i.* FROM incidents i JOIN roster r ON r.incident_id = i.id WHERE r.email = ? AND r.status = 'active' ORDER BY i.created_at DESC, i.codename")
+      ? this.sql("SELECT i.* FROM incidents i JOIN roster r ON r.incident_id = i.id WHERE r.email = ? AND r.status = 'active' ORDER BY i.created_at DESC, i.codename")
           .all(memberEmail)
-      : this.db.prepare('SELECT * FROM incidents ORDER BY created_at DESC, codename').all();
+      : this.sql('SELECT * FROM incidents ORDER BY created_at DESC, codename').all();
     return (rows as IncidentRow[]).map(toIncident);
   }
 
@@ -119,15 +121,15 @@ export class IncidentStore {
   }
 
   openIncidents(): Incident[] {
-    return (this.db.prepare("SELECT * FROM incidents WHERE status = 'open'").all() as IncidentRow[]).map(toIncident);
+    return (this.sql("SELECT * FROM incidents WHERE status = 'open'").all() as IncidentRow[]).map(toIncident);
   }
 
   close(id: string, at: Date): boolean {
-    return this.db.prepare("UPDATE incidents SET status = 'closed', closed_at = ? WHERE id = ? AND status = 'open'").run(at.toISOString(), id).changes === 1;
+    return this.sql("UPDATE incidents SET status = 'closed', closed_at = ? WHERE id = ? AND status = 'open'").run(at.toISOString(), id).changes === 1;
   }
 
   member(incidentId: string, email: string): RosterMember | undefined {
-    const row = this.db.prepare('SELECT * FROM roster WHERE incident_id = ? AND email = ?').get(incidentId, email) as MemberRow | undefined;
+    const row = this.sql('SELECT * FROM roster WHERE incident_id = ? AND email = ?').get(incidentId, email) as MemberRow | undefined;
     return row ? toMember(row) : undefined;
   }
 
@@ -138,7 +140,7 @@ export class IncidentStore {
 
   /** Active members, sorted by email. */
   roster(incidentId: string): RosterMember[] {
-    const rows = this.db.prepare("SELECT * FROM roster WHERE incident_id = ? AND status = 'active' ORDER BY email").all(incidentId) as MemberRow[];
+    const rows = this.sql("SELECT * FROM roster WHERE incident_id = ? AND status = 'active' ORDER BY email").all(incidentId) as MemberRow[];
     return rows.map(toMember);
   }
 
@@ -147,12 +149,10 @@ export class IncidentStore {
     const before = this.member(incidentId, input.email);
     const now = at.toISOString();
     if (!before) {
-      this.db
-        .prepare("INSERT INTO roster (incident_id, email, name, role, phone, slack_user_id, status, added_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?)")
+      this.sql("INSERT INTO roster (incident_id, email, name, role, phone, slack_user_id, status, added_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?)")
         .run(incidentId, input.email, input.name, input.role, input.phone ?? null, input.slackUserId ?? null, now, now);
     } else {
-      this.db
-        .prepare(
+      this.sql(
           `UPDATE roster SET name = ?, role = ?, phone = ?, slack_user_id = ?, status = 'active', updated_at = ?,
              added_at = CASE WHEN status = 'removed' THEN ? ELSE added_at END, removed_at = NULL
            WHERE incident_id = ? AND email = ?`,
@@ -165,15 +165,13 @@ export class IncidentStore {
   /** Marks a member removed; the row (history) stays. */
   removeMember(incidentId: string, email: string, at: Date): boolean {
     return (
-      this.db
-        .prepare("UPDATE roster SET status = 'removed', removed_at = ?, updated_at = ? WHERE incident_id = ? AND email = ? AND status = 'active'")
+      this.sql("UPDATE roster SET status = 'removed', removed_at = ?, updated_at = ? WHERE incident_id = ? AND email = ? AND status = 'active'")
         .run(at.toISOString(), at.toISOString(), incidentId, email).changes === 1
     );
   }
 
   setSlackStatus(incidentId: string, email: string, status: string | null, slackUserId?: string): void {
-    this.db
-      .prepare('UPDATE roster SET slack_status = ?, slack_user_id = COALESCE(?, slack_user_id) WHERE incident_id = ? AND email = ?')
+    this.sql('UPDATE roster SET slack_status = ?, slack_user_id = COALESCE(?, slack_user_id) WHERE incident_id = ? AND email = ?')
       .run(status, slackUserId ?? null, incidentId, email);
   }
 }

@@ -1,6 +1,7 @@
 /** The store: one SQLite database and the repositories over it. */
 import { AuditLog } from './audit.js';
 import { openDatabase, type Db } from './db.js';
+import { GroupCommit } from './group-commit.js';
 import { IdempotencyStore } from './idempotency.js';
 import { IncidentStore } from './incidents.js';
 import { KeyStore } from './keys.js';
@@ -21,12 +22,19 @@ export interface Store {
   slackChannels: SlackChannelStore;
   /** Runs `fn` in one transaction (IMMEDIATE: takes the write lock up front). */
   transaction<T>(fn: () => T): T;
+  /**
+   * Runs `fn` as a savepoint of the next group commit (one COMMIT for all the
+   * work queued in the same event-loop turn); resolves once that commit is on
+   * disk, rejects with `fn`'s error (only it is rolled back) or the commit's.
+   */
+  grouped<T>(fn: () => T): Promise<T>;
   close(): void;
 }
 
 /** Opens the database file (or ':memory:') and builds the repositories; `now` stamps the audit log. */
 export function createStore(file: string, now: () => Date): Store {
   const db = openDatabase(file);
+  const group = new GroupCommit(db);
   return {
     db,
     tokens: new TokenStore(db),
@@ -38,6 +46,7 @@ export function createStore(file: string, now: () => Date): Store {
     sms: new SmsStore(db),
     slackChannels: new SlackChannelStore(db),
     transaction: <T>(fn: () => T): T => db.transaction(fn).immediate(),
+    grouped: <T>(fn: () => T): Promise<T> => group.run(fn),
     close: () => db.close(),
   };
 }

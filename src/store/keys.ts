@@ -3,7 +3,7 @@
  * or an admin, or loaded from RELAY_KEYS_DIR) and incident keys (given with a
  * roster entry, valid in that incident only).
  */
-import type { Db } from './db.js';
+import { prepared, type Db, type Prepared } from './db.js';
 
 export type KeySource = 'api' | 'roster' | 'keys-dir';
 
@@ -45,13 +45,16 @@ function toStored(row: Row): StoredKey {
 
 /** Public key storage; validation happens before anything reaches here. */
 export class KeyStore {
-  constructor(private readonly db: Db) {}
+  private readonly sql: Prepared;
+
+  constructor(db: Db) {
+    this.sql = prepared(db);
+  }
 
   /** Files a relay-wide key (incidentId null) or an incident key. */
   put(key: StoredKey): void {
     if (key.incidentId !== null) {
-      this.db
-        .prepare(
+      this.sql(
           `INSERT INTO incident_keys (incident_id, email, fingerprint, algorithm, expires_at, armored, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (incident_id, email) DO UPDATE SET fingerprint = excluded.fingerprint, algorithm = excluded.algorithm,
              expires_at = excluded.expires_at, armored = excluded.armored, updated_at = excluded.updated_at`,
@@ -59,8 +62,7 @@ export class KeyStore {
         .run(key.incidentId, key.email, key.fingerprint, key.algorithm, key.expiresAt, key.armored, key.updatedAt);
       return;
     }
-    this.db
-      .prepare(
+    this.sql(
         `INSERT INTO public_keys (email, fingerprint, algorithm, expires_at, armored, source, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (email) DO UPDATE SET fingerprint = excluded.fingerprint, algorithm = excluded.algorithm,
            expires_at = excluded.expires_at, armored = excluded.armored, source = excluded.source, updated_at = excluded.updated_at`,
@@ -70,14 +72,14 @@ export class KeyStore {
 
   /** The relay-wide key of `email`. */
   get(email: string): StoredKey | undefined {
-    const row = this.db.prepare('SELECT * FROM public_keys WHERE email = ?').get(email) as Row | undefined;
+    const row = this.sql('SELECT * FROM public_keys WHERE email = ?').get(email) as Row | undefined;
     return row ? toStored(row) : undefined;
   }
 
   /** The key that holds for `email` in an incident: the incident's own key, else the relay-wide one. */
   getFor(email: string, incidentId: string | null): StoredKey | undefined {
     if (incidentId !== null) {
-      const row = this.db.prepare('SELECT * FROM incident_keys WHERE incident_id = ? AND email = ?').get(incidentId, email) as Row | undefined;
+      const row = this.sql('SELECT * FROM incident_keys WHERE incident_id = ? AND email = ?').get(incidentId, email) as Row | undefined;
       if (row) return toStored(row);
     }
     return this.get(email);

@@ -2,7 +2,7 @@
  * The durable outbox: composed messages and their envelopes, committed before
  * the relay answers, delivered by the worker, purged once sent.
  */
-import type { Db } from './db.js';
+import { prepared, type Db, type Prepared } from './db.js';
 
 export type DeliveryChannel = 'email' | 'sms';
 export type DeliveryStatus = 'queued' | 'sent' | 'failed';
@@ -90,11 +90,15 @@ function toDelivery(row: DeliveryRow): Delivery {
 
 /** Outbox and email-record storage. Call the writes inside a store transaction with their audit event. */
 export class Outbox {
-  constructor(private readonly db: Db) {}
+  private readonly sql: Prepared;
+
+  constructor(private readonly db: Db) {
+    this.sql = prepared(db);
+  }
 
   /** Queues deliveries, due at once. */
   enqueue(deliveries: readonly NewDelivery[], at: Date): void {
-    const insert = this.db.prepare(
+    const insert = this.sql(
       `INSERT INTO deliveries (id, channel, email_id, sms_id, incident_id, envelope, body, status, attempts, created_ms, next_attempt_ms)
        VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?)`,
     );
@@ -105,8 +109,7 @@ export class Outbox {
 
   /** Queued deliveries due by `at`, oldest first, skipping ids already in flight. */
   due(at: Date, limit: number, inFlight: ReadonlySet<string>): Delivery[] {
-    const rows = this.db
-      .prepare("SELECT * FROM deliveries WHERE status = 'queued' AND next_attempt_ms <= ? ORDER BY next_attempt_ms, created_ms LIMIT ?")
+    const rows = this.sql("SELECT * FROM deliveries WHERE status = 'queued' AND next_attempt_ms <= ? ORDER BY next_attempt_ms, created_ms LIMIT ?")
       .all(at.getTime(), limit + inFlight.size) as DeliveryRow[];
     return rows.filter((r) => !inFlight.has(r.id)).slice(0, limit).map(toDelivery);
   }
@@ -118,7 +121,7 @@ export class Outbox {
    * from where it was if the next try fails too.
    */
   resumeQueued(at: Date): number {
-    return this.db.prepare("UPDATE deliveries SET next_attempt_ms = ? WHERE status = 'queued' AND next_attempt_ms > ?").run(at.getTime(), at.getTime()).changes;
+    return this.sql("UPDATE deliveries SET next_attempt_ms = ? WHERE status = 'queued' AND next_attempt_ms > ?").run(at.getTime(), at.getTime()).changes;
   }
 
   /**
@@ -129,16 +132,15 @@ export class Outbox {
   nextDueMs(exclude: ReadonlySet<string> = new Set()): number | undefined {
     const row = (
       exclude.size === 0
-        ? this.db.prepare("SELECT MIN(next_attempt_ms) AS next FROM deliveries WHERE status = 'queued'").get()
-        : this.db
-            .prepare("SELECT MIN(next_attempt_ms) AS next FROM deliveries WHERE status = 'queued' AND id NOT IN (SELECT value FROM json_each(?))")
+        ? this.sql("SELECT MIN(next_attempt_ms) AS next FROM deliveries WHERE status = 'queued'").get()
+        : this.sql("SELECT MIN(next_attempt_ms) AS next FROM deliveries WHERE status = 'queued' AND id NOT IN (SELECT value FROM json_each(?))")
             .get(JSON.stringify([...exclude]))
     ) as { next: number | null };
     return row.next ?? undefined;
   }
 
   get(id: string): Delivery | undefined {
-    const row = this.db.prepare('SELECT * FROM deliveries WHERE id = ?').get(id) as DeliveryRow | undefined;
+    const row = this.sql('SELECT * FROM deliveries WHERE id = ?').get(id) as DeliveryRow | undefined;
     return row ? toDelivery(row) : undefined;
   }
 
@@ -151,8 +153,7 @@ export class Outbox {
    * the body the copy needs.
    */
   splitOff(sourceId: string, split: DeliverySplit): void {
-    const changes = this.db
-      .prepare(
+    const changes = this.sql(
         `INSERT INTO deliveries (id, channel, email_id, sms_id, incident_id, envelope, body, status, attempts, created_ms, next_attempt_ms, last_error)
          SELECT @id, channel, email_id, sms_id, incident_id, json_set(envelope, '$.to', json(@to)), CASE WHEN @status = 'queued' THEN body END,
                 @status, attempts + 1, created_ms, @next, @error
@@ -166,33 +167,31 @@ export class Outbox {
 
   /** Records a delivery and purges its body: only metadata stays (SPEC §6). */
   markSent(id: string, providerId: string, at: Date): void {
-    this.db
-      .prepare("UPDATE deliveries SET status = 'sent', body = NULL, attempts = attempts + 1, provider_id = ?, sent_at = ?, last_error = NULL WHERE id = ?")
+    this.sql("UPDATE deliveries SET status = 'sent', body = NULL, attempts = attempts + 1, provider_id = ?, sent_at = ?, last_error = NULL WHERE id = ?")
       .run(providerId, at.toISOString(), id);
   }
 
   /** Schedules another attempt. */
   markRetry(id: string, error: string, nextAttempt: Date): void {
-    this.db.prepare('UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_ms = ? WHERE id = ?').run(error, nextAttempt.getTime(), id);
+    this.sql('UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_ms = ? WHERE id = ?').run(error, nextAttempt.getTime(), id);
   }
 
   /** Gives up: the body is purged too, since it will never be sent. */
   markFailed(id: string, error: string): void {
-    this.db.prepare("UPDATE deliveries SET status = 'failed', body = NULL, attempts = attempts + 1, last_error = ? WHERE id = ?").run(error, id);
+    this.sql("UPDATE deliveries SET status = 'failed', body = NULL, attempts = attempts + 1, last_error = ? WHERE id = ?").run(error, id);
   }
 
   queuedCount(channel: DeliveryChannel): number {
-    return (this.db.prepare("SELECT COUNT(*) AS n FROM deliveries WHERE status = 'queued' AND channel = ?").get(channel) as { n: number }).n;
+    return (this.sql("SELECT COUNT(*) AS n FROM deliveries WHERE status = 'queued' AND channel = ?").get(channel) as { n: number }).n;
   }
 
   insertEmail(email: EmailRecord): void {
-    this.db
-      .prepare('INSERT INTO emails (id, incident_id, message_id, sender, encrypted, external_chain, recipients, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+    this.sql('INSERT INTO emails (id, incident_id, message_id, sender, encrypted, external_chain, recipients, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
       .run(email.id, email.incidentId, email.messageId, email.sender, email.encrypted ? 1 : 0, email.chainExternal ? 1 : 0, JSON.stringify(email.recipients), email.createdAt);
   }
 
   email(incidentId: string, id: string): EmailRecord | undefined {
-    const row = this.db.prepare('SELECT * FROM emails WHERE incident_id = ? AND id = ?').get(incidentId, id) as
+    const row = this.sql('SELECT * FROM emails WHERE incident_id = ? AND id = ?').get(incidentId, id) as
       | { id: string; incident_id: string; message_id: string; sender: string; encrypted: number; external_chain: number; recipients: string; created_at: string }
       | undefined;
     return row
@@ -213,12 +212,13 @@ export class Outbox {
   chainIsExternal(messageIds: readonly string[]): boolean {
     if (messageIds.length === 0) return false;
     const placeholders = messageIds.map(() => '?').join(',');
+    // Built from the input's length, so not cached: the cache holds fixed texts only.
     return this.db.prepare(`SELECT 1 FROM emails WHERE external_chain = 1 AND message_id IN (${placeholders}) LIMIT 1`).get(...messageIds) !== undefined;
   }
 
   /** An email's overall state: failed if any copy failed, queued while any waits, else sent. */
   emailDeliveryState(emailId: string): { status: DeliveryStatus; attempts: number; lastError: string | null } {
-    const rows = this.db.prepare('SELECT status, attempts, last_error FROM deliveries WHERE email_id = ?').all(emailId) as Pick<DeliveryRow, 'status' | 'attempts' | 'last_error'>[];
+    const rows = this.sql('SELECT status, attempts, last_error FROM deliveries WHERE email_id = ?').all(emailId) as Pick<DeliveryRow, 'status' | 'attempts' | 'last_error'>[];
     const status: DeliveryStatus = rows.some((r) => r.status === 'failed') ? 'failed' : rows.some((r) => r.status === 'queued') ? 'queued' : 'sent';
     const attempts = rows.reduce((max, r) => Math.max(max, r.attempts), 0);
     // The error that decided the status: a failed copy's over a retrying one's.

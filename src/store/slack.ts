@@ -1,5 +1,5 @@
 /** Each incident's Slack room: channel id and name, and how far its setup got (SPEC §2 rule `chat`). */
-import type { Db } from './db.js';
+import { prepared, type Db, type Prepared } from './db.js';
 
 /** pending: being set up (or waiting for Slack); ready: in line with the roster; failed: see reason; archived: closed. */
 export type SlackChannelState = 'pending' | 'ready' | 'failed' | 'archived';
@@ -44,11 +44,15 @@ function toChannel(row: Row): SlackChannel {
 
 /** Storage for the slack_channels table. */
 export class SlackChannelStore {
-  constructor(private readonly db: Db) {}
+  private readonly sql: Prepared;
+
+  constructor(db: Db) {
+    this.sql = prepared(db);
+  }
 
   /** The incident's room, if one was ever started. */
   get(incidentId: string): SlackChannel | undefined {
-    const row = this.db.prepare('SELECT * FROM slack_channels WHERE incident_id = ?').get(incidentId) as Row | undefined;
+    const row = this.sql('SELECT * FROM slack_channels WHERE incident_id = ?').get(incidentId) as Row | undefined;
     return row ? toChannel(row) : undefined;
   }
 
@@ -64,8 +68,7 @@ export class SlackChannelStore {
       welcome_ts: change.welcomeTs !== undefined ? change.welcomeTs : (before?.welcomeTs ?? null),
       updated_at: at.toISOString(),
     };
-    this.db
-      .prepare(
+    this.sql(
         `INSERT INTO slack_channels (incident_id, channel_id, name, state, reason, welcome_ts, updated_at)
          VALUES (@incident_id, @channel_id, @name, @state, @reason, @welcome_ts, @updated_at)
          ON CONFLICT (incident_id) DO UPDATE SET channel_id = excluded.channel_id, name = excluded.name, state = excluded.state,
@@ -77,8 +80,7 @@ export class SlackChannelStore {
 
   /** Rooms of closed incidents that still have a channel not yet archived. */
   unarchivedOfClosed(): SlackChannel[] {
-    const rows = this.db
-      .prepare(
+    const rows = this.sql(
         `SELECT s.* FROM slack_channels s JOIN incidents i ON i.id = s.incident_id
          WHERE i.status = 'closed' AND s.channel_id IS NOT NULL AND s.state <> 'archived'`,
       )
@@ -88,8 +90,7 @@ export class SlackChannelStore {
 
   /** The removed roster member whose Slack user id is `slackUserId`, if any: whom a kick was for. */
   formerMember(incidentId: string, slackUserId: string): string | undefined {
-    const row = this.db
-      .prepare("SELECT email FROM roster WHERE incident_id = ? AND slack_user_id = ? AND status = 'removed' ORDER BY updated_at DESC LIMIT 1")
+    const row = this.sql("SELECT email FROM roster WHERE incident_id = ? AND slack_user_id = ? AND status = 'removed' ORDER BY updated_at DESC LIMIT 1")
       .get(incidentId, slackUserId) as { email: string } | undefined;
     return row?.email;
   }

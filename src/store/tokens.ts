@@ -4,7 +4,7 @@
  * hash of the whole token must match it.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Db } from './db.js';
+import { prepared, type Db, type Prepared } from './db.js';
 
 export type TokenRole = 'admin' | 'responder';
 
@@ -42,7 +42,11 @@ function toRecord(row: Row): TokenRecord {
 
 /** Token storage and verification. */
 export class TokenStore {
-  constructor(private readonly db: Db) {}
+  private readonly sql: Prepared;
+
+  constructor(db: Db) {
+    this.sql = prepared(db);
+  }
 
   /** Creates a token; the returned secret is the only copy. 256 bits of randomness. */
   create(input: { email: string; role: TokenRole; label?: string | null; at: Date }): { record: TokenRecord; token: string } {
@@ -54,25 +58,24 @@ export class TokenStore {
 
   /** Files RELAY_ADMIN_TOKEN's hash as the bootstrap admin token; says what changed. */
   setBootstrap(token: string, email: string, at: Date): 'created' | 'replaced' | 'unchanged' | 'revoked' {
-    const row = this.db.prepare('SELECT hash, revoked_at FROM tokens WHERE id = ?').get(BOOTSTRAP_TOKEN_ID) as Pick<Row, 'hash' | 'revoked_at'> | undefined;
+    const row = this.sql('SELECT hash, revoked_at FROM tokens WHERE id = ?').get(BOOTSTRAP_TOKEN_ID) as Pick<Row, 'hash' | 'revoked_at'> | undefined;
     // The same token again: keep its row, and above all keep a revocation;
     // restarting must not bring a revoked admin token back to life.
     if (row && row.hash === hashToken(token).toString('hex')) return row.revoked_at === null ? 'unchanged' : 'revoked';
-    this.db.prepare('DELETE FROM tokens WHERE id = ?').run(BOOTSTRAP_TOKEN_ID);
+    this.sql('DELETE FROM tokens WHERE id = ?').run(BOOTSTRAP_TOKEN_ID);
     this.insert(BOOTSTRAP_TOKEN_ID, token, { email, role: 'admin', label: 'bootstrap', at });
     return row ? 'replaced' : 'created';
   }
 
   private insert(id: string, token: string, input: { email: string; role: TokenRole; label?: string | null; at: Date }): void {
-    this.db
-      .prepare('INSERT INTO tokens (id, email, role, label, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+    this.sql('INSERT INTO tokens (id, email, role, label, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)')
       .run(id, input.email, input.role, input.label ?? null, hashToken(token).toString('hex'), input.at.toISOString());
   }
 
   /** The token's record when it is known and not revoked; undefined otherwise. */
   verify(token: string): TokenRecord | undefined {
     const id = TOKEN_FORMAT.exec(token)?.[1] ?? BOOTSTRAP_TOKEN_ID;
-    const row = this.db.prepare('SELECT * FROM tokens WHERE id = ?').get(id) as Row | undefined;
+    const row = this.sql('SELECT * FROM tokens WHERE id = ?').get(id) as Row | undefined;
     // Hash first either way so a miss and a hit take the same time.
     const presented = hashToken(token);
     if (!row) return undefined;
@@ -83,12 +86,12 @@ export class TokenStore {
   }
 
   get(id: string): TokenRecord | undefined {
-    const row = this.db.prepare('SELECT * FROM tokens WHERE id = ?').get(id) as Row | undefined;
+    const row = this.sql('SELECT * FROM tokens WHERE id = ?').get(id) as Row | undefined;
     return row ? toRecord(row) : undefined;
   }
 
   /** Marks the token revoked; false when there is no such live token. */
   revoke(id: string, at: Date): boolean {
-    return this.db.prepare('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at.toISOString(), id).changes === 1;
+    return this.sql('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at.toISOString(), id).changes === 1;
   }
 }

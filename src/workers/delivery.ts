@@ -173,7 +173,9 @@ export class DeliveryWorker {
     const base = { actor: null, incidentId: delivery.incidentId };
     const refs = { deliveryId: delivery.id, emailId: delivery.emailId ?? undefined, smsId: delivery.smsId ?? undefined, attempt: delivery.attempts + 1 };
     if (!channel || delivery.body === null) {
-      ctx.store.transaction(() => {
+      // Grouped: one fsync for every outcome recorded in the same turn. The
+      // delivery stays in flight (and queued on disk) until this resolves.
+      await ctx.store.grouped(() => {
         ctx.store.outbox.markFailed(delivery.id, channel ? 'no body to send' : `no ${delivery.channel} channel configured`);
         ctx.store.audit.append({ ...base, type: `${delivery.channel}.delivery_failed`, outcome: 'failed', data: { ...refs, error: 'no channel or body' } });
       });
@@ -183,7 +185,7 @@ export class DeliveryWorker {
     try {
       const receipt = await channel.send({ id: delivery.id, envelope: delivery.envelope, body: delivery.body });
       splits = this.splitsFor(delivery, receipt.refused ?? []);
-      ctx.store.transaction(() => {
+      await ctx.store.grouped(() => {
         // The copies first: markSent purges the body a retry copy needs.
         for (const split of splits) ctx.store.outbox.splitOff(delivery.id, split.row);
         ctx.store.outbox.markSent(delivery.id, receipt.id, receipt.at);
@@ -197,7 +199,7 @@ export class DeliveryWorker {
       const expired = now + wait - delivery.createdMs > ctx.config.deliveryMaxAge;
       const giveUp = !failure.transient || expired;
       const error = giveUp && failure.transient ? `gave up after RELAY_DELIVERY_MAX_AGE: ${failure.message}` : failure.message;
-      ctx.store.transaction(() => {
+      await ctx.store.grouped(() => {
         if (giveUp) ctx.store.outbox.markFailed(delivery.id, error);
         else ctx.store.outbox.markRetry(delivery.id, error, new Date(now + wait));
         ctx.store.audit.append({
