@@ -179,7 +179,7 @@ describe('slow clients', () => {
       const started = Date.now();
       const ok = await fetch(`http://127.0.0.1:${slowPort}/healthz`);
       expect(ok.status).toBe(200);
-      expect(Date.now() - started).toBeLessThan(1_000);
+      expect(Date.now() - started).toBeLessThan(2_500);
       for (const { text, ms } of await Promise.all(slowClients)) {
         expect(text).toMatch(/^HTTP\/1\.1 408/);
         expect(ms).toBeLessThan(5_000);
