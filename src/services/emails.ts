@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { PublicKey } from 'openpgp';
 import type { RelayContext } from '../context.js';
-import { RelayError, invalid } from '../errors.js';
+import { RelayError, asRelayError, invalid } from '../errors.js';
 import type { Attachment, MessageContent } from '../mime/compose.js';
 import { composePlain } from '../mime/compose.js';
 import { composeEncrypted, inThreadEncryptor } from '../pgp/pgp-mime.js';
@@ -132,7 +132,24 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
   const plan = decision.plan;
   const id = randomUUID();
   const messageId = `<${randomUUID()}@${ctx.config.mailDomain}>`;
-  const deliveries = await composeDeliveries(ctx, incident, caller, message, plan, { id, messageId, date: now });
+  let deliveries: NewDelivery[];
+  try {
+    deliveries = await composeDeliveries(ctx, incident, caller, message, plan, { id, messageId, date: now });
+  } catch (err) {
+    // Composition refused what the policy let through (a value the composer
+    // will not put in a header, a failed encryption): nothing is queued, and
+    // the refusal is on the record like any other decision.
+    const code = asRelayError(err)?.code ?? 'internal';
+    try {
+      ctx.store.transaction(() =>
+        ctx.store.audit.append({ ...auditBase, outcome: code === 'internal' || code === 'unavailable' ? 'failed' : 'refused', data: { via: options.via, code, stage: 'compose', rules: decision.rules, recipients: recipientsOf, bytes: size } }),
+      );
+    } catch (auditErr) {
+      ctx.logger.error({ err: auditErr }, 'could not audit a refused composition');
+    }
+    ctx.metrics.decisions.inc({ channel: 'email', outcome: 'refused', code });
+    throw err;
+  }
   const answer: EmailAccepted = { id, messageId, status: 'queued', encrypted: plan.encrypt, recipients: [...plan.to, ...plan.cc, ...plan.bcc] };
 
   // Grouped with the other accepts of this turn: one fsync for all of them.

@@ -60,4 +60,16 @@ describe('changes that land while a message is being encrypted', () => {
     expect(res.body.error.code).toBe('incident_closed');
     expect(queued(relay)).toBe(0);
   });
+
+  it('an encryption failure refuses the message, queues nothing, and is audited as failed at compose', async () => {
+    const { relay, codename, ic } = await setUp(() => undefined);
+    relay.ctx.encryptor = { signAndEncrypt: () => Promise.reject(new Error('worker died')) };
+    const res = await relay.request.post(`/v1/incidents/${codename}/emails`).set(auth(ic)).send({ to: ['counsel@lawfirm.example'], text: 'x' });
+    expect(res.status).toBe(500);
+    expect(res.body).toEqual({ error: { code: 'internal', message: expect.any(String) } });
+    expect(JSON.stringify(res.body)).not.toContain('worker died');
+    expect(queued(relay)).toBe(0);
+    const last = relay.ctx.store.audit.listForIncident(relay.ctx.store.incidents.byCodename(codename)!.id).at(-1)!;
+    expect(last).toMatchObject({ type: 'email.decision', outcome: 'failed', data: { code: 'internal', stage: 'compose' } });
+  });
 });
