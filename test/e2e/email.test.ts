@@ -11,6 +11,7 @@ import { createOutboxDirChannel } from '../../src/channels/email/outbox-dir.js';
 import { createSmtpChannel } from '../../src/channels/email/smtp.js';
 import { DeliveryWorker } from '../../src/workers/delivery.js';
 import { createGpgHome, type GeneratedKey, type GpgHome } from '../helpers/gpg.js';
+import { armoredPartOf, decryptAs, headerLines } from '../helpers/pgp-mime.js';
 import { createTestRelay, type TestRelay } from '../helpers/relay.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
@@ -77,11 +78,6 @@ function send(body: Record<string, unknown>, token = ic) {
 
 function deliveriesCount(): number {
   return (relay.ctx.store.db.prepare('SELECT COUNT(*) AS n FROM deliveries').get() as { n: number }).n;
-}
-
-function headerLines(raw: Buffer): string[] {
-  const head = raw.toString('latin1').split('\r\n\r\n')[0]!;
-  return head.split('\r\n');
 }
 
 describe('plain internal mail', () => {
@@ -160,13 +156,9 @@ describe('encrypted mail to outside counsel', () => {
     expect(raw).toContain('Version: 1');
     expect(raw).toMatch(/Content-Type: application\/octet-stream;\s+name="encrypted.asc"/);
 
-    const outer = await simpleParser(mail!.raw);
-    const armored = outer.attachments.find((a) => a.filename === 'encrypted.asc')!.content.toString('utf8');
-    const home = await createGpgHome();
-    try {
-      await home.importKey(await keyring.exportSecret(counsel.fingerprint));
-      await home.importKey(relay.ctx.relayKey.publicArmored);
-      const result = await home.decrypt(armored);
+    const armored = await armoredPartOf(mail!.raw);
+    {
+      const result = await decryptAs(keyring, counsel.fingerprint, armored, relay.ctx.relayKey.publicArmored);
       expect(result.goodSignatureFrom).toBe(relay.ctx.relayKey.fingerprint);
       const inner = result.plaintext.toString('utf8');
       expect(inner).toMatch(/Content-Type: multipart\/mixed;[\s\S]*protected-headers="v1"/);
@@ -177,8 +169,6 @@ describe('encrypted mail to outside counsel', () => {
       const parsed = await simpleParser(result.plaintext);
       expect(parsed.text).toBe('Topic: Customer data in S3 bucket\n\nPrivileged: see attached timeline.');
       expect(parsed.attachments.map((a) => [a.filename, a.content.toString()])).toEqual([['timeline.txt', '09:00 first alert\n']]);
-    } finally {
-      await home.cleanup();
     }
     // Encrypted to counsel and to the sender (whose key is on file), nobody else.
     const ids = await keyring.recipientKeyIds(armored);
@@ -199,20 +189,13 @@ describe('encrypted mail to outside counsel', () => {
       expect(headerLines(m.raw).some((h) => /^bcc:/i.test(h))).toBe(false);
       expect(m.raw.toString('latin1')).not.toContain('dfir@forensics.example>');
     }
-    const armoredOf = async (raw: Buffer) => (await simpleParser(raw)).attachments.find((a) => a.filename === 'encrypted.asc')!.content.toString('utf8');
-    expect(await keyring.recipientKeyIds(await armoredOf(bcc.raw))).toEqual([dfir.encryptionSubkeyFingerprint!.slice(-16)]);
-    const visibleIds = await keyring.recipientKeyIds(await armoredOf(visible.raw));
+    expect(await keyring.recipientKeyIds(await armoredPartOf(bcc.raw))).toEqual([dfir.encryptionSubkeyFingerprint!.slice(-16)]);
+    const visibleIds = await keyring.recipientKeyIds(await armoredPartOf(visible.raw));
     expect(visibleIds).not.toContain(dfir.encryptionSubkeyFingerprint!.slice(-16));
 
-    const home = await createGpgHome();
-    try {
-      await home.importKey(await keyring.exportSecret(dfir.fingerprint));
-      const inner = (await home.decrypt(await armoredOf(bcc.raw))).plaintext.toString('utf8');
-      expect(inner).not.toMatch(/^bcc:/im);
-      expect(inner).not.toContain('dfir@forensics.example');
-    } finally {
-      await home.cleanup();
-    }
+    const inner = (await decryptAs(keyring, dfir.fingerprint, await armoredPartOf(bcc.raw))).plaintext.toString('utf8');
+    expect(inner).not.toMatch(/^bcc:/im);
+    expect(inner).not.toContain('dfir@forensics.example');
   });
 
   it('keeps a reply chain encrypted once it ever had an external recipient', async () => {

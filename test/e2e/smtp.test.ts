@@ -20,6 +20,7 @@ import { startSmtpListener, type SmtpLimits, type SmtpListener } from '../../src
 import { loadOrCreateTlsCertificate, type TlsMaterial } from '../../src/smtp/tls.js';
 import { DeliveryWorker } from '../../src/workers/delivery.js';
 import { createGpgHome, type GeneratedKey, type GpgHome } from '../helpers/gpg.js';
+import { armoredPartOf, decryptAs, headerLines } from '../helpers/pgp-mime.js';
 import { createTestRelay, type TestRelay } from '../helpers/relay.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { connectRaw, type RawSmtp } from '../smtp/raw-client.js';
@@ -148,10 +149,6 @@ async function expectNothingDelivered(): Promise<void> {
   expect(upstream.received).toHaveLength(0);
 }
 
-function headerLines(rawMail: Buffer): string[] {
-  return rawMail.toString('latin1').split('\r\n\r\n')[0]!.split('\r\n');
-}
-
 function auditOf(type: string): { type: string; outcome: string; actor: string | null; data: Record<string, unknown> }[] {
   return (relay.ctx.store.db.prepare('SELECT type, outcome, actor, data FROM audit_events WHERE type = ? ORDER BY seq').all(type) as { type: string; outcome: string; actor: string | null; data: string }[]).map((r) => ({
     ...r,
@@ -232,23 +229,14 @@ describe('accepted mail', () => {
     expect(headerLines(mail!.raw).filter((h) => /^subject:/i.test(h))).toEqual(['Subject: Attorney Work Project']);
     expect(rawText).toMatch(/Content-Type: multipart\/encrypted;\s+protocol="application\/pgp-encrypted"/);
 
-    const outer = await simpleParser(mail!.raw);
-    const armored = outer.attachments.find((a) => a.filename === 'encrypted.asc')!.content.toString('utf8');
-    const home = await createGpgHome();
-    try {
-      await home.importKey(await keyring.exportSecret(counsel.fingerprint));
-      await home.importKey(relay.ctx.relayKey.publicArmored);
-      const result = await home.decrypt(armored);
-      expect(result.goodSignatureFrom).toBe(relay.ctx.relayKey.fingerprint);
-      const inner = result.plaintext.toString('utf8');
-      expect(inner).toContain('Subject: Attorney Work Project');
-      expect(inner).not.toContain('client-header-value');
-      const parsed = await simpleParser(result.plaintext);
-      expect(parsed.text).toMatch(/^Topic: Customer data in S3 bucket\n\nPrivileged: see attached timeline\.\n?$/);
-      expect(parsed.attachments.map((a) => [a.filename, a.content.toString()])).toEqual([['timeline.txt', '09:00 first alert\n']]);
-    } finally {
-      await home.cleanup();
-    }
+    const result = await decryptAs(keyring, counsel.fingerprint, await armoredPartOf(mail!.raw), relay.ctx.relayKey.publicArmored);
+    expect(result.goodSignatureFrom).toBe(relay.ctx.relayKey.fingerprint);
+    const inner = result.plaintext.toString('utf8');
+    expect(inner).toContain('Subject: Attorney Work Project');
+    expect(inner).not.toContain('client-header-value');
+    const parsed = await simpleParser(result.plaintext);
+    expect(parsed.text).toMatch(/^Topic: Customer data in S3 bucket\n\nPrivileged: see attached timeline\.\n?$/);
+    expect(parsed.attachments.map((a) => [a.filename, a.content.toString()])).toEqual([['timeline.txt', '09:00 first alert\n']]);
     const decision = auditOf('email.decision').at(-1)!;
     expect(decision).toMatchObject({ outcome: 'ok', actor: 'ic@corp.example', data: { via: 'smtp', encrypted: true } });
   });

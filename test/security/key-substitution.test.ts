@@ -4,9 +4,9 @@
  * could declare an incident of their own and swap outside counsel's key for
  * every incident; a deputy could demote the commander and close the incident.
  */
-import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createGpgHome, type GeneratedKey, type GpgHome } from '../helpers/gpg.js';
+import { armoredPartOf } from '../helpers/pgp-mime.js';
 import { createTestRelay, type TestRelay } from '../helpers/relay.js';
 
 const auth = (token: string) => ({ Authorization: `Bearer ${token}` });
@@ -40,8 +40,7 @@ async function declare(token: string): Promise<string> {
 
 async function recipientsOfQueuedCopy(emailId: string): Promise<string[]> {
   const row = relay.ctx.store.db.prepare('SELECT body FROM deliveries WHERE email_id = ?').get(emailId) as { body: Buffer };
-  const parsed = await simpleParser(row.body);
-  return gpg.recipientKeyIds(parsed.attachments.find((a) => a.filename === 'encrypted.asc')!.content.toString('utf8'));
+  return gpg.recipientKeyIds(await armoredPartOf(row.body));
 }
 
 describe('incident-scoped roster keys', () => {
