@@ -96,8 +96,11 @@ const TSX_LOADER = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).
 
 /** Forks a bench TypeScript file (under tsx) with an IPC channel; its stdout and stderr go to ours. */
 export function forkTs(file: string, args: string[]): ChildProcess {
+  // BENCH_CPU_PROF=<dir>: the relay child writes a V8 CPU profile there on exit (profiling slows it; not for figures).
+  const profDir = process.env['BENCH_CPU_PROF'];
+  const profile = profDir && file === './relay-child.ts' ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [];
   return fork(fileURLToPath(new URL(file, import.meta.url)), args, {
-    execArgv: ['--import', TSX_LOADER],
+    execArgv: ['--import', TSX_LOADER, ...profile],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
 }

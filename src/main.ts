@@ -96,7 +96,7 @@ export async function startRelay(config: RelayConfig, logger: Logger, now: () =>
   const tls = await loadOrCreateTlsCertificate({ certFile: config.tlsCert, keyFile: config.tlsKey, dataDir: config.dataDir, listenHost: config.smtpHost, now: now() });
   if (tls.source === 'generated') logger.info({ path: tls.certPath, fingerprint: tls.fingerprint256 }, 'generated a self-signed STARTTLS certificate');
 
-  const ctx: RelayContext = { config, store, keys, relayKey: relayKey.key, logger, metrics: createMetrics(true), now, events: NO_EVENTS, notifyOutbox: () => undefined, sendLimiter: new RateLimiter() };
+  const ctx: RelayContext = { config, store, keys, relayKey: relayKey.key, logger, metrics: createMetrics(true, { queued: (channel) => store.outbox.queuedCount(channel) }), now, events: NO_EVENTS, notifyOutbox: () => undefined, sendLimiter: new RateLimiter() };
 
   // PGP work off the event loop (see BENCHMARKS.md).
   const poolOption = options.encryptionPool ?? true;

@@ -109,9 +109,17 @@ export class Outbox {
 
   /** Queued deliveries due by `at`, oldest first, skipping ids already in flight. */
   due(at: Date, limit: number, inFlight: ReadonlySet<string>): Delivery[] {
-    const rows = this.sql("SELECT * FROM deliveries WHERE status = 'queued' AND next_attempt_ms <= ? ORDER BY next_attempt_ms, created_ms LIMIT ?")
-      .all(at.getTime(), limit + inFlight.size) as DeliveryRow[];
-    return rows.filter((r) => !inFlight.has(r.id)).slice(0, limit).map(toDelivery);
+    // In-flight rows are left out in SQL, not in JavaScript: they are queued
+    // and overdue until their outcome commits, and reading them would copy
+    // every in-flight body out of the database on each look for work.
+    const rows = (
+      inFlight.size === 0
+        ? this.sql("SELECT * FROM deliveries WHERE status = 'queued' AND next_attempt_ms <= ? ORDER BY next_attempt_ms, created_ms LIMIT ?").all(at.getTime(), limit)
+        : this.sql(
+            "SELECT * FROM deliveries WHERE status = 'queued' AND next_attempt_ms <= ? AND id NOT IN (SELECT value FROM json_each(?)) ORDER BY next_attempt_ms, created_ms LIMIT ?",
+          ).all(at.getTime(), JSON.stringify([...inFlight]), limit)
+    ) as DeliveryRow[];
+    return rows.map(toDelivery);
   }
 
   /**
@@ -181,6 +189,7 @@ export class Outbox {
     this.sql("UPDATE deliveries SET status = 'failed', body = NULL, attempts = attempts + 1, last_error = ? WHERE id = ?").run(error, id);
   }
 
+  /** Deliveries of `channel` still queued (waiting, retrying or in flight). */
   queuedCount(channel: DeliveryChannel): number {
     return (this.sql("SELECT COUNT(*) AS n FROM deliveries WHERE status = 'queued' AND channel = ?").get(channel) as { n: number }).n;
   }

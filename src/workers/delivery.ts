@@ -13,7 +13,7 @@ import type { Delivery, DeliveryChannel, DeliverySplit } from '../store/outbox.j
 
 export interface DeliveryWorkerOptions {
   channels: Partial<Record<DeliveryChannel, Channel>>;
-  /** Deliveries in flight at once. */
+  /** Deliveries in flight at once (default 16: twice the SMTP pool's connections, so a freed connection finds its next message queued). */
   concurrency?: number;
   /** Longest sleep between looks at the queue. */
   pollMs?: number;
@@ -51,7 +51,10 @@ export class DeliveryWorker {
     private readonly ctx: RelayContext,
     private readonly options: DeliveryWorkerOptions,
   ) {
-    this.concurrency = options.concurrency ?? 8;
+    // Twice nodemailer's 8 connections: a connection that frees up takes the
+    // next queued message at once instead of waiting for the worker's next
+    // look, which waits its turn on a busy event loop (BENCHMARKS.md).
+    this.concurrency = options.concurrency ?? 16;
     this.pollMs = options.pollMs ?? 1000;
     this.baseBackoffMs = options.baseBackoffMs ?? 2000;
     this.maxBackoffMs = options.maxBackoffMs ?? 15 * 60_000;
@@ -108,10 +111,10 @@ export class DeliveryWorker {
         // is still queued and will be tried again, which is at-least-once.
         .catch((err: unknown) => this.ctx.logger.error({ err, deliveryId: d.id }, 'could not record a delivery outcome'))
         .finally(() => {
-        this.inFlight.delete(d.id);
-        // A slot came free: look for more without waiting for the poll.
-        if (this.running) this.schedule(0);
-      });
+          this.inFlight.delete(d.id);
+          // A slot came free: look for more without waiting for the poll.
+          if (this.running) this.schedule(0);
+        });
       this.inFlight.set(d.id, attempt);
       return attempt;
     });
@@ -143,7 +146,6 @@ export class DeliveryWorker {
     try {
       this.startDue();
       wait = this.nextWait();
-      for (const channel of ['email', 'sms'] as const) this.ctx.metrics.queueDepth.set({ channel }, this.ctx.store.outbox.queuedCount(channel));
     } catch (err) {
       // The store is unreachable (disk, lock): the deliveries stay queued.
       try {

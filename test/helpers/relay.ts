@@ -79,7 +79,7 @@ export async function createTestRelay(config: Partial<RelayConfig> = {}, options
     keys: new KeyService(store, clock.now),
     relayKey: await sharedRelayKey(),
     logger: pino({ level: 'silent' }),
-    metrics: createMetrics(),
+    metrics: createMetrics(false, { queued: (channel) => store.outbox.queuedCount(channel) }),
     now: clock.now,
     events: NO_EVENTS,
     notifyOutbox: () => undefined,

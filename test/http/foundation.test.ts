@@ -119,6 +119,8 @@ describe('health and errors', () => {
     const res = await relay.request.get('/metrics').set(auth(relay.admin));
     expect(res.status).toBe(200);
     expect(res.text).toContain('relay_http_requests_total');
+    // Counted from the store at scrape time (no delivery worker runs here).
+    expect(res.text).toMatch(/relay_queue_depth\{channel="email"\} \d+/);
   });
 });
 
