@@ -107,24 +107,9 @@ export function forkTs(file: string, args: string[]): ChildProcess {
 
 /** Sends `message` to `child` and resolves with its next reply of type `replyType`. */
 export function ask<T>(child: ChildProcess, message: { type: string; [k: string]: unknown }, replyType: string, timeoutMs = 120_000): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => done(new Error(`child did not answer ${message.type} within ${timeoutMs} ms`)), timeoutMs);
-    const onMessage = (m: { type?: string; error?: string }): void => {
-      if (m.type === 'error') done(new Error(`child failed: ${m.error ?? 'unknown'}`));
-      else if (m.type === replyType) done(undefined, m as T);
-    };
-    const onExit = (code: number | null): void => done(new Error(`child exited (code ${code}) before answering ${message.type}`));
-    function done(err: Error | undefined, value?: T): void {
-      clearTimeout(timer);
-      child.off('message', onMessage);
-      child.off('exit', onExit);
-      if (err) reject(err);
-      else resolve(value as T);
-    }
-    child.on('message', onMessage);
-    child.once('exit', onExit);
-    child.send(message);
-  });
+  const reply = waitFor<T>(child, replyType, timeoutMs);
+  child.send(message);
+  return reply;
 }
 
 /** Resolves with the child's first message of type `type`. */

@@ -457,17 +457,20 @@ function armoredBytes(armoredMessage: string | Uint8Array): Buffer {
   // Printable ASCII lines only, so the latin1 conversion below is exact.
   if (/[^\x20-\x7e\r\n]/.test(body)) throw refuse();
   const out = Buffer.from(normaliseNewlines(body), 'latin1');
+  if (!isOneArmor(out)) throw refuse();
+  return out;
+}
+
+/** True when `armor` is exactly one CRLF armored PGP MESSAGE block, BEGIN line to END line. */
+function isOneArmor(armor: Buffer): boolean {
   const head = `${ARMOR_BEGIN}${CRLF}`;
   const tail = `${CRLF}${ARMOR_END}`;
-  if (
-    out.length < head.length + tail.length ||
-    out.toString('latin1', 0, head.length) !== head ||
-    out.toString('latin1', out.length - tail.length) !== tail ||
-    out.indexOf(ARMOR_BEGIN, 1, 'latin1') !== -1
-  ) {
-    throw refuse();
-  }
-  return out;
+  return (
+    armor.length >= head.length + tail.length &&
+    armor.toString('latin1', 0, head.length) === head &&
+    armor.toString('latin1', armor.length - tail.length) === tail &&
+    armor.indexOf(ARMOR_BEGIN, 1, 'latin1') === -1
+  );
 }
 
 /** `bytes` trimmed (a view, not a copy) when they already are one CRLF armor of printable ASCII lines; else undefined. */
@@ -487,17 +490,7 @@ function crlfArmor(bytes: Uint8Array): Buffer | undefined {
       i++;
     }
   }
-  const head = `${ARMOR_BEGIN}${CRLF}`;
-  const tail = `${CRLF}${ARMOR_END}`;
-  if (
-    armor.length < head.length + tail.length ||
-    armor.toString('latin1', 0, head.length) !== head ||
-    armor.toString('latin1', armor.length - tail.length) !== tail ||
-    armor.indexOf(ARMOR_BEGIN, 1, 'latin1') !== -1
-  ) {
-    return undefined;
-  }
-  return armor;
+  return isOneArmor(armor) ? armor : undefined;
 }
 
 /** A body that stands in a Part as a token and is spliced in as bytes by finish(). */
