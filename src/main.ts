@@ -23,7 +23,7 @@ import { loadOrCreateRelayKey } from './pgp/relay-key.js';
 import { ensureBootstrapAdmin } from './services/bootstrap.js';
 import { KeyService } from './services/keys.js';
 import { RateLimiter } from './services/rate-limit.js';
-import { createStore } from './store/index.js';
+import { createStore, type Store } from './store/index.js';
 import { startSmtpListener, type SmtpListener } from './smtp/listener.js';
 import { loadOrCreateTlsCertificate, type TlsMaterial } from './smtp/tls.js';
 import { DeliveryWorker } from './workers/delivery.js';
@@ -76,6 +76,17 @@ export interface StartOptions {
 export async function startRelay(config: RelayConfig, logger: Logger, now: () => Date = () => new Date(), options: StartOptions = {}): Promise<RunningRelay> {
   fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const store = createStore(path.join(config.dataDir, 'relay.db'), now);
+  try {
+    return await assemble(config, logger, now, options, store);
+  } catch (err) {
+    // A bad key, keys dir or certificate stops the start; the store must not stay open behind it.
+    if (store.db.open) store.close();
+    throw err;
+  }
+}
+
+// Everything after the store is open; startRelay closes the store if this throws.
+async function assemble(config: RelayConfig, logger: Logger, now: () => Date, options: StartOptions, store: Store): Promise<RunningRelay> {
   const relayKey = await loadOrCreateRelayKey({
     keyFile: config.keyFile,
     passphrase: config.keyPassphrase,
@@ -192,7 +203,13 @@ async function main(): Promise<void> {
   process.stdout.write(lines.join('\n') + '\n');
   const shutdown = (signal: string): void => {
     logger.info({ signal }, 'shutting down');
-    void relay.stop().then(() => logger.info('stopped'));
+    relay.stop().then(
+      () => logger.info('stopped'),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exitCode = 1;
+      },
+    );
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));

@@ -196,9 +196,15 @@ export class EncryptionPool implements Encryptor {
     const request: PoolRequest = { id, payload, keys, date: date.getTime(), ...(slot.forgetNext ? { forget: true } : {}) };
     slot.forgetNext = false;
     return new Promise<string | Uint8Array>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      // Settle through the task record, not the executor's own reject: close()
+      // wraps the record's callbacks to learn when each task ends.
+      const fail = (error: Error): void => {
+        const task = slot.tasks.get(id);
         slot.tasks.delete(id);
-        reject(lostError(`no answer from the encryption worker within ${this.timeoutMs} ms`));
+        (task?.reject ?? reject)(error);
+      };
+      const timer = setTimeout(() => {
+        fail(lostError(`no answer from the encryption worker within ${this.timeoutMs} ms`));
         this.options.onWorkerLost?.('task timeout');
         void worker.terminate();
       }, this.timeoutMs);
@@ -209,8 +215,7 @@ export class EncryptionPool implements Encryptor {
         worker.postMessage(request, movable ? [payload.buffer as ArrayBuffer] : []);
       } catch (err) {
         clearTimeout(timer);
-        slot.tasks.delete(id);
-        reject(lostError(`could not reach the encryption worker: ${err instanceof Error ? err.message : String(err)}`));
+        fail(lostError(`could not reach the encryption worker: ${err instanceof Error ? err.message : String(err)}`));
       }
     });
   }

@@ -91,13 +91,19 @@ export function closeIncident(ctx: RelayContext, caller: Caller, incident: Incid
 }
 
 /**
- * Only a commander or an admin hands out the commander role or touches a
+ * Roster changes need a commander, a deputy or an admin; and only a
+ * commander or an admin hands out the commander role or touches a
  * commander's entry: a deputy manages the roster, but must not be able to
  * demote the commander and take over the incident.
  */
 function assertMayChange(ctx: RelayContext, caller: Caller, incident: Incident, email: string, newRole?: RosterRole): void {
   if (caller.role === 'admin') return;
   const callerRole = ctx.store.incidents.activeMember(incident.id, caller.email)?.role;
+  // Checked again here, not only by the route: the caller may have been
+  // demoted or removed while their key upload was being validated.
+  if (callerRole === undefined || !ROSTER_MANAGERS.includes(callerRole)) {
+    throw new RelayError('forbidden', 'Only a commander, a deputy or an admin may change the roster.');
+  }
   if (callerRole === 'commander') return;
   const target = ctx.store.incidents.activeMember(incident.id, email);
   if (newRole === 'commander' || target?.role === 'commander') {

@@ -182,6 +182,10 @@ CREATE TABLE incident_keys (
   updated_at  TEXT NOT NULL,
   PRIMARY KEY (incident_id, email)
 );
+-- Keys a roster entry filed relay-wide before this migration cannot be told
+-- apart from a swapped key; drop them (fail closed: such a recipient is
+-- refused with missing_public_key until the owner or an admin uploads a key).
+DELETE FROM public_keys WHERE source = 'roster';
 `,
   },
 ];

@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { RelayContext } from '../context.js';
-import { DeliveryError, type Channel, type RefusedRecipient } from '../channels/channel.js';
+import { DeliveryError, type Channel, type RefusedRecipient, type SendReceipt } from '../channels/channel.js';
 import type { AuditInput } from '../store/audit.js';
 import type { Delivery, DeliveryChannel, DeliverySplit } from '../store/outbox.js';
 
@@ -183,17 +183,9 @@ export class DeliveryWorker {
       });
       return;
     }
-    let splits: Split[];
+    let receipt: SendReceipt;
     try {
-      const receipt = await channel.send({ id: delivery.id, envelope: delivery.envelope, body: delivery.body });
-      splits = this.splitsFor(delivery, receipt.refused ?? []);
-      await ctx.store.grouped(() => {
-        // The copies first: markSent purges the body a retry copy needs.
-        for (const split of splits) ctx.store.outbox.splitOff(delivery.id, split.row);
-        ctx.store.outbox.markSent(delivery.id, receipt.id, receipt.at);
-        ctx.store.audit.append({ ...base, type: `${delivery.channel}.delivered`, outcome: 'ok', data: { ...refs, providerId: receipt.id } });
-        for (const split of splits) ctx.store.audit.append({ ...base, ...split.audit });
-      });
+      receipt = await channel.send({ id: delivery.id, envelope: delivery.envelope, body: delivery.body });
     } catch (err) {
       const failure = err instanceof DeliveryError ? err : new DeliveryError(`unexpected: ${err instanceof Error ? err.message : String(err)}`, true);
       const now = ctx.now().getTime();
@@ -215,7 +207,17 @@ export class DeliveryWorker {
       ctx.logger.warn({ deliveryId: delivery.id, channel: delivery.channel, transient: failure.transient, giveUp }, 'delivery attempt failed');
       return;
     }
-    // Outside the try: the outcome is committed, nothing here may turn it into a retry.
+    // The upstream has it. Recording that is a separate step: if the store
+    // cannot write now, this throws, the row stays queued and is sent again
+    // later (at-least-once); it is never rewritten as a failed send.
+    const splits = this.splitsFor(delivery, receipt.refused ?? []);
+    await ctx.store.grouped(() => {
+      // The copies first: markSent purges the body a retry copy needs.
+      for (const split of splits) ctx.store.outbox.splitOff(delivery.id, split.row);
+      ctx.store.outbox.markSent(delivery.id, receipt.id, receipt.at);
+      ctx.store.audit.append({ ...base, type: `${delivery.channel}.delivered`, outcome: 'ok', data: { ...refs, providerId: receipt.id } });
+      for (const split of splits) ctx.store.audit.append({ ...base, ...split.audit });
+    });
     ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: 'sent' });
     for (const split of splits) {
       ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: split.row.status === 'queued' ? 'retry' : 'failed' });

@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createGpgHome, type GeneratedKey, type GpgHome } from '../helpers/gpg.js';
 import { armoredPartOf } from '../helpers/pgp-mime.js';
+import { putMember } from '../../src/services/incidents.js';
 import { createTestRelay, type TestRelay } from '../helpers/relay.js';
 
 const auth = (token: string) => ({ Authorization: `Bearer ${token}` });
@@ -112,5 +113,16 @@ describe('the commander role', () => {
     expect((await relay.request.put(`/v1/incidents/${codename}/roster/sec@corp.example`).set(auth(dep)).send({ name: 'Sec', role: 'security' })).status).toBe(201);
     // The commander may hand over.
     expect((await relay.request.put(`/v1/incidents/${codename}/roster/dep@corp.example`).set(auth(ic)).send({ name: 'Dep', role: 'commander' })).status).toBe(200);
+  });
+
+  it('a deputy demoted while their change was in flight is refused at commit', async () => {
+    const codename = await declare(ic);
+    await relay.request.put(`/v1/incidents/${codename}/roster/dep@corp.example`).set(auth(ic)).send({ name: 'Dep', role: 'deputy' });
+    const incident = relay.ctx.store.incidents.byCodename(codename)!;
+    const dep = relay.ctx.store.tokens.verify(relay.tokenFor('dep@corp.example'))!;
+    // The route let the deputy in; the commander demotes them before the change commits.
+    relay.ctx.store.incidents.upsertMember(incident.id, { email: 'dep@corp.example', name: 'Dep', role: 'scribe' }, relay.clock.now());
+    await expect(putMember(relay.ctx, { tokenId: dep.id, email: dep.email, role: dep.role }, incident, { email: 'x@corp.example', name: 'X', role: 'security' })).rejects.toMatchObject({ code: 'forbidden' });
+    expect(relay.ctx.store.incidents.member(incident.id, 'x@corp.example')).toBeUndefined();
   });
 });
