@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDist } from '../helpers/build.js';
-import { BANNER_END, freePort, killRelayProcesses, relayEnv, startRelayProcess, stopRelayProcess, tempDirs, waitForOutput } from '../helpers/process.js';
+import { BANNER_END, bannerPorts, freePort, killRelayProcesses, relayEnv, startRelayProcess, stopRelayProcess, tempDirs, waitForOutput } from '../helpers/process.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
 const MESSAGES = 1_000;
@@ -40,12 +40,11 @@ function messageIdOf(raw: Buffer): string {
 describe('kill -9 under load', () => {
   it(`delivers every one of ${MESSAGES} accepted messages after a SIGKILL and a restart`, async () => {
     const upstreamPort = await freePort();
-    const httpPort = await freePort();
     const adminToken = randomBytes(24).toString('base64url');
     const env = relayEnv({
       RELAY_DATA_DIR: path.join(temp.make('relay-crash-'), 'data'),
-      RELAY_HTTP_PORT: String(httpPort),
-      RELAY_SMTP_PORT: String(await freePort()),
+      RELAY_HTTP_PORT: '0',
+      RELAY_SMTP_PORT: '0',
       RELAY_ADMIN_TOKEN: adminToken,
       RELAY_INTERNAL_DOMAINS: 'corp.example',
       // Nothing listens here yet: every delivery attempt fails and is rescheduled.
@@ -53,7 +52,7 @@ describe('kill -9 under load', () => {
       RELAY_LOG_LEVEL: 'error',
     });
     const cwd = temp.make('relay-crash-cwd-');
-    const base = `http://127.0.0.1:${httpPort}`;
+    let base = '';
     const call = async (token: string, method: string, url: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> => {
       const res = await fetch(base + url, {
         method,
@@ -65,6 +64,7 @@ describe('kill -9 under load', () => {
 
     const first = startRelayProcess(env, cwd);
     await waitForOutput(first, BANNER_END, 60_000);
+    base = `http://127.0.0.1:${bannerPorts(first.output().stdout).http}`;
 
     const incident = await call(adminToken, 'POST', '/v1/incidents', { commander: 'ic@corp.example' });
     expect(incident.status).toBe(201);

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDist } from '../helpers/build.js';
 import {
   BANNER_END,
-  freePort,
+  bannerPorts,
   killRelayProcesses,
   relayEnv,
   startRelayProcess as start,
@@ -44,7 +44,6 @@ describe('first start with no configuration', () => {
   let dataDir: string;
   let cwd: string;
   let httpPort: number;
-  let smtpPort: number;
   let first: Started;
   let token: string;
 
@@ -53,10 +52,9 @@ describe('first start with no configuration', () => {
     dataDir = path.join(root, 'data');
     // Its own working directory, so a ./keys in the repository is not picked up.
     cwd = tempDir('relay-e2e-cwd-');
-    httpPort = await freePort();
-    smtpPort = await freePort();
-    first = start(relayEnv({ RELAY_DATA_DIR: dataDir, RELAY_HTTP_PORT: String(httpPort), RELAY_SMTP_PORT: String(smtpPort) }), cwd);
+    first = start(relayEnv({ RELAY_DATA_DIR: dataDir, RELAY_HTTP_PORT: '0', RELAY_SMTP_PORT: '0' }), cwd);
     await waitFor(first, BANNER_END, 60_000);
+    httpPort = bannerPorts(first.output().stdout).http;
     token = TOKEN.exec(first.output().stdout)?.[1] ?? '';
   }, 90_000);
 
@@ -106,12 +104,13 @@ describe('first start with no configuration', () => {
   });
 
   it('prints no token on a second start over the same data dir, and the first token still works', async () => {
-    const second = start(relayEnv({ RELAY_DATA_DIR: dataDir, RELAY_HTTP_PORT: String(httpPort), RELAY_SMTP_PORT: String(smtpPort) }), cwd);
+    const second = start(relayEnv({ RELAY_DATA_DIR: dataDir, RELAY_HTTP_PORT: '0', RELAY_SMTP_PORT: '0' }), cwd);
     await waitFor(second, BANNER_END, 60_000);
     const { stdout, stderr } = second.output();
+    const secondPort = bannerPorts(stdout).http;
     expect(stdout).not.toMatch(/Bootstrap admin token/);
     expect(stdout + stderr).not.toContain(token);
-    const res = await fetch(`http://127.0.0.1:${httpPort}/v1/incidents`, { headers: { authorization: `Bearer ${token}` } });
+    const res = await fetch(`http://127.0.0.1:${secondPort}/v1/incidents`, { headers: { authorization: `Bearer ${token}` } });
     expect(res.status).toBe(200);
     expect(await stop(second)).toEqual({ code: 0, signal: null });
   }, 90_000);
@@ -120,7 +119,7 @@ describe('first start with no configuration', () => {
 describe('invalid configuration', () => {
   it('RELAY_ENCRYPT=sometimes exits non-zero naming the variable, and touches nothing', async () => {
     const dataDir = path.join(tempDir('relay-e2e-bad-'), 'data');
-    const started = start(relayEnv({ RELAY_DATA_DIR: dataDir, RELAY_HTTP_PORT: String(await freePort()), RELAY_ENCRYPT: 'sometimes' }), tempDir('relay-e2e-cwd-'));
+    const started = start(relayEnv({ RELAY_DATA_DIR: dataDir, RELAY_HTTP_PORT: '0', RELAY_ENCRYPT: 'sometimes' }), tempDir('relay-e2e-cwd-'));
     const { code } = await started.exited;
     expect(code).not.toBe(0);
     expect(code).not.toBeNull();

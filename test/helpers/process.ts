@@ -22,7 +22,19 @@ const children = new Set<ChildProcess>();
 /** The start-up banner ends with the relay key line, written in the same single write as the token block. */
 export const BANNER_END = /relay key: [0-9A-F]{40}\n/;
 
-/** A TCP port that was free a moment ago on 127.0.0.1. */
+/**
+ * The ports a relay started with RELAY_HTTP_PORT=0 / RELAY_SMTP_PORT=0 bound,
+ * read from its banner. Spawned relays take port 0 rather than a port found
+ * free a moment earlier: another test file can take that port in between.
+ */
+export function bannerPorts(stdout: string): { http: number; smtp: number } {
+  const http = /incident-relay listening: http:\/\/[^:\s]+:(\d+)/.exec(stdout)?.[1];
+  const smtp = /smtp submission: [^:\s]+:(\d+) /.exec(stdout)?.[1];
+  if (!http || !smtp) throw new Error(`no listening ports in the banner:\n${stdout}`);
+  return { http: Number(http), smtp: Number(smtp) };
+}
+
+/** A TCP port that was free a moment ago on 127.0.0.1 (for servers of the test's own, not the relay). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();

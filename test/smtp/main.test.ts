@@ -11,7 +11,7 @@ import { simpleParser } from 'mailparser';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDist } from '../helpers/build.js';
-import { BANNER_END, freePort, killRelayProcesses, relayEnv, startRelayProcess, stopRelayProcess, tempDirs, waitForOutput } from '../helpers/process.js';
+import { BANNER_END, bannerPorts, killRelayProcesses, relayEnv, startRelayProcess, stopRelayProcess, tempDirs, waitForOutput } from '../helpers/process.js';
 
 const dirs = tempDirs();
 
@@ -30,13 +30,12 @@ describe('SMTP submission in the started relay', () => {
   it('prints the address and fingerprint, keeps the key private, reuses it, and accepts a pinned client', async () => {
     const dataDir = path.join(dirs.make('relay-smtp-main-'), 'data');
     const cwd = dirs.make('relay-smtp-cwd-');
-    const httpPort = await freePort();
-    const smtpPort = await freePort();
-    const env = relayEnv({ RELAY_DATA_DIR: dataDir, RELAY_HTTP_PORT: String(httpPort), RELAY_SMTP_PORT: String(smtpPort), RELAY_INTERNAL_DOMAINS: 'corp.example' });
+    const env = relayEnv({ RELAY_DATA_DIR: dataDir, RELAY_HTTP_PORT: '0', RELAY_SMTP_PORT: '0', RELAY_INTERNAL_DOMAINS: 'corp.example' });
 
     const first = startRelayProcess(env, cwd);
     await waitForOutput(first, BANNER_END, 60_000);
     const { stdout } = first.output();
+    const { http: httpPort, smtp: smtpPort } = bannerPorts(stdout);
     expect(stdout).toContain(`smtp submission: 127.0.0.1:${smtpPort} (STARTTLS`);
     const [, fingerprint, certPath] = FINGERPRINT.exec(stdout) ?? [];
     expect(certPath).toBe(path.join(dataDir, 'smtp-tls-cert.pem'));
