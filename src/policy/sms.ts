@@ -58,7 +58,12 @@ export interface SmsPlan {
 
 /** Length (Unicode code points) and SHA-256 (hex, of the UTF-8 bytes) of refused text: what the audit log may hold instead of it. */
 export function fingerprint(text: string): { length: number; sha256: string } {
-  return { length: [...text].length, sha256: createHash('sha256').update(text, 'utf8').digest('hex') };
+  return { length: [...text].length, sha256: sha256Hex(text) };
+}
+
+/** SHA-256 hex of a string that must not be stored (refused text, a refused recipient entry, an unknown number). */
+export function sha256Hex(text: string): string {
+  return createHash('sha256').update(text, 'utf8').digest('hex');
 }
 
 /** True only for a body the relay may send: none at all, or exactly the nudge. */

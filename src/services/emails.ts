@@ -134,7 +134,7 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
   const messageId = `<${randomUUID()}@${ctx.config.mailDomain}>`;
   let deliveries: NewDelivery[];
   try {
-    deliveries = await composeDeliveries(ctx, incident, caller, message, plan, { id, messageId, date: now });
+    deliveries = await composeDeliveries(ctx, incident, caller, message, plan, { id, messageId, date: now }, new Map(roster.map((m) => [m.email, m.name])));
   } catch (err) {
     // Composition refused what the policy let through (a value the composer
     // will not put in a header, a failed encryption): nothing is queued, and
@@ -198,8 +198,8 @@ async function composeDeliveries(
   message: EmailSubmission,
   plan: EmailPlan,
   ids: { id: string; messageId: string; date: Date },
+  names: ReadonlyMap<string, string>,
 ): Promise<NewDelivery[]> {
-  const names = new Map(ctx.store.incidents.roster(incident.id).map((m) => [m.email, m.name]));
   const address = (email: string) => ({ name: names.get(email), address: email });
   const content: MessageContent = {
     messageId: ids.messageId,

@@ -4,10 +4,10 @@
  * text queued is always the template; a client's body is only compared,
  * fingerprinted for the audit log (length and SHA-256), and dropped.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { RelayContext } from '../context.js';
 import type { RelayError } from '../errors.js';
-import { decideSms, fingerprint, isPermittedSmsBody, type SmsMemberState, type SmsResult } from '../policy/sms.js';
+import { decideSms, fingerprint, sha256Hex, isPermittedSmsBody, type SmsMemberState, type SmsResult } from '../policy/sms.js';
 import type { Incident } from '../store/incidents.js';
 import type { NewDelivery } from '../store/outbox.js';
 import { loadTemplate } from '../templates.js';
@@ -24,11 +24,6 @@ export interface NudgeRequest {
 /** The 202 answer of SPEC §4. */
 export interface NudgeAccepted {
   results: SmsResult[];
-}
-
-/** SHA-256 hex of a string that must not be stored (a refused recipient entry, an unknown phone number). */
-export function sha256(value: string): string {
-  return createHash('sha256').update(value, 'utf8').digest('hex');
 }
 
 type Outcome = { kind: 'accepted' | 'replayed'; answer: NudgeAccepted } | { kind: 'refused'; error: RelayError };
@@ -53,7 +48,7 @@ export function sendNudges(ctx: RelayContext, caller: Caller, incident: Incident
   const requestFacts = {
     via: 'http',
     recipients: listed === 'roster' ? 'roster' : listed.filter(isEmailAddress),
-    ...(others.length > 0 ? { otherRecipientsSha256: others.map(sha256) } : {}),
+    ...(others.length > 0 ? { otherRecipientsSha256: others.map(sha256Hex) } : {}),
     ...(blocked ? { blockedLength: blocked.length, blockedSha256: blocked.sha256 } : {}),
   };
 
@@ -132,7 +127,7 @@ export function receiveInboundSms(ctx: RelayContext, inbound: { from: string; me
     const base = { type: 'sms.inbound', outcome: 'ok' as const };
     const sid = inbound.messageSid === undefined ? {} : { messageSid: inbound.messageSid };
     if (holders.length === 0) {
-      ctx.store.audit.append({ ...base, actor: null, data: { ...sid, sender: 'unknown', fromSha256: sha256(inbound.from), reply: 'none' } });
+      ctx.store.audit.append({ ...base, actor: null, data: { ...sid, sender: 'unknown', fromSha256: sha256Hex(inbound.from), reply: 'none' } });
       return { nudge: undefined };
     }
     // The newest open incident answers; every incident the number is on records the message.
