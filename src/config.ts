@@ -26,6 +26,8 @@ export interface TwilioConfig {
 
 export interface RelayConfig {
   dataDir: string;
+  /** RELAY_DATABASE_URL: PostgreSQL shared by several relays; undefined = SQLite in dataDir. */
+  databaseUrl: string | undefined;
   httpHost: string;
   httpPort: number;
   smtpHost: string;
@@ -44,6 +46,8 @@ export interface RelayConfig {
   smtpUpstream: string | undefined;
   maxMessageBytes: number;
   deliveryMaxAge: Duration;
+  /** How long a relay holds a claimed delivery without renewing (takeover time after a crash). */
+  deliveryLease: Duration;
   twilio: TwilioConfig | undefined;
   twilioApiBaseUrl: string | undefined;
   smsNudgeInterval: Duration;
@@ -58,6 +62,7 @@ export interface RelayConfig {
 /** Every variable the relay reads; anything else starting with RELAY_ is refused as a likely typo. */
 export const CONFIG_VARIABLES = [
   'RELAY_DATA_DIR',
+  'RELAY_DATABASE_URL',
   'RELAY_HTTP_HOST',
   'RELAY_HTTP_PORT',
   'RELAY_SMTP_HOST',
@@ -74,6 +79,7 @@ export const CONFIG_VARIABLES = [
   'RELAY_SMTP_UPSTREAM',
   'RELAY_MAX_MESSAGE_BYTES',
   'RELAY_DELIVERY_MAX_AGE',
+  'RELAY_DELIVERY_LEASE',
   'TWILIO_ACCOUNT_SID',
   'TWILIO_AUTH_TOKEN',
   'TWILIO_FROM',
@@ -88,7 +94,7 @@ export const CONFIG_VARIABLES = [
 ] as const;
 
 /** Variables whose values are never printed. */
-export const SECRET_VARIABLES = new Set(['RELAY_ADMIN_TOKEN', 'RELAY_KEY_PASSPHRASE', 'TWILIO_AUTH_TOKEN', 'SLACK_BOT_TOKEN']);
+export const SECRET_VARIABLES = new Set(['RELAY_ADMIN_TOKEN', 'RELAY_KEY_PASSPHRASE', 'TWILIO_AUTH_TOKEN', 'SLACK_BOT_TOKEN', 'RELAY_DATABASE_URL']);
 
 /** Thrown for invalid configuration; the message names the variable and what is expected. */
 export class ConfigError extends Error {
@@ -130,6 +136,14 @@ function smtpUrl(variable: string, raw: string | undefined): string | undefined 
   const ok = z.url({ protocol: /^smtps?$/ }).safeParse(raw).success && URL.canParse(raw) && new URL(raw).hostname !== '';
   // The URL may carry credentials, so the message never echoes it.
   if (!ok) throw new ConfigError(variable, 'an smtp:// or smtps:// URL with a host, e.g. smtp://user:pass@mail.corp.example:587');
+  return raw;
+}
+
+function databaseUrl(variable: string, raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  // The URL carries a password, so the message never echoes it.
+  const ok = URL.canParse(raw) && ['postgres:', 'postgresql:'].includes(new URL(raw).protocol) && new URL(raw).hostname !== '';
+  if (!ok) throw new ConfigError(variable, 'a postgres:// URL with a host, e.g. postgres://relay:secret@db.corp.example:5432/relay?sslmode=verify-full (unset for SQLite in RELAY_DATA_DIR)');
   return raw;
 }
 
@@ -198,6 +212,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
 
   return {
     dataDir: path.resolve(get('RELAY_DATA_DIR') ?? './data'),
+    databaseUrl: databaseUrl('RELAY_DATABASE_URL', get('RELAY_DATABASE_URL')),
     httpHost: get('RELAY_HTTP_HOST') ?? '127.0.0.1',
     httpPort: field('RELAY_HTTP_PORT', port, get('RELAY_HTTP_PORT') ?? '8080', 'a port number 0-65535'),
     smtpHost: get('RELAY_SMTP_HOST') ?? '127.0.0.1',
@@ -215,6 +230,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
     smtpUpstream,
     maxMessageBytes: field('RELAY_MAX_MESSAGE_BYTES', byteCount, get('RELAY_MAX_MESSAGE_BYTES') ?? '26214400', 'a byte count between 1024 and 1073741824'),
     deliveryMaxAge: duration('RELAY_DELIVERY_MAX_AGE', get('RELAY_DELIVERY_MAX_AGE') ?? '24h'),
+    deliveryLease: duration('RELAY_DELIVERY_LEASE', get('RELAY_DELIVERY_LEASE') ?? '60s', 1000, 3_600_000),
     twilio: sid && authToken && from ? { accountSid: sid, authToken, from } : undefined,
     twilioApiBaseUrl: httpUrl('TWILIO_API_BASE_URL', get('TWILIO_API_BASE_URL')),
     smsNudgeInterval: duration('RELAY_SMS_NUDGE_INTERVAL', get('RELAY_SMS_NUDGE_INTERVAL') ?? '5m', 0),

@@ -29,6 +29,11 @@ export interface RelayContext {
   metrics: Metrics;
   /** The clock; tests pass a fixed one. */
   now: () => Date;
+  /**
+   * This relay process among the replicas sharing the database: it owns the
+   * delivery leases and named leases it takes. New at every start.
+   */
+  replicaId: string;
   events: IncidentEvents;
   /** The Slack room manager; undefined when SLACK_BOT_TOKEN is not set (Slack off). */
   slack?: SlackRoom | undefined;

@@ -41,6 +41,7 @@ export const ERROR_CODES = {
   sms_content_blocked: { http: 422, smtp: '550 5.7.1' },
   payload_too_large: { http: 413, smtp: '552 5.3.4' },
   rate_limited: { http: 429, smtp: '451 4.3.0' },
+  idempotency_key_reused: { http: 422, smtp: '550 5.7.1' },
   unavailable: { http: 503, smtp: '451 4.3.0' },
   internal: { http: 500, smtp: '451 4.3.0' },
 } as const satisfies Record<string, CodeSpec>;
@@ -99,6 +100,19 @@ export function isRelayError(err: unknown): err is RelayError {
 
 // SQLite result codes that mean "the store cannot take writes right now".
 const STORE_UNAVAILABLE = /^SQLITE_(FULL|READONLY|IOERR|BUSY|LOCKED|CANTOPEN|NOMEM)/;
+// PostgreSQL SQLSTATEs of the same kind (connection exceptions 08, insufficient
+// resources 53, operator intervention 57, read-only transaction 25006,
+// serialization and deadlock 40001/40P01), and the network errors of a server
+// that is down or unreachable.
+const PG_UNAVAILABLE = /^(08...|53...|57P0[1-4]|25006|40001|40P01)$/;
+const NETWORK_DOWN = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+
+/** True when `err` says the store (SQLite file or PostgreSQL server) cannot take work right now. */
+export function isStoreUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return /Connection terminated|connection timeout/i.test((err as Error | null)?.message ?? '');
+  return STORE_UNAVAILABLE.test(code) || PG_UNAVAILABLE.test(code) || NETWORK_DOWN.has(code);
+}
 
 /**
  * The RelayError a thrown value stands for, if any: RelayErrors as they are,
@@ -107,8 +121,7 @@ const STORE_UNAVAILABLE = /^SQLITE_(FULL|READONLY|IOERR|BUSY|LOCKED|CANTOPEN|NOM
  */
 export function asRelayError(err: unknown): RelayError | undefined {
   if (err instanceof RelayError) return err;
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && STORE_UNAVAILABLE.test(code)) {
+  if (isStoreUnavailable(err)) {
     return new RelayError('unavailable', 'The relay cannot store messages right now, so it accepted nothing; try again shortly.', { retryAfter: 30, cause: err });
   }
   return undefined;

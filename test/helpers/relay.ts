@@ -17,8 +17,10 @@ import { EncryptionPool } from '../../src/pgp/pool.js';
 import { loadOrCreateRelayKey, type RelayKey } from '../../src/pgp/relay-key.js';
 import { KeyService } from '../../src/services/keys.js';
 import { RateLimiter } from '../../src/services/rate-limit.js';
-import { createStore } from '../../src/store/index.js';
+import { openStore, type Store } from '../../src/store/index.js';
+import type { Dialect } from '../../src/store/sql.js';
 import type { TokenRole } from '../../src/store/tokens.js';
+import { freshDatabaseUrl } from './postgres.js';
 
 /** A clock the test sets and advances. */
 export class TestClock {
@@ -55,6 +57,17 @@ export function sharedEncryptionPool(): Promise<EncryptionPool> {
 const POOL_BY_DEFAULT = process.env['TEST_ENCRYPTION_POOL'] === '1';
 // --- end encryption pool ---
 
+/** The backends every store and pipeline test can run on; TEST_STORE picks the default of createTestRelay. */
+export const BACKENDS: readonly Dialect[] = ['sqlite', 'postgres'];
+
+/** The default backend of test relays: TEST_STORE=postgres runs the whole suite on PostgreSQL. */
+export const DEFAULT_BACKEND: Dialect = process.env['TEST_STORE'] === 'postgres' ? 'postgres' : 'sqlite';
+
+/** A store for a test: SQLite (in memory unless `file` is given) or a fresh PostgreSQL database. */
+export async function openTestStore(backend: Dialect, now: () => Date, file = ':memory:'): Promise<Store> {
+  return backend === 'postgres' ? openStore({ url: await freshDatabaseUrl() }, { now }) : openStore({ file }, { now });
+}
+
 export interface TestRelay {
   ctx: RelayContext;
   app: Express;
@@ -62,25 +75,41 @@ export interface TestRelay {
   /** An admin token. */
   admin: string;
   /** Issues a token for `email` directly in the store. */
-  tokenFor(email: string, role?: TokenRole): string;
+  tokenFor(email: string, role?: TokenRole): Promise<string>;
   request: ReturnType<typeof supertest>;
   /** The Slack room, when `options.slack` was given and config.slackBotToken is set. */
   slack: SlackRoom | undefined;
 }
 
-/** Builds a relay with `corp.example` internal, over an in-memory database unless `config.dataDir` is set. */
-export async function createTestRelay(config: Partial<RelayConfig> = {}, options: { file?: string; encryptionPool?: boolean; slack?: SlackRoomOptions } = {}): Promise<TestRelay> {
+/** Options of createTestRelay beyond the configuration. */
+export interface TestRelayOptions {
+  /** SQLite file (default in memory). */
+  file?: string;
+  /** The store backend (default DEFAULT_BACKEND). */
+  backend?: Dialect;
+  encryptionPool?: boolean;
+  slack?: SlackRoomOptions;
+  /** Replica id (default a fresh one per relay). */
+  replicaId?: string;
+}
+
+let relays = 0;
+
+/** Builds a relay with `corp.example` internal, over an in-memory SQLite database unless a file or another backend is given. */
+export async function createTestRelay(config: Partial<RelayConfig> = {}, options: TestRelayOptions = {}): Promise<TestRelay> {
   const clock = new TestClock();
   const fullConfig = testConfig({ internalDomains: ['corp.example'], internalDomainsDefaulted: false, mailDomain: 'corp.example', keysDir: undefined, ...config });
-  const store = createStore(options.file ?? ':memory:', clock.now);
+  const store = await openTestStore(options.backend ?? DEFAULT_BACKEND, clock.now, options.file);
+  const replicaId = options.replicaId ?? `test-relay-${process.pid}-${++relays}`;
   const ctx: RelayContext = {
     config: fullConfig,
     store,
     keys: new KeyService(store, clock.now),
     relayKey: await sharedRelayKey(),
     logger: pino({ level: 'silent' }),
-    metrics: createMetrics(false, { queued: (channel) => store.outbox.queuedCount(channel) }),
+    metrics: createMetrics(false, { queued: (channel) => store.outbox.queuedCount(channel), leased: () => store.outbox.leasedBy(replicaId) }),
     now: clock.now,
+    replicaId,
     events: NO_EVENTS,
     notifyOutbox: () => undefined,
     sendLimiter: new RateLimiter(),
@@ -89,6 +118,6 @@ export async function createTestRelay(config: Partial<RelayConfig> = {}, options
   // Wired the way main.ts wires it: a real WebClient at config.slackApiUrl, ctx.events and ctx.slack set.
   const slack = options.slack ? attachSlackRoom(ctx, options.slack) : undefined;
   const app = createApp(ctx);
-  const tokenFor = (email: string, role: TokenRole = 'responder'): string => store.tokens.create({ email, role, at: clock.now() }).token;
-  return { ctx, app, clock, admin: tokenFor('admin@corp.example', 'admin'), tokenFor, request: supertest(app), slack };
+  const tokenFor = async (email: string, role: TokenRole = 'responder'): Promise<string> => (await store.tokens.create({ email, role, at: clock.now() })).token;
+  return { ctx, app, clock, admin: await tokenFor('admin@corp.example', 'admin'), tokenFor, request: supertest(app), slack };
 }

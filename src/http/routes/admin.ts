@@ -10,9 +10,9 @@ export function adminRoutes(ctx: RelayContext): Router {
   const router = Router();
   router
     .route('/healthz')
-    .get((_req, res) => {
+    .get(async (_req, res) => {
       try {
-        ctx.store.db.prepare('SELECT 1').get();
+        await ctx.store.ping();
       } catch {
         throw new RelayError('unavailable', 'The store is not reachable.');
       }
@@ -28,9 +28,9 @@ export function adminRoutes(ctx: RelayContext): Router {
     .all(methodNotAllowed);
   router
     .route('/v1/audit/verify')
-    .get((_req, res) => {
+    .get(async (_req, res) => {
       requireAdmin(res);
-      res.json(ctx.store.audit.verify());
+      res.json(await ctx.store.audit.verify());
     })
     .all(methodNotAllowed);
   return router;
