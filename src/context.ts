@@ -9,14 +9,15 @@ import type { Metrics } from './metrics.js';
 import type { Encryptor } from './pgp/pgp-mime.js';
 import type { RelayKey } from './pgp/relay-key.js';
 import type { KeyService } from './services/keys.js';
-import type { RateLimiter } from './services/rate-limit.js';
+import type { SendLimiter } from './services/rate-limit.js';
 import type { Store } from './store/index.js';
 import type { Incident, RosterMember } from './store/incidents.js';
 
 /** Things other parts want to hear about (the Slack room follows the roster). */
 export interface IncidentEvents {
   incidentCreated(incident: Incident): void;
-  rosterChanged(incident: Incident, member: RosterMember): void;
+  /** May return a promise: what must be stored before the roster answer goes out (Slack: the invite marked pending). Never rejects. */
+  rosterChanged(incident: Incident, member: RosterMember): void | Promise<void>;
   incidentClosed(incident: Incident): void;
 }
 
@@ -40,7 +41,7 @@ export interface RelayContext {
   /** Wakes the delivery worker after something was queued. */
   notifyOutbox: () => void;
   /** Per-token limit on the sending routes (email and SMS, HTTP and SMTP). */
-  sendLimiter: RateLimiter;
+  sendLimiter: SendLimiter;
   /** Where PGP signing and encryption run; undefined = in the calling thread. main.ts sets a worker pool. */
   encryptor?: Encryptor | undefined;
 }

@@ -24,7 +24,7 @@ import { EncryptionPool } from './pgp/pool.js';
 import { loadOrCreateRelayKey } from './pgp/relay-key.js';
 import { ensureBootstrapAdmin } from './services/bootstrap.js';
 import { KeyService } from './services/keys.js';
-import { RateLimiter } from './services/rate-limit.js';
+import { RateLimiter, StoreRateLimiter } from './services/rate-limit.js';
 import { openStore, type Store } from './store/index.js';
 import { startSmtpListener, type SmtpListener } from './smtp/listener.js';
 import { loadOrCreateTlsCertificate, type TlsMaterial } from './smtp/tls.js';
@@ -76,6 +76,25 @@ function listen(server: Server, port: number, host: string): Promise<number> {
   });
 }
 
+/**
+ * Every relay sharing a database must sign with the same key, or counsel
+ * would see mail of one incident signed by different keys and could not tell
+ * a forgery. The first relay records its key's fingerprint; a relay with
+ * another key refuses to start and says what to set.
+ */
+export async function assertSameRelayKey(store: Store, fingerprint: string): Promise<void> {
+  const recorded = await store.transaction(async (tx) => {
+    const known = await tx.settings.get('relay_key_fingerprint');
+    if (known === undefined) await tx.settings.put('relay_key_fingerprint', fingerprint);
+    return known ?? fingerprint;
+  });
+  if (recorded !== fingerprint) {
+    throw new Error(
+      `This database is used by relays signing with key ${recorded}, but this relay's key is ${fingerprint}. Every relay sharing a database needs the same key: set RELAY_KEY_FILE (and RELAY_KEY_PASSPHRASE) to the key the others use.`,
+    );
+  }
+}
+
 /** Options of startRelay beyond the configuration. */
 export interface StartOptions {
   /** Sign and encrypt in a pool of worker threads (default: on, one per core); false = in the main thread. */
@@ -107,6 +126,7 @@ async function assemble(config: RelayConfig, logger: Logger, now: () => Date, op
     userId: { name: 'incident-relay', email: `relay@${config.mailDomain}` },
   });
   if (relayKey.created) logger.info({ path: relayKey.path, fingerprint: relayKey.key.fingerprint }, 'generated the relay signing key');
+  await assertSameRelayKey(store, relayKey.key.fingerprint);
 
   const keys = new KeyService(store, now);
   const replicaId = newReplicaId();
@@ -121,7 +141,9 @@ async function assemble(config: RelayConfig, logger: Logger, now: () => Date, op
 
   const metrics = createMetrics(true, { queued: (channel) => store.outbox.queuedCount(channel), leased: () => store.outbox.leasedBy(replicaId) });
   metrics.replicaInfo.set({ replica: replicaId, store: store.dialect }, 1);
-  const ctx: RelayContext = { config, store, keys, relayKey: relayKey.key, logger, metrics, now, replicaId, events: NO_EVENTS, notifyOutbox: () => undefined, sendLimiter: new RateLimiter() };
+  const ctx: RelayContext = { config, store, keys, relayKey: relayKey.key, logger, metrics, now, replicaId, events: NO_EVENTS, notifyOutbox: () => undefined,
+    // One relay per SQLite file: its buckets can live in memory; replicas share theirs in the database.
+    sendLimiter: store.dialect === 'postgres' ? new StoreRateLimiter(store.sendLimits) : new RateLimiter() };
 
   // PGP work off the event loop (see BENCHMARKS.md).
   const poolOption = options.encryptionPool ?? true;

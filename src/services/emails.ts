@@ -145,7 +145,7 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
     const earlier = await replayAnswer<EmailAccepted>(ctx.store, caller, idempotency, ctx.now());
     if (earlier) return earlier;
   }
-  ctx.sendLimiter.take(caller.tokenId, ctx.now());
+  await ctx.sendLimiter.take(caller.tokenId, ctx.now());
   const recipientCount = new Set([...message.to, ...message.cc, ...message.bcc]).size;
   if (message.to.length === 0) throw invalid('Name at least one recipient in "to".');
   if (recipientCount > MAX_RECIPIENTS) throw invalid(`At most ${MAX_RECIPIENTS} recipients per message; this one has ${recipientCount}.`);

@@ -167,7 +167,7 @@ export async function putMember(
     const key = parsedKey ? await ctx.keys.file(tx, input.email, parsedKey, 'roster', caller.email, incident.id) : null;
     return { member, created, key };
   });
-  ctx.events.rosterChanged(incident, result.member);
+  await ctx.events.rosterChanged(incident, result.member);
   return { ...result, key: result.key ?? (await ctx.keys.get(input.email, incident.id)) ?? null };
 }
 
@@ -188,7 +188,7 @@ export async function removeMember(ctx: RelayContext, caller: Caller, incident: 
     return done;
   });
   if (!cancelled) throw new RelayError('not_found', `${email} is not an active member of this roster.`);
-  ctx.events.rosterChanged(incident, (await ctx.store.incidents.member(incident.id, email))!);
+  await ctx.events.rosterChanged(incident, (await ctx.store.incidents.member(incident.id, email))!);
   return cancelled;
 }
 

@@ -39,7 +39,7 @@ export async function sendNudges(ctx: RelayContext, caller: Caller, incident: In
     const earlier = await replayAnswer<NudgeAccepted>(ctx.store, caller, idempotency, ctx.now());
     if (earlier) return earlier;
   }
-  ctx.sendLimiter.take(caller.tokenId, ctx.now());
+  await ctx.sendLimiter.take(caller.tokenId, ctx.now());
   const nudge = loadTemplate('sms-nudge');
   // What the audit log may say about the request: addresses as given, and for
   // anything else (a body that is not the nudge, entries that are not

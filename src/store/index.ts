@@ -12,6 +12,7 @@ import { IdempotencyStore } from './idempotency.js';
 import { IncidentStore } from './incidents.js';
 import { KeyStore } from './keys.js';
 import { LeaseStore } from './leases.js';
+import { SendLimitStore } from './limits.js';
 import { migrate } from './migrate.js';
 import { Outbox } from './outbox.js';
 import { openPostgres } from './postgres.js';
@@ -34,6 +35,7 @@ export interface Repositories {
   slackChannels: SlackChannelStore;
   settings: SettingsStore;
   leases: LeaseStore;
+  sendLimits: SendLimitStore;
 }
 
 /** The store of one relay. */
@@ -72,6 +74,7 @@ function repositories(sql: SqlExecutor, now: () => Date, inTransaction: InTransa
     slackChannels: new SlackChannelStore(sql),
     settings: new SettingsStore(sql),
     leases: new LeaseStore(sql),
+    sendLimits: new SendLimitStore(sql),
   };
 }
 

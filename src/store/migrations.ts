@@ -355,7 +355,8 @@ DELETE FROM public_keys WHERE source = 'roster';
     // named leases run periodic work on one relay at a time; a client's own
     // Message-ID is kept as an alias of the relay's so replies from a Sent
     // folder stay in their thread; idempotency keys remember a fingerprint of
-    // the request and when they were made (they expire).
+    // the request and when they were made (they expire); send-limit buckets
+    // are shared by every relay on the database.
     sqlite: `
 CREATE TABLE deliveries_v6 (
   id              TEXT PRIMARY KEY,
@@ -398,6 +399,12 @@ CREATE TABLE message_aliases (
 
 ALTER TABLE idempotency ADD COLUMN fingerprint TEXT;
 ALTER TABLE idempotency ADD COLUMN created_ms INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE send_limits (
+  key    TEXT PRIMARY KEY,
+  tokens REAL NOT NULL,
+  at_ms  INTEGER NOT NULL
+);
 `,
     postgres: `
 ALTER TABLE deliveries DROP CONSTRAINT deliveries_status_check;
@@ -418,6 +425,12 @@ CREATE TABLE message_aliases (
 );
 
 ALTER TABLE idempotency ADD COLUMN fingerprint TEXT, ADD COLUMN created_ms BIGINT NOT NULL DEFAULT 0;
+
+CREATE TABLE send_limits (
+  key    TEXT PRIMARY KEY,
+  tokens DOUBLE PRECISION NOT NULL,
+  at_ms  BIGINT NOT NULL
+);
 `,
   },
 ];

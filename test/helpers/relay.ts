@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import * as openpgp from 'openpgp';
 import { pino } from 'pino';
 import supertest from 'supertest';
 import type { Express } from 'express';
@@ -14,7 +15,7 @@ import { NO_EVENTS, type RelayContext } from '../../src/context.js';
 import { createApp } from '../../src/http/app.js';
 import { createMetrics } from '../../src/metrics.js';
 import { EncryptionPool } from '../../src/pgp/pool.js';
-import { loadOrCreateRelayKey, type RelayKey } from '../../src/pgp/relay-key.js';
+import { GENERATED_KEY_FILE, loadOrCreateRelayKey, type RelayKey } from '../../src/pgp/relay-key.js';
 import { KeyService } from '../../src/services/keys.js';
 import { RateLimiter } from '../../src/services/rate-limit.js';
 import { openStore, type Store } from '../../src/store/index.js';
@@ -34,11 +35,34 @@ export class TestClock {
 
 let relayKeyPromise: Promise<RelayKey> | undefined;
 
+/**
+ * How old the shared relay key is when it is made. A TestClock is frozen when
+ * its relay is built, and OpenPGP refuses to sign at a time before the key's
+ * creation ("Signature creation time is in the future"): a key generated
+ * after some clock was frozen (the first relay of a process, any test that
+ * freezes a clock before its first relay) would fail at random. Backdated by
+ * a day, the key is valid at every clock a test sets, whatever the order.
+ */
+const RELAY_KEY_AGE_MS = 24 * 60 * 60 * 1000;
+
 /** One relay key per test process: generating is cheap, but not free. */
 export function sharedRelayKey(): Promise<RelayKey> {
   relayKeyPromise ??= (async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-key-'));
-    const { key } = await loadOrCreateRelayKey({ dataDir: dir, userId: { name: 'incident-relay', email: 'relay@corp.example' } });
+    const userId = { name: 'incident-relay', email: 'relay@corp.example' };
+    // The key loadOrCreateRelayKey would generate (same type), but created in
+    // the past; it is then loaded the way the relay loads its data dir's key.
+    const { privateKey } = await openpgp.generateKey({
+      type: 'ecc',
+      curve: 'curve25519Legacy',
+      userIDs: [userId],
+      keyExpirationTime: 0,
+      date: new Date(Date.now() - RELAY_KEY_AGE_MS),
+      format: 'armored',
+    });
+    fs.writeFileSync(path.join(dir, GENERATED_KEY_FILE), privateKey, { mode: 0o600 });
+    const { key, created } = await loadOrCreateRelayKey({ dataDir: dir, userId });
+    if (created) throw new Error('sharedRelayKey: the backdated key was not loaded');
     return key;
   })();
   return relayKeyPromise;
@@ -63,9 +87,9 @@ export const BACKENDS: readonly Dialect[] = ['sqlite', 'postgres'];
 /** The default backend of test relays: TEST_STORE=postgres runs the whole suite on PostgreSQL. */
 export const DEFAULT_BACKEND: Dialect = process.env['TEST_STORE'] === 'postgres' ? 'postgres' : 'sqlite';
 
-/** A store for a test: SQLite (in memory unless `file` is given) or a fresh PostgreSQL database. */
-export async function openTestStore(backend: Dialect, now: () => Date, file = ':memory:'): Promise<Store> {
-  return backend === 'postgres' ? openStore({ url: await freshDatabaseUrl() }, { now }) : openStore({ file }, { now });
+/** A store for a test: SQLite (in memory unless `file` is given) or PostgreSQL (a fresh database unless `url` is given). */
+export async function openTestStore(backend: Dialect, now: () => Date, file = ':memory:', url?: string): Promise<Store> {
+  return backend === 'postgres' ? openStore({ url: url ?? (await freshDatabaseUrl()) }, { now }) : openStore({ file }, { now });
 }
 
 export interface TestRelay {
@@ -87,6 +111,8 @@ export interface TestRelayOptions {
   file?: string;
   /** The store backend (default DEFAULT_BACKEND). */
   backend?: Dialect;
+  /** PostgreSQL: this database (a second relay on the same data) instead of a fresh one. */
+  databaseUrl?: string;
   encryptionPool?: boolean;
   slack?: SlackRoomOptions;
   /** Replica id (default a fresh one per relay). */
@@ -97,15 +123,17 @@ let relays = 0;
 
 /** Builds a relay with `corp.example` internal, over an in-memory SQLite database unless a file or another backend is given. */
 export async function createTestRelay(config: Partial<RelayConfig> = {}, options: TestRelayOptions = {}): Promise<TestRelay> {
+  // The key first, then the clock (the key is backdated anyway: see RELAY_KEY_AGE_MS).
+  const relayKey = await sharedRelayKey();
   const clock = new TestClock();
   const fullConfig = testConfig({ internalDomains: ['corp.example'], internalDomainsDefaulted: false, mailDomain: 'corp.example', keysDir: undefined, ...config });
-  const store = await openTestStore(options.backend ?? DEFAULT_BACKEND, clock.now, options.file);
+  const store = await openTestStore(options.databaseUrl ? 'postgres' : (options.backend ?? DEFAULT_BACKEND), clock.now, options.file, options.databaseUrl);
   const replicaId = options.replicaId ?? `test-relay-${process.pid}-${++relays}`;
   const ctx: RelayContext = {
     config: fullConfig,
     store,
     keys: new KeyService(store, clock.now),
-    relayKey: await sharedRelayKey(),
+    relayKey,
     logger: pino({ level: 'silent' }),
     metrics: createMetrics(false, { queued: (channel) => store.outbox.queuedCount(channel), leased: () => store.outbox.leasedBy(replicaId) }),
     now: clock.now,

@@ -90,6 +90,8 @@ export async function startUpstream(port = 0): Promise<Upstream> {
         },
       };
       const s = new SMTPServer(options);
+      // A client that vanishes mid-session (a relay killed with SIGKILL) resets its connection; that is not the upstream's failure.
+      s.on('error', () => undefined);
       await new Promise<void>((resolve, reject) => {
         s.once('error', reject);
         s.listen(upstream.port, '127.0.0.1', () => resolve());

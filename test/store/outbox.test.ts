@@ -167,6 +167,19 @@ describe.each(BACKENDS)('store on %s', (backend) => {
     expect(await s.idempotency.purgeExpired(at(6000).getTime())).toBe(1);
   });
 
+  it('send-limit buckets are shared: two relays together never give a token more than its burst', async () => {
+    const s = await store();
+    const peer = backend === 'postgres' ? await openPeer(s) : s;
+    const rate = 60 / 60_000; // one per second
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? s : peer).sendLimits.take('token-1', at(0).getTime(), rate, 5)));
+    expect(results.filter((r) => r.ok).length).toBe(5);
+    expect(results.find((r) => !r.ok)).toMatchObject({ ok: false, retryAfterMs: 1000 });
+    // One more a second later, and another caller has its own bucket.
+    expect(await s.sendLimits.take('token-1', at(1000).getTime(), rate, 5)).toEqual({ ok: true });
+    expect(await s.sendLimits.take('token-1', at(1000).getTime(), rate, 5)).toMatchObject({ ok: false });
+    expect(await s.sendLimits.take('token-2', at(1000).getTime(), rate, 5)).toEqual({ ok: true });
+  });
+
   it('keeps one audit chain when two relays append at the same time', async () => {
     const s = await store();
     const peer = backend === 'postgres' ? await openPeer(s) : s;

@@ -100,14 +100,24 @@ export class SlackRoom {
             return this.exclusively(incident.id, () => this.ensureRoom(incident.id, null, 'event'));
           }),
         ),
-      rosterChanged: (incident, member) =>
+      rosterChanged: (incident, member) => {
+        // Marked now, not when the room's turn comes: the roster answer (which
+        // awaits this) says the invite is under way rather than showing a stale
+        // status, and room work already queued sees it too.
+        const marking =
+          this.stopped || member.status !== 'active' || incident.status !== 'open'
+            ? Promise.resolve()
+            : ctx.store.incidents
+                .setSlackStatus(incident.id, member.email, 'pending')
+                .catch((err: unknown) => ctx.logger.error({ err, incidentId: incident.id, hook: 'rosterChanged' }, 'slack room hook failed'));
         this.hook('rosterChanged', incident, () =>
           this.schedule(incident.id, async () => {
-            // So the roster answer says the invite is under way rather than showing a stale status.
-            if (member.status === 'active' && incident.status === 'open') await ctx.store.incidents.setSlackStatus(incident.id, member.email, 'pending');
+            await marking;
             return this.exclusively(incident.id, () => this.ensureRoom(incident.id, null, 'event'));
           }),
-        ),
+        );
+        return marking;
+      },
       incidentClosed: (incident) => this.hook('incidentClosed', incident, () => this.schedule(incident.id, () => this.exclusively(incident.id, () => this.archive(incident.id, null)))),
     };
   }
