@@ -83,11 +83,9 @@ function listen(server: Server, port: number, host: string): Promise<number> {
  * another key refuses to start and says what to set.
  */
 export async function assertSameRelayKey(store: Store, fingerprint: string): Promise<void> {
-  const recorded = await store.transaction(async (tx) => {
-    const known = await tx.settings.get('relay_key_fingerprint');
-    if (known === undefined) await tx.settings.put('relay_key_fingerprint', fingerprint);
-    return known ?? fingerprint;
-  });
+  // Insert-if-absent, then read: two replicas starting at once with different keys cannot both win.
+  await store.settings.putIfAbsent('relay_key_fingerprint', fingerprint);
+  const recorded = await store.settings.get('relay_key_fingerprint');
   if (recorded !== fingerprint) {
     throw new Error(
       `This database is used by relays signing with key ${recorded}, but this relay's key is ${fingerprint}. Every relay sharing a database needs the same key: set RELAY_KEY_FILE (and RELAY_KEY_PASSPHRASE) to the key the others use.`,

@@ -112,7 +112,7 @@ export class AuditLog {
   ) {}
 
   /** Appends one event linked to the current head. */
-  append(input: AuditInput): Promise<AuditEvent> {
+  async append(input: AuditInput): Promise<AuditEvent> {
     assertNoContent(input.data, input.type);
     return this.inTransaction(async (sql) => {
       if (sql.dialect === 'postgres') await sql.get('SELECT pg_advisory_xact_lock(?)', [AUDIT_CHAIN_LOCK]);

@@ -211,7 +211,7 @@ describe('EncryptionPool', () => {
 describe('the email pipeline over the pool', () => {
   it('takes a 6 MB attachment over HTTP and queues it encrypted (large-message path end to end)', async () => {
     const t = await createTestRelay({}, { encryptionPool: true });
-    const ic = t.tokenFor('ic@corp.example');
+    const ic = await t.tokenFor('ic@corp.example');
     const auth = { Authorization: `Bearer ${ic}` };
     const { body } = await t.request.post('/v1/incidents').set(auth).send({ codename: 'amber-otter' });
     await t.request.put(`/v1/incidents/${body.codename}/roster/alice@partner.test`).set(auth).send({ name: 'Alice', role: 'external', publicKey: alice.armoredPublic });
@@ -223,7 +223,7 @@ describe('the email pipeline over the pool', () => {
       .send({ to: ['alice@partner.test'], text: 'image attached', attachments: [{ filename: 'image.bin', contentType: 'application/octet-stream', content: image.toString('base64') }] });
     expect(res.status).toBe(202);
     expect(res.body.encrypted).toBe(true);
-    const row = t.ctx.store.db.prepare('SELECT body FROM deliveries').get() as { body: Buffer };
+    const row = (await t.ctx.store.sql.get<{ body: Buffer }>('SELECT body FROM deliveries'))!;
     await gpg.importKey(t.ctx.relayKey.publicArmored); // the test relays' shared key, not this file's
     const result = await gpg.decrypt(await armoredPart(row.body));
     expect(result.goodSignatureFrom).toBe(t.ctx.relayKey.fingerprint);
@@ -235,7 +235,7 @@ describe('the email pipeline over the pool', () => {
 describe('the email pipeline over a failing pool', () => {
   it('answers 503 and queues nothing when encryption fails in the pool; plain mail is unaffected', async () => {
     const t = await createTestRelay();
-    const ic = t.tokenFor('ic@corp.example');
+    const ic = await t.tokenFor('ic@corp.example');
     const auth = { Authorization: `Bearer ${ic}` };
     const { body } = await t.request.post('/v1/incidents').set(auth).send({ codename: 'amber-otter' });
     await t.request.put(`/v1/incidents/${body.codename}/roster/sec@corp.example`).set(auth).send({ name: 'Sec', role: 'security' });
@@ -248,7 +248,7 @@ describe('the email pipeline over a failing pool', () => {
       expect(res.status).toBe(503);
       expect(res.body.error.code).toBe('unavailable');
       expect(res.headers['retry-after']).toBe('1');
-      expect(t.ctx.store.db.prepare('SELECT COUNT(*) AS n FROM deliveries').get()).toEqual({ n: 0 });
+      expect(await t.ctx.store.sql.get('SELECT COUNT(*) AS n FROM deliveries')).toEqual({ n: 0 });
       const plain = await t.request.post(`/v1/incidents/${body.codename}/emails`).set(auth).send({ to: ['sec@corp.example'], text: 'internal' });
       expect(plain.status).toBe(202);
       // With a working pool the same message goes through, encrypted.

@@ -15,7 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import nodemailer from 'nodemailer';
+import nodemailer, { type Transporter } from 'nodemailer';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOrCreateRelayKey } from '../../src/pgp/relay-key.js';
@@ -109,8 +109,8 @@ describe('two relays on one PostgreSQL database', () => {
       senders.push({ email, token: issued.json['token'] as string });
     }
 
-    const transports = new Map<string, nodemailer.Transporter>();
-    const smtpTo = (relay: number, sender: { email: string; token: string }): nodemailer.Transporter => {
+    const transports = new Map<string, Transporter>();
+    const smtpTo = (relay: number, sender: { email: string; token: string }): Transporter => {
       const key = `${relay} ${sender.email}`;
       let transport = transports.get(key);
       if (!transport) {
@@ -123,7 +123,7 @@ describe('two relays on one PostgreSQL database', () => {
     // Sixteen at a time, round-robin over {victim, survivor} × {HTTP, SMTP}; once
     // KILL_AFTER are accepted the victim is SIGKILLed and the rest go to the survivor.
     const accepted: string[] = [];
-    const viaCount = { http: [0, 0], smtp: [0, 0] };
+    const viaCount: Record<'http' | 'smtp', [number, number]> = { http: [0, 0], smtp: [0, 0] };
     let next = 0;
     let killed = false;
     let cutOff = 0;
@@ -142,10 +142,10 @@ describe('two relays on one PostgreSQL database', () => {
           messageId = res.json['messageId'] as string;
         } else {
           const info = await smtpTo(relay, sender).sendMail({ from: sender.email, to: 'sec@corp.example', subject: `load ${i}`, text: `load ${i}`, headers: { 'X-Incident': codename } });
-          messageId = /queued as (<[^>]+>)/.exec(info.response)![1]!;
+          messageId = /queued as (<[^>]+>)/.exec(String(info.response))![1]!;
         }
         accepted.push(messageId);
-        viaCount[via][relay] += 1;
+        viaCount[via][relay as 0 | 1] += 1;
       } catch (err) {
         // Only requests to the victim cut off by the kill may fail; they were never answered 202/250.
         if (!(killed && relay === 0)) throw err;

@@ -10,13 +10,13 @@ const ic: Caller = { tokenId: 't-ic', email: 'ic@corp.example', role: 'responder
 const other: Caller = { tokenId: 't-other', email: 'other@corp.example', role: 'responder' };
 
 async function incident(codename: string, commander: Caller, members: string[] = []): Promise<void> {
-  const created = createIncident(relay.ctx, commander, { codename });
+  const created = await createIncident(relay.ctx, commander, { codename });
   for (const email of members) await putMember(relay.ctx, commander, created, { email, name: email.split('@')[0]!, role: 'security' });
 }
 
-function outcome(fn: () => { codename: string } | undefined): string {
+async function outcome(fn: () => Promise<{ codename: string } | undefined>): Promise<string> {
   try {
-    return fn()?.codename ?? 'none';
+    return (await fn())?.codename ?? 'none';
   } catch (err) {
     if (err instanceof RelayError) return `${err.code}: ${err.message}`;
     throw err;
@@ -30,7 +30,7 @@ beforeEach(async () => {
 describe('resolveIncident', () => {
   it('uses the only open incident when nothing names one', async () => {
     await incident('amber-otter', ic);
-    expect(outcome(() => resolveIncident(relay.ctx, ic, { xIncident: [], subject: 'hello' }))).toBe('amber-otter');
+    expect(await outcome(() => resolveIncident(relay.ctx, ic, { xIncident: [], subject: 'hello' }))).toBe('amber-otter');
   });
 
   describe('with two open incidents and one of someone else', () => {
@@ -52,8 +52,8 @@ describe('resolveIncident', () => {
       ['someone else\'s codename in the subject', [], 'secret-falcon update', /^ambiguous_incident: You are on 2 open incidents/],
       ['two codenames in the subject', [], 'amber-otter vs cobalt-heron', /^ambiguous_incident: The subject names 2 of your incidents/],
       ['nothing', [], 'status', /^ambiguous_incident: You are on 2 open incidents \((amber-otter, cobalt-heron|cobalt-heron, amber-otter)\); .* Name it in an X-Incident: <codename> header, or put its codename in the subject\.$/],
-    ])('%s', (_name, xIncident, subject, expected) => {
-      const got = outcome(() => resolveIncident(relay.ctx, ic, { xIncident, subject }));
+    ])('%s', async (_name, xIncident, subject, expected) => {
+      const got = await outcome(() => resolveIncident(relay.ctx, ic, { xIncident, subject }));
       if (typeof expected === 'string') expect(got).toBe(expected);
       else expect(got).toMatch(expected);
     });
@@ -62,13 +62,13 @@ describe('resolveIncident', () => {
   it('resolves a closed incident named in the subject (the pipeline then refuses it as closed)', async () => {
     await incident('amber-otter', ic);
     await incident('cobalt-heron', ic);
-    closeIncident(relay.ctx, ic, relay.ctx.store.incidents.byCodename('amber-otter')!);
-    expect(outcome(() => resolveIncident(relay.ctx, ic, { xIncident: [], subject: 'amber-otter wrap-up' }))).toBe('amber-otter');
-    expect(outcome(() => resolveIncident(relay.ctx, ic, { xIncident: [] }))).toBe('cobalt-heron');
+    expect((await closeIncident(relay.ctx, ic, (await relay.ctx.store.incidents.byCodename('amber-otter'))!)).status).toBe('closed');
+    expect(await outcome(() => resolveIncident(relay.ctx, ic, { xIncident: [], subject: 'amber-otter wrap-up' }))).toBe('amber-otter');
+    expect(await outcome(() => resolveIncident(relay.ctx, ic, { xIncident: [] }))).toBe('cobalt-heron');
   });
 
-  it('is ambiguous when the sender is on no open incident', () => {
-    expect(outcome(() => resolveIncident(relay.ctx, ic, { xIncident: [] }))).toMatch(/^ambiguous_incident: You are on no open incident's roster/);
+  it('is ambiguous when the sender is on no open incident', async () => {
+    expect(await outcome(() => resolveIncident(relay.ctx, ic, { xIncident: [] }))).toMatch(/^ambiguous_incident: You are on no open incident's roster/);
   });
 
   it('splits subjects into codename-shaped words', () => {
@@ -78,20 +78,20 @@ describe('resolveIncident', () => {
 
 describe('recipientRefusal at RCPT', () => {
   it('refuses a recipient on none of the sender\'s open rosters, and defers otherwise', async () => {
-    expect(recipientRefusal(relay.ctx, ic, 'nosy@corp.example')).toBeUndefined(); // no open incident: DATA says why
+    expect(await recipientRefusal(relay.ctx, ic, 'nosy@corp.example')).toBeUndefined(); // no open incident: DATA says why
     await incident('amber-otter', ic, ['sec@corp.example']);
-    expect(recipientRefusal(relay.ctx, ic, 'sec@corp.example')).toBeUndefined();
-    expect(recipientRefusal(relay.ctx, ic, 'nosy@corp.example')).toMatchObject({
+    expect(await recipientRefusal(relay.ctx, ic, 'sec@corp.example')).toBeUndefined();
+    expect(await recipientRefusal(relay.ctx, ic, 'nosy@corp.example')).toMatchObject({
       code: 'recipient_not_on_roster',
       rule: 'roster',
       details: { recipients: ['nosy@corp.example'] },
       message: expect.stringMatching(/^nosy@corp\.example is not on the response roster of amber-otter\./),
     });
     await incident('cobalt-heron', ic, ['legal@corp.example']);
-    expect(recipientRefusal(relay.ctx, ic, 'legal@corp.example')).toBeUndefined();
-    expect(recipientRefusal(relay.ctx, ic, 'nosy@corp.example')?.message).toMatch(/^nosy@corp\.example is not on the roster of any open incident you are on\./);
+    expect(await recipientRefusal(relay.ctx, ic, 'legal@corp.example')).toBeUndefined();
+    expect((await recipientRefusal(relay.ctx, ic, 'nosy@corp.example'))?.message).toMatch(/^nosy@corp\.example is not on the roster of any open incident you are on\./);
     // Someone else's incident does not count, even if the recipient is on it.
     await incident('secret-falcon', other, ['spy@corp.example']);
-    expect(recipientRefusal(relay.ctx, ic, 'spy@corp.example')?.code).toBe('recipient_not_on_roster');
+    expect((await recipientRefusal(relay.ctx, ic, 'spy@corp.example'))?.code).toBe('recipient_not_on_roster');
   });
 });

@@ -53,7 +53,7 @@ async function start(overrides: Partial<RelayConfig>): Promise<ReturnType<typeof
 
 it('sends through Twilio when configured, and serves the signed webhook', async () => {
   const api = await start({ twilio: { accountSid: fake.accountSid, authToken: fake.authToken, from: '+15555550100' }, twilioApiBaseUrl: fake.url });
-  const ic = relay!.ctx.store.tokens.create({ email: 'ic@corp.example', role: 'responder', at: new Date() }).token;
+  const ic = (await relay!.ctx.store.tokens.create({ email: 'ic@corp.example', role: 'responder', at: new Date() })).token;
   const res = await api.post('/v1/incidents/quiet-heron/sms').set(auth(ic)).send({ to: ['sec@corp.example'] });
   expect(res.status).toBe(202);
   await waitFor(() => fake.delivered().length === 1, 'the nudge to reach the fake Twilio');
@@ -70,7 +70,7 @@ it('sends through Twilio when configured, and serves the signed webhook', async 
 
 it('writes <data>/outbox/sms.jsonl when Twilio is not configured, and has no webhook', async () => {
   const api = await start({ twilio: undefined });
-  const ic = relay!.ctx.store.tokens.create({ email: 'ic@corp.example', role: 'responder', at: new Date() }).token;
+  const ic = (await relay!.ctx.store.tokens.create({ email: 'ic@corp.example', role: 'responder', at: new Date() })).token;
   expect((await api.post('/v1/incidents/quiet-heron/sms').set(auth(ic)).send({ to: 'roster' })).status).toBe(202);
   const file = path.join(dataDir, 'outbox', 'sms.jsonl');
   await waitFor(() => fs.existsSync(file) && fs.readFileSync(file, 'utf8').endsWith('\n'), 'sms.jsonl');
