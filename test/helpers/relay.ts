@@ -8,6 +8,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import supertest from 'supertest';
 import type { Express } from 'express';
+import { ChannelHealth } from '../../src/channels/health.js';
 import { attachSlackRoom, type SlackRoom, type SlackRoomOptions } from '../../src/channels/slack/index.js';
 import { testConfig, type RelayConfig } from '../../src/config.js';
 import { NO_EVENTS, type RelayContext } from '../../src/context.js';
@@ -73,17 +74,21 @@ export async function createTestRelay(config: Partial<RelayConfig> = {}, options
   const clock = new TestClock();
   const fullConfig = testConfig({ internalDomains: ['corp.example'], internalDomainsDefaulted: false, mailDomain: 'corp.example', keysDir: undefined, ...config });
   const store = createStore(options.file ?? ':memory:', clock.now);
+  const logger = pino({ level: 'silent' });
+  const metrics = createMetrics(false, { queued: (channel) => store.outbox.queuedCount(channel) });
   const ctx: RelayContext = {
     config: fullConfig,
     store,
     keys: new KeyService(store, clock.now),
     relayKey: await sharedRelayKey(),
-    logger: pino({ level: 'silent' }),
-    metrics: createMetrics(false, { queued: (channel) => store.outbox.queuedCount(channel) }),
+    logger,
+    metrics,
     now: clock.now,
     events: NO_EVENTS,
     notifyOutbox: () => undefined,
     sendLimiter: new RateLimiter(),
+    // As main.ts: tests wrap their channels with watchChannel(name, channel, ctx.health).
+    health: new ChannelHealth({ logger, metrics, now: clock.now }),
   };
   if (options.encryptionPool ?? POOL_BY_DEFAULT) ctx.encryptor = await sharedEncryptionPool(); // issue 7
   // Wired the way main.ts wires it: a real WebClient at config.slackApiUrl, ctx.events and ctx.slack set.
