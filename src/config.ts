@@ -5,6 +5,7 @@
 import path from 'node:path';
 import fs from 'node:fs';
 import { z } from 'zod';
+import { isLoopbackHost } from './loopback.js';
 
 export type Duration = number; // milliseconds
 
@@ -44,6 +45,8 @@ export interface RelayConfig {
   keyPassphrase: string | undefined;
   keysDir: string | undefined;
   smtpUpstream: string | undefined;
+  /** RELAY_SMTP_UPSTREAM_ALLOW_INSECURE: allow plain SMTP to a non-loopback smtp:// upstream that does not offer STARTTLS. */
+  smtpUpstreamAllowInsecure: boolean;
   maxMessageBytes: number;
   deliveryMaxAge: Duration;
   /** How long a relay holds a claimed delivery without renewing (takeover time after a crash). */
@@ -77,6 +80,7 @@ export const CONFIG_VARIABLES = [
   'RELAY_KEY_PASSPHRASE',
   'RELAY_KEYS_DIR',
   'RELAY_SMTP_UPSTREAM',
+  'RELAY_SMTP_UPSTREAM_ALLOW_INSECURE',
   'RELAY_MAX_MESSAGE_BYTES',
   'RELAY_DELIVERY_MAX_AGE',
   'RELAY_DELIVERY_LEASE',
@@ -208,6 +212,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
   const adminToken = get('RELAY_ADMIN_TOKEN');
   if (adminToken !== undefined && adminToken.length < 24) throw new ConfigError('RELAY_ADMIN_TOKEN', 'at least 24 characters of random');
 
+  const smtpHost = get('RELAY_SMTP_HOST') ?? '127.0.0.1';
+  const smtpAllowInsecureAuth = field('RELAY_SMTP_ALLOW_INSECURE_AUTH', bool, get('RELAY_SMTP_ALLOW_INSECURE_AUTH') ?? 'false', 'true or false');
+  // Tokens in clear are tolerable only where nothing crosses a network; the
+  // listener also refuses it to any client that is not on loopback.
+  if (smtpAllowInsecureAuth && !isLoopbackHost(smtpHost)) {
+    throw new ConfigError(
+      'RELAY_SMTP_ALLOW_INSECURE_AUTH',
+      `true only with a loopback RELAY_SMTP_HOST (127.0.0.1, ::1 or localhost; got ${JSON.stringify(smtpHost)}): clients on the network must use STARTTLS. Unset it, or listen on loopback for local testing`,
+    );
+  }
+
   const keysDir = get('RELAY_KEYS_DIR') ?? (fs.existsSync('keys') ? 'keys' : undefined);
 
   return {
@@ -215,7 +230,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
     databaseUrl: databaseUrl('RELAY_DATABASE_URL', get('RELAY_DATABASE_URL')),
     httpHost: get('RELAY_HTTP_HOST') ?? '127.0.0.1',
     httpPort: field('RELAY_HTTP_PORT', port, get('RELAY_HTTP_PORT') ?? '8080', 'a port number 0-65535'),
-    smtpHost: get('RELAY_SMTP_HOST') ?? '127.0.0.1',
+    smtpHost,
     smtpPort: field('RELAY_SMTP_PORT', port, get('RELAY_SMTP_PORT') ?? '2525', 'a port number 0-65535'),
     tlsCert,
     tlsKey,
@@ -228,6 +243,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
     keyPassphrase: get('RELAY_KEY_PASSPHRASE'),
     keysDir: keysDir === undefined ? undefined : path.resolve(keysDir),
     smtpUpstream,
+    smtpUpstreamAllowInsecure: field('RELAY_SMTP_UPSTREAM_ALLOW_INSECURE', bool, get('RELAY_SMTP_UPSTREAM_ALLOW_INSECURE') ?? 'false', 'true or false'),
     maxMessageBytes: field('RELAY_MAX_MESSAGE_BYTES', byteCount, get('RELAY_MAX_MESSAGE_BYTES') ?? '26214400', 'a byte count between 1024 and 1073741824'),
     deliveryMaxAge: duration('RELAY_DELIVERY_MAX_AGE', get('RELAY_DELIVERY_MAX_AGE') ?? '24h'),
     deliveryLease: duration('RELAY_DELIVERY_LEASE', get('RELAY_DELIVERY_LEASE') ?? '60s', 1000, 3_600_000),
@@ -238,7 +254,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
     slackApiUrl: httpUrl('SLACK_API_URL', get('SLACK_API_URL')),
     slackSyncInterval: duration('RELAY_SLACK_SYNC_INTERVAL', get('RELAY_SLACK_SYNC_INTERVAL') ?? '60s', 100, MAX_TIMER_MS),
     slackArchiveOnClose: field('RELAY_SLACK_ARCHIVE_ON_CLOSE', bool, get('RELAY_SLACK_ARCHIVE_ON_CLOSE') ?? 'true', 'true or false'),
-    smtpAllowInsecureAuth: field('RELAY_SMTP_ALLOW_INSECURE_AUTH', bool, get('RELAY_SMTP_ALLOW_INSECURE_AUTH') ?? 'false', 'true or false'),
+    smtpAllowInsecureAuth,
     logLevel: field('RELAY_LOG_LEVEL', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), get('RELAY_LOG_LEVEL') ?? 'info', 'one of fatal, error, warn, info, debug, trace, silent'),
   };
 }

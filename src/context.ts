@@ -3,6 +3,7 @@
  * a test) and passed in: no module reaches for globals.
  */
 import type { Logger } from 'pino';
+import type { ChannelHealth } from './channels/health.js';
 import type { SlackRoom } from './channels/slack/room.js';
 import type { RelayConfig } from './config.js';
 import type { Metrics } from './metrics.js';
@@ -44,6 +45,8 @@ export interface RelayContext {
   sendLimiter: SendLimiter;
   /** Where PGP signing and encryption run; undefined = in the calling thread. main.ts sets a worker pool. */
   encryptor?: Encryptor | undefined;
+  /** Whether each delivery channel's upstream works (warnings for /healthz); main.ts sets it. */
+  health?: ChannelHealth | undefined;
 }
 
 /** Events that go nowhere, for when Slack is off. */

@@ -13,7 +13,8 @@ import type { Logger } from 'pino';
 import { ConfigError, loadConfig, type RelayConfig } from './config.js';
 import { NO_EVENTS, type RelayContext } from './context.js';
 import { createOutboxDirChannel } from './channels/email/outbox-dir.js';
-import { createSmtpChannel } from './channels/email/smtp.js';
+import { createSmtpChannel, upstreamTlsPolicy } from './channels/email/smtp.js';
+import { ChannelHealth, watchChannel } from './channels/health.js';
 import { createSmsOutboxChannel } from './channels/sms/outbox-jsonl.js';
 import { createTwilioChannel } from './channels/sms/twilio.js';
 import { attachSlackRoom, startSlackWatchdog } from './channels/slack/index.js';
@@ -57,7 +58,8 @@ export function channelBanner(config: RelayConfig): string[] {
   const lines: string[] = [];
   if (config.smtpUpstream) {
     const url = new URL(config.smtpUpstream);
-    lines.push(`email: live via ${url.protocol}//${url.host}${url.username ? ' (authenticated)' : ''}`);
+    const tls = upstreamTlsPolicy(config.smtpUpstream, config.smtpUpstreamAllowInsecure);
+    lines.push(`email: live via ${url.protocol}//${url.host}${url.username ? ' (authenticated)' : ''}, ${tls.description}`);
   } else {
     lines.push(`email: local outbox ${path.join(config.dataDir, 'outbox')}/*.eml (set RELAY_SMTP_UPSTREAM to deliver)`);
   }
@@ -157,11 +159,17 @@ async function assemble(config: RelayConfig, logger: Logger, now: () => Date, op
 
   // Delivery: nodemailer to the upstream or .eml files; Twilio or sms.jsonl.
   const outboxDir = path.join(config.dataDir, 'outbox');
-  const smtpChannel = config.smtpUpstream ? createSmtpChannel(config.smtpUpstream) : undefined;
+  const smtpChannel = config.smtpUpstream ? createSmtpChannel(config.smtpUpstream, { tlsPolicy: upstreamTlsPolicy(config.smtpUpstream, config.smtpUpstreamAllowInsecure) }) : undefined;
   const emailChannel = smtpChannel ?? createOutboxDirChannel(outboxDir);
   const smsChannel = config.twilio ? createTwilioChannel({ ...config.twilio, apiBaseUrl: config.twilioApiBaseUrl }) : createSmsOutboxChannel(path.join(outboxDir, 'sms.jsonl'));
-  // One relay per SQLite file: its own leases from before a crash are released at start.
-  const worker = new DeliveryWorker(ctx, { channels: { email: emailChannel, sms: smsChannel }, releaseLeasesAtStart: store.dialect === 'sqlite' });
+  // Every send's outcome feeds the channel's health (/healthz warnings, metrics, one log line per change).
+  const health = new ChannelHealth({ logger, metrics: ctx.metrics, now });
+  ctx.health = health;
+  const worker = new DeliveryWorker(ctx, {
+    channels: { email: watchChannel('email', emailChannel, health), sms: watchChannel('sms', smsChannel, health) },
+    // One relay per SQLite file: its own leases from before a crash are released at start.
+    releaseLeasesAtStart: store.dialect === 'sqlite',
+  });
   ctx.notifyOutbox = () => worker.notify();
 
   // The Slack room, only with SLACK_BOT_TOKEN; it sets ctx.events and ctx.slack.

@@ -10,6 +10,10 @@ export interface Metrics {
   deliveries: Counter<'channel' | 'outcome'>;
   queueDepth: Gauge<'channel'>;
   acceptSeconds: Histogram<'channel'>;
+  /** Delivery attempts that failed because the upstream itself did (UpstreamProblem), by channel and problem. */
+  upstreamFailures: Counter<'channel' | 'problem'>;
+  /** 1 while a channel's upstream works (or has not failed yet), 0 while it has an UpstreamProblem. */
+  channelHealthy: Gauge<'channel'>;
 }
 
 /** Where gauges read the store's state when /metrics is scraped. */
@@ -59,5 +63,12 @@ export function createMetrics(withDefaults = false, sources: MetricSources = {})
     }),
     replicaInfo: new Gauge({ name: 'relay_replica_info', help: 'This relay replica (value 1) and its store backend', labelNames: ['replica', 'store'], registers: [registry] }),
     acceptSeconds: new Histogram({ name: 'relay_accept_seconds', help: 'Time from request to durable queue', labelNames: ['channel'], registers: [registry], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] }),
+    upstreamFailures: new Counter({
+      name: 'relay_upstream_failures_total',
+      help: 'Delivery attempts that failed because the upstream itself failed (login, TLS, greeting, connection…), by channel and problem',
+      labelNames: ['channel', 'problem'],
+      registers: [registry],
+    }),
+    channelHealthy: new Gauge({ name: 'relay_channel_healthy', help: '1 while the channel can deliver, 0 while its upstream has a problem', labelNames: ['channel'], registers: [registry] }),
   };
 }

@@ -18,6 +18,7 @@ import { RelayError, type ErrorCode } from '../errors.js';
 import { MAX_RECIPIENTS, submitEmail } from '../services/emails.js';
 import type { Caller } from '../services/incidents.js';
 import type { Incident } from '../store/incidents.js';
+import { isLoopbackHost } from '../loopback.js';
 import { isEmailAddress } from '../validation.js';
 import { authenticate, createAuthGuard, type AuthGuard } from './auth.js';
 import { ipKey } from './backoff.js';
@@ -229,7 +230,7 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
     // smtp-server defaults to TLSv1 for old clients; submission clients that speak only TLS 1.0/1.1 are long gone.
     minVersion: 'TLSv1.2',
     authMethods: ['PLAIN', 'LOGIN'],
-    // smtp-server refuses AUTH before STARTTLS (538) unless this is set: RELAY_SMTP_ALLOW_INSECURE_AUTH, loopback testing only.
+    // smtp-server refuses AUTH before STARTTLS (538) unless this is set: RELAY_SMTP_ALLOW_INSECURE_AUTH, loopback clients only (onAuth).
     allowInsecureAuth: ctx.config.smtpAllowInsecureAuth,
     authRequiredMessage: '5.7.0 Authentication required: STARTTLS, then AUTH PLAIN or LOGIN with your email address and relay token',
     // Announced in EHLO (RFC 1870) and checked again at the end of DATA.
@@ -249,6 +250,13 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
 
     onAuth(auth, session, callback) {
       const state = stateOf(session);
+      // allowInsecureAuth is one switch for the whole server; the setting is
+      // for loopback testing only, so anyone else gets smtp-server's own 538,
+      // exactly as without it, and their credentials are not looked at.
+      if (!session.secure && !isLoopbackHost(session.remoteAddress ?? '')) {
+        callback(Object.assign(new Error('Error: Must issue a STARTTLS command first'), { responseCode: 538 }));
+        return;
+      }
       const attempt = async (): Promise<Caller> => {
         if (auth.method !== 'PLAIN' && auth.method !== 'LOGIN') throw new RelayError('unauthenticated', 'Use AUTH PLAIN or AUTH LOGIN.');
         return authenticate(ctx, guard, {

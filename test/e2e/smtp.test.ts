@@ -463,6 +463,35 @@ describe('authentication', () => {
     expect(info.response).toMatch(/^250 /);
   });
 
+  // A non-loopback address of this machine, when it has one, so a client can reach the listener from off loopback.
+  const external = Object.values(os.networkInterfaces())
+    .flat()
+    .find((i) => i !== undefined && !i.internal && i.family === 'IPv4')?.address;
+
+  it.skipIf(external === undefined)('RELAY_SMTP_ALLOW_INSECURE_AUTH reaches loopback clients only: any other gets the same 538 as without it', async () => {
+    relay.ctx.config.smtpAllowInsecureAuth = true;
+    await listener.close();
+    // As a proxy or port forward would make it: one listener, reached from loopback and from the network.
+    listener = await startSmtpListener(relay.ctx, { host: '0.0.0.0', port: 0, tls });
+    const remote = await connectRaw(listener.port, external!);
+    raws.push(remote);
+    await remote.command('EHLO client.test');
+    expect(await remote.authPlain('ic@corp.example', ic)).toMatchObject({ code: 538, text: 'Error: Must issue a STARTTLS command first' });
+    expect((await remote.command('MAIL FROM:<ic@corp.example>')).code).toBe(530);
+    // The credentials were not looked at: nothing audited, nothing counted against the address.
+    expect(await auditOf('smtp.auth_failed')).toEqual([]);
+    // After STARTTLS the same client logs in as usual.
+    const secured = await connectRaw(listener.port, external!);
+    raws.push(secured);
+    await secured.startTls(tls.cert);
+    expect((await secured.authPlain('ic@corp.example', ic)).code).toBe(235);
+    // From loopback, on the same listener, the setting still does what it says.
+    const local = await connectRaw(listener.port, '127.0.0.1');
+    raws.push(local);
+    await local.command('EHLO client.test');
+    expect((await local.authPlain('ic@corp.example', ic)).code).toBe(235);
+  });
+
   it('refuses a wrong token and the token of another user with 535, audited without the password', async () => {
     const wrong = 'ir_0123456789abcdef_' + 'A'.repeat(43);
     const sec = await relay.tokenFor('sec@corp.example');

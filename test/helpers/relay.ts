@@ -9,6 +9,7 @@ import * as openpgp from 'openpgp';
 import { pino } from 'pino';
 import supertest from 'supertest';
 import type { Express } from 'express';
+import { ChannelHealth } from '../../src/channels/health.js';
 import { attachSlackRoom, type SlackRoom, type SlackRoomOptions } from '../../src/channels/slack/index.js';
 import { testConfig, type RelayConfig } from '../../src/config.js';
 import { NO_EVENTS, type RelayContext } from '../../src/context.js';
@@ -129,18 +130,22 @@ export async function createTestRelay(config: Partial<RelayConfig> = {}, options
   const fullConfig = testConfig({ internalDomains: ['corp.example'], internalDomainsDefaulted: false, mailDomain: 'corp.example', keysDir: undefined, ...config });
   const store = await openTestStore(options.databaseUrl ? 'postgres' : (options.backend ?? DEFAULT_BACKEND), clock.now, options.file, options.databaseUrl);
   const replicaId = options.replicaId ?? `test-relay-${process.pid}-${++relays}`;
+  const logger = pino({ level: 'silent' });
+  const metrics = createMetrics(false, { queued: (channel) => store.outbox.queuedCount(channel), leased: () => store.outbox.leasedBy(replicaId) });
   const ctx: RelayContext = {
     config: fullConfig,
     store,
     keys: new KeyService(store, clock.now),
     relayKey,
-    logger: pino({ level: 'silent' }),
-    metrics: createMetrics(false, { queued: (channel) => store.outbox.queuedCount(channel), leased: () => store.outbox.leasedBy(replicaId) }),
+    logger,
+    metrics,
     now: clock.now,
     replicaId,
     events: NO_EVENTS,
     notifyOutbox: () => undefined,
     sendLimiter: new RateLimiter(),
+    // As main.ts: tests wrap their channels with watchChannel(name, channel, ctx.health).
+    health: new ChannelHealth({ logger, metrics, now: clock.now }),
   };
   if (options.encryptionPool ?? POOL_BY_DEFAULT) ctx.encryptor = await sharedEncryptionPool(); // issue 7
   // Wired the way main.ts wires it: a real WebClient at config.slackApiUrl, ctx.events and ctx.slack set.

@@ -5,7 +5,7 @@ import { RelayError } from '../../errors.js';
 import { authenticate, requireAdmin } from '../auth.js';
 import { methodNotAllowed } from '../errors.js';
 
-/** Health (no auth), metrics and audit verification (admin). */
+/** Health (no auth; upstream warnings without reply text), metrics and audit verification (admin). */
 export function adminRoutes(ctx: RelayContext): Router {
   const router = Router();
   router
@@ -16,7 +16,11 @@ export function adminRoutes(ctx: RelayContext): Router {
       } catch {
         throw new RelayError('unavailable', 'The store is not reachable.');
       }
-      res.json({ status: 'ok' });
+      // Still 200 with warnings: the relay is up and accepting (messages are
+      // kept), so a load balancer must not take it out of service; monitoring
+      // reads `warnings` (or relay_channel_healthy) to call the admin.
+      const warnings = ctx.health?.warnings() ?? [];
+      res.json(warnings.length > 0 ? { status: 'ok', warnings } : { status: 'ok' });
     })
     .all(methodNotAllowed);
   router
