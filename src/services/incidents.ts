@@ -3,7 +3,7 @@
  * change is audited in the same transaction that makes it.
  */
 import { randomUUID } from 'node:crypto';
-import { generateCodename, isValidCodename } from '../codename/generate.js';
+import { generateCodename, isListedCodename, isValidCodename } from '../codename/generate.js';
 import type { RelayContext } from '../context.js';
 import { RelayError, invalid } from '../errors.js';
 import type { Incident, MemberInput, RosterMember, RosterRole } from '../store/incidents.js';
@@ -62,8 +62,8 @@ export function createIncident(ctx: RelayContext, caller: Caller, input: { comma
   const incident = ctx.store.transaction(() => {
     let codename = input.codename;
     if (codename !== undefined) {
-      if (!isValidCodename(codename)) {
-        throw invalid('codename must be 3-80 lowercase letters, digits and hyphens (Slack channel-name rules), e.g. sapphire-unicorn.', { field: 'codename' });
+      if (!isListedCodename(codename)) {
+        throw invalid('Codenames are built from the relay\'s word lists, e.g. sapphire-unicorn or amber-otter-2, so they say nothing about the incident; leave it out to get one.', { field: 'codename' });
       }
       if (ctx.store.incidents.codenameTaken(codename)) throw invalid(`The codename "${codename}" is taken; choose another or leave it out to get one.`, { field: 'codename' });
     } else {
