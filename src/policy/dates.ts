@@ -51,8 +51,11 @@ const NUMERIC = /(?<![0-9])[0-9]{1,4}[-/.][0-9]{1,2}[-/.][0-9]{1,4}(?![0-9])/g;
 
 function isRealDate(year: number, month: number, day: number): boolean {
   if (month < 1 || month > 12 || day < 1) return false;
-  // Day 0 of the next month is the last day of this one (proleptic Gregorian, leap years included).
-  return day <= new Date(Date.UTC(year, month, 0)).getUTCDate();
+  // Day 0 of the next month is the last day of this one (proleptic Gregorian,
+  // leap years included). setUTCFullYear, not Date.UTC, which reads 0-99 as 19xx.
+  const last = new Date(0);
+  last.setUTCFullYear(year, month, 0);
+  return day <= last.getUTCDate();
 }
 
 /** Every date in a folded title, sorted into valid, impossible and numeric-only. */

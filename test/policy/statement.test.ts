@@ -92,6 +92,7 @@ describe('rule statement: the title carries a date', () => {
     ['Security update 28-11-2026', 'ambiguous_date', '28-11-2026'],
     ['Security update 2026-02-30', 'impossible_date', '2026-02-30'],
     ['Security update 2025-02-29', 'impossible_date', '2025-02-29'],
+    ['Security update 2100-02-29', 'impossible_date', '2100-02-29'], // a century is a leap year only every 400 years
     ['Security update 2026-13-01', 'impossible_date', '2026-13-01'],
     ['Security update 2026-11-00', 'impossible_date', '2026-11-00'],
     ['Security update February 30, 2026', 'impossible_date', 'february 30, 2026'],
