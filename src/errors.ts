@@ -16,7 +16,14 @@ export type RuleId =
   | 'incident-open'
   | 'sms'
   | 'chat'
-  | 'codename';
+  | 'codename'
+  // Second wave (SPEC §8): fixed names the CLI, console and routes share.
+  | 'security-team'
+  | 'approval'
+  | 'statement'
+  | 'internal-source'
+  // An announcement's audience: inside or outside the company by its kind, within the size limit.
+  | 'audience';
 
 interface CodeSpec {
   /** HTTP status for the JSON API. */
@@ -39,6 +46,10 @@ export const ERROR_CODES = {
   missing_public_key: { http: 422, smtp: '550 5.7.1' },
   unusable_public_key: { http: 422, smtp: '550 5.7.1' },
   sms_content_blocked: { http: 422, smtp: '550 5.7.1' },
+  statement_rejected: { http: 422, smtp: '550 5.7.1' },
+  incident_details_exposed: { http: 422, smtp: '550 5.7.1' },
+  audience_invalid: { http: 422, smtp: '550 5.7.1' },
+  audience_too_large: { http: 422, smtp: '550 5.7.1' },
   payload_too_large: { http: 413, smtp: '552 5.3.4' },
   rate_limited: { http: 429, smtp: '451 4.3.0' },
   idempotency_key_reused: { http: 422, smtp: '550 5.7.1' },

@@ -28,6 +28,7 @@ import { KeyService } from './services/keys.js';
 import { RateLimiter, StoreRateLimiter } from './services/rate-limit.js';
 import { openStore, type Store } from './store/index.js';
 import { startSmtpListener, type SmtpListener } from './smtp/listener.js';
+import { loadStatementPhrases } from './templates.js';
 import { loadOrCreateTlsCertificate, type TlsMaterial } from './smtp/tls.js';
 import { DeliveryWorker } from './workers/delivery.js';
 import { maintenancePass } from './workers/maintenance.js';
@@ -103,6 +104,7 @@ export interface StartOptions {
 
 /** Starts the relay with `config`; the caller owns the process. */
 export async function startRelay(config: RelayConfig, logger: Logger, now: () => Date = () => new Date(), options: StartOptions = {}): Promise<RunningRelay> {
+  loadStatementPhrases(); // a broken phrase list stops the start rather than leaving announcements unchecked
   fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
   const store = await openStore(config.databaseUrl ? { url: config.databaseUrl } : { file: path.join(config.dataDir, 'relay.db') }, {
     now,

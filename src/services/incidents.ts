@@ -3,7 +3,7 @@
  * change is audited in the same transaction that makes it.
  */
 import { randomUUID } from 'node:crypto';
-import { generateCodename, isValidCodename } from '../codename/generate.js';
+import { generateCodename, isListedCodename, isValidCodename } from '../codename/generate.js';
 import type { RelayContext } from '../context.js';
 import { RelayError, invalid } from '../errors.js';
 import type { AuditInput } from '../store/audit.js';
@@ -79,8 +79,8 @@ export async function createIncident(ctx: RelayContext, caller: Caller, input: {
   const commander = input.commander ?? caller.email;
   const at = ctx.now();
   const chosen = input.codename;
-  if (chosen !== undefined && !isValidCodename(chosen)) {
-    throw invalid('codename must be 3-80 lowercase letters, digits and hyphens (Slack channel-name rules), e.g. sapphire-unicorn.', { field: 'codename' });
+  if (chosen !== undefined && !isListedCodename(chosen)) {
+    throw invalid('Codenames are built from the relay\'s word lists, e.g. sapphire-unicorn or amber-otter-2, so they say nothing about the incident; leave it out to get one.', { field: 'codename' });
   }
   for (let attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
     const incident = await ctx.store.transaction(async (tx) => {

@@ -374,8 +374,8 @@ describe('off-roster recipients', () => {
   });
 
   it('defers to DATA when the incident is only known from the headers, and still refuses', async () => {
-    await declare('cobalt-heron');
-    await addMember('cobalt-heron', 'legal@corp.example', 'legal');
+    await declare('misty-heron');
+    await addMember('misty-heron', 'legal@corp.example', 'legal');
     const r = await loggedIn();
     await r.command('MAIL FROM:<ic@corp.example>');
     // Not on any of ic's open incidents: refused at once.
@@ -384,7 +384,7 @@ describe('off-roster recipients', () => {
     expect(nobody.text).toMatch(/^5\.7\.1 recipient_not_on_roster: nosy@corp\.example is not on the roster of any open incident you are on\./);
     await r.command('RSET');
     await r.command('MAIL FROM:<ic@corp.example>');
-    // On cobalt-heron, so RCPT cannot tell yet; X-Incident names amber-otter, whose roster lacks legal@.
+    // On misty-heron, so RCPT cannot tell yet; X-Incident names amber-otter, whose roster lacks legal@.
     expect((await r.command('RCPT TO:<legal@corp.example>')).code).toBe(250);
     const [, done] = await r.data(message(['From: ic@corp.example', 'To: legal@corp.example', 'X-Incident: amber-otter']));
     expect(done!.code).toBe(550);
@@ -608,8 +608,8 @@ describe('authentication', () => {
 
 describe('incident resolution', () => {
   beforeEach(async () => {
-    await declare('cobalt-heron');
-    await addMember('cobalt-heron', 'sec@corp.example', 'security');
+    await declare('misty-heron');
+    await addMember('misty-heron', 'sec@corp.example', 'security');
   });
 
   async function submit(headers: string[]): Promise<{ code: number; text: string }> {
@@ -624,7 +624,7 @@ describe('incident resolution', () => {
   it('refuses as ambiguous when the sender is on several open incidents and names none', async () => {
     const reply = await submit(['Subject: status update']);
     const open = (await relay.ctx.store.incidents.openFor('ic@corp.example')).map((i) => i.codename);
-    expect([...open].sort()).toEqual(['amber-otter', 'cobalt-heron']);
+    expect([...open].sort()).toEqual(['amber-otter', 'misty-heron']);
     expect(reply).toMatchObject({
       code: 550,
       text: `5.7.1 ambiguous_incident: You are on 2 open incidents (${open.join(', ')}); the relay cannot tell which one this message is for. Name it in an X-Incident: <codename> header, or put its codename in the subject.`,
@@ -633,14 +633,14 @@ describe('incident resolution', () => {
   });
 
   it('takes the X-Incident header, else a codename in the subject', async () => {
-    expect((await submit(['X-Incident: cobalt-heron', 'Subject: status'])).code).toBe(250);
+    expect((await submit(['X-Incident: misty-heron', 'Subject: status'])).code).toBe(250);
     // A second later, so the stored emails sort by when they were accepted.
     relay.clock.advance(1_000);
     expect((await submit(['Subject: Re: [amber-otter] status'])).code).toBe(250);
     const ids = await relay.ctx.store.sql.all<{ incident_id: string }>('SELECT incident_id FROM emails ORDER BY created_at');
     const codenames: string[] = [];
     for (const r of ids) codenames.push((await relay.ctx.store.incidents.byId(r.incident_id))!.codename);
-    expect(codenames).toEqual(['cobalt-heron', 'amber-otter']);
+    expect(codenames).toEqual(['misty-heron', 'amber-otter']);
     await worker.drain();
     const mails = await upstream.waitFor(2);
     const second = await simpleParser(mails[1]!.raw);
@@ -651,21 +651,21 @@ describe('incident resolution', () => {
 
   it('answers an incident the sender is not on exactly like an unknown one', async () => {
     const other = await relay.tokenFor('other@corp.example');
-    await declare('secret-falcon', other);
-    const notMine = await submit(['X-Incident: secret-falcon']);
+    await declare('sunny-walrus', other);
+    const notMine = await submit(['X-Incident: sunny-walrus']);
     const unknown = await submit(['X-Incident: no-such-thing']);
     expect(notMine.code).toBe(550);
-    expect(notMine.text).toBe('5.7.1 not_found: No incident "secret-falcon" that you are on the roster of.');
+    expect(notMine.text).toBe('5.7.1 not_found: No incident "sunny-walrus" that you are on the roster of.');
     expect(unknown.text).toBe('5.7.1 not_found: No incident "no-such-thing" that you are on the roster of.');
     await expectNothingDelivered();
   });
 
   it('refuses two different X-Incident headers, and a closed incident', async () => {
-    const two = await submit(['X-Incident: cobalt-heron', 'X-Incident: amber-otter']);
+    const two = await submit(['X-Incident: misty-heron', 'X-Incident: amber-otter']);
     expect(two.code).toBe(550);
     expect(two.text).toMatch(/^5\.7\.1 ambiguous_incident: The message names 2 incidents in X-Incident headers/);
-    expect((await relay.request.patch('/v1/incidents/cobalt-heron').set(auth(ic)).send({ status: 'closed' })).status).toBe(200);
-    const closed = await submit(['X-Incident: cobalt-heron']);
+    expect((await relay.request.patch('/v1/incidents/misty-heron').set(auth(ic)).send({ status: 'closed' })).status).toBe(200);
+    const closed = await submit(['X-Incident: misty-heron']);
     expect(closed.code).toBe(550);
     expect(closed.text).toMatch(/^5\.7\.1 incident_closed: /);
     await expectNothingDelivered();

@@ -70,18 +70,18 @@ describe('setting up the room', () => {
   it('takes codename-2, then -3, when the name is taken in Slack', async () => {
     fake.takeName('sapphire-unicorn');
     await declare(relay, ic, 'sapphire-unicorn');
-    fake.takeName('amber-falcon');
-    fake.takeName('amber-falcon-2');
-    await declare(relay, ic, 'amber-falcon');
+    fake.takeName('amber-finch');
+    fake.takeName('amber-finch-2');
+    await declare(relay, ic, 'amber-finch');
     await settle(relay);
 
     const second = channel(fake, 'sapphire-unicorn-2');
     expect(second.isPrivate).toBe(true);
     // The topic and welcome name the incident's codename, nothing else.
     expect(second.topic).toBe('Attorney Work Project | sapphire-unicorn');
-    expect(channel(fake, 'amber-falcon-3').members.has(ws.users.ic)).toBe(true);
-    const view = await relay.request.get('/v1/incidents/amber-falcon').set(auth(ic));
-    expect(view.body.slack).toMatchObject({ state: 'ready', name: 'amber-falcon-3' });
+    expect(channel(fake, 'amber-finch-3').members.has(ws.users.ic)).toBe(true);
+    const view = await relay.request.get('/v1/incidents/amber-finch').set(auth(ic));
+    expect(view.body.slack).toMatchObject({ state: 'ready', name: 'amber-finch-3' });
   });
 
   it('retries a ratelimited answer after the Retry-After Slack sent, and succeeds', async () => {

@@ -186,12 +186,12 @@ describe('POST /v1/incidents/:codename/slack/sync', () => {
   it('answers 503 unavailable when Slack is off, after the roster check', async () => {
     const off = await createTestRelay();
     const offIc = await off.tokenFor('ic@corp.example');
-    const created = await declare(off, offIc, 'amber-falcon');
+    const created = await declare(off, offIc, 'amber-finch');
     expect(created['slack']).toBeNull();
-    const res = await off.request.post('/v1/incidents/amber-falcon/slack/sync').set(auth(offIc));
+    const res = await off.request.post('/v1/incidents/amber-finch/slack/sync').set(auth(offIc));
     expect(res.status).toBe(503);
     expect(res.body.error).toMatchObject({ code: 'unavailable', rule: 'chat', details: { slack: 'off' } });
-    expect((await off.request.post('/v1/incidents/amber-falcon/slack/sync').set(auth(await off.tokenFor('nosy@corp.example')))).status).toBe(404);
+    expect((await off.request.post('/v1/incidents/amber-finch/slack/sync').set(auth(await off.tokenFor('nosy@corp.example')))).status).toBe(404);
   });
 
   it('refuses a closed incident', async () => {
