@@ -158,9 +158,10 @@ function headerLength(bytes: Uint8Array): number {
   const b = bytes[0] ?? 0;
   if (b & 0x40) {
     const l = bytes[1] ?? 0;
-    if (l < 192 || l >= 224) return 2; // one octet, or a partial body length
-    if (l < 255) return 3;
-    return 6;
+    if (l < 192) return 2; // one-octet length
+    if (l < 224) return 3; // two-octet length
+    if (l < 255) return 2; // partial body length
+    return 6; // five-octet length
   }
   return [2, 3, 5, 1][b & 0x03]!;
 }

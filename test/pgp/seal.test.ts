@@ -192,6 +192,19 @@ describe('sealPayload', () => {
     }
   });
 
+  it('seals payloads of every packet length form (one-, two-, five-octet and partial lengths): gpg reads each back', async () => {
+    const key = await publicKey(counsel);
+    // The SEIPD packet's length header: < 192, < 8384, larger, and streamed (STREAM_THRESHOLD_BYTES on).
+    for (const size of [10, 5_000, 100_000, 1_100_000]) {
+      const payload = Buffer.alloc(size, 'incident ');
+      const sealed = await sealPayload(Buffer.from(payload), { copies: [[key]], signingKey: relay.privateKey, date: new Date() });
+      const armored = renderCopy({ head: Buffer.alloc(0), tail: Buffer.alloc(0) }, sealed.keyPackets[0]!, sealed.shared).toString('latin1');
+      const result = await decryptAs(keyring, counsel.fingerprint, armored, relay.publicArmored);
+      expect(result.plaintext.equals(payload), `payload of ${size} bytes`).toBe(true);
+      expect(result.goodSignatureFrom).toBe(relay.fingerprint);
+    }
+  }, 60_000);
+
   it('gives a key named twice in one copy one session key packet, and a key in two copies the same packet in each', async () => {
     const a = await publicKey(counsel);
     const b = await publicKey(dfir);
