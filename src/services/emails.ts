@@ -9,7 +9,7 @@ import type { RelayContext } from '../context.js';
 import { RelayError, asRelayError, invalid } from '../errors.js';
 import type { Attachment, MessageContent } from '../mime/compose.js';
 import { composePlain } from '../mime/compose.js';
-import { composeEncrypted, inThreadEncryptor } from '../pgp/pgp-mime.js';
+import { composeSealed, inThreadEncryptor, renderCopy } from '../pgp/pgp-mime.js';
 import { createDomainMatcher } from '../policy/domains.js';
 import { decideEmail, type EmailPlan } from '../policy/email.js';
 import type { Repositories } from '../store/index.js';
@@ -256,7 +256,8 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
 /**
  * The bytes and envelopes to queue: one plain message for everyone, or one
  * encrypted copy for the visible recipients plus one per Bcc recipient
- * encrypted to that recipient's key alone (rule `bcc`).
+ * readable with that recipient's key alone (rule `bcc`). The payload is
+ * signed and encrypted once; copies differ only in their session key packets.
  */
 async function composeDeliveries(
   ctx: RelayContext,
@@ -293,11 +294,11 @@ async function composeDeliveries(
 
   // The worker pool when main.ts made one, else this thread; either way a failure refuses the message.
   const encryptor = ctx.encryptor ?? inThreadEncryptor(ctx.relayKey.privateKey);
-  const seal = (keys: PublicKey[]): Promise<Buffer> => composeEncrypted(content, keys, encryptor);
-  const copies = [seal(await ctx.keys.publicKeys(plan.visibleKeyHolders, incident.id))];
-  for (const bcc of plan.bcc) copies.push(ctx.keys.publicKeys([bcc], incident.id).then(seal));
-  const bodies = await Promise.all(copies);
-  return [delivery([...plan.to, ...plan.cc], bodies[0]!), ...plan.bcc.map((bcc, i) => delivery([bcc], bodies[i + 1]!))];
+  const copy = async (recipients: string[], holders: string[]): Promise<{ recipients: string[]; keys: PublicKey[] }> => ({ recipients, keys: await ctx.keys.publicKeys(holders, incident.id) });
+  const copies = await Promise.all([copy([...plan.to, ...plan.cc], plan.visibleKeyHolders), ...plan.bcc.map((bcc) => copy([bcc], [bcc]))]);
+  const sealed = await composeSealed(content, copies, encryptor);
+  // Until the outbox stores `sealed.shared` once, each delivery holds its whole rendered copy.
+  return sealed.copies.map((c) => delivery(c.recipients, renderCopy(sealed.envelope, c.keyPackets, sealed.shared)));
 }
 
 /** The status view of SPEC §4 for GET .../emails/:id. */

@@ -26,9 +26,9 @@ async function setUp(duringCompose: (relay: TestRelay, codename: string) => Prom
   await relay.request.put(`/v1/incidents/${body.codename}/roster/counsel@lawfirm.example`).set(auth(ic)).send({ name: 'Counsel', role: 'external', publicKey: counsel.armoredPublic });
   const inner = inThreadEncryptor(relay.ctx.relayKey.privateKey);
   const racing: Encryptor = {
-    signAndEncrypt: async (payload, keys, date) => {
+    seal: async (payload, copies, date) => {
       await duringCompose(relay, body.codename);
-      return inner.signAndEncrypt(payload, keys, date);
+      return inner.seal(payload, copies, date);
     },
   };
   relay.ctx.encryptor = racing;
@@ -64,7 +64,7 @@ describe('changes that land while a message is being encrypted', () => {
 
   it('an encryption failure refuses the message, queues nothing, and is audited as failed at compose', async () => {
     const { relay, codename, ic } = await setUp(() => undefined);
-    relay.ctx.encryptor = { signAndEncrypt: () => Promise.reject(new Error('worker died')) };
+    relay.ctx.encryptor = { seal: () => Promise.reject(new Error('worker died')) };
     const res = await relay.request.post(`/v1/incidents/${codename}/emails`).set(auth(ic)).send({ to: ['counsel@lawfirm.example'], text: 'x' });
     expect(res.status).toBe(500);
     expect(res.body).toEqual({ error: { code: 'internal', message: expect.any(String) } });
