@@ -75,6 +75,9 @@ export function hintsFor(err: ApiError, context: ErrorContext): string[] {
     case 'payload_too_large':
       return ['send smaller attachments, or fewer at once'];
     case 'unavailable':
+      // Slack switched off is not a passing outage: waiting will not fix it.
+      if (err.details?.['slack'] === 'off') return ['nothing to retry: an admin turns Slack on by setting SLACK_BOT_TOKEN on the relay'];
+      return [`try again shortly${retry}; if it persists, tell an admin`];
     case 'internal':
       return [`try again shortly${retry}; if it persists, tell an admin`];
     default:

@@ -127,7 +127,7 @@ describe('a whole incident from login to close', () => {
     expect(relay.upstream.received).toHaveLength(0);
   });
 
-  it('an encrypted send with an attachment, which counsel decrypts with gpg', async () => {
+  it("an encrypted send with an attachment, which counsel decrypts with gpg, checking the signature with the CLI's relay-key", async () => {
     const pdf = path.join(icHome, 'timeline.pdf');
     fs.writeFileSync(pdf, '%PDF-1.4 timeline\n');
     const res = await ic(['--json', 'send', codename, '--to', 'counsel@lawfirm.example', '--subject', 'Briefing', '--text', 'Call at 3pm.', '--attach', pdf]);
@@ -136,9 +136,17 @@ describe('a whole incident from login to close', () => {
     expect(accepted).toEqual({ id: expect.any(String), messageId: expect.stringMatching(/^<[0-9a-f-]{36}@corp\.example>$/), status: 'queued', encrypted: true, recipients: ['counsel@lawfirm.example'], idempotencyKey: expect.stringMatching(/^cli-[0-9a-f-]{36}$/) });
     emailId = accepted.id;
 
+    // Counsel takes the relay's key from the CLI, to check the signature.
+    const relayKey = await ic(['relay-key']);
+    const fingerprint = relay.relay.ctx.relayKey.fingerprint;
+    expect(relayKey.code).toBe(0);
+    expect(relayKey.stdout).toMatch(/^-----BEGIN PGP PUBLIC KEY BLOCK-----\n[\s\S]+-----END PGP PUBLIC KEY BLOCK-----\n$/);
+    expect(relayKey.stderr).toBe(`fingerprint: ${fingerprint.match(/.{4}/g)!.join(' ')}\n`);
+
     const [mail] = await relay.upstream.waitFor(1);
     expect(mail!.to).toEqual(['counsel@lawfirm.example']);
-    const decrypted = await decryptAs(counselHome, counsel.fingerprint, await armoredPartOf(mail!.raw));
+    const decrypted = await decryptAs(counselHome, counsel.fingerprint, await armoredPartOf(mail!.raw), relayKey.stdout);
+    expect(decrypted.goodSignatureFrom).toBe(fingerprint);
     const inner = await simpleParser(decrypted.plaintext);
     expect(inner.subject).toBe('Attorney Work Project');
     expect(inner.text).toBe('Topic: Briefing\n\nCall at 3pm.');
