@@ -276,6 +276,18 @@ describe('output', () => {
     await hostile.close();
   });
 
+  it('relay-key refuses a key whose fingerprint is not the one the relay claims', async () => {
+    const publicKey = relay.relay.ctx.relayKey.publicArmored;
+    const lying = await startHttpServer(() => json({ fingerprint: 'A'.repeat(40), publicKey }));
+    const res = await runCli(['relay-key'], { home, env: { INCIDENT_RELAY_URL: lying.url } });
+    expect(res).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: `error bad_relay_key: The relay says its key is ${'A'.repeat(40)}, but the key it sent is ${relay.relay.ctx.relayKey.fingerprint}.\n  what to do: do not trust this key; tell an admin\n`,
+    });
+    await lying.close();
+  });
+
   it('--help lists the exit codes, and every command has its own help', async () => {
     const root = await runCli(['--help'], { home });
     expect(root.code).toBe(0);
