@@ -177,6 +177,16 @@ describe('a whole incident from login to close', () => {
     const types = (JSON.parse(list.stdout).events as { type: string }[]).map((e) => e.type);
     expect(types).toEqual(expect.arrayContaining(['incident.created', 'roster.added', 'key.stored', 'email.decision', 'email.delivered', 'sms.decision']));
 
+    // Export: JSON lines, oldest first, into a new file only its owner can read; never over an existing one.
+    const file = path.join(icHome, 'audit.jsonl');
+    const exported = await ic(['audit', 'export', '--incident', codename, '-o', file]);
+    const lines = fs.readFileSync(file, 'utf8').trimEnd().split('\n');
+    expect(exported).toEqual({ code: 0, stdout: '', stderr: `Wrote ${lines.length} event(s) to ${file}.\n` });
+    expect(lines.map((line) => JSON.parse(line).type)).toEqual((JSON.parse(list.stdout).events as { type: string }[]).map((e) => e.type));
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    const again = await ic(['audit', 'export', '--incident', codename, '-o', file]);
+    expect(again).toEqual({ code: 1, stdout: '', stderr: `error output: Cannot create ${file}: EEXIST.\n  what to do: choose a new file name; an existing file is not overwritten\n` });
+
     const verify = await admin(['audit', 'verify']);
     expect(verify.code).toBe(0);
     expect(verify.stdout).toMatch(/^chain:  intact\nevents: \d+\nhead:   [0-9a-f]{64}\n$/);
