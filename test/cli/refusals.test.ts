@@ -228,6 +228,8 @@ describe('where the token goes', () => {
       stdout: '',
       stderr: `error secret_key: ${secret} holds a PRIVATE key; it was not sent. Only the public key goes to the relay.\n  what to do: export the public key: gpg --export --armor EMAIL > key.asc\n`,
     });
+    const revoke = await runCli(['keys', 'revoke', 'counsel@lawfirm.example', '--certificate', secret], { home, env: { INCIDENT_RELAY_URL: server.url, INCIDENT_RELAY_TOKEN: ADMIN_TOKEN } });
+    expect(revoke).toEqual({ code: 1, stdout: '', stderr: `error secret_key: ${secret} holds a PRIVATE key; it was not sent.\n` });
     expect(server.seen).toEqual([]);
     await server.close();
   });

@@ -57,7 +57,7 @@ export function registerKeys(program: Command, app: App): void {
       const client = session.client();
       // gpg prefixes the stored certificate's armor line with ':' so it is not imported by accident.
       const text = readKeyFile(opts.certificate).replace(/^:-----BEGIN/m, '-----BEGIN');
-      if (/-----BEGIN PGP PRIVATE KEY BLOCK-----/.test(text)) throw new CliError('secret_key', `${opts.certificate} holds a PRIVATE key; it was not sent.`, EXIT.failure);
+      if (/^-----BEGIN PGP [A-Z ]*PRIVATE KEY/m.test(text)) throw new CliError('secret_key', `${opts.certificate} holds a PRIVATE key; it was not sent.`, EXIT.failure);
       if (!/-----BEGIN PGP (PUBLIC KEY BLOCK|SIGNATURE)-----/.test(text)) throw new CliError('not_a_key', `${opts.certificate} is not an armored revocation certificate or key.`, EXIT.failure);
       const answer = await client.put<{ email: string; fingerprint: string; revoked: boolean }>(apiPath`/v1/keys/${email}`, { publicKey: text });
       session.out.result(answer, () => `Revoked ${sanitize(answer.fingerprint)} for ${sanitize(answer.email)}: mail that needs it is refused until a new key is filed.\n`);
