@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { isLoopbackHost } from '../loopback.js';
 import { CliError, EXIT, usageError } from './exit.js';
 
 /** Environment variables the CLI reads. */
@@ -44,10 +45,6 @@ export function profilePath(env: NodeJS.ProcessEnv): string {
   return path.join(base, 'incident-relay', 'config.json');
 }
 
-function isLoopback(hostname: string): boolean {
-  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
-}
-
 /**
  * The relay URL as the client uses it: http or https, no credentials, query
  * or fragment, no trailing slash (a path prefix for a relay behind a proxy is
@@ -64,7 +61,7 @@ export function normalizeRelayUrl(raw: string, allowInsecureHttp: boolean): stri
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw usageError(`The relay URL must start with https:// (or http:// on this machine), not ${url.protocol}//.`);
   if (url.username !== '' || url.password !== '') throw usageError('The relay URL must not carry a user name or password; give the token with login, --token or INCIDENT_RELAY_TOKEN.');
   if (url.search !== '' || url.hash !== '') throw usageError('The relay URL must not carry a query or fragment.');
-  if (url.protocol === 'http:' && !isLoopback(url.hostname) && !allowInsecureHttp) {
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname) && !allowInsecureHttp) {
     throw usageError(
       `Refusing to send your token to ${url.host} over plain http: anyone on the network could read it.`,
       `use https://${url.host}${url.pathname === '/' ? '' : url.pathname}, or set ${ENV.allowInsecureHttp}=true if the network path is protected some other way`,

@@ -38,7 +38,7 @@ Where the relay and token come from (first found wins):
   ${ENV.relay} / ${ENV.token}
   the profile written by "incident-relay login" (its token goes only to its own relay)
 
-Plain http is refused except to this machine (127.0.0.1, localhost, ::1);
+Plain http is refused except to this machine (127.0.0.0/8, ::1, localhost);
 ${ENV.allowInsecureHttp}=true lifts that when the path is protected some other way.
 
 Output: tables for people; --json prints the API's JSON for scripts. Errors go

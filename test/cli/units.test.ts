@@ -56,6 +56,7 @@ describe('normalizeRelayUrl', () => {
     ['http://127.0.0.1:8080/', false, 'http://127.0.0.1:8080'],
     ['http://localhost:8080', false, 'http://localhost:8080'],
     ['http://[::1]:8080', false, 'http://[::1]:8080'],
+    ['http://127.0.0.2:8080', false, 'http://127.0.0.2:8080'],
     ['https://relay.corp.example/incident-relay/', false, 'https://relay.corp.example/incident-relay'],
     ['http://relay.corp.example', true, 'http://relay.corp.example'],
   ];
