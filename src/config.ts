@@ -66,6 +66,7 @@ export interface RelayConfig {
 export const CONFIG_VARIABLES = [
   'RELAY_DATA_DIR',
   'RELAY_DATABASE_URL',
+  'RELAY_DATABASE_ALLOW_INSECURE',
   'RELAY_HTTP_HOST',
   'RELAY_HTTP_PORT',
   'RELAY_SMTP_HOST',
@@ -143,11 +144,25 @@ function smtpUrl(variable: string, raw: string | undefined): string | undefined 
   return raw;
 }
 
-function databaseUrl(variable: string, raw: string | undefined): string | undefined {
+// sslmode values with which `pg` encrypts and verifies the server's certificate and name
+// (it reads require and verify-ca as verify-full); any other value, or none, may go in clear.
+const VERIFIED_SSLMODES = new Set(['require', 'verify-ca', 'verify-full']);
+
+function databaseUrl(variable: string, raw: string | undefined, allowInsecure: boolean): string | undefined {
   if (raw === undefined) return undefined;
   // The URL carries a password, so the message never echoes it.
   const ok = URL.canParse(raw) && ['postgres:', 'postgresql:'].includes(new URL(raw).protocol) && new URL(raw).hostname !== '';
   if (!ok) throw new ConfigError(variable, 'a postgres:// URL with a host, e.g. postgres://relay:secret@db.corp.example:5432/relay?sslmode=verify-full (unset for SQLite in RELAY_DATA_DIR)');
+  const url = new URL(raw);
+  // The database holds queued internal mail and every address of every
+  // incident: off this machine it is reached over verified TLS, or not at all
+  // unless the operator says the path is trusted.
+  if (!isLoopbackHost(url.hostname) && !VERIFIED_SSLMODES.has(url.searchParams.get('sslmode') ?? '') && !allowInsecure) {
+    throw new ConfigError(
+      variable,
+      `a database that is not on this machine needs TLS: add ?sslmode=verify-full (and sslrootcert=/path/to/ca.pem for a private CA) to the URL, or set RELAY_DATABASE_ALLOW_INSECURE=true where the network path is trusted`,
+    );
+  }
   return raw;
 }
 
@@ -227,7 +242,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
 
   return {
     dataDir: path.resolve(get('RELAY_DATA_DIR') ?? './data'),
-    databaseUrl: databaseUrl('RELAY_DATABASE_URL', get('RELAY_DATABASE_URL')),
+    databaseUrl: databaseUrl('RELAY_DATABASE_URL', get('RELAY_DATABASE_URL'), field('RELAY_DATABASE_ALLOW_INSECURE', bool, get('RELAY_DATABASE_ALLOW_INSECURE') ?? 'false', 'true or false')),
     httpHost: get('RELAY_HTTP_HOST') ?? '127.0.0.1',
     httpPort: field('RELAY_HTTP_PORT', port, get('RELAY_HTTP_PORT') ?? '8080', 'a port number 0-65535'),
     smtpHost,

@@ -179,6 +179,43 @@ describe('loadConfig refuses bad values, naming the variable', () => {
     );
   });
 
+  describe('RELAY_DATABASE_URL', () => {
+    const PASSWORD = 's3cret-db-password';
+    it.each([
+      ['postgres://relay@127.0.0.1:5432/relay', true],
+      ['postgres://relay@localhost/relay', true],
+      ['postgresql://relay@[::1]:5432/relay', true],
+      ['postgres://relay@db.corp.example/relay?sslmode=verify-full', true],
+      ['postgres://relay@db.corp.example/relay?sslmode=require', true],
+      ['postgres://relay@db.corp.example/relay', false],
+      ['postgres://relay@db.corp.example/relay?sslmode=disable', false],
+      ['postgres://relay@db.corp.example/relay?sslmode=prefer', false],
+      ['postgres://relay@db.corp.example/relay?sslmode=no-verify', false],
+      ['postgres://relay@10.0.0.5/relay?sslmode=allow', false],
+    ])('%s: accepted %s (TLS required off this machine)', (url, accepted) => {
+      const withPassword = url.replace('relay@', `relay:${PASSWORD}@`);
+      if (accepted) {
+        expect(loadConfig({ RELAY_DATABASE_URL: withPassword }).databaseUrl).toBe(withPassword);
+        return;
+      }
+      let caught: unknown;
+      try {
+        loadConfig({ RELAY_DATABASE_URL: withPassword });
+      } catch (err) {
+        caught = err;
+      }
+      expect(caught).toBeInstanceOf(ConfigError);
+      expect((caught as ConfigError).message).toMatch(/^RELAY_DATABASE_URL: a database that is not on this machine needs TLS: add \?sslmode=verify-full/);
+      expect((caught as ConfigError).message).not.toContain(PASSWORD);
+      // The operator may say the path is trusted.
+      expect(loadConfig({ RELAY_DATABASE_URL: withPassword, RELAY_DATABASE_ALLOW_INSECURE: 'true' }).databaseUrl).toBe(withPassword);
+    });
+
+    it.each(['mysql://relay@db/relay', 'postgres:///relay', 'not a url'])('%s is refused without echoing it', (url) => {
+      expect(() => loadConfig({ RELAY_DATABASE_URL: url })).toThrow(/^RELAY_DATABASE_URL: a postgres:\/\/ URL with a host/);
+    });
+  });
+
   it('reads only RELAY_ names it knows; other prefixes are left to other software', () => {
     expect(() => loadConfig({ TWILIO_REGION: 'ie1', SLACK_SIGNING_SECRET: 'x', PATH: '/usr/bin' })).not.toThrow();
   });

@@ -84,7 +84,7 @@ describe('first start with no configuration', () => {
   it('answers /healthz', async () => {
     const res = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ status: 'ok' });
+    expect(await res.json()).toEqual({ status: 'ok', store: 'sqlite' });
   });
 
   it('accepts the printed token, and refuses no token', async () => {

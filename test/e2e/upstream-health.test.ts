@@ -134,7 +134,7 @@ async function expectHeld(worker: DeliveryWorker, sent: { id: string }[], proble
   const health = await relay.request.get('/healthz');
   // Still 200: the relay accepts and keeps messages, so a load balancer must not pull it.
   expect(health.status).toBe(200);
-  expect(health.body).toEqual({ status: 'ok', warnings: [{ channel: 'email', problem, since: expect.any(String), failures: sent.length * 2, message: expect.any(String) }] });
+  expect(health.body).toEqual({ status: 'ok', store: relay.ctx.store.dialect, warnings: [{ channel: 'email', problem, since: expect.any(String), failures: sent.length * 2, message: expect.any(String) }] });
 
   const metrics = await metricsText();
   expect(metrics).toContain(`relay_upstream_failures_total{channel="email",problem="${problem}"} ${sent.length * 2}`);
@@ -150,7 +150,7 @@ async function expectRecovered(worker: DeliveryWorker, target: Upstream, sent: {
   for (const s of sent) expect(await status(s.id)).toEqual({ id: s.id, status: 'sent', attempts: 3 });
   expect(await count('SELECT COUNT(*) AS n FROM deliveries WHERE body IS NOT NULL')).toBe(0);
   expect(logs.filter((l) => l.level === 30)).toEqual([expect.objectContaining({ channel: 'email', msg: expect.stringMatching(/^email upstream recovered after \d+ failed attempt\(s\)/) })]);
-  expect((await relay.request.get('/healthz')).body).toEqual({ status: 'ok' });
+  expect((await relay.request.get('/healthz')).body).toEqual({ status: 'ok', store: relay.ctx.store.dialect });
   expect(await metricsText()).toContain('relay_channel_healthy{channel="email"} 1');
 }
 
@@ -281,7 +281,7 @@ describe('what is still permanent', () => {
     await w.drain();
     expect(await status(s!.id)).toMatchObject({ status: 'failed', attempts: 1, lastError: expect.stringContaining('550') });
     expect(await count('SELECT COUNT(*) AS n FROM deliveries WHERE body IS NOT NULL')).toBe(0);
-    expect((await relay.request.get('/healthz')).body).toEqual({ status: 'ok' });
+    expect((await relay.request.get('/healthz')).body).toEqual({ status: 'ok', store: relay.ctx.store.dialect });
     expect(logs.filter((l) => l.level >= 50)).toEqual([]);
     expect(await metricsText()).toContain('relay_channel_healthy{channel="email"} 1');
   });
@@ -330,6 +330,7 @@ describe('Twilio refuses the relay’s credentials', () => {
     expect(await count("SELECT COUNT(*) AS n FROM audit_events WHERE type = 'sms.delivery_failed'")).toBe(0);
     expect((await relay.request.get('/healthz')).body).toEqual({
       status: 'ok',
+      store: relay.ctx.store.dialect,
       warnings: [
         {
           channel: 'sms',
@@ -349,7 +350,7 @@ describe('Twilio refuses the relay’s credentials', () => {
     await fixed.drain();
     expect(fake.delivered().map((r) => [r.to, r.body])).toEqual([['+15555550101', 'Please join Slack ASAP.']]);
     expect(await relay.ctx.store.outbox.get(row!.id)).toMatchObject({ status: 'sent', attempts: 3, body: null });
-    expect((await relay.request.get('/healthz')).body).toEqual({ status: 'ok' });
+    expect((await relay.request.get('/healthz')).body).toEqual({ status: 'ok', store: relay.ctx.store.dialect });
     // The auth token never reaches the store or the log.
     const seen = JSON.stringify([await relay.ctx.store.sql.all('SELECT * FROM audit_events'), await relay.ctx.store.sql.all('SELECT last_error FROM deliveries'), logs]);
     expect(seen).not.toContain('rotated-away-token');

@@ -47,7 +47,7 @@ describe('health and errors', () => {
   it('answers /healthz without a token', async () => {
     const res = await relay.request.get('/healthz');
     expect(res.status).toBe(200);
-    expect(res.body).toEqual({ status: 'ok' });
+    expect(res.body).toEqual({ status: 'ok', store: relay.ctx.store.dialect });
   });
 
   it('refuses /v1 without a token, with an unknown token and with a revoked one', async () => {

@@ -14,13 +14,15 @@ export function adminRoutes(ctx: RelayContext): Router {
       try {
         await ctx.store.ping();
       } catch {
-        throw new RelayError('unavailable', 'The store is not reachable.');
+        // 503: a relay without its database accepts nothing; the load balancer should send clients elsewhere.
+        throw new RelayError('unavailable', `The store (${ctx.store.dialect}) is not reachable; this relay accepts nothing until it is.`, { retryAfter: 5 });
       }
       // Still 200 with warnings: the relay is up and accepting (messages are
       // kept), so a load balancer must not take it out of service; monitoring
       // reads `warnings` (or relay_channel_healthy) to call the admin.
       const warnings = ctx.health?.warnings() ?? [];
-      res.json(warnings.length > 0 ? { status: 'ok', warnings } : { status: 'ok' });
+      const status = { status: 'ok', store: ctx.store.dialect };
+      res.json(warnings.length > 0 ? { ...status, warnings } : status);
     })
     .all(methodNotAllowed);
   router
