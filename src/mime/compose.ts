@@ -11,6 +11,7 @@ import { isAscii } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { encode as qpEncode, wrap as qpWrap } from 'nodemailer/lib/qp';
 import { RelayError } from '../errors.js';
+import { checkAddress } from '../mail/address.js';
 import { isMessageId } from '../validation.js';
 
 /** The only subject any outbound email ever carries (SPEC §2, rule `subject`). */
@@ -138,22 +139,17 @@ function messageHeaders(m: EnvelopeHeaders): string[] {
   return headers;
 }
 
-// Printable ASCII excluding the specials that would end an addr-spec early or
-// start another one; a conservative dot-atom form is all the roster ever holds.
-const LOCAL_PART = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/;
-const DOMAIN = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
-
+// The relay's one address grammar (src/mail/address.ts), checked again here so
+// no caller that skipped validation can put a routed or malformed address in a header.
 function addrSpec(address: string, field: string): string {
   assertHeaderSafe(address, `${field}.address`);
-  const at = address.lastIndexOf('@');
-  const local = address.slice(0, at);
-  const domain = address.slice(at + 1);
-  if (at <= 0 || address.length > 254 || !LOCAL_PART.test(local) || !DOMAIN.test(domain)) {
-    throw new RelayError('invalid_request', `${field}.address is not a plain email address (local@domain); correct it and resend.`, {
-      details: { field: `${field}.address` },
+  const checked = checkAddress(address);
+  if (!checked.ok) {
+    throw new RelayError('invalid_request', `${field}.address ${checked.hint}; correct it and resend.`, {
+      details: { field: `${field}.address`, reason: checked.fault },
     });
   }
-  return address;
+  return checked.address;
 }
 
 function mailbox(a: Address, field: string): string {
