@@ -308,12 +308,26 @@ function topicOf(topic: string | undefined): string | undefined {
   return topic;
 }
 
+// A `<body` start tag: the name is followed by something that cannot continue it.
+const BODY_TAG = /<body(?![A-Za-z0-9_])/i;
+
+/** The end of the first `<body …>` start tag, or -1; linear in the length of `html`. */
+export function bodyTagEnd(html: string): number {
+  // Same result as /<body\b[^>]*>/i, which retried `[^>]*` from every `<body`
+  // to the end of the input: quadratic, and 2 MB of `<body` froze the relay for
+  // hours. The first `<body` decides: the first `>` after it closes it, and if
+  // there is none, no later `<body` can have one either.
+  const start = BODY_TAG.exec(html);
+  if (start === null) return -1;
+  const close = html.indexOf('>', start.index + 5);
+  return close < 0 ? -1 : close + 1;
+}
+
 function withHtmlTopic(html: string, topic: string | undefined): string {
   if (topic === undefined) return html;
   const line = `<p>Topic: ${escapeHtml(topic)}</p>${CRLF}`;
-  const body = /<body\b[^>]*>/i.exec(html);
-  if (body === null) return line + html;
-  const at = body.index + body[0].length;
+  const at = bodyTagEnd(html);
+  if (at < 0) return line + html;
   return html.slice(0, at) + CRLF + line + html.slice(at);
 }
 
