@@ -13,7 +13,7 @@
  * - local part: a dot-atom (RFC 5322 §3.2.3) of letters, digits and
  *   `# $ & ' * + - / = ? ^ _ \` { | } ~`, i.e. atext without `%` and `!`;
  *   no quoted strings, no comments, no leading `@route:` (RFC 5321 §4.1.2),
- *   at most 64 octets (RFC 5321 §4.5.3.1.1);
+ *   at most 64 octets (RFC 5321 section 4.5.3.1.1);
  * - domain: at least two LDH labels (RFC 1035 §2.3.1, RFC 5890 A-labels),
  *   each 1-63 octets, not starting or ending with a hyphen, the last not all
  *   digits; at most 253 octets; no address literals (`[192.0.2.1]`). A domain
@@ -58,20 +58,21 @@ export type AddressFault =
   | 'domain_single_label'
   | 'domain_numeric_tld';
 
+// Plain ASCII: these hints end up in SMTP replies (RFC 5321 §4.2 reply text is US-ASCII).
 const DIRECTLY = 'address the recipient directly as name@their-domain';
 
 /** What to tell the sender for each fault: why, and what to do instead. */
 const HINTS: Record<AddressFault, string> = {
   empty: 'is empty; give an address such as name@corp.example',
-  too_long: `is longer than ${MAX_ADDRESS_LENGTH} characters (RFC 5321 §4.5.3.1.3)`,
+  too_long: `is longer than ${MAX_ADDRESS_LENGTH} characters (RFC 5321 section 4.5.3.1.3)`,
   space_or_control: 'must not contain spaces, control characters or angle brackets; give the bare address such as name@corp.example',
-  source_route: `source routes (@host:…) are not allowed; ${DIRECTLY}`,
-  quoted: 'quoted local parts ("…"@ or \\) are not accepted; use the plain address name@domain',
+  source_route: `source routes (@host:...) are not allowed; ${DIRECTLY}`,
+  quoted: 'quoted local parts ("..."@ or \\) are not accepted; use the plain address name@domain',
   no_at: 'has no @; give an address such as name@corp.example',
   several_at: `has more than one @; ${DIRECTLY}`,
   percent_route: `source routing (%) is not allowed; ${DIRECTLY}`,
   bang_path: `bang paths (!) are not allowed; ${DIRECTLY}`,
-  local_too_long: `has a local part (before the @) longer than ${MAX_LOCAL_PART_LENGTH} characters (RFC 5321 §4.5.3.1.1)`,
+  local_too_long: `has a local part (before the @) longer than ${MAX_LOCAL_PART_LENGTH} characters (RFC 5321 section 4.5.3.1.1)`,
   local_not_ascii: 'has a non-ASCII local part (before the @); the relay does not carry SMTPUTF8 addresses',
   local_character: "has a character the relay does not accept before the @: use letters, digits, dots and # $ & ' * + - / = ? ^ _ ` { | } ~",
   local_dots: 'has a local part (before the @) that starts or ends with a dot or holds two dots in a row',
@@ -82,6 +83,11 @@ const HINTS: Record<AddressFault, string> = {
   domain_single_label: 'needs a full domain name with a dot, such as corp.example',
   domain_numeric_tld: 'has a domain whose last label is all digits; use the domain name, not an IP address',
 };
+
+/** What to tell the sender about `fault`. */
+export function addressHint(fault: AddressFault): string {
+  return HINTS[fault];
+}
 
 /** An accepted address, normalised: lowercase, domain in A-label form. */
 export interface Address {

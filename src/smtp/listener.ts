@@ -18,11 +18,10 @@ import { RelayError, type ErrorCode } from '../errors.js';
 import { MAX_RECIPIENTS, submitEmail } from '../services/emails.js';
 import type { Caller } from '../services/incidents.js';
 import type { Incident } from '../store/incidents.js';
-import { isEmailAddress } from '../validation.js';
 import { authenticate, createAuthGuard, type AuthGuard } from './auth.js';
 import { ipKey } from './backoff.js';
 import { possibleIncidents, recipientRefusal, resolveIncident } from './incident-resolution.js';
-import { parseSubmission } from './parse.js';
+import { envelopeAddress, parseSubmission } from './parse.js';
 import { acceptedText, closingError, errorCodeOf, smtpError, type SmtpStage } from './replies.js';
 
 /** Limits of the listener; the defaults suit a submission service for people, tests shrink them. */
@@ -278,7 +277,8 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
       state.rcptFailure = undefined;
       try {
         const caller = liveCaller(ctx, session);
-        const from = address.address.trim().toLowerCase();
+        // A routed or malformed address is refused for what it is (with a hint), not as somebody else's.
+        const from = address.address.trim() === '' ? '' : envelopeAddress(address.address, 'MAIL FROM');
         if (from !== caller.email) {
           throw new RelayError('sender_mismatch', `You are authenticated as ${caller.email}; you cannot send as ${from === '' ? '<>' : from}. Use your own address as the sender.`, {
             rule: 'sender',
@@ -293,11 +293,10 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
 
     onRcptTo(address, session, callback) {
       const state = stateOf(session);
-      const rcpt = address.address.trim().toLowerCase();
       try {
         // RCPT replies tell who is on a roster: a revoked token learns nothing more.
         const caller = liveCaller(ctx, session);
-        if (!isEmailAddress(rcpt)) throw new RelayError('invalid_request', `"${rcpt.slice(0, 80)}" is not an email address such as name@corp.example.`);
+        const rcpt = envelopeAddress(address.address, 'RCPT TO');
         const refusal = recipientRefusal(ctx, caller, rcpt);
         if (refusal) {
           state.refusedRecipients.push(rcpt);

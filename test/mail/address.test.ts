@@ -38,7 +38,7 @@ describe('refused addresses, each with the hint for its fault', () => {
   it.each<[string, string, AddressFault, string]>([
     ['the percent hack', 'counsel%lawfirm.example@corp.test', 'percent_route', 'source routing (%) is not allowed; address the recipient directly as name@their-domain'],
     ['a UUCP bang path', 'lawfirm.example!counsel@corp.test', 'bang_path', 'bang paths (!) are not allowed; address the recipient directly as name@their-domain'],
-    ['an RFC 5321 source route', '@lawfirm.example:counsel@corp.test', 'source_route', 'source routes (@host:…) are not allowed; address the recipient directly as name@their-domain'],
+    ['an RFC 5321 source route', '@lawfirm.example:counsel@corp.test', 'source_route', 'source routes (@host:...) are not allowed; address the recipient directly as name@their-domain'],
     ['a source route with two hops', '@a.example,@b.example:counsel@corp.test', 'source_route', 'source routes'],
     ['two @', 'counsel@lawfirm.example@corp.test', 'several_at', 'has more than one @; address the recipient directly'],
     ['a quoted local part', '"counsel@lawfirm.example"@corp.test', 'quoted', 'quoted local parts'],
