@@ -57,7 +57,7 @@ export function composeRate(compose: () => Buffer, minMs = 1500): Promise<Refere
 
 /** Sign+encrypt through `encryptor` (the worker pool) with `concurrency` in flight and nothing else around it: the crypto ceiling of the whole machine. */
 export async function encryptorRate(encryptor: Encryptor, payload: Uint8Array, keys: openpgp.PublicKey[], concurrency: number, minMs = 3000): Promise<ReferenceRate> {
-  const one = (): Promise<unknown> => encryptor.signAndEncrypt(Uint8Array.from(payload), keys, new Date());
+  const one = (): Promise<unknown> => encryptor.seal(Uint8Array.from(payload), [keys], new Date());
   await Promise.all(Array.from({ length: concurrency * 4 }, one)); // workers started, keys cached
   let count = 0;
   const start = now();

@@ -5,6 +5,7 @@
 import path from 'node:path';
 import fs from 'node:fs';
 import { z } from 'zod';
+import { isLoopbackHost } from './loopback.js';
 
 export type Duration = number; // milliseconds
 
@@ -26,6 +27,8 @@ export interface TwilioConfig {
 
 export interface RelayConfig {
   dataDir: string;
+  /** RELAY_DATABASE_URL: PostgreSQL shared by several relays; undefined = SQLite in dataDir. */
+  databaseUrl: string | undefined;
   httpHost: string;
   httpPort: number;
   smtpHost: string;
@@ -42,8 +45,12 @@ export interface RelayConfig {
   keyPassphrase: string | undefined;
   keysDir: string | undefined;
   smtpUpstream: string | undefined;
+  /** RELAY_SMTP_UPSTREAM_ALLOW_INSECURE: allow plain SMTP to a non-loopback smtp:// upstream that does not offer STARTTLS. */
+  smtpUpstreamAllowInsecure: boolean;
   maxMessageBytes: number;
   deliveryMaxAge: Duration;
+  /** How long a relay holds a claimed delivery without renewing (takeover time after a crash). */
+  deliveryLease: Duration;
   twilio: TwilioConfig | undefined;
   twilioApiBaseUrl: string | undefined;
   smsNudgeInterval: Duration;
@@ -58,6 +65,7 @@ export interface RelayConfig {
 /** Every variable the relay reads; anything else starting with RELAY_ is refused as a likely typo. */
 export const CONFIG_VARIABLES = [
   'RELAY_DATA_DIR',
+  'RELAY_DATABASE_URL',
   'RELAY_HTTP_HOST',
   'RELAY_HTTP_PORT',
   'RELAY_SMTP_HOST',
@@ -72,8 +80,10 @@ export const CONFIG_VARIABLES = [
   'RELAY_KEY_PASSPHRASE',
   'RELAY_KEYS_DIR',
   'RELAY_SMTP_UPSTREAM',
+  'RELAY_SMTP_UPSTREAM_ALLOW_INSECURE',
   'RELAY_MAX_MESSAGE_BYTES',
   'RELAY_DELIVERY_MAX_AGE',
+  'RELAY_DELIVERY_LEASE',
   'TWILIO_ACCOUNT_SID',
   'TWILIO_AUTH_TOKEN',
   'TWILIO_FROM',
@@ -88,7 +98,7 @@ export const CONFIG_VARIABLES = [
 ] as const;
 
 /** Variables whose values are never printed. */
-export const SECRET_VARIABLES = new Set(['RELAY_ADMIN_TOKEN', 'RELAY_KEY_PASSPHRASE', 'TWILIO_AUTH_TOKEN', 'SLACK_BOT_TOKEN']);
+export const SECRET_VARIABLES = new Set(['RELAY_ADMIN_TOKEN', 'RELAY_KEY_PASSPHRASE', 'TWILIO_AUTH_TOKEN', 'SLACK_BOT_TOKEN', 'RELAY_DATABASE_URL']);
 
 /** Thrown for invalid configuration; the message names the variable and what is expected. */
 export class ConfigError extends Error {
@@ -130,6 +140,14 @@ function smtpUrl(variable: string, raw: string | undefined): string | undefined 
   const ok = z.url({ protocol: /^smtps?$/ }).safeParse(raw).success && URL.canParse(raw) && new URL(raw).hostname !== '';
   // The URL may carry credentials, so the message never echoes it.
   if (!ok) throw new ConfigError(variable, 'an smtp:// or smtps:// URL with a host, e.g. smtp://user:pass@mail.corp.example:587');
+  return raw;
+}
+
+function databaseUrl(variable: string, raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  // The URL carries a password, so the message never echoes it.
+  const ok = URL.canParse(raw) && ['postgres:', 'postgresql:'].includes(new URL(raw).protocol) && new URL(raw).hostname !== '';
+  if (!ok) throw new ConfigError(variable, 'a postgres:// URL with a host, e.g. postgres://relay:secret@db.corp.example:5432/relay?sslmode=verify-full (unset for SQLite in RELAY_DATA_DIR)');
   return raw;
 }
 
@@ -194,13 +212,25 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
   const adminToken = get('RELAY_ADMIN_TOKEN');
   if (adminToken !== undefined && adminToken.length < 24) throw new ConfigError('RELAY_ADMIN_TOKEN', 'at least 24 characters of random');
 
+  const smtpHost = get('RELAY_SMTP_HOST') ?? '127.0.0.1';
+  const smtpAllowInsecureAuth = field('RELAY_SMTP_ALLOW_INSECURE_AUTH', bool, get('RELAY_SMTP_ALLOW_INSECURE_AUTH') ?? 'false', 'true or false');
+  // Tokens in clear are tolerable only where nothing crosses a network; the
+  // listener also refuses it to any client that is not on loopback.
+  if (smtpAllowInsecureAuth && !isLoopbackHost(smtpHost)) {
+    throw new ConfigError(
+      'RELAY_SMTP_ALLOW_INSECURE_AUTH',
+      `true only with a loopback RELAY_SMTP_HOST (127.0.0.1, ::1 or localhost; got ${JSON.stringify(smtpHost)}): clients on the network must use STARTTLS. Unset it, or listen on loopback for local testing`,
+    );
+  }
+
   const keysDir = get('RELAY_KEYS_DIR') ?? (fs.existsSync('keys') ? 'keys' : undefined);
 
   return {
     dataDir: path.resolve(get('RELAY_DATA_DIR') ?? './data'),
+    databaseUrl: databaseUrl('RELAY_DATABASE_URL', get('RELAY_DATABASE_URL')),
     httpHost: get('RELAY_HTTP_HOST') ?? '127.0.0.1',
     httpPort: field('RELAY_HTTP_PORT', port, get('RELAY_HTTP_PORT') ?? '8080', 'a port number 0-65535'),
-    smtpHost: get('RELAY_SMTP_HOST') ?? '127.0.0.1',
+    smtpHost,
     smtpPort: field('RELAY_SMTP_PORT', port, get('RELAY_SMTP_PORT') ?? '2525', 'a port number 0-65535'),
     tlsCert,
     tlsKey,
@@ -213,8 +243,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
     keyPassphrase: get('RELAY_KEY_PASSPHRASE'),
     keysDir: keysDir === undefined ? undefined : path.resolve(keysDir),
     smtpUpstream,
+    smtpUpstreamAllowInsecure: field('RELAY_SMTP_UPSTREAM_ALLOW_INSECURE', bool, get('RELAY_SMTP_UPSTREAM_ALLOW_INSECURE') ?? 'false', 'true or false'),
     maxMessageBytes: field('RELAY_MAX_MESSAGE_BYTES', byteCount, get('RELAY_MAX_MESSAGE_BYTES') ?? '26214400', 'a byte count between 1024 and 1073741824'),
     deliveryMaxAge: duration('RELAY_DELIVERY_MAX_AGE', get('RELAY_DELIVERY_MAX_AGE') ?? '24h'),
+    deliveryLease: duration('RELAY_DELIVERY_LEASE', get('RELAY_DELIVERY_LEASE') ?? '60s', 1000, 3_600_000),
     twilio: sid && authToken && from ? { accountSid: sid, authToken, from } : undefined,
     twilioApiBaseUrl: httpUrl('TWILIO_API_BASE_URL', get('TWILIO_API_BASE_URL')),
     smsNudgeInterval: duration('RELAY_SMS_NUDGE_INTERVAL', get('RELAY_SMS_NUDGE_INTERVAL') ?? '5m', 0),
@@ -222,7 +254,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
     slackApiUrl: httpUrl('SLACK_API_URL', get('SLACK_API_URL')),
     slackSyncInterval: duration('RELAY_SLACK_SYNC_INTERVAL', get('RELAY_SLACK_SYNC_INTERVAL') ?? '60s', 100, MAX_TIMER_MS),
     slackArchiveOnClose: field('RELAY_SLACK_ARCHIVE_ON_CLOSE', bool, get('RELAY_SLACK_ARCHIVE_ON_CLOSE') ?? 'true', 'true or false'),
-    smtpAllowInsecureAuth: field('RELAY_SMTP_ALLOW_INSECURE_AUTH', bool, get('RELAY_SMTP_ALLOW_INSECURE_AUTH') ?? 'false', 'true or false'),
+    smtpAllowInsecureAuth,
     logLevel: field('RELAY_LOG_LEVEL', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), get('RELAY_LOG_LEVEL') ?? 'info', 'one of fatal, error, warn, info, debug, trace, silent'),
   };
 }

@@ -16,7 +16,14 @@ export type RuleId =
   | 'incident-open'
   | 'sms'
   | 'chat'
-  | 'codename';
+  | 'codename'
+  // Second wave (SPEC §8): fixed names the CLI, console and routes share.
+  | 'security-team'
+  | 'approval'
+  | 'statement'
+  | 'internal-source'
+  // An announcement's audience: inside or outside the company by its kind, within the size limit.
+  | 'audience';
 
 interface CodeSpec {
   /** HTTP status for the JSON API. */
@@ -39,10 +46,15 @@ export const ERROR_CODES = {
   missing_public_key: { http: 422, smtp: '550 5.7.1' },
   unusable_public_key: { http: 422, smtp: '550 5.7.1' },
   sms_content_blocked: { http: 422, smtp: '550 5.7.1' },
+  statement_rejected: { http: 422, smtp: '550 5.7.1' },
+  incident_details_exposed: { http: 422, smtp: '550 5.7.1' },
+  audience_invalid: { http: 422, smtp: '550 5.7.1' },
+  audience_too_large: { http: 422, smtp: '550 5.7.1' },
   payload_too_large: { http: 413, smtp: '552 5.3.4' },
   // RFC 3463 X.6.0: the content cannot be read as MIME. Permanent, so clients do not resend it.
   message_unparsable: { http: 400, smtp: '550 5.6.0' },
   rate_limited: { http: 429, smtp: '451 4.3.0' },
+  idempotency_key_reused: { http: 422, smtp: '550 5.7.1' },
   unavailable: { http: 503, smtp: '451 4.3.0' },
   internal: { http: 500, smtp: '451 4.3.0' },
 } as const satisfies Record<string, CodeSpec>;
@@ -101,6 +113,19 @@ export function isRelayError(err: unknown): err is RelayError {
 
 // SQLite result codes that mean "the store cannot take writes right now".
 const STORE_UNAVAILABLE = /^SQLITE_(FULL|READONLY|IOERR|BUSY|LOCKED|CANTOPEN|NOMEM)/;
+// PostgreSQL SQLSTATEs of the same kind (connection exceptions 08, insufficient
+// resources 53, operator intervention 57, read-only transaction 25006,
+// serialization and deadlock 40001/40P01), and the network errors of a server
+// that is down or unreachable.
+const PG_UNAVAILABLE = /^(08...|53...|57P0[1-4]|25006|40001|40P01)$/;
+const NETWORK_DOWN = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+
+/** True when `err` says the store (SQLite file or PostgreSQL server) cannot take work right now. */
+export function isStoreUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return /Connection terminated|connection timeout/i.test((err as Error | null)?.message ?? '');
+  return STORE_UNAVAILABLE.test(code) || PG_UNAVAILABLE.test(code) || NETWORK_DOWN.has(code);
+}
 
 /**
  * The RelayError a thrown value stands for, if any: RelayErrors as they are,
@@ -109,8 +134,7 @@ const STORE_UNAVAILABLE = /^SQLITE_(FULL|READONLY|IOERR|BUSY|LOCKED|CANTOPEN|NOM
  */
 export function asRelayError(err: unknown): RelayError | undefined {
   if (err instanceof RelayError) return err;
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && STORE_UNAVAILABLE.test(code)) {
+  if (isStoreUnavailable(err)) {
     return new RelayError('unavailable', 'The relay cannot store messages right now, so it accepted nothing; try again shortly.', { retryAfter: 30, cause: err });
   }
   return undefined;

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { isValidCodename } from './codename/generate.js';
 import { RelayError } from './errors.js';
+import { parsePhraseList, type CompiledPhrase } from './policy/phrases.js';
 
 /** The names of the templates the relay ships. */
 export type TemplateName = 'sms-nudge' | 'slack-topic' | 'slack-welcome';
@@ -52,4 +53,27 @@ export function renderTemplate(text: string, vars: { codename: string }): string
     throw new RelayError('internal', `Template uses unknown placeholder ${leftover[0]}; only {codename} is supported.`);
   }
   return rendered;
+}
+
+// The forbidden-phrase list of rule `statement`: a fixed name, like the texts above.
+const STATEMENT_PHRASES_FILE = 'statement-phrases.json';
+let statementPhrases: readonly CompiledPhrase[] | undefined;
+
+/**
+ * The forbidden phrases for announcements, read once from
+ * templates/statement-phrases.json and compiled. Throws, naming the file, the
+ * entry and the problem, when the list is unreadable or a pattern is broken:
+ * call it at start so such a list stops the relay instead of checking nothing.
+ */
+export function loadStatementPhrases(): readonly CompiledPhrase[] {
+  if (statementPhrases !== undefined) return statementPhrases;
+  const source = `templates/${STATEMENT_PHRASES_FILE}`;
+  let json: string;
+  try {
+    json = readFileSync(new URL(STATEMENT_PHRASES_FILE, TEMPLATE_DIR), 'utf8');
+  } catch (err) {
+    throw new Error(`${source}: cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)}); it holds the phrases announcements must not use.`);
+  }
+  statementPhrases = Object.freeze(parsePhraseList(json, source));
+  return statementPhrases;
 }

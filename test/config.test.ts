@@ -31,6 +31,7 @@ const DEFAULTS: Array<[keyof RelayConfig, unknown]> = [
   ['keyFile', undefined],
   ['keyPassphrase', undefined],
   ['smtpUpstream', undefined],
+  ['smtpUpstreamAllowInsecure', false],
   ['maxMessageBytes', 26_214_400],
   ['deliveryMaxAge', 24 * 3_600_000],
   ['twilio', undefined],
@@ -73,6 +74,15 @@ const VALID: Array<[string, Record<string, string>, Partial<RelayConfig>]> = [
   ['smtp upstream', { RELAY_SMTP_UPSTREAM: 'smtps://u:p@mail.corp.example:465' }, { smtpUpstream: 'smtps://u:p@mail.corp.example:465' }],
   ['durations', { RELAY_DELIVERY_MAX_AGE: '2d', RELAY_SMS_NUDGE_INTERVAL: '90s', RELAY_SLACK_SYNC_INTERVAL: '250ms' }, { deliveryMaxAge: 172_800_000, smsNudgeInterval: 90_000, slackSyncInterval: 250 }],
   ['booleans', { RELAY_SLACK_ARCHIVE_ON_CLOSE: 'false', RELAY_SMTP_ALLOW_INSECURE_AUTH: 'true' }, { slackArchiveOnClose: false, smtpAllowInsecureAuth: true }],
+  ['insecure auth on IPv6 loopback', { RELAY_SMTP_HOST: '::1', RELAY_SMTP_ALLOW_INSECURE_AUTH: 'true' }, { smtpHost: '::1', smtpAllowInsecureAuth: true }],
+  ['insecure auth on localhost', { RELAY_SMTP_HOST: 'localhost', RELAY_SMTP_ALLOW_INSECURE_AUTH: 'true' }, { smtpAllowInsecureAuth: true }],
+  ['insecure auth on 127.0.0.2', { RELAY_SMTP_HOST: '127.0.0.2', RELAY_SMTP_ALLOW_INSECURE_AUTH: 'true' }, { smtpAllowInsecureAuth: true }],
+  ['any listener without insecure auth', { RELAY_SMTP_HOST: '0.0.0.0', RELAY_SMTP_ALLOW_INSECURE_AUTH: 'false' }, { smtpHost: '0.0.0.0', smtpAllowInsecureAuth: false }],
+  [
+    'plain SMTP to the upstream allowed',
+    { RELAY_SMTP_UPSTREAM: 'smtp://mail.corp.example:25', RELAY_SMTP_UPSTREAM_ALLOW_INSECURE: 'true' },
+    { smtpUpstream: 'smtp://mail.corp.example:25', smtpUpstreamAllowInsecure: true },
+  ],
   [
     'twilio, all three',
     { TWILIO_ACCOUNT_SID: `AC${'a'.repeat(32)}`, TWILIO_AUTH_TOKEN: 'tok', TWILIO_FROM: '+15555550100' },
@@ -130,6 +140,12 @@ const INVALID: Array<[variable: string, env: Record<string, string>]> = [
   ['RELAY_SLACK_SYNC_INTERVAL', { RELAY_SLACK_SYNC_INTERVAL: '30d' }],
   ['RELAY_SLACK_ARCHIVE_ON_CLOSE', { RELAY_SLACK_ARCHIVE_ON_CLOSE: 'yes' }],
   ['RELAY_SMTP_ALLOW_INSECURE_AUTH', { RELAY_SMTP_ALLOW_INSECURE_AUTH: '1' }],
+  // Tokens in clear over a network: refused at start, not only per connection.
+  ['RELAY_SMTP_ALLOW_INSECURE_AUTH', { RELAY_SMTP_HOST: '0.0.0.0', RELAY_SMTP_ALLOW_INSECURE_AUTH: 'true' }],
+  ['RELAY_SMTP_ALLOW_INSECURE_AUTH', { RELAY_SMTP_HOST: '::', RELAY_SMTP_ALLOW_INSECURE_AUTH: 'true' }],
+  ['RELAY_SMTP_ALLOW_INSECURE_AUTH', { RELAY_SMTP_HOST: '192.0.2.2', RELAY_SMTP_ALLOW_INSECURE_AUTH: 'true' }],
+  ['RELAY_SMTP_ALLOW_INSECURE_AUTH', { RELAY_SMTP_HOST: 'relay.corp.example', RELAY_SMTP_ALLOW_INSECURE_AUTH: 'true' }],
+  ['RELAY_SMTP_UPSTREAM_ALLOW_INSECURE', { RELAY_SMTP_UPSTREAM_ALLOW_INSECURE: 'yes' }],
   ['RELAY_MAX_MESSAGE_BYTES', { RELAY_MAX_MESSAGE_BYTES: '100' }],
   ['RELAY_MAX_MESSAGE_BYTES', { RELAY_MAX_MESSAGE_BYTES: '2e6' }],
   ['RELAY_MAX_MESSAGE_BYTES', { RELAY_MAX_MESSAGE_BYTES: '2GB' }],
@@ -155,6 +171,12 @@ describe('loadConfig refuses bad values, naming the variable', () => {
     expect(error.variable).toBe(variable);
     expect(error.message.startsWith(`${variable}: `)).toBe(true);
     for (const secret of SECRET_VALUES) expect(error.message).not.toContain(secret);
+  });
+
+  it('says why insecure AUTH is refused off loopback, and what to do', () => {
+    expect(() => loadConfig({ RELAY_SMTP_HOST: '0.0.0.0', RELAY_SMTP_ALLOW_INSECURE_AUTH: 'true' })).toThrow(
+      'RELAY_SMTP_ALLOW_INSECURE_AUTH: true only with a loopback RELAY_SMTP_HOST (127.0.0.1, ::1 or localhost; got "0.0.0.0"): clients on the network must use STARTTLS. Unset it, or listen on loopback for local testing',
+    );
   });
 
   it('reads only RELAY_ names it knows; other prefixes are left to other software', () => {

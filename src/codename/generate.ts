@@ -17,6 +17,27 @@ export function isValidCodename(s: string): boolean {
   return typeof s === 'string' && /^[a-z0-9][a-z0-9-]{2,79}$/.test(s);
 }
 
+const ADJECTIVE_SET: ReadonlySet<string> = new Set(ADJECTIVES);
+const NOUN_SET: ReadonlySet<string> = new Set(NOUNS);
+// The suffix generateCodename appends: 2..MAX_SUFFIX in plain decimal, no leading zero.
+const SUFFIX = /^[1-9][0-9]{0,4}$/;
+
+/**
+ * True only for a codename the generator could have made: `adjective-noun` or
+ * `adjective-noun-N` (N from 2 to 10000) with both words from the relay's lists.
+ * A chosen codename must pass this, so nobody can name an incident (and its
+ * Slack channel) `customer-db-breach` (rule `codename`).
+ */
+export function isListedCodename(c: string): boolean {
+  if (typeof c !== 'string' || c.length > 80) return false;
+  const parts = c.split('-');
+  if (parts.length !== 2 && parts.length !== 3) return false;
+  const [adjective, noun, suffix] = parts as [string, string, string | undefined];
+  if (!ADJECTIVE_SET.has(adjective) || !NOUN_SET.has(noun)) return false;
+  if (suffix === undefined) return true;
+  return SUFFIX.test(suffix) && Number(suffix) >= 2 && Number(suffix) <= MAX_SUFFIX;
+}
+
 /** A crypto-random `adjective-noun` not yet taken, suffixed `-2`, `-3`… once random picks keep colliding. */
 export function generateCodename(isTaken: (c: string) => boolean, random: (n: number) => number = randomInt): string {
   const pick = (words: readonly string[]): string => {

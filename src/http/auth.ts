@@ -6,10 +6,10 @@ import type { Caller } from '../services/incidents.js';
 
 /** Checks `Authorization: Bearer <token>` and records the caller in res.locals. */
 export function authenticate(ctx: RelayContext): RequestHandler {
-  return (req, res, next) => {
+  return async (req, res, next) => {
     const header = req.get('authorization') ?? '';
     const match = /^Bearer ([\x21-\x7e]{1,200})$/.exec(header);
-    const record = match ? ctx.store.tokens.verify(match[1]!) : undefined;
+    const record = match ? await ctx.store.tokens.verify(match[1]!) : undefined;
     if (!record) {
       res.setHeader('WWW-Authenticate', 'Bearer realm="incident-relay"');
       throw new RelayError('unauthenticated', match ? 'The token is unknown or revoked; ask an admin for a new one.' : 'Send Authorization: Bearer <token>.');

@@ -90,6 +90,36 @@ export function composeProtectedPart(m: MessageContent): Buffer {
 /** Wrap one ASCII-armored OpenPGP message (text, or its bytes) in an RFC 3156 multipart/encrypted message. */
 export function composeEncryptedEnvelope(m: EnvelopeHeaders, armoredMessage: string | Uint8Array): Buffer {
   const armored = byteSlot(armoredBytes(armoredMessage));
+  return finish(encryptedEnvelope(m, armored.token, armored.bytes));
+}
+
+/** The bytes of an RFC 3156 message before and after its armored OpenPGP message; the same for every copy of one message. */
+export interface EnvelopeParts {
+  head: Buffer;
+  tail: Buffer;
+}
+
+/**
+ * composeEncryptedEnvelope without the armor: the bytes that go before and
+ * after it, so a copy can be written as head, armor, tail without the armor
+ * ever being one buffer. For armor written by src/pgp/armor.ts only: the MIME
+ * boundary is not checked against it, which is safe because that armor holds
+ * base64 and BEGIN/END lines alone, and every boundary contains `_`.
+ */
+export function composeEncryptedEnvelopeParts(m: EnvelopeHeaders): EnvelopeParts {
+  const token = `\x00${randomBytes(8).toString('hex')}\x00`;
+  const text = finishText(encryptedEnvelope(m, token));
+  const at = text.indexOf(token);
+  const head = text.slice(0, at);
+  const tail = text.slice(at + token.length);
+  if (at < 0 || head.includes('\x00') || tail.includes('\x00')) {
+    throw new RelayError('internal', 'Composed message has a misplaced body; this is a relay bug, report it.');
+  }
+  return { head: Buffer.from(head, 'ascii'), tail: Buffer.from(tail, 'ascii') };
+}
+
+/** The multipart/encrypted entity with `armorToken` where the armored message goes. */
+function encryptedEnvelope(m: EnvelopeHeaders, armorToken: string, armorBytes?: Map<string, Buffer>): Part {
   // RFC 3156 §4: part 1 identifies the version, part 2 holds the OpenPGP message.
   const version: Part = {
     headers: ['Content-Type: application/pgp-encrypted', 'Content-Description: PGP/MIME version identification'],
@@ -101,8 +131,8 @@ export function composeEncryptedEnvelope(m: EnvelopeHeaders, armoredMessage: str
       'Content-Description: OpenPGP encrypted message',
       'Content-Disposition: inline; filename="encrypted.asc"',
     ],
-    body: armored.token + CRLF,
-    bytes: armored.bytes,
+    body: armorToken + CRLF,
+    ...(armorBytes ? { bytes: armorBytes } : {}),
   };
   const envelope = multipart(
     'encrypted',
@@ -110,11 +140,25 @@ export function composeEncryptedEnvelope(m: EnvelopeHeaders, armoredMessage: str
     'protocol="application/pgp-encrypted"; ',
     'This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)',
   );
-  return finish({
-    headers: [...messageHeaders(m), 'MIME-Version: 1.0', ...envelope.headers],
+  return {
+    headers: [...messageHeaders(outerAddresses(m)), 'MIME-Version: 1.0', ...envelope.headers],
     body: envelope.body,
-    bytes: envelope.bytes,
-  });
+    ...(envelope.bytes ? { bytes: envelope.bytes } : {}),
+  };
+}
+
+/**
+ * The outer headers of encrypted mail name bare addresses: display names are
+ * free text (roster names typed by whoever filled the roster) and stay inside
+ * the encryption, in the protected headers. They are still checked here, as
+ * every header-bound value is, since the protected part carries them.
+ */
+function outerAddresses(m: EnvelopeHeaders): EnvelopeHeaders {
+  const bare = (a: Address, field: string): Address => {
+    if (a.name !== undefined) assertHeaderSafe(a.name, `${field}.name`);
+    return { address: a.address };
+  };
+  return { ...m, from: bare(m.from, 'from'), to: m.to.map((a, i) => bare(a, `to[${i}]`)), cc: m.cc.map((a, i) => bare(a, `cc[${i}]`)) };
 }
 
 // ---------------------------------------------------------------- headers
@@ -600,11 +644,16 @@ function render(p: Part): string {
 
 /** Render a top-level entity and check the invariants every output must hold. */
 function finish(p: Part): Buffer {
+  return splice(finishText(p), p.bytes ?? new Map());
+}
+
+/** The rendered text of a top-level entity, byte slots still as tokens, checked to be 7-bit CRLF. */
+function finishText(p: Part): string {
   let out = render(p);
   if (!out.endsWith(CRLF)) out += CRLF;
   // Everything above is encoded to 7-bit and CRLF; a violation here is a bug, so fail closed.
   if (/[^\x00-\x7f]/.test(out) || /\r(?!\n)|(?<!\r)\n/.test(out)) {
     throw new RelayError('internal', 'Composed message is not 7-bit CRLF text; this is a relay bug, report it.');
   }
-  return splice(out, p.bytes ?? new Map());
+  return out;
 }

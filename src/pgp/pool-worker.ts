@@ -1,11 +1,11 @@
 /**
  * One encryption worker thread of src/pgp/pool.ts. It holds the relay signing
  * key and a cache of parsed recipient keys, and runs the very same
- * signAndEncrypt as the main thread, so the bytes format cannot drift.
+ * sealPayload as the main thread, so the bytes format cannot drift.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as openpgp from 'openpgp';
-import { signAndEncryptForMime } from './encrypt.js';
+import { sealPayload } from './encrypt.js';
 import type { PoolReply, PoolRequest, PoolWorkerData } from './pool.js';
 
 if (!parentPort) throw new Error('pool-worker.ts runs only as a worker thread of src/pgp/pool.ts');
@@ -42,17 +42,24 @@ port.on('message', (request: PoolRequest) => {
   void (async (): Promise<void> => {
     let reply: PoolReply;
     try {
-      const options = { encryptionKeys: await Promise.all(recipients), signingKey: await signingKey, date: new Date(request.date) };
-      // A large armor goes back as CRLF bytes whose memory is moved, not as a
-      // string the main thread would copy and convert again (BENCHMARKS.md).
-      const armored = await signAndEncryptForMime(request.payload, options);
-      reply = { id: request.id, armored };
+      const keys = await Promise.all(recipients);
+      const copies = request.copies.map((indexes) =>
+        indexes.map((i) => {
+          const key = keys[i];
+          if (key === undefined) throw new Error(`encryption worker: copy names key ${i}, which the request does not carry`);
+          return key;
+        }),
+      );
+      const sealed = await sealPayload(request.payload, { copies, signingKey: await signingKey, date: new Date(request.date) });
+      reply = { id: request.id, sealed };
     } catch (err) {
       // The message only: stacks and key material stay in this thread.
       reply = { id: request.id, error: err instanceof Error ? err.message : String(err) };
     }
-    const bytes = 'armored' in reply && typeof reply.armored !== 'string' ? reply.armored : undefined;
-    const movable = bytes !== undefined && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer;
-    port.postMessage(reply, movable ? [bytes.buffer as ArrayBuffer] : []);
+    // The shared payload's memory is moved, not copied (a 25 MB attachment
+    // encrypts to 34 MB); the key packets are small and copied.
+    const shared = 'sealed' in reply ? reply.sealed.shared : undefined;
+    const movable = shared !== undefined && shared.byteOffset === 0 && shared.byteLength === shared.buffer.byteLength && shared.buffer instanceof ArrayBuffer;
+    port.postMessage(reply, movable ? [shared.buffer as ArrayBuffer] : []);
   })();
 });

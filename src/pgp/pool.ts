@@ -17,6 +17,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { PrivateKey, PublicKey } from 'openpgp';
 import { RelayError } from '../errors.js';
+import type { SealedParts } from './encrypt.js';
 import type { Encryptor } from './pgp-mime.js';
 
 /** A recipient key as sent to a worker: the binary key only the first time that worker sees `ref`. */
@@ -29,7 +30,10 @@ export interface PoolKeyRef {
 export interface PoolRequest {
   id: number;
   payload: Uint8Array;
+  /** Every distinct key of the message, each once. */
   keys: PoolKeyRef[];
+  /** Per copy, indexes into `keys`. */
+  copies: number[][];
   /** Epoch ms: the signature time and the time keys must be valid at. */
   date: number;
   /** Drop every cached key first (the main thread's record of what the worker holds was reset). */
@@ -37,7 +41,7 @@ export interface PoolRequest {
 }
 
 /** Worker to main thread. */
-export type PoolReply = { id: number; armored: string | Uint8Array } | { id: number; error: string };
+export type PoolReply = { id: number; sealed: SealedParts } | { id: number; error: string };
 
 /** What each worker starts with. */
 export interface PoolWorkerData {
@@ -60,7 +64,7 @@ export interface EncryptionPoolOptions {
 }
 
 interface Task {
-  resolve: (armored: string | Uint8Array) => void;
+  resolve: (sealed: SealedParts) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
   /** Keys whose binary this task carried: forgotten again if the task fails. */
@@ -166,11 +170,16 @@ export class EncryptionPool implements Encryptor {
     for (const slot of this.slots) if (!slot.worker && !this.closed) this.spawn(slot);
   }
 
-  /** Signs and encrypts in the least busy worker. Rejects (never falls back to plaintext) when the worker fails. */
-  signAndEncrypt(payload: Uint8Array, encryptionKeys: PublicKey[], date: Date): Promise<string | Uint8Array> {
+  /**
+   * Signs and encrypts once in the least busy worker, and wraps the session
+   * key for each copy there too (about 1 ms per X25519 key: 100 Bcc copies
+   * would hold the event loop for 100 ms). Rejects (never falls back to
+   * plaintext) when the worker fails.
+   */
+  seal(payload: Uint8Array, copies: PublicKey[][], date: Date): Promise<SealedParts> {
     if (this.closed) return Promise.reject(lostError('the encryption pool is shut down'));
-    if (encryptionKeys.length === 0) {
-      // Same refusal as signAndEncrypt, before any thread is involved.
+    if (copies.length === 0 || copies.some((keys) => keys.length === 0)) {
+      // Same refusal as sealPayload, before any thread is involved.
       return Promise.reject(new Error('signAndEncrypt: no encryption keys; refusing to produce an unencrypted message'));
     }
     const slot = this.slots.reduce((best, s) => (s.tasks.size < best.tasks.size ? s : best));
@@ -180,12 +189,25 @@ export class EncryptionPool implements Encryptor {
     } catch (err) {
       return Promise.reject(lostError(`no encryption worker could start: ${err instanceof Error ? err.message : String(err)}`));
     }
-    if (slot.known.size + encryptionKeys.length > this.maxCachedKeys) {
+    // Each distinct key travels once; copies name keys by index.
+    const index = new Map<PublicKey, number>();
+    const distinct: PublicKey[] = [];
+    const copyIndexes = copies.map((keys) =>
+      keys.map((key) => {
+        let i = index.get(key);
+        if (i === undefined) {
+          i = distinct.push(key) - 1;
+          index.set(key, i);
+        }
+        return i;
+      }),
+    );
+    if (slot.known.size + distinct.length > this.maxCachedKeys) {
       slot.known.clear();
       slot.forgetNext = true;
     }
     const sent: string[] = [];
-    const keys = encryptionKeys.map((key): PoolKeyRef => {
+    const keys = distinct.map((key): PoolKeyRef => {
       const form = keyForm(key);
       if (slot.known.has(form.ref)) return { ref: form.ref };
       slot.known.add(form.ref);
@@ -193,9 +215,9 @@ export class EncryptionPool implements Encryptor {
       return { ref: form.ref, binary: form.binary };
     });
     const id = this.nextId++;
-    const request: PoolRequest = { id, payload, keys, date: date.getTime(), ...(slot.forgetNext ? { forget: true } : {}) };
+    const request: PoolRequest = { id, payload, keys, copies: copyIndexes, date: date.getTime(), ...(slot.forgetNext ? { forget: true } : {}) };
     slot.forgetNext = false;
-    return new Promise<string | Uint8Array>((resolve, reject) => {
+    return new Promise<SealedParts>((resolve, reject) => {
       // Settle through the task record, not the executor's own reject: close()
       // wraps the record's callbacks to learn when each task ends.
       const fail = (error: Error): void => {
@@ -280,8 +302,8 @@ export class EncryptionPool implements Encryptor {
       void retired.terminate();
       if (!this.closed) this.spawn(slot);
     }
-    if ('armored' in reply) {
-      task.resolve(reply.armored);
+    if ('sealed' in reply) {
+      task.resolve(reply.sealed);
       return;
     }
     // The worker may not hold what this task carried; send it again next time.

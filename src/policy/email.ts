@@ -4,9 +4,28 @@
  */
 import { RelayError } from '../errors.js';
 import { fail, pass, skip, type Decision, type RuleOutcome } from './decision.js';
+import { foldForMatching, words } from './normalise.js';
+import { findTerms, termOf, type Term } from './terms.js';
 
 /** What the key lookup found for an address, checked at the decision's time. */
 export type KeyState = { state: 'usable' } | { state: 'missing' } | { state: 'unusable'; reason: string };
+
+/** A value the composer will write where mail servers can read it, and the request field it came from. */
+export interface HeaderValue {
+  /** e.g. `to[0].name`, `attachments[1].filename`, `subject`. */
+  field: string;
+  value: string;
+}
+
+/** What rule `codename` looks at: where each value ends up, and what must not be in any. */
+export interface HeaderExposure {
+  /** Display names: in the From/To/Cc headers of every copy, the outer headers of encrypted mail included. */
+  always: readonly HeaderValue[];
+  /** The topic (subject) and attachment file names: readable on the way only when the message goes plain. */
+  whenPlain: readonly HeaderValue[];
+  /** The incident's private terms: its label (issue 12). */
+  forbiddenTerms: readonly string[];
+}
 
 export interface EmailPolicyInput {
   /** The authenticated responder. */
@@ -27,6 +46,11 @@ export interface EmailPolicyInput {
   encryptMode: 'external' | 'always';
   /** Key states for every recipient and the sender, checked by the caller at the decision's time. Absent means missing. */
   keys: ReadonlyMap<string, KeyState>;
+  /**
+   * Rule `codename`. Absent until the pipeline supplies it: the rule is then
+   * `skip`, never a `pass` it did not check.
+   */
+  exposure?: HeaderExposure;
 }
 
 export interface EmailPlan {
@@ -64,7 +88,12 @@ export function decideEmail(input: EmailPolicyInput): Decision<EmailPlan> {
   };
 
   rules.push(pass('subject', input.hasSubject ? 'Subject fixed to Attorney Work Project; the sender\'s subject moved to the Topic line' : 'Subject fixed to Attorney Work Project'));
-  rules.push(pass('codename', 'no incident details in headers: the subject is fixed'));
+  const externalRecipient = everyone.some((a) => !input.isInternal(a));
+  const encryptReason: EmailPlan['encryptReason'] = externalRecipient ? 'external-recipient' : input.chainExternal ? 'external-chain' : input.encryptMode === 'always' ? 'always' : null;
+  const encrypt = encryptReason !== null;
+
+  const codename = checkExposure(input.exposure, encrypt);
+  rules.push(codename.outcome);
 
   if (input.incidentStatus === 'open') rules.push(pass('incident-open', 'incident is open'));
   else {
@@ -95,9 +124,6 @@ export function decideEmail(input: EmailPolicyInput): Decision<EmailPlan> {
     );
   }
 
-  const externalRecipient = everyone.some((a) => !input.isInternal(a));
-  const encryptReason: EmailPlan['encryptReason'] = externalRecipient ? 'external-recipient' : input.chainExternal ? 'external-chain' : input.encryptMode === 'always' ? 'always' : null;
-  const encrypt = encryptReason !== null;
   if (!encrypt) rules.push(skip('encryption', 'all recipients internal, chain internal, RELAY_ENCRYPT=external'));
   else {
     const missing = everyone.filter((a) => (input.keys.get(a)?.state ?? 'missing') === 'missing');
@@ -126,6 +152,9 @@ export function decideEmail(input: EmailPolicyInput): Decision<EmailPlan> {
     }
   }
 
+  // After the others: a closed incident, an outsider or a missing key is what to fix first.
+  if (codename.error) refuse(codename.error);
+
   rules.push(bcc.length > 0 ? pass('bcc', `${bcc.length} Bcc recipient(s): no header, ${encrypt ? 'one copy each, encrypted to their key only' : 'envelope only'}`) : skip('bcc', 'no Bcc recipients'));
 
   if (error) return { outcome: 'refuse', rules, error };
@@ -142,5 +171,32 @@ export function decideEmail(input: EmailPolicyInput): Decision<EmailPlan> {
       visibleKeyHolders: encrypt ? unique([...to, ...cc, ...(senderKeyUsable ? [input.sender] : [])]) : [],
       chainExternal: externalRecipient || input.chainExternal,
     },
+  };
+}
+
+/**
+ * Rule `codename` for one email: the subject is fixed and addresses and
+ * Message-IDs are validated, so what could carry the incident's nature into a
+ * header is free text: display names (in every copy's headers, outer ones
+ * included), and, when the message goes plain, the topic and file names.
+ */
+function checkExposure(exposure: HeaderExposure | undefined, encrypt: boolean): { outcome: RuleOutcome; error?: RelayError } {
+  if (exposure === undefined) return { outcome: skip('codename', 'header-bound values not supplied to the policy') };
+  const exposed = encrypt ? exposure.always : [...exposure.always, ...exposure.whenPlain];
+  const terms = exposure.forbiddenTerms.flatMap((t): Term[] => {
+    const term = termOf('private', t);
+    return term ? [term] : [];
+  });
+  if (terms.length === 0) return { outcome: pass('codename', `no private label set: nothing to look for in ${exposed.length} header-bound value(s)`) };
+  const fields = exposed.filter((v) => findTerms(words(foldForMatching(v.value)), terms).length > 0).map((v) => v.field);
+  const where = `${exposed.length} header-bound value(s)${encrypt ? ' (topic and file names are inside the encryption)' : ''}`;
+  if (fields.length === 0) return { outcome: pass('codename', `the private label appears in none of ${where}`) };
+  return {
+    outcome: fail('codename', `the private label appears in ${fields.length} of ${where}: ${fields.join(', ')}`),
+    error: new RelayError(
+      'incident_details_exposed',
+      `The incident's private label appears in ${fields.join(', ')}, which every mail server on the way can read${encrypt ? ' even though the message is encrypted' : ''}. Nothing was sent; reword ${fields.length === 1 ? 'it' : 'them'} so only the codename names the incident.`,
+      { rule: 'codename', details: { fields } },
+    ),
   };
 }

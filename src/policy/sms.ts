@@ -73,6 +73,9 @@ export function isPermittedSmsBody(body: string | undefined, nudge: string): boo
   return body === undefined || body === nudge;
 }
 
+// A template placeholder, as renderTemplate (src/templates.ts) would fill it.
+const PLACEHOLDER = /\{[A-Za-z_][A-Za-z0-9_]*\}/;
+
 // Something a client may have meant as a phone number: digits with the usual separators.
 const PHONE_LIKE = /^\+?[\d\s().\-/]{5,}$/;
 
@@ -84,7 +87,20 @@ export function decideSms(input: SmsPolicyInput): Decision<SmsPlan> {
     error ??= e;
   };
 
-  rules.push(pass('codename', 'the nudge is fixed text: no codename, no incident detail'));
+  // Only the nudge is ever sent, and it is sent as the file holds it: nothing
+  // from the incident reaches an SMS unless the template asks for it. So the
+  // rule checks the template: a placeholder there ({codename}, {label}) is a
+  // slot for incident detail, refused before anything is queued.
+  const slot = PLACEHOLDER.exec(input.nudge);
+  if (slot === null) rules.push(pass('codename', 'the nudge has no placeholder: nothing from the incident is filled in'));
+  else {
+    rules.push(fail('codename', `the nudge template holds the placeholder ${slot[0]}`));
+    refuse(
+      new RelayError('incident_details_exposed', `templates/sms-nudge.txt holds the placeholder ${slot[0]}; SMS never carries anything about the incident. Nothing was sent; ask an admin to restore the fixed nudge "Please join Slack ASAP."`, {
+        rule: 'codename',
+      }),
+    );
+  }
 
   if (input.incidentStatus === 'open') rules.push(pass('incident-open', 'incident is open'));
   else {

@@ -9,12 +9,13 @@ import type { RelayContext } from '../context.js';
 import { RelayError, asRelayError, invalid } from '../errors.js';
 import type { Attachment, MessageContent } from '../mime/compose.js';
 import { composePlain } from '../mime/compose.js';
-import { composeEncrypted, inThreadEncryptor } from '../pgp/pgp-mime.js';
+import { composeSealed, inThreadEncryptor, renderCopy } from '../pgp/pgp-mime.js';
 import { createDomainMatcher } from '../policy/domains.js';
 import { decideEmail, type EmailPlan } from '../policy/email.js';
+import type { Repositories } from '../store/index.js';
 import type { Incident } from '../store/incidents.js';
-import type { NewDelivery } from '../store/outbox.js';
-import { replayAnswer } from './idempotency.js';
+import { normaliseMessageId, type NewDelivery } from '../store/outbox.js';
+import { rememberAnswer, replayAnswer, requestFingerprint, type IdempotencyUse } from './idempotency.js';
 import type { Caller } from './incidents.js';
 
 /** At most this many distinct recipients per message (To, Cc and Bcc together). */
@@ -33,6 +34,8 @@ export interface EmailSubmission {
   attachments: Attachment[];
   /** SMTP: the MAIL FROM and From: addresses the client claimed. */
   claimedSenders?: string[];
+  /** SMTP: the client's own Message-ID, kept as an alias of the relay's so replies from a Sent folder stay in the thread. */
+  clientMessageId?: string | undefined;
 }
 
 /** The 202 answer of SPEC §4. */
@@ -61,14 +64,15 @@ export function contentBytes(message: Pick<EmailSubmission, 'text' | 'html' | 's
 }
 
 /** The refusal due when the incident closed or someone left the roster after the decision; undefined when nothing changed. */
-function changedSinceDecision(ctx: RelayContext, incidentId: string, sender: string, recipients: readonly string[]): RelayError | undefined {
-  if (ctx.store.incidents.byId(incidentId)?.status !== 'open') {
+async function changedSinceDecision(tx: Repositories, incidentId: string, sender: string, recipients: readonly string[]): Promise<RelayError | undefined> {
+  if ((await tx.incidents.byId(incidentId))?.status !== 'open') {
     return new RelayError('incident_closed', 'This incident was closed while the message was being prepared; nothing was sent.', { rule: 'incident-open' });
   }
-  if (!ctx.store.incidents.activeMember(incidentId, sender)) {
+  if (!(await tx.incidents.activeMember(incidentId, sender))) {
     return new RelayError('forbidden', 'You were removed from this incident\'s roster; nothing was sent.', { rule: 'roster' });
   }
-  const gone = recipients.filter((r) => !ctx.store.incidents.activeMember(incidentId, r));
+  const active = new Set((await tx.incidents.roster(incidentId)).map((m) => m.email));
+  const gone = recipients.filter((r) => !active.has(r));
   if (gone.length === 0) return undefined;
   return new RelayError('recipient_not_on_roster', `Removed from the roster while the message was being prepared: ${gone.join(', ')}. Nothing was sent to anyone.`, {
     rule: 'roster',
@@ -78,21 +82,70 @@ function changedSinceDecision(ctx: RelayContext, incidentId: string, sender: str
 
 // One matcher per configured domain list, built once (STYLE: matchers are built when loaded).
 const domainMatchers = new WeakMap<readonly string[], (address: string) => boolean>();
-function internalMatcher(domains: readonly string[]): (address: string) => boolean {
+/** The internal-domain predicate of this configuration (SPEC §2). */
+export function internalMatcher(domains: readonly string[]): (address: string) => boolean {
   let matcher = domainMatchers.get(domains);
   if (!matcher) domainMatchers.set(domains, (matcher = createDomainMatcher(domains)));
   return matcher;
+}
+
+/** What the store knows about a reply's chain, as the policy needs it. */
+export interface ChainFacts {
+  /** True when any message of the chain had an external sender or recipient, or a reference is not known to be internal. */
+  external: boolean;
+  /** Why, for the audit log: which references made it external. */
+  reasons: string[];
+}
+
+/**
+ * Whether the thread a reply belongs to ever touched the outside (rule
+ * `encryption`). Fail closed: a reference the relay did not issue (or receive
+ * as a client's own Message-ID) counts as external unless its domain part is
+ * internal; a known message counts when its own chain was external or its
+ * sender is outside the company (counsel sending through the relay).
+ */
+export async function chainFacts(repos: Pick<Repositories, 'outbox'>, references: readonly string[], isInternal: (address: string) => boolean): Promise<ChainFacts> {
+  if (references.length === 0) return { external: false, reasons: [] };
+  const known = await repos.outbox.chainMessages(references);
+  const byReference = new Map(known.map((m) => [m.reference, m]));
+  const reasons: string[] = [];
+  for (const reference of new Set(references.map(normaliseMessageId))) {
+    const message = byReference.get(reference);
+    if (message === undefined) {
+      // `<left@right>`: right is the domain the Message-ID claims to come from.
+      const domain = reference.slice(reference.lastIndexOf('@') + 1, -1);
+      if (!isInternal(`x@${domain}`)) reasons.push('unknown-reference');
+    } else if (message.chainExternal) reasons.push('external-chain');
+    else if (!isInternal(message.sender)) reasons.push('external-sender');
+  }
+  return { external: reasons.length > 0, reasons: [...new Set(reasons)] };
+}
+
+/** The idempotency fingerprint of an email: what was asked, attachments by hash. */
+function emailFingerprint(route: string, message: EmailSubmission): string {
+  return requestFingerprint(route, {
+    to: message.to,
+    cc: message.cc,
+    bcc: message.bcc,
+    subject: message.subject ?? null,
+    text: message.text,
+    html: message.html ?? null,
+    inReplyTo: message.inReplyTo ?? null,
+    references: message.references ?? [],
+    attachments: message.attachments.map((a) => ({ filename: a.filename, contentType: a.contentType, sha256: requestFingerprint('', a.content.toString('base64')) })),
+  });
 }
 
 /** Runs one email through policy, composition and the outbox; resolves once it is durably queued. */
 export async function submitEmail(ctx: RelayContext, caller: Caller, incident: Incident, message: EmailSubmission, options: SubmitOptions): Promise<EmailAccepted> {
   const started = process.hrtime.bigint();
   const route = `email:${incident.id}`;
-  if (options.idempotencyKey) {
-    const earlier = replayAnswer<EmailAccepted>(ctx, caller, options.idempotencyKey, route);
+  const idempotency: IdempotencyUse | undefined = options.idempotencyKey ? { key: options.idempotencyKey, route, fingerprint: emailFingerprint(route, message) } : undefined;
+  if (idempotency) {
+    const earlier = await replayAnswer<EmailAccepted>(ctx.store, caller, idempotency, ctx.now());
     if (earlier) return earlier;
   }
-  ctx.sendLimiter.take(caller.tokenId, ctx.now());
+  await ctx.sendLimiter.take(caller.tokenId, ctx.now());
   const recipientCount = new Set([...message.to, ...message.cc, ...message.bcc]).size;
   if (message.to.length === 0) throw invalid('Name at least one recipient in "to".');
   if (recipientCount > MAX_RECIPIENTS) throw invalid(`At most ${MAX_RECIPIENTS} recipients per message; this one has ${recipientCount}.`);
@@ -102,8 +155,10 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
   }
 
   const now = ctx.now();
-  const roster = ctx.store.incidents.roster(incident.id);
+  const roster = await ctx.store.incidents.roster(incident.id);
   const everyone = [...new Set([...message.to, ...message.cc, ...message.bcc, caller.email])];
+  const isInternal = internalMatcher(ctx.config.internalDomains);
+  const chain = await chainFacts(ctx.store, [...(message.inReplyTo ? [message.inReplyTo] : []), ...(message.references ?? [])], isInternal);
   const decision = decideEmail({
     sender: caller.email,
     claimedSenders: message.claimedSenders ?? [],
@@ -113,8 +168,10 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
     cc: message.cc,
     bcc: message.bcc,
     hasSubject: (message.subject ?? '') !== '',
-    chainExternal: ctx.store.outbox.chainIsExternal([...(message.inReplyTo ? [message.inReplyTo] : []), ...(message.references ?? [])]),
-    isInternal: internalMatcher(ctx.config.internalDomains),
+    // The sender counts as a contact of the thread: counsel writing through the
+    // relay makes this message, and every reply to it, external.
+    chainExternal: chain.external || !isInternal(caller.email),
+    isInternal,
     encryptMode: ctx.config.encrypt,
     keys: await ctx.keys.keyStates(everyone, now, incident.id),
   });
@@ -122,9 +179,7 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
   const auditBase = { type: 'email.decision', actor: caller.email, incidentId: incident.id };
   const recipientsOf = { to: [...new Set(message.to)], cc: [...new Set(message.cc)], bcc: [...new Set(message.bcc)] };
   if (decision.outcome === 'refuse') {
-    ctx.store.transaction(() =>
-      ctx.store.audit.append({ ...auditBase, outcome: 'refused', data: { via: options.via, code: decision.error.code, rules: decision.rules, recipients: recipientsOf, bytes: size } }),
-    );
+    await ctx.store.audit.append({ ...auditBase, outcome: 'refused', data: { via: options.via, code: decision.error.code, rules: decision.rules, recipients: recipientsOf, bytes: size } });
     ctx.metrics.decisions.inc({ channel: 'email', outcome: 'refused', code: decision.error.code });
     throw decision.error;
   }
@@ -141,9 +196,11 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
     // the refusal is on the record like any other decision.
     const code = asRelayError(err)?.code ?? 'internal';
     try {
-      ctx.store.transaction(() =>
-        ctx.store.audit.append({ ...auditBase, outcome: code === 'internal' || code === 'unavailable' ? 'failed' : 'refused', data: { via: options.via, code, stage: 'compose', rules: decision.rules, recipients: recipientsOf, bytes: size } }),
-      );
+      await ctx.store.audit.append({
+        ...auditBase,
+        outcome: code === 'internal' || code === 'unavailable' ? 'failed' : 'refused',
+        data: { via: options.via, code, stage: 'compose', rules: decision.rules, recipients: recipientsOf, bytes: size },
+      });
     } catch (auditErr) {
       ctx.logger.error({ err: auditErr }, 'could not audit a refused composition');
     }
@@ -155,31 +212,41 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
   // Grouped with the other accepts of this turn: one fsync for all of them.
   // It resolves only once the COMMIT holding this message is on disk, so the
   // 202/250 still means "committed" (SPEC §6); a failed COMMIT rejects it.
-  const committed = await ctx.store.grouped((): 'queued' | 'raced' | RelayError => {
+  const committed = await ctx.store.grouped(async (tx): Promise<'queued' | 'raced' | RelayError> => {
     // Encryption can take a while: the roster or the incident may have changed
     // since the decision. Check again where it counts, in the commit itself.
-    const changed = changedSinceDecision(ctx, incident.id, caller.email, answer.recipients);
+    const changed = await changedSinceDecision(tx, incident.id, caller.email, answer.recipients);
     if (changed) return changed;
-    if (options.idempotencyKey && !ctx.store.idempotency.put(caller.tokenId, options.idempotencyKey, { route, status: 202, response: answer }, now)) {
+    if (idempotency && !(await rememberAnswer(tx, caller, idempotency, 202, answer, now))) {
       return 'raced'; // another request with this key committed first; queue nothing
     }
-    ctx.store.outbox.insertEmail({ id, incidentId: incident.id, messageId, sender: caller.email, encrypted: plan.encrypt, chainExternal: plan.chainExternal, recipients: answer.recipients, createdAt: now.toISOString() });
-    ctx.store.outbox.enqueue(deliveries, now);
-    ctx.store.audit.append({
+    await tx.outbox.insertEmail({ id, incidentId: incident.id, messageId, sender: caller.email, encrypted: plan.encrypt, chainExternal: plan.chainExternal, recipients: answer.recipients, createdAt: now.toISOString() });
+    if (message.clientMessageId !== undefined) await tx.outbox.addAlias(message.clientMessageId, id);
+    await tx.outbox.enqueue(deliveries, now);
+    await tx.audit.append({
       ...auditBase,
       outcome: 'ok',
-      data: { via: options.via, emailId: id, messageId, encrypted: plan.encrypt, encryptReason: plan.encryptReason, rules: decision.rules, recipients: recipientsOf, copies: deliveries.length, bytes: size },
+      data: {
+        via: options.via,
+        emailId: id,
+        messageId,
+        encrypted: plan.encrypt,
+        encryptReason: plan.encryptReason,
+        ...(chain.reasons.length > 0 ? { chain: chain.reasons } : {}),
+        rules: decision.rules,
+        recipients: recipientsOf,
+        copies: deliveries.length,
+        bytes: size,
+      },
     });
     return 'queued';
   });
   if (committed instanceof RelayError) {
-    ctx.store.transaction(() =>
-      ctx.store.audit.append({ ...auditBase, outcome: 'refused', data: { via: options.via, code: committed.code, rules: decision.rules, recipients: recipientsOf, bytes: size, changedDuringCompose: true } }),
-    );
+    await ctx.store.audit.append({ ...auditBase, outcome: 'refused', data: { via: options.via, code: committed.code, rules: decision.rules, recipients: recipientsOf, bytes: size, changedDuringCompose: true } });
     ctx.metrics.decisions.inc({ channel: 'email', outcome: 'refused', code: committed.code });
     throw committed;
   }
-  if (committed === 'raced') return replayAnswer<EmailAccepted>(ctx, caller, options.idempotencyKey!, route)!;
+  if (committed === 'raced') return (await replayAnswer<EmailAccepted>(ctx.store, caller, idempotency!, now))!;
   ctx.notifyOutbox();
   ctx.metrics.decisions.inc({ channel: 'email', outcome: 'accepted', code: '' });
   ctx.metrics.acceptSeconds.observe({ channel: 'email' }, Number(process.hrtime.bigint() - started) / 1e9);
@@ -189,7 +256,8 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
 /**
  * The bytes and envelopes to queue: one plain message for everyone, or one
  * encrypted copy for the visible recipients plus one per Bcc recipient
- * encrypted to that recipient's key alone (rule `bcc`).
+ * readable with that recipient's key alone (rule `bcc`). The payload is
+ * signed and encrypted once; copies differ only in their session key packets.
  */
 async function composeDeliveries(
   ctx: RelayContext,
@@ -226,17 +294,17 @@ async function composeDeliveries(
 
   // The worker pool when main.ts made one, else this thread; either way a failure refuses the message.
   const encryptor = ctx.encryptor ?? inThreadEncryptor(ctx.relayKey.privateKey);
-  const seal = (keys: PublicKey[]): Promise<Buffer> => composeEncrypted(content, keys, encryptor);
-  const copies = [seal(await ctx.keys.publicKeys(plan.visibleKeyHolders, incident.id))];
-  for (const bcc of plan.bcc) copies.push(ctx.keys.publicKeys([bcc], incident.id).then(seal));
-  const bodies = await Promise.all(copies);
-  return [delivery([...plan.to, ...plan.cc], bodies[0]!), ...plan.bcc.map((bcc, i) => delivery([bcc], bodies[i + 1]!))];
+  const copy = async (recipients: string[], holders: string[]): Promise<{ recipients: string[]; keys: PublicKey[] }> => ({ recipients, keys: await ctx.keys.publicKeys(holders, incident.id) });
+  const copies = await Promise.all([copy([...plan.to, ...plan.cc], plan.visibleKeyHolders), ...plan.bcc.map((bcc) => copy([bcc], [bcc]))]);
+  const sealed = await composeSealed(content, copies, encryptor);
+  // Until the outbox stores `sealed.shared` once, each delivery holds its whole rendered copy.
+  return sealed.copies.map((c) => delivery(c.recipients, renderCopy(sealed.envelope, c.keyPackets, sealed.shared)));
 }
 
 /** The status view of SPEC §4 for GET .../emails/:id. */
-export function emailStatus(ctx: RelayContext, incident: Incident, id: string): { id: string; status: string; attempts: number; lastError?: string } | undefined {
-  const email = ctx.store.outbox.email(incident.id, id);
+export async function emailStatus(ctx: Pick<RelayContext, 'store'>, incident: Incident, id: string): Promise<{ id: string; status: string; attempts: number; lastError?: string } | undefined> {
+  const email = await ctx.store.outbox.email(incident.id, id);
   if (!email) return undefined;
-  const state = ctx.store.outbox.emailDeliveryState(id);
+  const state = await ctx.store.outbox.emailDeliveryState(id);
   return { id, status: state.status, attempts: state.attempts, ...(state.lastError ? { lastError: state.lastError } : {}) };
 }

@@ -3,10 +3,13 @@
  * change is audited in the same transaction that makes it.
  */
 import { randomUUID } from 'node:crypto';
-import { generateCodename, isValidCodename } from '../codename/generate.js';
+import { generateCodename, isListedCodename, isValidCodename } from '../codename/generate.js';
 import type { RelayContext } from '../context.js';
 import { RelayError, invalid } from '../errors.js';
+import type { AuditInput } from '../store/audit.js';
+import type { Repositories } from '../store/index.js';
 import type { Incident, MemberInput, RosterMember, RosterRole } from '../store/incidents.js';
+import type { Cancellation } from '../store/outbox.js';
 import type { TokenRole } from '../store/tokens.js';
 import type { KeyMetadata } from './keys.js';
 
@@ -35,9 +38,14 @@ export interface IncidentAccess {
  * an incident that does not exist, so nobody learns an incident exists. Admins
  * see every incident. `allowed` restricts members by roster role.
  */
-export function authorizeIncident(ctx: RelayContext, caller: Caller, codename: string, allowed: readonly RosterRole[] | 'roster' = 'roster'): IncidentAccess {
-  const incident = isValidCodename(codename) ? ctx.store.incidents.byCodename(codename) : undefined;
-  const member = incident ? ctx.store.incidents.activeMember(incident.id, caller.email) : undefined;
+export async function authorizeIncident(
+  ctx: Pick<RelayContext, 'store'>,
+  caller: Caller,
+  codename: string,
+  allowed: readonly RosterRole[] | 'roster' = 'roster',
+): Promise<IncidentAccess> {
+  const incident = isValidCodename(codename) ? await ctx.store.incidents.byCodename(codename) : undefined;
+  const member = incident ? await ctx.store.incidents.activeMember(incident.id, caller.email) : undefined;
   if (!incident || (!member && caller.role !== 'admin')) {
     throw new RelayError('not_found', `No incident "${codename.slice(0, 80)}" that you are on the roster of.`);
   }
@@ -48,44 +56,64 @@ export function authorizeIncident(ctx: RelayContext, caller: Caller, codename: s
 }
 
 /** The commander's address, for the incident view. */
-export function commanderOf(ctx: RelayContext, incident: Incident): string | null {
-  return ctx.store.incidents.roster(incident.id).find((m) => m.role === 'commander')?.email ?? null;
+export async function commanderOf(ctx: Pick<RelayContext, 'store'>, incident: Incident): Promise<string | null> {
+  return (await ctx.store.incidents.roster(incident.id)).find((m) => m.role === 'commander')?.email ?? null;
 }
 
+// Generated codenames tried before giving up; a clash at insert means another relay took it a moment ago.
+const CREATE_ATTEMPTS = 5;
+
 /** Declares an incident: codename (chosen or generated), commander on the roster. */
-export function createIncident(ctx: RelayContext, caller: Caller, input: { commander?: string; codename?: string }): Incident {
+export async function createIncident(ctx: RelayContext, caller: Caller, input: { commander?: string; codename?: string }): Promise<Incident> {
   if (caller.role === 'admin' && input.commander === undefined) {
     throw invalid('An admin must name the commander: {"commander": "ic@corp.example"}.');
   }
+  // A responder declares incidents they command themselves: naming someone
+  // else would enlist them on an incident they never joined (and make their
+  // SMTP mail ambiguous). Only an admin hands an incident to another person.
+  if (caller.role !== 'admin' && input.commander !== undefined && input.commander !== caller.email) {
+    throw new RelayError('forbidden', 'Only an admin may name someone else as commander: leave "commander" out to command the incident yourself, or ask an admin to declare it for them.', {
+      details: { commander: input.commander },
+    });
+  }
   const commander = input.commander ?? caller.email;
   const at = ctx.now();
-  const incident = ctx.store.transaction(() => {
-    let codename = input.codename;
-    if (codename !== undefined) {
-      if (!isValidCodename(codename)) {
-        throw invalid('codename must be 3-80 lowercase letters, digits and hyphens (Slack channel-name rules), e.g. sapphire-unicorn.', { field: 'codename' });
+  const chosen = input.codename;
+  if (chosen !== undefined && !isListedCodename(chosen)) {
+    throw invalid('Codenames are built from the relay\'s word lists, e.g. sapphire-unicorn or amber-otter-2, so they say nothing about the incident; leave it out to get one.', { field: 'codename' });
+  }
+  for (let attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
+    const incident = await ctx.store.transaction(async (tx) => {
+      let codename = chosen;
+      if (codename !== undefined) {
+        if (await tx.incidents.codenameTaken(codename)) throw invalid(`The codename "${codename}" is taken; choose another or leave it out to get one.`, { field: 'codename' });
+      } else {
+        const taken = await tx.incidents.codenames();
+        codename = generateCodename((c) => taken.has(c));
       }
-      if (ctx.store.incidents.codenameTaken(codename)) throw invalid(`The codename "${codename}" is taken; choose another or leave it out to get one.`, { field: 'codename' });
-    } else {
-      codename = generateCodename((c) => ctx.store.incidents.codenameTaken(c));
+      const created = await tx.incidents.create({ id: randomUUID(), codename, createdBy: caller.email, at });
+      if (!created) return undefined;
+      await tx.incidents.upsertMember(created.id, { email: commander, name: commander.split('@')[0]!, role: 'commander' }, at);
+      await tx.audit.append({ type: 'incident.created', actor: caller.email, incidentId: created.id, outcome: 'ok', data: { codename, commander } });
+      return created;
+    });
+    if (incident) {
+      ctx.events.incidentCreated(incident);
+      return incident;
     }
-    const created = ctx.store.incidents.create({ id: randomUUID(), codename, createdBy: caller.email, at });
-    ctx.store.incidents.upsertMember(created.id, { email: commander, name: commander.split('@')[0]!, role: 'commander' }, at);
-    ctx.store.audit.append({ type: 'incident.created', actor: caller.email, incidentId: created.id, outcome: 'ok', data: { codename, commander } });
-    return created;
-  });
-  ctx.events.incidentCreated(incident);
-  return incident;
+    if (chosen !== undefined) throw invalid(`The codename "${chosen}" is taken; choose another or leave it out to get one.`, { field: 'codename' });
+  }
+  throw new RelayError('unavailable', 'Could not find a free codename; try again.', { retryAfter: 1 });
 }
 
 /** Closes an open incident; closing a closed one is a no-op. */
-export function closeIncident(ctx: RelayContext, caller: Caller, incident: Incident): Incident {
-  const changed = ctx.store.transaction(() => {
-    const closed = ctx.store.incidents.close(incident.id, ctx.now());
-    if (closed) ctx.store.audit.append({ type: 'incident.closed', actor: caller.email, incidentId: incident.id, outcome: 'ok', data: { codename: incident.codename } });
+export async function closeIncident(ctx: RelayContext, caller: Caller, incident: Incident): Promise<Incident> {
+  const changed = await ctx.store.transaction(async (tx) => {
+    const closed = await tx.incidents.close(incident.id, ctx.now());
+    if (closed) await tx.audit.append({ type: 'incident.closed', actor: caller.email, incidentId: incident.id, outcome: 'ok', data: { codename: incident.codename } });
     return closed;
   });
-  const after = ctx.store.incidents.byId(incident.id)!;
+  const after = (await ctx.store.incidents.byId(incident.id))!;
   if (changed) ctx.events.incidentClosed(after);
   return after;
 }
@@ -96,16 +124,16 @@ export function closeIncident(ctx: RelayContext, caller: Caller, incident: Incid
  * commander's entry: a deputy manages the roster, but must not be able to
  * demote the commander and take over the incident.
  */
-function assertMayChange(ctx: RelayContext, caller: Caller, incident: Incident, email: string, newRole?: RosterRole): void {
+async function assertMayChange(tx: Repositories, caller: Caller, incident: Incident, email: string, newRole?: RosterRole): Promise<void> {
   if (caller.role === 'admin') return;
-  const callerRole = ctx.store.incidents.activeMember(incident.id, caller.email)?.role;
+  const callerRole = (await tx.incidents.activeMember(incident.id, caller.email))?.role;
   // Checked again here, not only by the route: the caller may have been
   // demoted or removed while their key upload was being validated.
   if (callerRole === undefined || !ROSTER_MANAGERS.includes(callerRole)) {
     throw new RelayError('forbidden', 'Only a commander, a deputy or an admin may change the roster.');
   }
   if (callerRole === 'commander') return;
-  const target = ctx.store.incidents.activeMember(incident.id, email);
+  const target = await tx.incidents.activeMember(incident.id, email);
   if (newRole === 'commander' || target?.role === 'commander') {
     throw new RelayError('forbidden', 'Only a commander or an admin may name a commander or change a commander\'s roster entry.');
   }
@@ -123,34 +151,61 @@ export async function putMember(
   incident: Incident,
   input: MemberInput & { publicKey?: string | undefined },
 ): Promise<{ member: RosterMember; created: boolean; key: KeyMetadata | null }> {
-  assertMayChange(ctx, caller, incident, input.email, input.role);
+  await ctx.store.transaction((tx) => assertMayChange(tx, caller, incident, input.email, input.role));
   const parsedKey = input.publicKey === undefined ? undefined : await ctx.keys.validate(input.email, input.publicKey);
-  const result = ctx.store.transaction(() => {
+  const result = await ctx.store.transaction(async (tx) => {
     // Again inside the transaction: the roster may have changed while the key was checked.
-    assertMayChange(ctx, caller, incident, input.email, input.role);
-    const { member, created } = ctx.store.incidents.upsertMember(incident.id, input, ctx.now());
-    ctx.store.audit.append({
+    await assertMayChange(tx, caller, incident, input.email, input.role);
+    const { member, created } = await tx.incidents.upsertMember(incident.id, input, ctx.now());
+    await tx.audit.append({
       type: created ? 'roster.added' : 'roster.updated',
       actor: caller.email,
       incidentId: incident.id,
       outcome: 'ok',
       data: { email: member.email, role: member.role, phone: member.phone !== null, slackUserId: member.slackUserId },
     });
-    const key = parsedKey ? ctx.keys.file(input.email, parsedKey, 'roster', caller.email, incident.id) : (ctx.keys.get(input.email, incident.id) ?? null);
+    const key = parsedKey ? await ctx.keys.file(tx, input.email, parsedKey, 'roster', caller.email, incident.id) : null;
     return { member, created, key };
   });
-  ctx.events.rosterChanged(incident, result.member);
-  return result;
+  await ctx.events.rosterChanged(incident, result.member);
+  return { ...result, key: result.key ?? (await ctx.keys.get(input.email, incident.id)) ?? null };
 }
 
-/** Marks a member removed (history stays); not_found when they are not an active member. */
-export function removeMember(ctx: RelayContext, caller: Caller, incident: Incident, email: string): void {
-  const removed = ctx.store.transaction(() => {
-    assertMayChange(ctx, caller, incident, email);
-    if (!ctx.store.incidents.removeMember(incident.id, email, ctx.now())) return false;
-    ctx.store.audit.append({ type: 'roster.removed', actor: caller.email, incidentId: incident.id, outcome: 'ok', data: { email } });
-    return true;
+/**
+ * Marks a member removed (history stays) and, in the same transaction,
+ * cancels every queued delivery they would receive or had sent: the stolen
+ * laptop, the suspected insider get nothing more once off the roster, even if
+ * the upstream was down when it was queued. Each cancellation is audited.
+ * not_found when they are not an active member.
+ */
+export async function removeMember(ctx: RelayContext, caller: Caller, incident: Incident, email: string): Promise<Cancellation[]> {
+  const cancelled = await ctx.store.transaction(async (tx) => {
+    await assertMayChange(tx, caller, incident, email);
+    if (!(await tx.incidents.removeMember(incident.id, email, ctx.now()))) return undefined;
+    const done = await tx.outbox.cancelForMember(incident.id, email, `cancelled: ${email} left the roster before it was sent`, randomUUID);
+    await tx.audit.append({ type: 'roster.removed', actor: caller.email, incidentId: incident.id, outcome: 'ok', data: { email, cancelledDeliveries: done.length } });
+    for (const c of done) await tx.audit.append(cancellationEvent(c, caller.email, incident.id, 'removed_from_roster'));
+    return done;
   });
-  if (!removed) throw new RelayError('not_found', `${email} is not an active member of this roster.`);
-  ctx.events.rosterChanged(incident, ctx.store.incidents.member(incident.id, email)!);
+  if (!cancelled) throw new RelayError('not_found', `${email} is not an active member of this roster.`);
+  await ctx.events.rosterChanged(incident, (await ctx.store.incidents.member(incident.id, email))!);
+  return cancelled;
+}
+
+/** The audit event of one cancelled delivery (addresses and ids only). */
+export function cancellationEvent(c: Cancellation, actor: string | null, incidentId: string, reason: string): AuditInput {
+  return {
+    type: `${c.channel}.delivery_cancelled`,
+    actor,
+    incidentId,
+    outcome: 'ok',
+    data: {
+      deliveryId: c.deliveryId,
+      ...(c.emailId ? { emailId: c.emailId } : {}),
+      ...(c.smsId ? { smsId: c.smsId } : {}),
+      recipients: c.recipients,
+      ...(c.cancelledDeliveryId ? { cancelledDeliveryId: c.cancelledDeliveryId } : {}),
+      reason,
+    },
+  };
 }

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { PublicKey } from 'openpgp';
 import { RelayError } from '../errors.js';
 import { assertUsableFor, parsePublicKey, type ParsedPublicKey } from '../pgp/keys.js';
-import type { Store } from '../store/index.js';
+import type { Repositories, Store } from '../store/index.js';
 import type { StoredKey } from '../store/keys.js';
 import type { KeyState } from '../policy/email.js';
 
@@ -49,10 +49,10 @@ export class KeyService {
   }
 
   /**
-   * Files an already validated key under `email`. Synchronous so callers can
-   * run it inside the transaction that records why (roster change, key upload).
+   * Files an already validated key under `email`, in the caller's transaction
+   * `tx` (the one that records why: roster change, key upload).
    */
-  file(email: string, parsed: ParsedPublicKey, source: StoredKey['source'], actor: string | null, incidentId: string | null = null): KeyMetadata {
+  async file(tx: Repositories, email: string, parsed: ParsedPublicKey, source: StoredKey['source'], actor: string | null, incidentId: string | null = null): Promise<KeyMetadata> {
     const stored: StoredKey = {
       email,
       fingerprint: parsed.info.fingerprint,
@@ -63,27 +63,27 @@ export class KeyService {
       incidentId,
       updatedAt: this.now().toISOString(),
     };
-    this.store.keys.put(stored);
+    await tx.keys.put(stored);
     this.parsed.set(`${incidentId ?? '*'} ${email}`, { armored: parsed.armored, key: parsed });
-    this.store.audit.append({ type: 'key.stored', actor, incidentId, outcome: 'ok', data: { email, fingerprint: stored.fingerprint, algorithm: stored.algorithm, source } });
+    await tx.audit.append({ type: 'key.stored', actor, incidentId, outcome: 'ok', data: { email, fingerprint: stored.fingerprint, algorithm: stored.algorithm, source } });
     return metadata(stored);
   }
 
   /** Validates and stores in one step. */
   async put(email: string, armored: string, source: StoredKey['source'], actor: string | null): Promise<KeyMetadata> {
     const parsed = await this.validate(email, armored);
-    return this.store.transaction(() => this.file(email, parsed, source, actor));
+    return this.store.transaction((tx) => this.file(tx, email, parsed, source, actor));
   }
 
   /** Metadata of the key that holds for `email` (in `incidentId` when given), if any. */
-  get(email: string, incidentId: string | null = null): KeyMetadata | undefined {
-    const stored = this.store.keys.getFor(email, incidentId);
+  async get(email: string, incidentId: string | null = null): Promise<KeyMetadata | undefined> {
+    const stored = await this.store.keys.getFor(email, incidentId);
     return stored ? metadata(stored) : undefined;
   }
 
   /** The key that holds for `email` (in `incidentId`), parsed; undefined when none is stored. No usability check. */
   async lookup(email: string, incidentId: string | null = null): Promise<ParsedPublicKey | undefined> {
-    const stored = this.store.keys.getFor(email, incidentId);
+    const stored = await this.store.keys.getFor(email, incidentId);
     if (!stored) return undefined;
     const cacheKey = `${stored.incidentId ?? '*'} ${email}`;
     const cached = this.parsed.get(cacheKey);
@@ -161,7 +161,7 @@ export class KeyService {
           logger.warn({ file: name, email, reason: err instanceof RelayError ? err.details?.['reason'] : 'internal' }, 'skipping unusable key');
           continue;
         }
-        const current = this.store.keys.get(email);
+        const current = await this.store.keys.get(email);
         if (current?.fingerprint === parsed.info.fingerprint && current.armored === parsed.armored) continue;
         // A key its owner or an admin uploaded is newer knowledge than a file
         // on disk: a restart must not roll it back.
@@ -169,7 +169,7 @@ export class KeyService {
           logger.warn({ file: name, email }, 'keeping the key uploaded through the API over the keys directory');
           continue;
         }
-        this.store.transaction(() => this.file(email, parsed, 'keys-dir', null));
+        await this.store.transaction((tx) => this.file(tx, email, parsed, 'keys-dir', null));
         filed += 1;
       }
     }

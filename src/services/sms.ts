@@ -12,7 +12,7 @@ import type { Incident } from '../store/incidents.js';
 import type { NewDelivery } from '../store/outbox.js';
 import { loadTemplate } from '../templates.js';
 import { isEmailAddress } from '../validation.js';
-import { replayAnswer } from './idempotency.js';
+import { rememberAnswer, replayAnswer, requestFingerprint, type IdempotencyUse } from './idempotency.js';
 import type { Caller } from './incidents.js';
 
 /** A nudge request as the listener hands it over: `to` lowercased, `body` untouched. */
@@ -29,16 +29,18 @@ export interface NudgeAccepted {
 type Outcome = { kind: 'accepted' | 'replayed'; answer: NudgeAccepted } | { kind: 'refused'; error: RelayError };
 
 /** Runs one nudge request through the policy and queues the nudges; returns once they are committed to the outbox. */
-export function sendNudges(ctx: RelayContext, caller: Caller, incident: Incident, request: NudgeRequest, options: { idempotencyKey?: string | undefined } = {}): NudgeAccepted {
+export async function sendNudges(ctx: RelayContext, caller: Caller, incident: Incident, request: NudgeRequest, options: { idempotencyKey?: string | undefined } = {}): Promise<NudgeAccepted> {
   const started = process.hrtime.bigint();
   const route = `sms:${incident.id}`;
-  if (options.idempotencyKey) {
-    const earlier = replayAnswer<NudgeAccepted>(ctx, caller, options.idempotencyKey, route);
+  const idempotency: IdempotencyUse | undefined = options.idempotencyKey
+    ? { key: options.idempotencyKey, route, fingerprint: requestFingerprint(route, { to: request.to, body: request.body ?? null }) }
+    : undefined;
+  if (idempotency) {
+    const earlier = await replayAnswer<NudgeAccepted>(ctx.store, caller, idempotency, ctx.now());
     if (earlier) return earlier;
   }
-  ctx.sendLimiter.take(caller.tokenId, ctx.now());
+  await ctx.sendLimiter.take(caller.tokenId, ctx.now());
   const nudge = loadTemplate('sms-nudge');
-  const sms = ctx.store.sms;
   // What the audit log may say about the request: addresses as given, and for
   // anything else (a body that is not the nudge, entries that are not
   // addresses) a length and a hash only.
@@ -52,20 +54,26 @@ export function sendNudges(ctx: RelayContext, caller: Caller, incident: Incident
     ...(blocked ? { blockedLength: blocked.length, blockedSha256: blocked.sha256 } : {}),
   };
 
-  // IMMEDIATE transaction: reading the last nudge times and recording the new
-  // ones cannot interleave with another request, so the interval holds.
-  const outcome = ctx.store.transaction((): Outcome => {
-    if (options.idempotencyKey) {
-      const earlier = replayAnswer<NudgeAccepted>(ctx, caller, options.idempotencyKey, route);
+  // One transaction: reading the last nudge times and recording the new ones
+  // cannot interleave with another request (SQLite: the write lock is taken
+  // up front; PostgreSQL: the rows of the members nudged are locked), so the
+  // interval holds, across relays too.
+  const outcome = await ctx.store.transaction(async (tx): Promise<Outcome> => {
+    if (idempotency) {
+      const earlier = await replayAnswer<NudgeAccepted>(tx, caller, idempotency, ctx.now());
       if (earlier) return { kind: 'replayed', answer: earlier };
     }
     const now = ctx.now();
     const members = new Map<string, SmsMemberState>();
-    const entries = listed === 'roster' ? ctx.store.incidents.roster(incident.id) : listed.filter(isEmailAddress).flatMap((e) => ctx.store.incidents.member(incident.id, e) ?? []);
-    for (const m of entries) members.set(m.email, { status: m.status, phone: m.phone, lastNudgeMs: sms.lastNudgeMs(m.email, m.phone) });
+    const entries =
+      listed === 'roster'
+        ? await tx.incidents.roster(incident.id)
+        : (await Promise.all(listed.filter(isEmailAddress).map((e) => tx.incidents.member(incident.id, e)))).flatMap((m) => (m ? [m] : []));
+    await tx.sms.lockNudgeTargets(entries);
+    for (const m of entries) members.set(m.email, { status: m.status, phone: m.phone, lastNudgeMs: await tx.sms.lastNudgeMs(m.email, m.phone) });
     const decision = decideSms({
       sender: caller.email,
-      senderOnRoster: ctx.store.incidents.activeMember(incident.id, caller.email) !== undefined,
+      senderOnRoster: (await tx.incidents.activeMember(incident.id, caller.email)) !== undefined,
       incidentStatus: incident.status,
       nudge,
       body: request.body,
@@ -76,21 +84,22 @@ export function sendNudges(ctx: RelayContext, caller: Caller, incident: Incident
     });
     const audit = { type: 'sms.decision', actor: caller.email, incidentId: incident.id };
     if (decision.outcome === 'refuse') {
-      ctx.store.audit.append({ ...audit, outcome: 'refused', data: { ...requestFacts, code: decision.error.code, rules: decision.rules } });
+      await tx.audit.append({ ...audit, outcome: 'refused', data: { ...requestFacts, code: decision.error.code, rules: decision.rules } });
       return { kind: 'refused', error: decision.error };
     }
     const answer: NudgeAccepted = { results: decision.plan.results };
-    if (options.idempotencyKey) ctx.store.idempotency.put(caller.tokenId, options.idempotencyKey, { route, status: 202, response: answer }, now);
+    if (idempotency) await rememberAnswer(tx, caller, idempotency, 202, answer, now);
     const body = Buffer.from(nudge, 'utf8');
     const smsIds: string[] = [];
-    const deliveries: NewDelivery[] = decision.plan.send.map(({ email, phone }) => {
+    const deliveries: NewDelivery[] = [];
+    for (const { email, phone } of decision.plan.send) {
       const smsId = randomUUID();
       smsIds.push(smsId);
-      sms.insert({ id: smsId, incidentId: incident.id, email, phone, at: now });
-      return { id: randomUUID(), channel: 'sms', smsId, incidentId: incident.id, envelope: { kind: 'sms', to: phone }, body };
-    });
-    ctx.store.outbox.enqueue(deliveries, now);
-    ctx.store.audit.append({ ...audit, outcome: 'ok', data: { ...requestFacts, rules: decision.rules, results: decision.plan.results, smsIds } });
+      await tx.sms.insert({ id: smsId, incidentId: incident.id, email, phone, at: now });
+      deliveries.push({ id: randomUUID(), channel: 'sms', smsId, incidentId: incident.id, envelope: { kind: 'sms', to: phone }, body });
+    }
+    await tx.outbox.enqueue(deliveries, now);
+    await tx.audit.append({ ...audit, outcome: 'ok', data: { ...requestFacts, rules: decision.rules, results: decision.plan.results, smsIds } });
     return { kind: 'accepted', answer };
   });
 
@@ -118,34 +127,35 @@ export interface InboundReply {
  * incident gets the nudge again, unless nudged within the interval; anyone
  * else gets nothing, since SMS goes only to roster phones (rule `sms`).
  */
-export function receiveInboundSms(ctx: RelayContext, inbound: { from: string; messageSid: string | undefined }): InboundReply {
-  const sms = ctx.store.sms;
+export async function receiveInboundSms(ctx: RelayContext, inbound: { from: string; messageSid: string | undefined }): Promise<InboundReply> {
   const nudge = loadTemplate('sms-nudge');
-  return ctx.store.transaction((): InboundReply => {
+  return ctx.store.transaction(async (tx): Promise<InboundReply> => {
     const now = ctx.now();
-    const holders = sms.holdersOf(inbound.from);
+    const holders = await tx.sms.holdersOf(inbound.from);
     const base = { type: 'sms.inbound', outcome: 'ok' as const };
     const sid = inbound.messageSid === undefined ? {} : { messageSid: inbound.messageSid };
     if (holders.length === 0) {
-      ctx.store.audit.append({ ...base, actor: null, data: { ...sid, sender: 'unknown', fromSha256: sha256Hex(inbound.from), reply: 'none' } });
+      await tx.audit.append({ ...base, actor: null, data: { ...sid, sender: 'unknown', fromSha256: sha256Hex(inbound.from), reply: 'none' } });
       return { nudge: undefined };
     }
     // The newest open incident answers; every incident the number is on records the message.
     const answering = holders.find((h) => h.incidentStatus === 'open');
-    const recent = answering !== undefined && holders.some((h) => {
-      const last = sms.lastNudgeMs(h.email, inbound.from);
-      return last !== undefined && now.getTime() - last < ctx.config.smsNudgeInterval;
-    });
+    await tx.sms.lockNudgeTargets(holders.map((h) => ({ email: h.email, phone: inbound.from })));
+    let recent = false;
+    for (const h of answering === undefined ? [] : holders) {
+      const last = await tx.sms.lastNudgeMs(h.email, inbound.from);
+      if (last !== undefined && now.getTime() - last < ctx.config.smsNudgeInterval) recent = true;
+    }
     const reply = answering === undefined ? 'none' : recent ? 'recently_nudged' : 'nudge';
     let smsId: string | undefined;
     if (reply === 'nudge' && answering) {
       smsId = randomUUID();
       // Twilio sends the TwiML reply itself; the row is what keeps the interval.
-      sms.insert({ id: smsId, incidentId: answering.incidentId, email: answering.email, phone: inbound.from, at: now });
+      await tx.sms.insert({ id: smsId, incidentId: answering.incidentId, email: answering.email, phone: inbound.from, at: now });
     }
     for (const h of holders) {
       const answered = h === answering;
-      ctx.store.audit.append({
+      await tx.audit.append({
         ...base,
         actor: h.email,
         incidentId: h.incidentId,

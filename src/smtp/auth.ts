@@ -50,31 +50,30 @@ function auditedUsername(username: string): Record<string, string> {
  * wrong credentials, `rate_limited` (with retryAfter) while the address or the
  * client IP is backing off. Every failure is audited as `smtp.auth_failed`.
  */
-export function authenticate(ctx: RelayContext, guard: AuthGuard, attempt: AuthAttempt): Caller {
+export async function authenticate(ctx: RelayContext, guard: AuthGuard, attempt: AuthAttempt): Promise<Caller> {
   const now = ctx.now();
   const username = attempt.username.trim().toLowerCase();
   const addressKey = `user:${username}`;
   const ip = ipKey(attempt.remoteAddress);
-  const audit = (reason: AuthFailureReason, extra: Record<string, unknown> = {}): void => {
+  const audit = (reason: AuthFailureReason, extra: Record<string, unknown> = {}): Promise<unknown> =>
     ctx.store.audit.append({
       type: 'smtp.auth_failed',
       actor: isEmailAddress(username) ? username : null,
       outcome: 'refused',
       data: { via: 'smtp', session: attempt.sessionId, ip, method: attempt.method, reason, ...auditedUsername(username), ...extra },
     });
-  };
 
   const waitMs = Math.max(guard.byAddress.blockedFor(addressKey, now), guard.byIp.blockedFor(ip, now));
   if (waitMs > 0) {
     // Not counted as a failure: the credentials were not looked at.
-    audit('backoff', { retryAfterSeconds: Math.ceil(waitMs / 1000) });
+    await audit('backoff', { retryAfterSeconds: Math.ceil(waitMs / 1000) });
     const seconds = Math.ceil(waitMs / 1000);
     throw new RelayError('rate_limited', `Too many failed logins for this address or from this network; try again in ${seconds} s.`, { retryAfter: seconds });
   }
 
-  const fail = (reason: AuthFailureReason, extra: Record<string, unknown> = {}): never => {
+  const fail = async (reason: AuthFailureReason, extra: Record<string, unknown> = {}): Promise<never> => {
     const blockedMs = Math.max(guard.byAddress.fail(addressKey, now), guard.byIp.fail(ip, now));
-    audit(reason, { ...extra, ...(blockedMs > 0 ? { backoffSeconds: Math.ceil(blockedMs / 1000) } : {}) });
+    await audit(reason, { ...extra, ...(blockedMs > 0 ? { backoffSeconds: Math.ceil(blockedMs / 1000) } : {}) });
     throw new RelayError('unauthenticated', BAD_CREDENTIALS);
   };
 
@@ -82,7 +81,7 @@ export function authenticate(ctx: RelayContext, guard: AuthGuard, attempt: AuthA
   // RFC 4616 §2: an authorization identity other than the authentication identity asks to act as someone else.
   const authzid = attempt.authzid.trim().toLowerCase();
   if (authzid !== '' && authzid !== username) return fail('authzid_mismatch');
-  const record = attempt.password === '' ? undefined : ctx.store.tokens.verify(attempt.password);
+  const record = attempt.password === '' ? undefined : await ctx.store.tokens.verify(attempt.password);
   if (!record) return fail('unknown_token');
   // The token id is not secret; it lets an admin revoke a token that someone else presented.
   if (record.email.toLowerCase() !== username) return fail('token_of_other_user', { tokenId: record.id });

@@ -32,20 +32,20 @@ export function subjectTokens(subject: string): string[] {
 }
 
 /** Resolves the incident of one message, or throws RelayError ambiguous_incident / not_found. */
-export function resolveIncident(ctx: RelayContext, caller: Caller, hints: { xIncident: readonly string[]; subject?: string | undefined }): Incident {
+export async function resolveIncident(ctx: Pick<RelayContext, 'store'>, caller: Caller, hints: { xIncident: readonly string[]; subject?: string | undefined }): Promise<Incident> {
   const named = [...new Set(hints.xIncident.map((v) => v.trim().toLowerCase()).filter((v) => v !== ''))];
   if (named.length > 1) throw ambiguous(`The message names ${named.length} incidents in X-Incident headers; name exactly one.`);
-  if (named.length === 1) return authorizeIncident(ctx, caller, named[0]!).incident;
+  if (named.length === 1) return (await authorizeIncident(ctx, caller, named[0]!)).incident;
 
   if (hints.subject) {
     // Only incidents the sender is on count, so a word that happens to be someone else's codename reveals nothing.
-    const mine = new Map(ctx.store.incidents.list(caller.email).map((i) => [i.codename, i]));
+    const mine = new Map((await ctx.store.incidents.list(caller.email)).map((i) => [i.codename, i]));
     const found = [...new Set(subjectTokens(hints.subject).filter((t) => mine.has(t)))];
     if (found.length > 1) throw ambiguous(`The subject names ${found.length} of your incidents (${listed(found)}).`);
     if (found.length === 1) return mine.get(found[0]!)!;
   }
 
-  const open = ctx.store.incidents.openFor(caller.email);
+  const open = await ctx.store.incidents.openFor(caller.email);
   if (open.length === 1) return open[0]!;
   if (open.length === 0) throw ambiguous('You are on no open incident\'s roster, so the relay cannot tell which incident this message is for.');
   throw ambiguous(`You are on ${open.length} open incidents (${listed(open.map((i) => i.codename))}); the relay cannot tell which one this message is for.`);
@@ -56,7 +56,7 @@ export function resolveIncident(ctx: RelayContext, caller: Caller, hints: { xInc
  * ones whose roster holds them (a closed or foreign one is refused whatever
  * the headers say). Used at RCPT time, before the headers are known.
  */
-export function possibleIncidents(ctx: RelayContext, caller: Caller): Incident[] {
+export function possibleIncidents(ctx: Pick<RelayContext, 'store'>, caller: Caller): Promise<Incident[]> {
   return ctx.store.incidents.openFor(caller.email);
 }
 
@@ -65,11 +65,11 @@ export function possibleIncidents(ctx: RelayContext, caller: Caller): Incident[]
  * given: the recipient is on the roster of none of the incidents the message
  * could belong to. Undefined when it must wait for the headers (DATA).
  */
-export function recipientRefusal(ctx: RelayContext, caller: Caller, address: string): RelayError | undefined {
-  const candidates = possibleIncidents(ctx, caller);
+export async function recipientRefusal(ctx: Pick<RelayContext, 'store'>, caller: Caller, address: string): Promise<RelayError | undefined> {
+  const candidates = await possibleIncidents(ctx, caller);
   // With no candidate the message fails at DATA anyway, with the precise reason (closed, unknown, ambiguous).
   if (candidates.length === 0) return undefined;
-  if (candidates.some((i) => ctx.store.incidents.activeMember(i.id, address) !== undefined)) return undefined;
+  for (const i of candidates) if ((await ctx.store.incidents.activeMember(i.id, address)) !== undefined) return undefined;
   const where = candidates.length === 1 ? `the response roster of ${candidates[0]!.codename}` : 'the roster of any open incident you are on';
   return new RelayError(
     'recipient_not_on_roster',

@@ -18,6 +18,7 @@ import { RelayError, type ErrorCode } from '../errors.js';
 import { MAX_RECIPIENTS, submitEmail } from '../services/emails.js';
 import type { Caller } from '../services/incidents.js';
 import type { Incident } from '../store/incidents.js';
+import { isLoopbackHost } from '../loopback.js';
 import { authenticate, createAuthGuard, type AuthGuard } from './auth.js';
 import { ipKey } from './backoff.js';
 import { possibleIncidents, recipientRefusal, resolveIncident } from './incident-resolution.js';
@@ -101,9 +102,9 @@ function callerOf(session: SMTPServerSession): Caller {
 // The caller is cached at AUTH for the whole session (up to maxSessionMs); a
 // token revoked since then must stop working on the open session too, so each
 // transaction looks the token up again.
-function liveCaller(ctx: RelayContext, session: SMTPServerSession): Caller {
+async function liveCaller(ctx: RelayContext, session: SMTPServerSession): Promise<Caller> {
   const caller = callerOf(session);
-  const record = ctx.store.tokens.get(caller.tokenId);
+  const record = await ctx.store.tokens.get(caller.tokenId);
   if (!record || record.revokedAt !== null) {
     throw new RelayError('unauthenticated', 'Your token was revoked after you logged in; ask an admin for a new one, then reconnect and log in with it.');
   }
@@ -161,12 +162,14 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
   };
 
   const audit = (input: Parameters<RelayContext['store']['audit']['append']>[0]): void => {
-    try {
-      ctx.store.audit.append(input);
-    } catch (err) {
+    // Not awaited by the reply; tracked so close() waits for it before the store goes.
+    const pending: Promise<void> = ctx.store.audit.append(input).then(
+      () => undefined,
       // A closed or failing store must not take the listener down; the refusal itself still stands.
-      ctx.logger.error({ err, type: input.type }, 'could not append an SMTP audit event');
-    }
+      (err: unknown) => ctx.logger.error({ err, type: input.type }, 'could not append an SMTP audit event'),
+    );
+    const tracked = pending.finally(() => inFlight.delete(tracked));
+    inFlight.add(tracked);
   };
 
   /** Answers a refusal, counts it for the session record, and audits it. */
@@ -191,7 +194,7 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
   const receive = async (stream: SMTPServerDataStream, session: SMTPServerSession, found: { incident?: Incident }): Promise<string> => {
     const state = stateOf(session);
     // Checked before the bytes are read, and again below just before submission.
-    liveCaller(ctx, session);
+    await liveCaller(ctx, session);
     if (state.refusedRecipients.length > 0) {
       const outsiders = [...new Set(state.refusedRecipients)];
       throw new RelayError('recipient_not_on_roster', `Not on the response roster: ${outsiders.join(', ')}. Nothing was sent to anyone; remove them, or ask the commander to add them.`, {
@@ -209,8 +212,8 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
     };
     const { submission, xIncident } = await parseSubmission(raw, envelope);
     // Reading a large message takes time; the token must still be live when the message is accepted.
-    const caller = liveCaller(ctx, session);
-    found.incident = resolveIncident(ctx, caller, { xIncident, subject: submission.subject });
+    const caller = await liveCaller(ctx, session);
+    found.incident = await resolveIncident(ctx, caller, { xIncident, subject: submission.subject });
     const accepted = await submitEmail(ctx, caller, found.incident, submission, { via: 'smtp' });
     state.accepted += 1;
     return acceptedText(accepted);
@@ -226,7 +229,7 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
     // smtp-server defaults to TLSv1 for old clients; submission clients that speak only TLS 1.0/1.1 are long gone.
     minVersion: 'TLSv1.2',
     authMethods: ['PLAIN', 'LOGIN'],
-    // smtp-server refuses AUTH before STARTTLS (538) unless this is set: RELAY_SMTP_ALLOW_INSECURE_AUTH, loopback testing only.
+    // smtp-server refuses AUTH before STARTTLS (538) unless this is set: RELAY_SMTP_ALLOW_INSECURE_AUTH, loopback clients only (onAuth).
     allowInsecureAuth: ctx.config.smtpAllowInsecureAuth,
     authRequiredMessage: '5.7.0 Authentication required: STARTTLS, then AUTH PLAIN or LOGIN with your email address and relay token',
     // Announced in EHLO (RFC 1870) and checked again at the end of DATA.
@@ -246,9 +249,16 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
 
     onAuth(auth, session, callback) {
       const state = stateOf(session);
-      try {
+      // allowInsecureAuth is one switch for the whole server; the setting is
+      // for loopback testing only, so anyone else gets smtp-server's own 538,
+      // exactly as without it, and their credentials are not looked at.
+      if (!session.secure && !isLoopbackHost(session.remoteAddress ?? '')) {
+        callback(Object.assign(new Error('Error: Must issue a STARTTLS command first'), { responseCode: 538 }));
+        return;
+      }
+      const attempt = async (): Promise<Caller> => {
         if (auth.method !== 'PLAIN' && auth.method !== 'LOGIN') throw new RelayError('unauthenticated', 'Use AUTH PLAIN or AUTH LOGIN.');
-        const caller = authenticate(ctx, guard, {
+        return authenticate(ctx, guard, {
           method: auth.method,
           username: auth.username ?? '',
           password: auth.password ?? '',
@@ -256,18 +266,23 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
           remoteAddress: session.remoteAddress ?? '',
           sessionId: session.id,
         });
-        state.user = caller.email;
-        callback(null, { user: caller });
-      } catch (err) {
-        state.authFailures += 1;
-        if (!(err instanceof RelayError)) ctx.logger.error({ err, session: session.id }, 'SMTP AUTH failed internally');
-        if (state.authFailures >= limits.maxAuthFailuresPerSession) {
-          state.cutReason = 'auth_failures';
-          callback(closingError('Too many failed logins on this connection; closing it.'));
-          return;
-        }
-        callback(smtpError(err, 'auth'));
-      }
+      };
+      attempt().then(
+        (caller) => {
+          state.user = caller.email;
+          callback(null, { user: caller });
+        },
+        (err: unknown) => {
+          state.authFailures += 1;
+          if (!(err instanceof RelayError)) ctx.logger.error({ err, session: session.id }, 'SMTP AUTH failed internally');
+          if (state.authFailures >= limits.maxAuthFailuresPerSession) {
+            state.cutReason = 'auth_failures';
+            callback(closingError('Too many failed logins on this connection; closing it.'));
+            return;
+          }
+          callback(smtpError(err, 'auth'));
+        },
+      );
     },
 
     onMailFrom(address, session, callback) {
@@ -275,8 +290,8 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
       // A new transaction: RCPT refusals of an earlier one no longer apply.
       state.refusedRecipients = [];
       state.rcptFailure = undefined;
-      try {
-        const caller = liveCaller(ctx, session);
+      const check = async (): Promise<void> => {
+        const caller = await liveCaller(ctx, session);
         // A routed or malformed address is refused for what it is (with a hint), not as somebody else's.
         const from = address.address.trim() === '' ? '' : envelopeAddress(address.address, 'MAIL FROM');
         if (from !== caller.email) {
@@ -285,31 +300,33 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
             details: { claimed: [from] },
           });
         }
-        callback();
-      } catch (err) {
-        callback(refuse(session, 'mail', err));
-      }
+      };
+      check().then(
+        () => callback(),
+        (err: unknown) => callback(refuse(session, 'mail', err)),
+      );
     },
 
     onRcptTo(address, session, callback) {
       const state = stateOf(session);
-      try {
+      const check = async (): Promise<void> => {
         // RCPT replies tell who is on a roster: a revoked token learns nothing more.
-        const caller = liveCaller(ctx, session);
+        const caller = await liveCaller(ctx, session);
         const rcpt = envelopeAddress(address.address, 'RCPT TO');
-        const refusal = recipientRefusal(ctx, caller, rcpt);
+        const refusal = await recipientRefusal(ctx, caller, rcpt);
         if (refusal) {
           state.refusedRecipients.push(rcpt);
-          const candidates = possibleIncidents(ctx, caller);
+          const candidates = await possibleIncidents(ctx, caller);
           callback(refuse(session, 'rcpt', refusal, { recipients: [rcpt], incident: candidates.length === 1 ? candidates[0] : undefined }));
           return;
         }
         callback();
-      } catch (err) {
+      };
+      check().catch((err: unknown) => {
         // Whatever went wrong, this recipient was not accepted: the transaction must not go ahead without it.
         state.rcptFailure ??= err;
         callback(refuse(session, 'rcpt', err));
-      }
+      });
     },
 
     onData(stream, session, callback) {

@@ -5,7 +5,7 @@
  * schema refuse UPDATE and DELETE.
  */
 import { createHash } from 'node:crypto';
-import { prepared, type Db, type Prepared } from './db.js';
+import type { SqlExecutor } from './sql.js';
 
 export type AuditOutcome = 'ok' | 'refused' | 'failed' | 'retry' | 'corrected';
 
@@ -92,59 +92,83 @@ function toEvent(row: Row): AuditEvent {
   };
 }
 
-/** Appends to and reads the audit chain. Call append inside the transaction of the change it records. */
-export class AuditLog {
-  private readonly insert;
-  private readonly headStmt;
-  private readonly sql: Prepared;
+/** Runs `fn` in a transaction: the store's own for a top-level append, the caller's inside one. */
+export type InTransaction = <T>(fn: (sql: SqlExecutor) => Promise<T>) => Promise<T>;
 
+// An arbitrary constant: the advisory lock every PostgreSQL append takes, so
+// relays sharing the database read the head and insert after it one at a time
+// and the chain never forks. It is held until the appending transaction ends.
+const AUDIT_CHAIN_LOCK = 7_263_402;
+
+// Verification reads the chain in pages, so memory stays flat however long it is.
+const VERIFY_PAGE = 1000;
+
+/** Appends to and reads the audit chain. Append inside the transaction of the change it records. */
+export class AuditLog {
   constructor(
-    db: Db,
+    private readonly sql: SqlExecutor,
     private readonly now: () => Date,
-  ) {
-    this.sql = prepared(db);
-    this.insert = db.prepare(
-      'INSERT INTO audit_events (seq, at, type, actor, incident_id, outcome, data, prev_hash, hash) VALUES (@seq, @at, @type, @actor, @incident_id, @outcome, @data, @prev_hash, @hash)',
-    );
-    this.headStmt = db.prepare('SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1');
-  }
+    private readonly inTransaction: InTransaction,
+  ) {}
 
   /** Appends one event linked to the current head. */
-  append(input: AuditInput): AuditEvent {
+  async append(input: AuditInput): Promise<AuditEvent> {
     assertNoContent(input.data, input.type);
-    const head = this.headStmt.get() as { seq: number; hash: string } | undefined;
-    const base = {
-      seq: (head?.seq ?? 0) + 1,
-      at: this.now().toISOString(),
-      type: input.type,
-      actor: input.actor,
-      incident_id: input.incidentId ?? null,
-      outcome: input.outcome,
-      data: canonicalJson(input.data ?? {}),
-    };
-    const prevHash = head?.hash ?? GENESIS_HASH;
-    const row: Row = { ...base, prev_hash: prevHash, hash: eventHash(prevHash, base) };
-    this.insert.run(row);
-    return toEvent(row);
+    return this.inTransaction(async (sql) => {
+      if (sql.dialect === 'postgres') await sql.get('SELECT pg_advisory_xact_lock(?)', [AUDIT_CHAIN_LOCK]);
+      const head = await sql.get<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1');
+      const base = {
+        seq: (head?.seq ?? 0) + 1,
+        at: this.now().toISOString(),
+        type: input.type,
+        actor: input.actor,
+        incident_id: input.incidentId ?? null,
+        outcome: input.outcome,
+        data: canonicalJson(input.data ?? {}),
+      };
+      const prevHash = head?.hash ?? GENESIS_HASH;
+      const row: Row = { ...base, prev_hash: prevHash, hash: eventHash(prevHash, base) };
+      await sql.run('INSERT INTO audit_events (seq, at, type, actor, incident_id, outcome, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', [
+        row.seq,
+        row.at,
+        row.type,
+        row.actor,
+        row.incident_id,
+        row.outcome,
+        row.data,
+        row.prev_hash,
+        row.hash,
+      ]);
+      return toEvent(row);
+    });
   }
 
   /** The incident's events in order, optionally after a sequence number. */
-  listForIncident(incidentId: string, options: { after?: number; limit?: number } = {}): AuditEvent[] {
-    const rows = this.sql('SELECT * FROM audit_events WHERE incident_id = ? AND seq > ? ORDER BY seq LIMIT ?')
-      .all(incidentId, options.after ?? 0, Math.min(options.limit ?? 1000, 1000)) as Row[];
+  async listForIncident(incidentId: string, options: { after?: number; limit?: number } = {}): Promise<AuditEvent[]> {
+    const rows = await this.sql.all<Row>('SELECT * FROM audit_events WHERE incident_id = ? AND seq > ? ORDER BY seq LIMIT ?', [
+      incidentId,
+      options.after ?? 0,
+      Math.min(options.limit ?? 1000, 1000),
+    ]);
     return rows.map(toEvent);
   }
 
   /** Recomputes the whole chain; ok is false from the first edited, inserted or removed event. */
-  verify(): AuditVerification {
+  async verify(): Promise<AuditVerification> {
     let prevHash = GENESIS_HASH;
     let events = 0;
     let brokenAt: number | undefined;
-    for (const row of this.sql('SELECT * FROM audit_events ORDER BY seq').iterate() as IterableIterator<Row>) {
-      events += 1;
-      const intact = row.seq === events && row.prev_hash === prevHash && row.hash === eventHash(prevHash, row);
-      if (!intact && brokenAt === undefined) brokenAt = row.seq;
-      prevHash = row.hash;
+    let lastSeq = 0;
+    for (;;) {
+      const rows = await this.sql.all<Row>('SELECT * FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?', [lastSeq, VERIFY_PAGE]);
+      for (const row of rows) {
+        events += 1;
+        const intact = row.seq === events && row.prev_hash === prevHash && row.hash === eventHash(prevHash, row);
+        if (!intact && brokenAt === undefined) brokenAt = row.seq;
+        prevHash = row.hash;
+        lastSeq = row.seq;
+      }
+      if (rows.length < VERIFY_PAGE) break;
     }
     return brokenAt === undefined ? { ok: true, events, head: prevHash } : { ok: false, events, head: prevHash, brokenAt };
   }

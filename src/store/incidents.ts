@@ -1,5 +1,5 @@
 /** Incidents and their rosters. */
-import { prepared, type Db, type Prepared } from './db.js';
+import type { SqlExecutor } from './sql.js';
 
 export type IncidentStatus = 'open' | 'closed';
 
@@ -80,98 +80,115 @@ function toMember(row: MemberRow): RosterMember {
 
 /** Incident and roster storage. */
 export class IncidentStore {
-  private readonly sql: Prepared;
+  constructor(private readonly sql: SqlExecutor) {}
 
-  constructor(db: Db) {
-    this.sql = prepared(db);
+  /** Creates the incident; undefined when its codename is taken (another relay may have just taken it). */
+  async create(incident: { id: string; codename: string; createdBy: string; at: Date }): Promise<Incident | undefined> {
+    const changes = await this.sql.run("INSERT INTO incidents (id, codename, status, created_by, created_at) VALUES (?, ?, 'open', ?, ?) ON CONFLICT (codename) DO NOTHING", [
+      incident.id,
+      incident.codename,
+      incident.createdBy,
+      incident.at.toISOString(),
+    ]);
+    return changes === 1 ? this.byId(incident.id) : undefined;
   }
 
-  create(incident: { id: string; codename: string; createdBy: string; at: Date }): Incident {
-    this.sql("INSERT INTO incidents (id, codename, status, created_by, created_at) VALUES (?, ?, 'open', ?, ?)")
-      .run(incident.id, incident.codename, incident.createdBy, incident.at.toISOString());
-    return this.byId(incident.id)!;
+  async codenameTaken(codename: string): Promise<boolean> {
+    return (await this.sql.get('SELECT 1 AS taken FROM incidents WHERE codename = ?', [codename])) !== undefined;
   }
 
-  codenameTaken(codename: string): boolean {
-    return this.sql('SELECT 1 FROM incidents WHERE codename = ?').get(codename) !== undefined;
+  /** Every codename ever used (they are never reused). */
+  async codenames(): Promise<Set<string>> {
+    return new Set((await this.sql.all<{ codename: string }>('SELECT codename FROM incidents')).map((r) => r.codename));
   }
 
-  byCodename(codename: string): Incident | undefined {
-    const row = this.sql('SELECT * FROM incidents WHERE codename = ?').get(codename) as IncidentRow | undefined;
+  async byCodename(codename: string): Promise<Incident | undefined> {
+    const row = await this.sql.get<IncidentRow>('SELECT * FROM incidents WHERE codename = ?', [codename]);
     return row ? toIncident(row) : undefined;
   }
 
-  byId(id: string): Incident | undefined {
-    const row = this.sql('SELECT * FROM incidents WHERE id = ?').get(id) as IncidentRow | undefined;
+  async byId(id: string): Promise<Incident | undefined> {
+    const row = await this.sql.get<IncidentRow>('SELECT * FROM incidents WHERE id = ?', [id]);
     return row ? toIncident(row) : undefined;
   }
 
   /** All incidents, or those whose active roster holds `email`. Newest first. */
-  list(memberEmail?: string): Incident[] {
+  async list(memberEmail?: string): Promise<Incident[]> {
     const rows = memberEmail
-      ? this.sql("SELECT i.* FROM incidents i JOIN roster r ON r.incident_id = i.id WHERE r.email = ? AND r.status = 'active' ORDER BY i.created_at DESC, i.codename")
-          .all(memberEmail)
-      : this.sql('SELECT * FROM incidents ORDER BY created_at DESC, codename').all();
-    return (rows as IncidentRow[]).map(toIncident);
+      ? await this.sql.all<IncidentRow>(
+          "SELECT i.* FROM incidents i JOIN roster r ON r.incident_id = i.id WHERE r.email = ? AND r.status = 'active' ORDER BY i.created_at DESC, i.codename",
+          [memberEmail],
+        )
+      : await this.sql.all<IncidentRow>('SELECT * FROM incidents ORDER BY created_at DESC, codename');
+    return rows.map(toIncident);
   }
 
   /** Open incidents whose active roster holds `email`. */
-  openFor(email: string): Incident[] {
-    return this.list(email).filter((i) => i.status === 'open');
+  async openFor(email: string): Promise<Incident[]> {
+    return (await this.list(email)).filter((i) => i.status === 'open');
   }
 
-  openIncidents(): Incident[] {
-    return (this.sql("SELECT * FROM incidents WHERE status = 'open'").all() as IncidentRow[]).map(toIncident);
+  async openIncidents(): Promise<Incident[]> {
+    return (await this.sql.all<IncidentRow>("SELECT * FROM incidents WHERE status = 'open'")).map(toIncident);
   }
 
-  close(id: string, at: Date): boolean {
-    return this.sql("UPDATE incidents SET status = 'closed', closed_at = ? WHERE id = ? AND status = 'open'").run(at.toISOString(), id).changes === 1;
+  async close(id: string, at: Date): Promise<boolean> {
+    return (await this.sql.run("UPDATE incidents SET status = 'closed', closed_at = ? WHERE id = ? AND status = 'open'", [at.toISOString(), id])) === 1;
   }
 
-  member(incidentId: string, email: string): RosterMember | undefined {
-    const row = this.sql('SELECT * FROM roster WHERE incident_id = ? AND email = ?').get(incidentId, email) as MemberRow | undefined;
+  async member(incidentId: string, email: string): Promise<RosterMember | undefined> {
+    const row = await this.sql.get<MemberRow>('SELECT * FROM roster WHERE incident_id = ? AND email = ?', [incidentId, email]);
     return row ? toMember(row) : undefined;
   }
 
-  activeMember(incidentId: string, email: string): RosterMember | undefined {
-    const member = this.member(incidentId, email);
+  async activeMember(incidentId: string, email: string): Promise<RosterMember | undefined> {
+    const member = await this.member(incidentId, email);
     return member?.status === 'active' ? member : undefined;
   }
 
   /** Active members, sorted by email. */
-  roster(incidentId: string): RosterMember[] {
-    const rows = this.sql("SELECT * FROM roster WHERE incident_id = ? AND status = 'active' ORDER BY email").all(incidentId) as MemberRow[];
+  async roster(incidentId: string): Promise<RosterMember[]> {
+    const rows = await this.sql.all<MemberRow>("SELECT * FROM roster WHERE incident_id = ? AND status = 'active' ORDER BY email", [incidentId]);
     return rows.map(toMember);
   }
 
   /** Adds or re-activates/updates a member; `created` is true when the member was not active before. */
-  upsertMember(incidentId: string, input: MemberInput, at: Date): { member: RosterMember; created: boolean } {
-    const before = this.member(incidentId, input.email);
+  async upsertMember(incidentId: string, input: MemberInput, at: Date): Promise<{ member: RosterMember; created: boolean }> {
+    const before = await this.member(incidentId, input.email);
     const now = at.toISOString();
     if (!before) {
-      this.sql("INSERT INTO roster (incident_id, email, name, role, phone, slack_user_id, status, added_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?)")
-        .run(incidentId, input.email, input.name, input.role, input.phone ?? null, input.slackUserId ?? null, now, now);
+      await this.sql.run(
+        "INSERT INTO roster (incident_id, email, name, role, phone, slack_user_id, status, added_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?)",
+        [incidentId, input.email, input.name, input.role, input.phone ?? null, input.slackUserId ?? null, now, now],
+      );
     } else {
-      this.sql(
-          `UPDATE roster SET name = ?, role = ?, phone = ?, slack_user_id = ?, status = 'active', updated_at = ?,
-             added_at = CASE WHEN status = 'removed' THEN ? ELSE added_at END, removed_at = NULL
-           WHERE incident_id = ? AND email = ?`,
-        )
-        .run(input.name, input.role, input.phone ?? null, input.slackUserId ?? null, now, now, incidentId, input.email);
+      await this.sql.run(
+        `UPDATE roster SET name = ?, role = ?, phone = ?, slack_user_id = ?, status = 'active', updated_at = ?,
+           added_at = CASE WHEN status = 'removed' THEN ? ELSE added_at END, removed_at = NULL
+         WHERE incident_id = ? AND email = ?`,
+        [input.name, input.role, input.phone ?? null, input.slackUserId ?? null, now, now, incidentId, input.email],
+      );
     }
-    return { member: this.member(incidentId, input.email)!, created: before?.status !== 'active' };
+    return { member: (await this.member(incidentId, input.email))!, created: before?.status !== 'active' };
   }
 
   /** Marks a member removed; the row (history) stays. */
-  removeMember(incidentId: string, email: string, at: Date): boolean {
-    return (
-      this.sql("UPDATE roster SET status = 'removed', removed_at = ?, updated_at = ? WHERE incident_id = ? AND email = ? AND status = 'active'")
-        .run(at.toISOString(), at.toISOString(), incidentId, email).changes === 1
-    );
+  async removeMember(incidentId: string, email: string, at: Date): Promise<boolean> {
+    const changes = await this.sql.run("UPDATE roster SET status = 'removed', removed_at = ?, updated_at = ? WHERE incident_id = ? AND email = ? AND status = 'active'", [
+      at.toISOString(),
+      at.toISOString(),
+      incidentId,
+      email,
+    ]);
+    return changes === 1;
   }
 
-  setSlackStatus(incidentId: string, email: string, status: string | null, slackUserId?: string): void {
-    this.sql('UPDATE roster SET slack_status = ?, slack_user_id = COALESCE(?, slack_user_id) WHERE incident_id = ? AND email = ?')
-      .run(status, slackUserId ?? null, incidentId, email);
+  async setSlackStatus(incidentId: string, email: string, status: string | null, slackUserId?: string): Promise<void> {
+    await this.sql.run('UPDATE roster SET slack_status = ?, slack_user_id = COALESCE(?, slack_user_id) WHERE incident_id = ? AND email = ?', [
+      status,
+      slackUserId ?? null,
+      incidentId,
+      email,
+    ]);
   }
 }

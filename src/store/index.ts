@@ -1,17 +1,30 @@
-/** The store: one SQLite database and the repositories over it. */
-import { AuditLog } from './audit.js';
-import { openDatabase, type Db } from './db.js';
-import { GroupCommit } from './group-commit.js';
+/**
+ * The store: one database (SQLite by default, PostgreSQL when
+ * RELAY_DATABASE_URL says so) and the repositories over it. Every repository
+ * call returns a Promise; a transaction hands its body the same repositories
+ * bound to that transaction (`store.transaction(async (tx) => …)`). Nothing
+ * outside src/store/ sees a database driver.
+ */
+import fs from 'node:fs';
+import { AuditLog, type InTransaction } from './audit.js';
+import type { Backend } from './backend.js';
 import { IdempotencyStore } from './idempotency.js';
 import { IncidentStore } from './incidents.js';
 import { KeyStore } from './keys.js';
+import { LeaseStore } from './leases.js';
+import { SendLimitStore } from './limits.js';
+import { migrate } from './migrate.js';
 import { Outbox } from './outbox.js';
+import { openPostgres } from './postgres.js';
+import { SettingsStore } from './settings.js';
 import { SlackChannelStore } from './slack.js';
 import { SmsStore } from './sms.js';
+import { openSqlite } from './sqlite.js';
+import type { Dialect, SqlExecutor } from './sql.js';
 import { TokenStore } from './tokens.js';
 
-export interface Store {
-  db: Db;
+/** The repositories, bound to the store (each call its own statement) or to one transaction. */
+export interface Repositories {
   tokens: TokenStore;
   incidents: IncidentStore;
   keys: KeyStore;
@@ -20,33 +33,96 @@ export interface Store {
   idempotency: IdempotencyStore;
   sms: SmsStore;
   slackChannels: SlackChannelStore;
-  /** Runs `fn` in one transaction (IMMEDIATE: takes the write lock up front). */
-  transaction<T>(fn: () => T): T;
-  /**
-   * Runs `fn` as a savepoint of the next group commit (one COMMIT for all the
-   * work queued in the same event-loop turn); resolves once that commit is on
-   * disk, rejects with `fn`'s error (only it is rolled back) or the commit's.
-   */
-  grouped<T>(fn: () => T): Promise<T>;
-  close(): void;
+  settings: SettingsStore;
+  leases: LeaseStore;
+  sendLimits: SendLimitStore;
 }
 
-/** Opens the database file (or ':memory:') and builds the repositories; `now` stamps the audit log. */
-export function createStore(file: string, now: () => Date): Store {
-  const db = openDatabase(file);
-  const group = new GroupCommit(db);
+/** The store of one relay. */
+export interface Store extends Repositories {
+  readonly dialect: Dialect;
+  /**
+   * Backend-neutral SQL outside any transaction: for migrations tooling and
+   * tests that must reach behind the repositories (e.g. to tamper with the
+   * audit log as an attacker would). Relay code uses the repositories.
+   */
+  readonly sql: SqlExecutor;
+  /** Runs `fn` in one transaction; commits when it resolves, rolls back when it throws. */
+  transaction<T>(fn: (tx: Repositories) => Promise<T>): Promise<T>;
+  /**
+   * Like transaction, but on SQLite may share one fsync'ed COMMIT with the
+   * other work queued in the same event-loop turn; resolves only once that
+   * commit is on disk (SPEC §6: accepted means committed).
+   */
+  grouped<T>(fn: (tx: Repositories) => Promise<T>): Promise<T>;
+  /** Resolves when the database answers (health checks). */
+  ping(): Promise<void>;
+  /** Where the data lives (never credentials), for the banner. */
+  describe(): string;
+  close(): Promise<void>;
+}
+
+function repositories(sql: SqlExecutor, now: () => Date, inTransaction: InTransaction): Repositories {
   return {
-    db,
-    tokens: new TokenStore(db),
-    incidents: new IncidentStore(db),
-    keys: new KeyStore(db),
-    audit: new AuditLog(db, now),
-    outbox: new Outbox(db),
-    idempotency: new IdempotencyStore(db),
-    sms: new SmsStore(db),
-    slackChannels: new SlackChannelStore(db),
-    transaction: <T>(fn: () => T): T => db.transaction(fn).immediate(),
-    grouped: <T>(fn: () => T): Promise<T> => group.run(fn),
-    close: () => db.close(),
+    tokens: new TokenStore(sql),
+    incidents: new IncidentStore(sql),
+    keys: new KeyStore(sql),
+    audit: new AuditLog(sql, now, inTransaction),
+    outbox: new Outbox(sql),
+    idempotency: new IdempotencyStore(sql),
+    sms: new SmsStore(sql),
+    slackChannels: new SlackChannelStore(sql),
+    settings: new SettingsStore(sql),
+    leases: new LeaseStore(sql),
+    sendLimits: new SendLimitStore(sql),
   };
 }
+
+/** Where the store lives: a PostgreSQL URL, or a SQLite file (':memory:' for tests). */
+export type StoreLocation = { url: string } | { file: string };
+
+/** Options of openStore. */
+export interface StoreOptions {
+  /** Stamps audit events; tests pass their clock. */
+  now: () => Date;
+  /** Told when an idle PostgreSQL connection fails (the pool replaces it). */
+  onBackendError?: (err: Error) => void;
+}
+
+/** Wraps an opened backend as the store. */
+export function storeOver(backend: Backend, now: () => Date): Store {
+  const wrap = (sql: SqlExecutor) => repositories(sql, now, (fn) => fn(sql));
+  const top = repositories(backend.sql, now, (fn) => backend.transaction(fn));
+  return {
+    ...top,
+    dialect: backend.dialect,
+    sql: backend.sql,
+    transaction: (fn) => backend.transaction((sql) => fn(wrap(sql))),
+    grouped: (fn) => backend.grouped((sql) => fn(wrap(sql))),
+    ping: async () => {
+      await backend.sql.get('SELECT 1 AS ok');
+    },
+    describe: () => backend.describe(),
+    close: () => backend.close(),
+  };
+}
+
+/** Opens the database, runs the migrations, and builds the repositories. */
+export async function openStore(location: StoreLocation, options: StoreOptions): Promise<Store> {
+  const backend = 'url' in location ? openPostgres(location.url, { onIdleError: options.onBackendError }) : openSqlite(location.file);
+  try {
+    await migrate(backend);
+  } catch (err) {
+    await backend.close().catch(() => undefined);
+    throw err;
+  }
+  if ('file' in location && location.file !== ':memory:') {
+    // The WAL and shared-memory files hold the same data as the database file.
+    for (const suffix of ['-wal', '-shm']) {
+      if (fs.existsSync(location.file + suffix)) fs.chmodSync(location.file + suffix, 0o600);
+    }
+  }
+  return storeOver(backend, options.now);
+}
+
+export type { Dialect, SqlExecutor } from './sql.js';

@@ -3,7 +3,7 @@
  * or an admin, or loaded from RELAY_KEYS_DIR) and incident keys (given with a
  * roster entry, valid in that incident only).
  */
-import { prepared, type Db, type Prepared } from './db.js';
+import type { SqlExecutor } from './sql.js';
 
 export type KeySource = 'api' | 'roster' | 'keys-dir';
 
@@ -45,41 +45,37 @@ function toStored(row: Row): StoredKey {
 
 /** Public key storage; validation happens before anything reaches here. */
 export class KeyStore {
-  private readonly sql: Prepared;
-
-  constructor(db: Db) {
-    this.sql = prepared(db);
-  }
+  constructor(private readonly sql: SqlExecutor) {}
 
   /** Files a relay-wide key (incidentId null) or an incident key. */
-  put(key: StoredKey): void {
+  async put(key: StoredKey): Promise<void> {
     if (key.incidentId !== null) {
-      this.sql(
-          `INSERT INTO incident_keys (incident_id, email, fingerprint, algorithm, expires_at, armored, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (incident_id, email) DO UPDATE SET fingerprint = excluded.fingerprint, algorithm = excluded.algorithm,
-             expires_at = excluded.expires_at, armored = excluded.armored, updated_at = excluded.updated_at`,
-        )
-        .run(key.incidentId, key.email, key.fingerprint, key.algorithm, key.expiresAt, key.armored, key.updatedAt);
+      await this.sql.run(
+        `INSERT INTO incident_keys (incident_id, email, fingerprint, algorithm, expires_at, armored, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (incident_id, email) DO UPDATE SET fingerprint = excluded.fingerprint, algorithm = excluded.algorithm,
+           expires_at = excluded.expires_at, armored = excluded.armored, updated_at = excluded.updated_at`,
+        [key.incidentId, key.email, key.fingerprint, key.algorithm, key.expiresAt, key.armored, key.updatedAt],
+      );
       return;
     }
-    this.sql(
-        `INSERT INTO public_keys (email, fingerprint, algorithm, expires_at, armored, source, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (email) DO UPDATE SET fingerprint = excluded.fingerprint, algorithm = excluded.algorithm,
-           expires_at = excluded.expires_at, armored = excluded.armored, source = excluded.source, updated_at = excluded.updated_at`,
-      )
-      .run(key.email, key.fingerprint, key.algorithm, key.expiresAt, key.armored, key.source, key.updatedAt);
+    await this.sql.run(
+      `INSERT INTO public_keys (email, fingerprint, algorithm, expires_at, armored, source, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (email) DO UPDATE SET fingerprint = excluded.fingerprint, algorithm = excluded.algorithm,
+         expires_at = excluded.expires_at, armored = excluded.armored, source = excluded.source, updated_at = excluded.updated_at`,
+      [key.email, key.fingerprint, key.algorithm, key.expiresAt, key.armored, key.source, key.updatedAt],
+    );
   }
 
   /** The relay-wide key of `email`. */
-  get(email: string): StoredKey | undefined {
-    const row = this.sql('SELECT * FROM public_keys WHERE email = ?').get(email) as Row | undefined;
+  async get(email: string): Promise<StoredKey | undefined> {
+    const row = await this.sql.get<Row>('SELECT * FROM public_keys WHERE email = ?', [email]);
     return row ? toStored(row) : undefined;
   }
 
   /** The key that holds for `email` in an incident: the incident's own key, else the relay-wide one. */
-  getFor(email: string, incidentId: string | null): StoredKey | undefined {
+  async getFor(email: string, incidentId: string | null): Promise<StoredKey | undefined> {
     if (incidentId !== null) {
-      const row = this.sql('SELECT * FROM incident_keys WHERE incident_id = ? AND email = ?').get(incidentId, email) as Row | undefined;
+      const row = await this.sql.get<Row>('SELECT * FROM incident_keys WHERE incident_id = ? AND email = ?', [incidentId, email]);
       if (row) return toStored(row);
     }
     return this.get(email);

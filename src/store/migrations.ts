@@ -1,19 +1,23 @@
 /**
- * Versioned schema migrations, applied in order at start. Never edit a
- * migration that has shipped: add the next one.
+ * Versioned schema migrations, applied in order at start on either backend.
+ * Never edit a migration that has shipped: add the next one. The PostgreSQL
+ * text of versions 1-5 was written when PostgreSQL support arrived (version
+ * 6); it builds the same schema the SQLite text did.
  */
 
+/** One schema step, written for each dialect (the SQL differs in types, triggers and table rebuilds). */
 export interface Migration {
   version: number;
   name: string;
-  sql: string;
+  sqlite: string;
+  postgres: string;
 }
 
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
     name: 'foundation',
-    sql: `
+    sqlite: `
 CREATE TABLE tokens (
   id          TEXT PRIMARY KEY,
   email       TEXT NOT NULL,
@@ -79,11 +83,84 @@ CREATE TABLE settings (
   value TEXT NOT NULL
 );
 `,
+    postgres: `
+CREATE TABLE tokens (
+  id          TEXT PRIMARY KEY,
+  email       TEXT NOT NULL,
+  role        TEXT NOT NULL CHECK (role IN ('admin', 'responder')),
+  label       TEXT,
+  hash        TEXT NOT NULL UNIQUE,
+  created_at  TEXT NOT NULL,
+  revoked_at  TEXT
+);
+
+CREATE TABLE incidents (
+  id          TEXT PRIMARY KEY,
+  codename    TEXT NOT NULL UNIQUE,
+  status      TEXT NOT NULL CHECK (status IN ('open', 'closed')),
+  created_by  TEXT NOT NULL,
+  created_at  TEXT NOT NULL,
+  closed_at   TEXT
+);
+
+CREATE TABLE roster (
+  incident_id   TEXT NOT NULL REFERENCES incidents(id),
+  email         TEXT NOT NULL,
+  name          TEXT NOT NULL,
+  role          TEXT NOT NULL,
+  phone         TEXT,
+  slack_user_id TEXT,
+  status        TEXT NOT NULL CHECK (status IN ('active', 'removed')),
+  added_at      TEXT NOT NULL,
+  updated_at    TEXT NOT NULL,
+  removed_at    TEXT,
+  PRIMARY KEY (incident_id, email)
+);
+
+CREATE TABLE public_keys (
+  email       TEXT PRIMARY KEY,
+  fingerprint TEXT NOT NULL,
+  algorithm   TEXT NOT NULL,
+  expires_at  TEXT,
+  armored     TEXT NOT NULL,
+  source      TEXT NOT NULL,
+  updated_at  TEXT NOT NULL
+);
+
+CREATE TABLE audit_events (
+  seq         BIGINT PRIMARY KEY,
+  at          TEXT NOT NULL,
+  type        TEXT NOT NULL,
+  actor       TEXT,
+  incident_id TEXT,
+  outcome     TEXT NOT NULL,
+  data        TEXT NOT NULL,
+  prev_hash   TEXT NOT NULL,
+  hash        TEXT NOT NULL
+);
+CREATE INDEX audit_events_incident ON audit_events (incident_id, seq);
+CREATE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'audit_events is append-only';
+END;
+$$;
+CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+  FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
+CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+  FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
+CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();
+
+CREATE TABLE settings (
+  name  TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+`,
   },
   {
     version: 2,
     name: 'outbox',
-    sql: `
+    sqlite: `
 CREATE TABLE emails (
   id             TEXT PRIMARY KEY,
   incident_id    TEXT NOT NULL REFERENCES incidents(id),
@@ -139,11 +216,76 @@ CREATE TABLE idempotency (
   PRIMARY KEY (token_id, key)
 );
 `,
+    postgres: `
+CREATE TABLE emails (
+  id             TEXT PRIMARY KEY,
+  incident_id    TEXT NOT NULL REFERENCES incidents(id),
+  message_id     TEXT NOT NULL UNIQUE,
+  sender         TEXT NOT NULL,
+  encrypted      INTEGER NOT NULL,
+  external_chain INTEGER NOT NULL,
+  recipients     TEXT NOT NULL,
+  created_at     TEXT NOT NULL
+);
+CREATE INDEX emails_incident ON emails (incident_id);
+
+CREATE TABLE sms_messages (
+  id          TEXT PRIMARY KEY,
+  incident_id TEXT REFERENCES incidents(id),
+  email       TEXT,
+  phone       TEXT NOT NULL,
+  created_at  TEXT NOT NULL,
+  created_ms  BIGINT NOT NULL
+);
+CREATE INDEX sms_messages_phone ON sms_messages (phone, created_ms);
+CREATE INDEX sms_messages_email ON sms_messages (email, created_ms);
+
+CREATE TABLE deliveries (
+  id              TEXT PRIMARY KEY,
+  channel         TEXT NOT NULL CHECK (channel IN ('email', 'sms')),
+  email_id        TEXT REFERENCES emails(id),
+  sms_id          TEXT REFERENCES sms_messages(id),
+  incident_id     TEXT,
+  envelope        TEXT NOT NULL,
+  body            BYTEA,
+  status          TEXT NOT NULL CONSTRAINT deliveries_status_check CHECK (status IN ('queued', 'sent', 'failed')),
+  attempts        INTEGER NOT NULL DEFAULT 0,
+  created_ms      BIGINT NOT NULL,
+  next_attempt_ms BIGINT NOT NULL,
+  last_error      TEXT,
+  provider_id     TEXT,
+  sent_at         TEXT
+);
+CREATE INDEX deliveries_due ON deliveries (status, next_attempt_ms);
+CREATE INDEX deliveries_email ON deliveries (email_id);
+CREATE INDEX deliveries_sms ON deliveries (sms_id);
+
+CREATE TABLE idempotency (
+  token_id    TEXT NOT NULL,
+  key         TEXT NOT NULL,
+  route       TEXT NOT NULL,
+  status      INTEGER NOT NULL,
+  response    TEXT NOT NULL,
+  created_at  TEXT NOT NULL,
+  PRIMARY KEY (token_id, key)
+);
+`,
   },
   {
     version: 3,
     name: 'slack',
-    sql: `
+    sqlite: `
+CREATE TABLE slack_channels (
+  incident_id TEXT PRIMARY KEY REFERENCES incidents(id),
+  channel_id  TEXT,
+  name        TEXT,
+  state       TEXT NOT NULL CHECK (state IN ('pending', 'ready', 'failed', 'archived')),
+  reason      TEXT,
+  updated_at  TEXT NOT NULL
+);
+ALTER TABLE roster ADD COLUMN slack_status TEXT;
+`,
+    postgres: `
 CREATE TABLE slack_channels (
   incident_id TEXT PRIMARY KEY REFERENCES incidents(id),
   channel_id  TEXT,
@@ -160,7 +302,10 @@ ALTER TABLE roster ADD COLUMN slack_status TEXT;
     name: 'slack_welcome',
     // The pinned welcome's message ts: a setup retried after a failure must not
     // post and pin the welcome a second time.
-    sql: `
+    sqlite: `
+ALTER TABLE slack_channels ADD COLUMN welcome_ts TEXT;
+`,
+    postgres: `
 ALTER TABLE slack_channels ADD COLUMN welcome_ts TEXT;
 `,
   },
@@ -171,7 +316,7 @@ ALTER TABLE slack_channels ADD COLUMN welcome_ts TEXT;
     // commander or deputy only: it must not replace the owner's key in every
     // other incident (a responder could otherwise declare an incident of their
     // own and swap outside counsel's key everywhere).
-    sql: `
+    sqlite: `
 CREATE TABLE incident_keys (
   incident_id TEXT NOT NULL REFERENCES incidents(id),
   email       TEXT NOT NULL,
@@ -186,6 +331,106 @@ CREATE TABLE incident_keys (
 -- apart from a swapped key; drop them (fail closed: such a recipient is
 -- refused with missing_public_key until the owner or an admin uploads a key).
 DELETE FROM public_keys WHERE source = 'roster';
+`,
+    postgres: `
+CREATE TABLE incident_keys (
+  incident_id TEXT NOT NULL REFERENCES incidents(id),
+  email       TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  algorithm   TEXT NOT NULL,
+  expires_at  TEXT,
+  armored     TEXT NOT NULL,
+  updated_at  TEXT NOT NULL,
+  PRIMARY KEY (incident_id, email)
+);
+DELETE FROM public_keys WHERE source = 'roster';
+`,
+  },
+  {
+    version: 6,
+    name: 'replicas',
+    // Several relays on one database (PostgreSQL): deliveries are leased in
+    // the database rather than remembered in a process; 'cancelled' is the
+    // status of a delivery whose recipient left the roster before it went;
+    // named leases run periodic work on one relay at a time; a client's own
+    // Message-ID is kept as an alias of the relay's so replies from a Sent
+    // folder stay in their thread; idempotency keys remember a fingerprint of
+    // the request and when they were made (they expire); send-limit buckets
+    // are shared by every relay on the database.
+    sqlite: `
+CREATE TABLE deliveries_v6 (
+  id              TEXT PRIMARY KEY,
+  channel         TEXT NOT NULL CHECK (channel IN ('email', 'sms')),
+  email_id        TEXT REFERENCES emails(id),
+  sms_id          TEXT REFERENCES sms_messages(id),
+  incident_id     TEXT,
+  envelope        TEXT NOT NULL,
+  body            BLOB,
+  status          TEXT NOT NULL CHECK (status IN ('queued', 'sent', 'failed', 'cancelled')),
+  attempts        INTEGER NOT NULL DEFAULT 0,
+  created_ms      INTEGER NOT NULL,
+  next_attempt_ms INTEGER NOT NULL,
+  last_error      TEXT,
+  provider_id     TEXT,
+  sent_at         TEXT,
+  lease_owner     TEXT,
+  lease_until_ms  INTEGER
+);
+INSERT INTO deliveries_v6 (id, channel, email_id, sms_id, incident_id, envelope, body, status, attempts, created_ms, next_attempt_ms, last_error, provider_id, sent_at)
+  SELECT id, channel, email_id, sms_id, incident_id, envelope, body, status, attempts, created_ms, next_attempt_ms, last_error, provider_id, sent_at FROM deliveries;
+DROP TABLE deliveries;
+ALTER TABLE deliveries_v6 RENAME TO deliveries;
+CREATE INDEX deliveries_due ON deliveries (status, next_attempt_ms);
+CREATE INDEX deliveries_email ON deliveries (email_id);
+CREATE INDEX deliveries_sms ON deliveries (sms_id);
+CREATE INDEX deliveries_incident ON deliveries (incident_id, status);
+CREATE INDEX deliveries_lease ON deliveries (lease_owner) WHERE lease_owner IS NOT NULL;
+
+CREATE TABLE leases (
+  name     TEXT PRIMARY KEY,
+  owner    TEXT NOT NULL,
+  until_ms INTEGER NOT NULL
+);
+
+CREATE TABLE message_aliases (
+  alias    TEXT PRIMARY KEY,
+  email_id TEXT NOT NULL REFERENCES emails(id)
+);
+
+ALTER TABLE idempotency ADD COLUMN fingerprint TEXT;
+ALTER TABLE idempotency ADD COLUMN created_ms INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE send_limits (
+  key    TEXT PRIMARY KEY,
+  tokens REAL NOT NULL,
+  at_ms  INTEGER NOT NULL
+);
+`,
+    postgres: `
+ALTER TABLE deliveries DROP CONSTRAINT deliveries_status_check;
+ALTER TABLE deliveries ADD CONSTRAINT deliveries_status_check CHECK (status IN ('queued', 'sent', 'failed', 'cancelled'));
+ALTER TABLE deliveries ADD COLUMN lease_owner TEXT, ADD COLUMN lease_until_ms BIGINT;
+CREATE INDEX deliveries_incident ON deliveries (incident_id, status);
+CREATE INDEX deliveries_lease ON deliveries (lease_owner) WHERE lease_owner IS NOT NULL;
+
+CREATE TABLE leases (
+  name     TEXT PRIMARY KEY,
+  owner    TEXT NOT NULL,
+  until_ms BIGINT NOT NULL
+);
+
+CREATE TABLE message_aliases (
+  alias    TEXT PRIMARY KEY,
+  email_id TEXT NOT NULL REFERENCES emails(id)
+);
+
+ALTER TABLE idempotency ADD COLUMN fingerprint TEXT, ADD COLUMN created_ms BIGINT NOT NULL DEFAULT 0;
+
+CREATE TABLE send_limits (
+  key    TEXT PRIMARY KEY,
+  tokens DOUBLE PRECISION NOT NULL,
+  at_ms  BIGINT NOT NULL
+);
 `,
   },
 ];

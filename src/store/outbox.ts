@@ -1,11 +1,15 @@
 /**
  * The durable outbox: composed messages and their envelopes, committed before
- * the relay answers, delivered by the worker, purged once sent.
+ * the relay answers, claimed by a delivery worker under a lease, purged once
+ * sent. A lease is a row-level fact in the database (owner, expiry), so two
+ * relays never send the same delivery at once, and a delivery held by a relay
+ * that died is taken over when its lease expires.
  */
-import { prepared, type Db, type Prepared } from './db.js';
+import { placeholders, type SqlExecutor } from './sql.js';
 
 export type DeliveryChannel = 'email' | 'sms';
-export type DeliveryStatus = 'queued' | 'sent' | 'failed';
+/** `cancelled`: the recipient (or the sender) left the roster before it could be sent. */
+export type DeliveryStatus = 'queued' | 'sent' | 'failed' | 'cancelled';
 
 /** Where a delivery goes: SMTP envelope for email, a phone number for SMS. */
 export type Envelope = { kind: 'email'; from: string; to: string[] } | { kind: 'sms'; to: string };
@@ -45,6 +49,18 @@ export interface DeliverySplit {
   error: string;
 }
 
+/** What a cancellation did to one delivery, for the audit log. */
+export interface Cancellation {
+  deliveryId: string;
+  channel: DeliveryChannel;
+  emailId: string | null;
+  smsId: string | null;
+  /** The recipients whose copy will not be sent (all of the delivery's when the sender left). */
+  recipients: string[];
+  /** Set when only some recipients were cancelled: the row recording them. */
+  cancelledDeliveryId?: string;
+}
+
 export interface EmailRecord {
   id: string;
   incidentId: string;
@@ -54,6 +70,27 @@ export interface EmailRecord {
   chainExternal: boolean;
   recipients: string[];
   createdAt: string;
+}
+
+/** A message of a reply chain as the store knows it. */
+export interface ChainMessage {
+  /** The reference as looked up (normalised). */
+  reference: string;
+  emailId: string;
+  incidentId: string;
+  /** The relay's Message-ID of that email. */
+  messageId: string;
+  sender: string;
+  chainExternal: boolean;
+}
+
+/** One delivery as an email's status shows it. */
+export interface DeliveryView {
+  id: string;
+  recipients: string[];
+  status: DeliveryStatus;
+  attempts: number;
+  lastError: string | null;
 }
 
 interface DeliveryRow {
@@ -69,6 +106,17 @@ interface DeliveryRow {
   created_ms: number;
   next_attempt_ms: number;
   last_error: string | null;
+}
+
+interface EmailRow {
+  id: string;
+  incident_id: string;
+  message_id: string;
+  sender: string;
+  encrypted: number;
+  external_chain: number;
+  recipients: string;
+  created_at: string;
 }
 
 function toDelivery(row: DeliveryRow): Delivery {
@@ -88,38 +136,81 @@ function toDelivery(row: DeliveryRow): Delivery {
   };
 }
 
+function toEmail(row: EmailRow): EmailRecord {
+  return {
+    id: row.id,
+    incidentId: row.incident_id,
+    messageId: row.message_id,
+    sender: row.sender,
+    encrypted: row.encrypted === 1,
+    chainExternal: row.external_chain === 1,
+    recipients: JSON.parse(row.recipients) as string[],
+    createdAt: row.created_at,
+  };
+}
+
+/**
+ * A Message-ID as the store compares it: RFC 5322 §3.6.4 leaves the left part
+ * case-sensitive, while the right part is a domain (or domain-like) and
+ * compared without case.
+ */
+export function normaliseMessageId(id: string): string {
+  const at = id.lastIndexOf('@');
+  return at < 0 ? id : id.slice(0, at) + id.slice(at).toLowerCase();
+}
+
+// Chains longer than this are looked up in slices (the references list is capped at 100 anyway).
+const LOOKUP_SLICE = 200;
+
 /** Outbox and email-record storage. Call the writes inside a store transaction with their audit event. */
 export class Outbox {
-  private readonly sql: Prepared;
-
-  constructor(private readonly db: Db) {
-    this.sql = prepared(db);
-  }
+  constructor(private readonly sql: SqlExecutor) {}
 
   /** Queues deliveries, due at once. */
-  enqueue(deliveries: readonly NewDelivery[], at: Date): void {
-    const insert = this.sql(
-      `INSERT INTO deliveries (id, channel, email_id, sms_id, incident_id, envelope, body, status, attempts, created_ms, next_attempt_ms)
-       VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?)`,
-    );
+  async enqueue(deliveries: readonly NewDelivery[], at: Date): Promise<void> {
     for (const d of deliveries) {
-      insert.run(d.id, d.channel, d.emailId ?? null, d.smsId ?? null, d.incidentId, JSON.stringify(d.envelope), d.body, at.getTime(), at.getTime());
+      await this.sql.run(
+        `INSERT INTO deliveries (id, channel, email_id, sms_id, incident_id, envelope, body, status, attempts, created_ms, next_attempt_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?)`,
+        [d.id, d.channel, d.emailId ?? null, d.smsId ?? null, d.incidentId, JSON.stringify(d.envelope), d.body, at.getTime(), at.getTime()],
+      );
     }
   }
 
-  /** Queued deliveries due by `at`, oldest first, skipping ids already in flight. */
-  due(at: Date, limit: number, inFlight: ReadonlySet<string>): Delivery[] {
-    // In-flight rows are left out in SQL, not in JavaScript: they are queued
-    // and overdue until their outcome commits, and reading them would copy
-    // every in-flight body out of the database on each look for work.
-    const rows = (
-      inFlight.size === 0
-        ? this.sql("SELECT * FROM deliveries WHERE status = 'queued' AND next_attempt_ms <= ? ORDER BY next_attempt_ms, created_ms LIMIT ?").all(at.getTime(), limit)
-        : this.sql(
-            "SELECT * FROM deliveries WHERE status = 'queued' AND next_attempt_ms <= ? AND id NOT IN (SELECT value FROM json_each(?)) ORDER BY next_attempt_ms, created_ms LIMIT ?",
-          ).all(at.getTime(), JSON.stringify([...inFlight]), limit)
-    ) as DeliveryRow[];
-    return rows.map(toDelivery);
+  /**
+   * Leases up to `limit` queued deliveries that are due by `at` and not
+   * leased by anyone (or whose lease expired: their relay died), oldest
+   * first, to `owner` until `at + leaseMs`. One statement: on PostgreSQL the
+   * candidate rows are locked with SKIP LOCKED, so relays claiming at the same
+   * moment never get the same row; SQLite has a single writer.
+   */
+  async claim(owner: string, at: Date, limit: number, leaseMs: number): Promise<Delivery[]> {
+    const now = at.getTime();
+    const lock = this.sql.dialect === 'postgres' ? ' FOR UPDATE SKIP LOCKED' : '';
+    const rows = await this.sql.all<DeliveryRow>(
+      `UPDATE deliveries SET lease_owner = ?, lease_until_ms = ?
+       WHERE id IN (SELECT id FROM deliveries
+                    WHERE status = 'queued' AND next_attempt_ms <= ? AND (lease_until_ms IS NULL OR lease_until_ms < ?)
+                    ORDER BY next_attempt_ms, created_ms LIMIT ?${lock})
+       RETURNING *`,
+      [owner, now + leaseMs, now, now, limit],
+    );
+    return rows.sort((a, b) => a.next_attempt_ms - b.next_attempt_ms || a.created_ms - b.created_ms).map(toDelivery);
+  }
+
+  /** Extends every lease `owner` holds on a still-queued delivery; returns how many. */
+  async renewLeases(owner: string, until: Date): Promise<number> {
+    return this.sql.run("UPDATE deliveries SET lease_until_ms = ? WHERE lease_owner = ? AND status = 'queued'", [until.getTime(), owner]);
+  }
+
+  /** Gives a lease back without an outcome (the worker stopped before sending). */
+  async release(id: string, owner: string): Promise<void> {
+    await this.sql.run('UPDATE deliveries SET lease_owner = NULL, lease_until_ms = NULL WHERE id = ? AND lease_owner = ?', [id, owner]);
+  }
+
+  /** Deliveries `owner` holds a lease on (for /metrics). */
+  async leasedBy(owner: string): Promise<number> {
+    return (await this.sql.get<{ n: number }>("SELECT COUNT(*) AS n FROM deliveries WHERE lease_owner = ? AND status = 'queued'", [owner]))?.n ?? 0;
   }
 
   /**
@@ -128,27 +219,26 @@ export class Outbox {
    * accepted mail waiting after it; attempts are kept, so backoff resumes
    * from where it was if the next try fails too.
    */
-  resumeQueued(at: Date): number {
-    return this.sql("UPDATE deliveries SET next_attempt_ms = ? WHERE status = 'queued' AND next_attempt_ms > ?").run(at.getTime(), at.getTime()).changes;
+  async resumeQueued(at: Date): Promise<number> {
+    return this.sql.run("UPDATE deliveries SET next_attempt_ms = ? WHERE status = 'queued' AND next_attempt_ms > ?", [at.getTime(), at.getTime()]);
   }
 
   /**
-   * The earliest time a queued delivery is due, if any, leaving out `exclude`
-   * (the ones in flight: they are queued and overdue until their outcome is
-   * committed, and counting them would make the worker poll without pause).
+   * The earliest time a queued delivery that `owner` does not hold could be
+   * claimed: when it is due, or when the lease another relay holds on it
+   * expires. Undefined when nothing is queued.
    */
-  nextDueMs(exclude: ReadonlySet<string> = new Set()): number | undefined {
-    const row = (
-      exclude.size === 0
-        ? this.sql("SELECT MIN(next_attempt_ms) AS next FROM deliveries WHERE status = 'queued'").get()
-        : this.sql("SELECT MIN(next_attempt_ms) AS next FROM deliveries WHERE status = 'queued' AND id NOT IN (SELECT value FROM json_each(?))")
-            .get(JSON.stringify([...exclude]))
-    ) as { next: number | null };
-    return row.next ?? undefined;
+  async nextDueMs(owner: string): Promise<number | undefined> {
+    const row = await this.sql.get<{ next: number | null }>(
+      `SELECT MIN(CASE WHEN lease_until_ms IS NOT NULL AND lease_until_ms > next_attempt_ms THEN lease_until_ms ELSE next_attempt_ms END) AS next
+       FROM deliveries WHERE status = 'queued' AND (lease_owner IS NULL OR lease_owner <> ?)`,
+      [owner],
+    );
+    return row?.next ?? undefined;
   }
 
-  get(id: string): Delivery | undefined {
-    const row = this.sql('SELECT * FROM deliveries WHERE id = ?').get(id) as DeliveryRow | undefined;
+  async get(id: string): Promise<Delivery | undefined> {
+    const row = await this.sql.get<DeliveryRow>('SELECT * FROM deliveries WHERE id = ?', [id]);
     return row ? toDelivery(row) : undefined;
   }
 
@@ -160,80 +250,192 @@ export class Outbox {
    * from acceptance) are carried over. Call it before markSent, which purges
    * the body the copy needs.
    */
-  splitOff(sourceId: string, split: DeliverySplit): void {
-    const changes = this.sql(
-        `INSERT INTO deliveries (id, channel, email_id, sms_id, incident_id, envelope, body, status, attempts, created_ms, next_attempt_ms, last_error)
-         SELECT @id, channel, email_id, sms_id, incident_id, json_set(envelope, '$.to', json(@to)), CASE WHEN @status = 'queued' THEN body END,
-                @status, attempts + 1, created_ms, @next, @error
-         FROM deliveries WHERE id = @source AND channel = 'email' AND (@status = 'failed' OR body IS NOT NULL)`,
-      )
-      .run({ id: split.id, to: JSON.stringify(split.to), status: split.status, next: split.nextAttempt.getTime(), error: split.error, source: sourceId }).changes;
+  async splitOff(sourceId: string, split: DeliverySplit): Promise<void> {
+    const source = await this.sql.get<{ envelope: string }>("SELECT envelope FROM deliveries WHERE id = ? AND channel = 'email'", [sourceId]);
+    const envelope = source ? { ...(JSON.parse(source.envelope) as Envelope), to: [...split.to] } : undefined;
+    // The body is copied inside the database, never through the relay's memory.
+    const changes =
+      envelope === undefined
+        ? 0
+        : await this.sql.run(
+            `INSERT INTO deliveries (id, channel, email_id, sms_id, incident_id, envelope, body, status, attempts, created_ms, next_attempt_ms, last_error)
+             SELECT ?, channel, email_id, sms_id, incident_id, ?, CASE WHEN ? = 'queued' THEN body END, ?, attempts + 1, created_ms, ?, ?
+             FROM deliveries WHERE id = ? AND channel = 'email' AND (? = 'failed' OR body IS NOT NULL)`,
+            [split.id, JSON.stringify(envelope), split.status, split.status, split.nextAttempt.getTime(), split.error, sourceId, split.status],
+          );
     // Throwing rolls back the caller's transaction: the source stays queued
     // and is sent again rather than a refused recipient being dropped.
     if (changes !== 1) throw new Error(`cannot split delivery ${sourceId}: no such email delivery, or its body is already purged`);
   }
 
-  /** Records a delivery and purges its body: only metadata stays (SPEC §6). */
-  markSent(id: string, providerId: string, at: Date): void {
-    this.sql("UPDATE deliveries SET status = 'sent', body = NULL, attempts = attempts + 1, provider_id = ?, sent_at = ?, last_error = NULL WHERE id = ?")
-      .run(providerId, at.toISOString(), id);
+  /** Records a delivery and purges its body: only metadata stays (SPEC §6). False when it was no longer queued. */
+  async markSent(id: string, providerId: string, at: Date): Promise<boolean> {
+    const changes = await this.sql.run(
+      `UPDATE deliveries SET status = 'sent', body = NULL, attempts = attempts + 1, provider_id = ?, sent_at = ?, last_error = NULL,
+         lease_owner = NULL, lease_until_ms = NULL
+       WHERE id = ? AND status = 'queued'`,
+      [providerId, at.toISOString(), id],
+    );
+    return changes === 1;
   }
 
-  /** Schedules another attempt. */
-  markRetry(id: string, error: string, nextAttempt: Date): void {
-    this.sql('UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_ms = ? WHERE id = ?').run(error, nextAttempt.getTime(), id);
+  /** Schedules another attempt and gives the lease back. */
+  async markRetry(id: string, error: string, nextAttempt: Date): Promise<boolean> {
+    const changes = await this.sql.run(
+      "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_ms = ?, lease_owner = NULL, lease_until_ms = NULL WHERE id = ? AND status = 'queued'",
+      [error, nextAttempt.getTime(), id],
+    );
+    return changes === 1;
   }
 
   /** Gives up: the body is purged too, since it will never be sent. */
-  markFailed(id: string, error: string): void {
-    this.sql("UPDATE deliveries SET status = 'failed', body = NULL, attempts = attempts + 1, last_error = ? WHERE id = ?").run(error, id);
+  async markFailed(id: string, error: string): Promise<boolean> {
+    const changes = await this.sql.run(
+      "UPDATE deliveries SET status = 'failed', body = NULL, attempts = attempts + 1, last_error = ?, lease_owner = NULL, lease_until_ms = NULL WHERE id = ? AND status = 'queued'",
+      [error, id],
+    );
+    return changes === 1;
+  }
+
+  /**
+   * Cancels the copy of queued delivery `deliveryId` for `recipients` (or for
+   * everyone: 'all'): the whole row when nobody is left, else the recipients
+   * are taken out of its envelope and recorded in a `cancelled` row of their
+   * own. Undefined when the delivery is no longer queued or holds none of them.
+   */
+  async cancelRecipients(deliveryId: string, recipients: readonly string[] | 'all', reason: string, newId: () => string): Promise<Cancellation | undefined> {
+    const row = await this.sql.get<DeliveryRow>("SELECT id, channel, email_id, sms_id, envelope FROM deliveries WHERE id = ? AND status = 'queued'", [deliveryId]);
+    if (!row) return undefined;
+    const envelope = JSON.parse(row.envelope) as Envelope;
+    const all = envelope.kind === 'sms' ? [envelope.to] : envelope.to;
+    const gone = recipients === 'all' ? all : all.filter((r) => recipients.includes(r));
+    if (gone.length === 0) return undefined;
+    const base = { deliveryId, channel: row.channel, emailId: row.email_id, smsId: row.sms_id, recipients: gone };
+    if (gone.length === all.length || envelope.kind === 'sms') {
+      await this.sql.run(
+        "UPDATE deliveries SET status = 'cancelled', body = NULL, last_error = ?, lease_owner = NULL, lease_until_ms = NULL WHERE id = ? AND status = 'queued'",
+        [reason, deliveryId],
+      );
+      return base;
+    }
+    const cancelledId = newId();
+    await this.sql.run(
+      `INSERT INTO deliveries (id, channel, email_id, sms_id, incident_id, envelope, body, status, attempts, created_ms, next_attempt_ms, last_error)
+       SELECT ?, channel, email_id, sms_id, incident_id, ?, NULL, 'cancelled', attempts, created_ms, next_attempt_ms, ?
+       FROM deliveries WHERE id = ?`,
+      [cancelledId, JSON.stringify({ ...envelope, to: gone }), reason, deliveryId],
+    );
+    await this.sql.run('UPDATE deliveries SET envelope = ? WHERE id = ?', [JSON.stringify({ ...envelope, to: envelope.to.filter((r) => !gone.includes(r)) }), deliveryId]);
+    return { ...base, cancelledDeliveryId: cancelledId };
+  }
+
+  /**
+   * Cancels, in the caller's transaction, every queued delivery of the
+   * incident that `email` would receive, or that `email` sent: they left the
+   * roster, and nothing may reach or come from them any more.
+   */
+  async cancelForMember(incidentId: string, email: string, reason: string, newId: () => string): Promise<Cancellation[]> {
+    const rows = await this.sql.all<{ id: string; channel: DeliveryChannel; envelope: string; member: string | null }>(
+      `SELECT d.id, d.channel, d.envelope, s.email AS member FROM deliveries d LEFT JOIN sms_messages s ON s.id = d.sms_id
+       WHERE d.incident_id = ? AND d.status = 'queued' ORDER BY d.created_ms, d.id`,
+      [incidentId],
+    );
+    const cancelled: Cancellation[] = [];
+    for (const row of rows) {
+      const envelope = JSON.parse(row.envelope) as Envelope;
+      let which: string[] | 'all' | undefined;
+      if (envelope.kind === 'sms') which = row.member === email ? 'all' : undefined;
+      else if (envelope.from === email) which = 'all';
+      else if (envelope.to.includes(email)) which = [email];
+      if (which === undefined) continue;
+      const done = await this.cancelRecipients(row.id, which, reason, newId);
+      if (done) cancelled.push(done);
+    }
+    return cancelled;
+  }
+
+  /** The roster address an SMS delivery was for (sms_messages.email). */
+  async smsMember(smsId: string): Promise<string | undefined> {
+    return (await this.sql.get<{ email: string | null }>('SELECT email FROM sms_messages WHERE id = ?', [smsId]))?.email ?? undefined;
   }
 
   /** Deliveries of `channel` still queued (waiting, retrying or in flight). */
-  queuedCount(channel: DeliveryChannel): number {
-    return (this.sql("SELECT COUNT(*) AS n FROM deliveries WHERE status = 'queued' AND channel = ?").get(channel) as { n: number }).n;
+  async queuedCount(channel: DeliveryChannel): Promise<number> {
+    return (await this.sql.get<{ n: number }>("SELECT COUNT(*) AS n FROM deliveries WHERE status = 'queued' AND channel = ?", [channel]))?.n ?? 0;
   }
 
-  insertEmail(email: EmailRecord): void {
-    this.sql('INSERT INTO emails (id, incident_id, message_id, sender, encrypted, external_chain, recipients, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(email.id, email.incidentId, email.messageId, email.sender, email.encrypted ? 1 : 0, email.chainExternal ? 1 : 0, JSON.stringify(email.recipients), email.createdAt);
+  async insertEmail(email: EmailRecord): Promise<void> {
+    await this.sql.run('INSERT INTO emails (id, incident_id, message_id, sender, encrypted, external_chain, recipients, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
+      email.id,
+      email.incidentId,
+      normaliseMessageId(email.messageId),
+      email.sender,
+      email.encrypted ? 1 : 0,
+      email.chainExternal ? 1 : 0,
+      JSON.stringify(email.recipients),
+      email.createdAt,
+    ]);
   }
 
-  email(incidentId: string, id: string): EmailRecord | undefined {
-    const row = this.sql('SELECT * FROM emails WHERE incident_id = ? AND id = ?').get(incidentId, id) as
-      | { id: string; incident_id: string; message_id: string; sender: string; encrypted: number; external_chain: number; recipients: string; created_at: string }
-      | undefined;
-    return row
-      ? {
-          id: row.id,
-          incidentId: row.incident_id,
-          messageId: row.message_id,
-          sender: row.sender,
-          encrypted: row.encrypted === 1,
-          chainExternal: row.external_chain === 1,
-          recipients: JSON.parse(row.recipients) as string[],
-          createdAt: row.created_at,
-        }
-      : undefined;
+  /** Keeps a client's own Message-ID (SMTP) as another name of the relay's email, for replies written from a Sent folder. */
+  async addAlias(alias: string, emailId: string): Promise<void> {
+    await this.sql.run('INSERT INTO message_aliases (alias, email_id) VALUES (?, ?) ON CONFLICT (alias) DO NOTHING', [normaliseMessageId(alias), emailId]);
   }
 
-  /** True when any of these Message-IDs is a relay message whose chain had an external recipient. */
-  chainIsExternal(messageIds: readonly string[]): boolean {
-    if (messageIds.length === 0) return false;
-    const placeholders = messageIds.map(() => '?').join(',');
-    // Built from the input's length, so not cached: the cache holds fixed texts only.
-    return this.db.prepare(`SELECT 1 FROM emails WHERE external_chain = 1 AND message_id IN (${placeholders}) LIMIT 1`).get(...messageIds) !== undefined;
+  async email(incidentId: string, id: string): Promise<EmailRecord | undefined> {
+    const row = await this.sql.get<EmailRow>('SELECT * FROM emails WHERE incident_id = ? AND id = ?', [incidentId, id]);
+    return row ? toEmail(row) : undefined;
   }
 
-  /** An email's overall state: failed if any copy failed, queued while any waits, else sent. */
-  emailDeliveryState(emailId: string): { status: DeliveryStatus; attempts: number; lastError: string | null } {
-    const rows = this.sql('SELECT status, attempts, last_error FROM deliveries WHERE email_id = ?').all(emailId) as Pick<DeliveryRow, 'status' | 'attempts' | 'last_error'>[];
-    const status: DeliveryStatus = rows.some((r) => r.status === 'failed') ? 'failed' : rows.some((r) => r.status === 'queued') ? 'queued' : 'sent';
-    const attempts = rows.reduce((max, r) => Math.max(max, r.attempts), 0);
-    // The error that decided the status: a failed copy's over a retrying one's.
-    const lastError =
-      (rows.find((r) => r.status === 'failed' && r.last_error !== null) ?? rows.find((r) => r.status === 'queued' && r.last_error !== null) ?? rows.find((r) => r.last_error !== null))
-        ?.last_error ?? null;
-    return { status, attempts, lastError };
+  /**
+   * The emails these references name, by the relay's Message-ID or by a
+   * client's alias; references the relay never saw are absent from the answer.
+   */
+  async chainMessages(references: readonly string[]): Promise<ChainMessage[]> {
+    const wanted = [...new Set(references.map(normaliseMessageId))];
+    const found: ChainMessage[] = [];
+    for (let i = 0; i < wanted.length; i += LOOKUP_SLICE) {
+      const slice = wanted.slice(i, i + LOOKUP_SLICE);
+      const marks = placeholders(slice.length);
+      const rows = await this.sql.all<EmailRow & { reference: string }>(
+        `SELECT e.*, e.message_id AS reference FROM emails e WHERE e.message_id IN (${marks})
+         UNION ALL
+         SELECT e.*, a.alias AS reference FROM message_aliases a JOIN emails e ON e.id = a.email_id WHERE a.alias IN (${marks})`,
+        [...slice, ...slice],
+      );
+      for (const row of rows) {
+        found.push({ reference: row.reference, emailId: row.id, incidentId: row.incident_id, messageId: row.message_id, sender: row.sender, chainExternal: row.external_chain === 1 });
+      }
+    }
+    return found;
   }
+
+  /** The copies of an email and their states. */
+  async deliveriesOf(emailId: string): Promise<DeliveryView[]> {
+    const rows = await this.sql.all<Pick<DeliveryRow, 'id' | 'envelope' | 'status' | 'attempts' | 'last_error' | 'created_ms'>>(
+      'SELECT id, envelope, status, attempts, last_error, created_ms FROM deliveries WHERE email_id = ? ORDER BY created_ms, id',
+      [emailId],
+    );
+    return rows.map((r) => {
+      const envelope = JSON.parse(r.envelope) as Envelope;
+      return { id: r.id, recipients: envelope.kind === 'email' ? envelope.to : [envelope.to], status: r.status, attempts: r.attempts, lastError: r.last_error };
+    });
+  }
+
+  /** An email's overall state: failed if any copy failed, queued while any waits, cancelled when every copy was, else sent. */
+  async emailDeliveryState(emailId: string): Promise<{ status: DeliveryStatus; attempts: number; lastError: string | null }> {
+    return summarise(await this.deliveriesOf(emailId));
+  }
+}
+
+/** The overall state of an email from its copies. */
+export function summarise(rows: readonly DeliveryView[]): { status: DeliveryStatus; attempts: number; lastError: string | null } {
+  const has = (s: DeliveryStatus): boolean => rows.some((r) => r.status === s);
+  const status: DeliveryStatus = has('failed') ? 'failed' : has('queued') ? 'queued' : rows.length > 0 && rows.every((r) => r.status === 'cancelled') ? 'cancelled' : 'sent';
+  const attempts = rows.reduce((max, r) => Math.max(max, r.attempts), 0);
+  // The error that decided the status: a failed copy's over a retrying one's.
+  const lastError =
+    (rows.find((r) => r.status === 'failed' && r.lastError !== null) ?? rows.find((r) => r.status === 'queued' && r.lastError !== null) ?? rows.find((r) => r.lastError !== null))
+      ?.lastError ?? null;
+  return { status, attempts, lastError };
 }

@@ -1,5 +1,5 @@
 /** Each incident's Slack room: channel id and name, and how far its setup got (SPEC §2 rule `chat`). */
-import { prepared, type Db, type Prepared } from './db.js';
+import type { SqlExecutor } from './sql.js';
 
 /** pending: being set up (or waiting for Slack); ready: in line with the roster; failed: see reason; archived: closed. */
 export type SlackChannelState = 'pending' | 'ready' | 'failed' | 'archived';
@@ -44,21 +44,17 @@ function toChannel(row: Row): SlackChannel {
 
 /** Storage for the slack_channels table. */
 export class SlackChannelStore {
-  private readonly sql: Prepared;
-
-  constructor(db: Db) {
-    this.sql = prepared(db);
-  }
+  constructor(private readonly sql: SqlExecutor) {}
 
   /** The incident's room, if one was ever started. */
-  get(incidentId: string): SlackChannel | undefined {
-    const row = this.sql('SELECT * FROM slack_channels WHERE incident_id = ?').get(incidentId) as Row | undefined;
+  async get(incidentId: string): Promise<SlackChannel | undefined> {
+    const row = await this.sql.get<Row>('SELECT * FROM slack_channels WHERE incident_id = ?', [incidentId]);
     return row ? toChannel(row) : undefined;
   }
 
   /** Inserts or updates the room; fields absent from `change` keep their values. */
-  save(incidentId: string, change: SlackChannelChange, at: Date): SlackChannel {
-    const before = this.get(incidentId);
+  async save(incidentId: string, change: SlackChannelChange, at: Date): Promise<SlackChannel> {
+    const before = await this.get(incidentId);
     const row: Row = {
       incident_id: incidentId,
       channel_id: change.channelId !== undefined ? change.channelId : (before?.channelId ?? null),
@@ -68,30 +64,31 @@ export class SlackChannelStore {
       welcome_ts: change.welcomeTs !== undefined ? change.welcomeTs : (before?.welcomeTs ?? null),
       updated_at: at.toISOString(),
     };
-    this.sql(
-        `INSERT INTO slack_channels (incident_id, channel_id, name, state, reason, welcome_ts, updated_at)
-         VALUES (@incident_id, @channel_id, @name, @state, @reason, @welcome_ts, @updated_at)
-         ON CONFLICT (incident_id) DO UPDATE SET channel_id = excluded.channel_id, name = excluded.name, state = excluded.state,
-           reason = excluded.reason, welcome_ts = excluded.welcome_ts, updated_at = excluded.updated_at`,
-      )
-      .run(row);
+    await this.sql.run(
+      `INSERT INTO slack_channels (incident_id, channel_id, name, state, reason, welcome_ts, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (incident_id) DO UPDATE SET channel_id = excluded.channel_id, name = excluded.name, state = excluded.state,
+         reason = excluded.reason, welcome_ts = excluded.welcome_ts, updated_at = excluded.updated_at`,
+      [row.incident_id, row.channel_id, row.name, row.state, row.reason, row.welcome_ts, row.updated_at],
+    );
     return toChannel(row);
   }
 
   /** Rooms of closed incidents that still have a channel not yet archived. */
-  unarchivedOfClosed(): SlackChannel[] {
-    const rows = this.sql(
-        `SELECT s.* FROM slack_channels s JOIN incidents i ON i.id = s.incident_id
-         WHERE i.status = 'closed' AND s.channel_id IS NOT NULL AND s.state <> 'archived'`,
-      )
-      .all() as Row[];
+  async unarchivedOfClosed(): Promise<SlackChannel[]> {
+    const rows = await this.sql.all<Row>(
+      `SELECT s.* FROM slack_channels s JOIN incidents i ON i.id = s.incident_id
+       WHERE i.status = 'closed' AND s.channel_id IS NOT NULL AND s.state <> 'archived'`,
+    );
     return rows.map(toChannel);
   }
 
   /** The removed roster member whose Slack user id is `slackUserId`, if any: whom a kick was for. */
-  formerMember(incidentId: string, slackUserId: string): string | undefined {
-    const row = this.sql("SELECT email FROM roster WHERE incident_id = ? AND slack_user_id = ? AND status = 'removed' ORDER BY updated_at DESC LIMIT 1")
-      .get(incidentId, slackUserId) as { email: string } | undefined;
+  async formerMember(incidentId: string, slackUserId: string): Promise<string | undefined> {
+    const row = await this.sql.get<{ email: string }>(
+      "SELECT email FROM roster WHERE incident_id = ? AND slack_user_id = ? AND status = 'removed' ORDER BY updated_at DESC LIMIT 1",
+      [incidentId, slackUserId],
+    );
     return row?.email;
   }
 }

@@ -4,7 +4,7 @@
  * hash of the whole token must match it.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { prepared, type Db, type Prepared } from './db.js';
+import type { SqlExecutor } from './sql.js';
 
 export type TokenRole = 'admin' | 'responder';
 
@@ -42,40 +42,42 @@ function toRecord(row: Row): TokenRecord {
 
 /** Token storage and verification. */
 export class TokenStore {
-  private readonly sql: Prepared;
-
-  constructor(db: Db) {
-    this.sql = prepared(db);
-  }
+  constructor(private readonly sql: SqlExecutor) {}
 
   /** Creates a token; the returned secret is the only copy. 256 bits of randomness. */
-  create(input: { email: string; role: TokenRole; label?: string | null; at: Date }): { record: TokenRecord; token: string } {
+  async create(input: { email: string; role: TokenRole; label?: string | null; at: Date }): Promise<{ record: TokenRecord; token: string }> {
     const id = randomBytes(8).toString('hex');
     const token = `ir_${id}_${randomBytes(32).toString('base64url')}`;
-    this.insert(id, token, input);
-    return { record: this.get(id)!, token };
+    await this.insert(id, token, input);
+    return { record: (await this.get(id))!, token };
   }
 
   /** Files RELAY_ADMIN_TOKEN's hash as the bootstrap admin token; says what changed. */
-  setBootstrap(token: string, email: string, at: Date): 'created' | 'replaced' | 'unchanged' | 'revoked' {
-    const row = this.sql('SELECT hash, revoked_at FROM tokens WHERE id = ?').get(BOOTSTRAP_TOKEN_ID) as Pick<Row, 'hash' | 'revoked_at'> | undefined;
+  async setBootstrap(token: string, email: string, at: Date): Promise<'created' | 'replaced' | 'unchanged' | 'revoked'> {
+    const row = await this.sql.get<Pick<Row, 'hash' | 'revoked_at'>>('SELECT hash, revoked_at FROM tokens WHERE id = ?', [BOOTSTRAP_TOKEN_ID]);
     // The same token again: keep its row, and above all keep a revocation;
     // restarting must not bring a revoked admin token back to life.
     if (row && row.hash === hashToken(token).toString('hex')) return row.revoked_at === null ? 'unchanged' : 'revoked';
-    this.sql('DELETE FROM tokens WHERE id = ?').run(BOOTSTRAP_TOKEN_ID);
-    this.insert(BOOTSTRAP_TOKEN_ID, token, { email, role: 'admin', label: 'bootstrap', at });
+    await this.sql.run('DELETE FROM tokens WHERE id = ?', [BOOTSTRAP_TOKEN_ID]);
+    await this.insert(BOOTSTRAP_TOKEN_ID, token, { email, role: 'admin', label: 'bootstrap', at });
     return row ? 'replaced' : 'created';
   }
 
-  private insert(id: string, token: string, input: { email: string; role: TokenRole; label?: string | null; at: Date }): void {
-    this.sql('INSERT INTO tokens (id, email, role, label, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(id, input.email, input.role, input.label ?? null, hashToken(token).toString('hex'), input.at.toISOString());
+  private async insert(id: string, token: string, input: { email: string; role: TokenRole; label?: string | null; at: Date }): Promise<void> {
+    await this.sql.run('INSERT INTO tokens (id, email, role, label, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)', [
+      id,
+      input.email,
+      input.role,
+      input.label ?? null,
+      hashToken(token).toString('hex'),
+      input.at.toISOString(),
+    ]);
   }
 
   /** The token's record when it is known and not revoked; undefined otherwise. */
-  verify(token: string): TokenRecord | undefined {
+  async verify(token: string): Promise<TokenRecord | undefined> {
     const id = TOKEN_FORMAT.exec(token)?.[1] ?? BOOTSTRAP_TOKEN_ID;
-    const row = this.sql('SELECT * FROM tokens WHERE id = ?').get(id) as Row | undefined;
+    const row = await this.sql.get<Row>('SELECT * FROM tokens WHERE id = ?', [id]);
     // Hash first either way so a miss and a hit take the same time.
     const presented = hashToken(token);
     if (!row) return undefined;
@@ -85,13 +87,13 @@ export class TokenStore {
     return toRecord(row);
   }
 
-  get(id: string): TokenRecord | undefined {
-    const row = this.sql('SELECT * FROM tokens WHERE id = ?').get(id) as Row | undefined;
+  async get(id: string): Promise<TokenRecord | undefined> {
+    const row = await this.sql.get<Row>('SELECT * FROM tokens WHERE id = ?', [id]);
     return row ? toRecord(row) : undefined;
   }
 
   /** Marks the token revoked; false when there is no such live token. */
-  revoke(id: string, at: Date): boolean {
-    return this.sql('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at.toISOString(), id).changes === 1;
+  async revoke(id: string, at: Date): Promise<boolean> {
+    return (await this.sql.run('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', [at.toISOString(), id])) === 1;
   }
 }

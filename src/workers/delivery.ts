@@ -1,15 +1,32 @@
 /**
- * The delivery worker: takes due deliveries from the durable outbox, hands
- * each to its channel, and records the outcome. Transient failures retry with
- * exponential backoff and jitter until RELAY_DELIVERY_MAX_AGE; permanent ones
- * fail. A delivery stays queued until its outcome is committed, so a crash
- * mid-send means it is sent again after restart (at-least-once, never lost).
+ * The delivery worker: claims due deliveries from the durable outbox under a
+ * lease in the database, hands each to its channel, and records the outcome.
+ *
+ * - Who sends what is decided by the database (Outbox.claim), never by a set
+ *   in this process: several relays may run this worker on one database, and
+ *   a delivery whose relay died is taken over when its lease expires. While a
+ *   send runs, its lease is renewed.
+ * - Every attempt re-checks the envelope against the incident's roster: a
+ *   recipient (or sender) who left the roster is cancelled, not sent to.
+ * - Transient failures retry with exponential backoff and jitter until
+ *   RELAY_DELIVERY_MAX_AGE; permanent ones fail.
+ * - A delivery stays queued until its outcome is committed, so a crash
+ *   mid-send means it is sent again (at-least-once, never lost). When the
+ *   outcome cannot be recorded (store read-only, full, unreachable), the
+ *   worker keeps it in memory and retries the write with backoff, and claims
+ *   no new work until writes succeed again: at-least-once must not mean
+ *   hundreds of copies.
  */
 import { randomUUID } from 'node:crypto';
 import type { RelayContext } from '../context.js';
 import { DeliveryError, type Channel, type RefusedRecipient, type SendReceipt } from '../channels/channel.js';
+import { cancellationEvent } from '../services/incidents.js';
 import type { AuditInput } from '../store/audit.js';
-import type { Delivery, DeliveryChannel, DeliverySplit } from '../store/outbox.js';
+import type { Repositories } from '../store/index.js';
+import type { Delivery, DeliveryChannel, DeliverySplit, Envelope } from '../store/outbox.js';
+
+/** What the worker needs from the relay: the store, the clock, its identity, and where to report. */
+export type DeliveryContext = Pick<RelayContext, 'store' | 'now' | 'logger' | 'metrics' | 'config' | 'replicaId'>;
 
 export interface DeliveryWorkerOptions {
   channels: Partial<Record<DeliveryChannel, Channel>>;
@@ -20,8 +37,18 @@ export interface DeliveryWorkerOptions {
   /** First retry delay; doubles each attempt up to maxBackoffMs. */
   baseBackoffMs?: number;
   maxBackoffMs?: number;
+  /** How long a claimed delivery stays ours without renewal (default RELAY_DELIVERY_LEASE). */
+  leaseMs?: number;
+  /**
+   * Give back every lease at start. Only where one relay uses the database
+   * (SQLite): its own leases from before a crash would otherwise hold the
+   * queue for a lease period.
+   */
+  releaseLeasesAtStart?: boolean;
   /** Random in [0, 1); tests pin it. */
   random?: () => number;
+  /** Told the outcome of every send (channel health, metrics of upstream problems). */
+  onOutcome?: (channel: DeliveryChannel, outcome: { ok: true } | { ok: false; error: DeliveryError }) => void;
 }
 
 /** A row to split off a delivery the upstream took for only some recipients, with its audit event. */
@@ -30,25 +57,41 @@ interface Split {
   audit: Omit<AuditInput, 'actor' | 'incidentId'>;
 }
 
+/** An outcome whose write failed; kept and retried, never re-sent while this process lives. */
+interface Unrecorded {
+  delivery: Delivery;
+  write: (tx: Repositories) => Promise<void>;
+  failures: number;
+  retryAtMs: number;
+}
+
 /** The delay before attempt `attempts + 1`: exponential, capped, with jitter in [50%, 100%]. */
 export function backoffMs(attempts: number, baseMs: number, maxMs: number, random: () => number): number {
   const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(attempts, 30));
   return Math.round(ceiling / 2 + (ceiling / 2) * random());
 }
 
+// Retrying a failed outcome write: from 250 ms, doubling, at most 30 s.
+const RECORD_RETRY_BASE_MS = 250;
+const RECORD_RETRY_MAX_MS = 30_000;
+
 /** Delivers the outbox. start() runs it in the background; drain() is for tests and shutdown. */
 export class DeliveryWorker {
   private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly unrecorded = new Map<string, Unrecorded>();
   private timer: NodeJS.Timeout | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
   private running = false;
+  private storeFailing = false;
   private readonly concurrency: number;
   private readonly pollMs: number;
   private readonly baseBackoffMs: number;
   private readonly maxBackoffMs: number;
+  private readonly leaseMs: number;
   private readonly random: () => number;
 
   constructor(
-    private readonly ctx: RelayContext,
+    private readonly ctx: DeliveryContext,
     private readonly options: DeliveryWorkerOptions,
   ) {
     // Twice nodemailer's 8 connections: a connection that frees up takes the
@@ -58,30 +101,50 @@ export class DeliveryWorker {
     this.pollMs = options.pollMs ?? 1000;
     this.baseBackoffMs = options.baseBackoffMs ?? 2000;
     this.maxBackoffMs = options.maxBackoffMs ?? 15 * 60_000;
+    this.leaseMs = options.leaseMs ?? ctx.config.deliveryLease;
     this.random = options.random ?? Math.random;
   }
 
+  /** This worker's lease owner name (the replica). */
+  get owner(): string {
+    return this.ctx.replicaId;
+  }
+
+  /** Deliveries whose outcome is waiting to be written (for /healthz and tests). */
+  get unrecordedCount(): number {
+    return this.unrecorded.size;
+  }
+
   /** Starts polling, retrying everything queued at once; new work is also picked up through notify(). */
-  start(): void {
+  async start(): Promise<void> {
     this.running = true;
     try {
+      if (this.options.releaseLeasesAtStart) await this.ctx.store.sql.run("UPDATE deliveries SET lease_owner = NULL, lease_until_ms = NULL WHERE status = 'queued' AND lease_owner IS NOT NULL");
       // A (re)start is when the queue must flush: an operator restarts after
       // fixing the upstream, or after a crash; waiting out backoffs chosen
       // before it would hold incident mail for up to maxBackoffMs.
-      const resumed = this.ctx.store.outbox.resumeQueued(this.ctx.now());
+      const resumed = await this.ctx.store.outbox.resumeQueued(this.ctx.now());
       if (resumed > 0) this.ctx.logger.info({ resumed }, 'retrying queued deliveries now');
     } catch (err) {
       // The store cannot be written: the deliveries keep their schedule.
       this.ctx.logger.error({ err }, 'could not reschedule queued deliveries');
     }
+    this.renewTimer = setInterval(() => void this.renewLeases(), Math.max(50, Math.floor(this.leaseMs / 3)));
+    this.renewTimer.unref();
     this.schedule(0);
   }
 
-  /** Stops taking new work and waits for what is in flight. */
+  /** Stops taking new work and waits for what is in flight; outcomes still unwritten are tried once more. */
   async stop(): Promise<void> {
     this.running = false;
     clearTimeout(this.timer);
+    clearInterval(this.renewTimer);
     await Promise.allSettled([...this.inFlight.values()]);
+    await this.retryUnrecorded(true);
+    if (this.unrecorded.size > 0) {
+      // Their leases expire and they are sent again after the restart: at-least-once.
+      this.ctx.logger.error({ deliveries: this.unrecorded.size }, 'stopping with delivery outcomes that could not be recorded; they will be sent again');
+    }
   }
 
   /** Wakes the worker: something was just queued. */
@@ -89,27 +152,32 @@ export class DeliveryWorker {
     if (this.running) this.schedule(0);
   }
 
-  /** Starts every due delivery (up to the concurrency) and waits for them; returns how many ran. */
+  /** Claims every due delivery (up to the concurrency) and waits for them; returns how many ran. */
   async runOnce(): Promise<number> {
-    const { started, settled } = this.startDue();
+    const { started, settled } = await this.startDue();
     await settled;
     return started;
   }
 
+  /** Runs until nothing is due now (tests, bench). */
+  async drain(): Promise<void> {
+    while ((await this.runOnce()) > 0 || this.inFlight.size > 0) {
+      await Promise.allSettled([...this.inFlight.values()]);
+    }
+  }
+
   /**
-   * Starts every due delivery (up to the concurrency) without waiting for
-   * them. A store error is thrown here, synchronously, for the caller to
-   * handle; `settled` never rejects.
+   * Claims due deliveries (up to the free slots) and starts them without
+   * waiting. A store error is thrown for the caller to handle; `settled`
+   * never rejects. Nothing is claimed while outcomes are waiting to be written.
    */
-  private startDue(): { started: number; settled: Promise<unknown> } {
+  private async startDue(): Promise<{ started: number; settled: Promise<unknown> }> {
     const free = this.concurrency - this.inFlight.size;
-    if (free <= 0) return { started: 0, settled: Promise.resolve() };
-    const due = this.ctx.store.outbox.due(this.ctx.now(), free, new Set(this.inFlight.keys()));
+    if (free <= 0 || this.unrecorded.size > 0) return { started: 0, settled: Promise.resolve() };
+    const due = await this.ctx.store.outbox.claim(this.owner, this.ctx.now(), free, this.leaseMs);
     const started = due.map((d) => {
       const attempt = this.attempt(d)
-        // Recording the outcome failed (disk full, store closed): the delivery
-        // is still queued and will be tried again, which is at-least-once.
-        .catch((err: unknown) => this.ctx.logger.error({ err, deliveryId: d.id }, 'could not record a delivery outcome'))
+        .catch((err: unknown) => this.ctx.logger.error({ err, deliveryId: d.id }, 'delivery attempt failed unexpectedly'))
         .finally(() => {
           this.inFlight.delete(d.id);
           // A slot came free: look for more without waiting for the poll.
@@ -121,33 +189,30 @@ export class DeliveryWorker {
     return { started: due.length, settled: Promise.all(started) };
   }
 
-  /** Runs until nothing is due now (tests, bench). */
-  async drain(): Promise<void> {
-    while ((await this.runOnce()) > 0 || this.inFlight.size > 0) {
-      await Promise.allSettled([...this.inFlight.values()]);
-    }
-  }
-
   private schedule(delayMs: number): void {
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.tick(), delayMs);
+    this.timer = setTimeout(() => void this.tick(), delayMs);
     this.timer.unref?.();
   }
 
   /**
-   * One look at the queue. Synchronous and total: whatever the store throws
-   * (SQLITE_BUSY, disk, closed) is logged and the next look is scheduled
+   * One look at the queue. Total: whatever the store throws (busy, disk,
+   * closed, a lost connection) is logged and the next look is scheduled
    * anyway, so neither a dead worker nor an unhandled rejection can follow.
    */
-  private tick(): void {
+  private async tick(): Promise<void> {
     if (!this.running) return;
     // On any error below, look again at the next poll rather than at once.
     let wait = this.pollMs;
     try {
-      this.startDue();
-      wait = this.nextWait();
+      if (this.unrecorded.size > 0) {
+        wait = await this.retryUnrecorded(false);
+      } else {
+        await this.startDue();
+        wait = await this.nextWait();
+      }
     } catch (err) {
-      // The store is unreachable (disk, lock): the deliveries stay queued.
+      // The store is unreachable (disk, lock, network): the deliveries stay queued.
       try {
         this.ctx.logger.error({ err }, 'delivery worker could not read the outbox; trying again at the next poll');
       } catch {
@@ -159,14 +224,23 @@ export class DeliveryWorker {
   }
 
   /** How long to sleep before the next look: until the next delivery that could start now is due, at most pollMs. */
-  private nextWait(): number {
+  private async nextWait(): Promise<number> {
     // Every slot is busy: nothing could start anyway, and each attempt
     // schedules a look as soon as it frees its slot.
     if (this.inFlight.size >= this.concurrency) return this.pollMs;
-    // In-flight rows are queued and overdue until their outcome is committed;
-    // counting them would give a wait of 0 and a busy loop for the whole send.
-    const next = this.ctx.store.outbox.nextDueMs(new Set(this.inFlight.keys()));
+    const next = await this.ctx.store.outbox.nextDueMs(this.owner);
     return next === undefined ? this.pollMs : Math.max(0, Math.min(this.pollMs, next - this.ctx.now().getTime()));
+  }
+
+  /** Keeps the leases of the sends in progress (and of unwritten outcomes) alive. */
+  private async renewLeases(): Promise<void> {
+    if (this.inFlight.size === 0 && this.unrecorded.size === 0) return;
+    try {
+      await this.ctx.store.outbox.renewLeases(this.owner, new Date(this.ctx.now().getTime() + this.leaseMs));
+    } catch (err) {
+      // Not fatal: if the leases expire, another relay may send these again (at-least-once).
+      this.ctx.logger.warn({ err }, 'could not renew delivery leases');
+    }
   }
 
   private async attempt(delivery: Delivery): Promise<void> {
@@ -175,28 +249,30 @@ export class DeliveryWorker {
     const base = { actor: null, incidentId: delivery.incidentId };
     const refs = { deliveryId: delivery.id, emailId: delivery.emailId ?? undefined, smsId: delivery.smsId ?? undefined, attempt: delivery.attempts + 1 };
     if (!channel || delivery.body === null) {
-      // Grouped: one fsync for every outcome recorded in the same turn. The
-      // delivery stays in flight (and queued on disk) until this resolves.
-      await ctx.store.grouped(() => {
-        ctx.store.outbox.markFailed(delivery.id, channel ? 'no body to send' : `no ${delivery.channel} channel configured`);
-        ctx.store.audit.append({ ...base, type: `${delivery.channel}.delivery_failed`, outcome: 'failed', data: { ...refs, error: 'no channel or body' } });
+      await this.record(delivery, async (tx) => {
+        await tx.outbox.markFailed(delivery.id, channel ? 'no body to send' : `no ${delivery.channel} channel configured`);
+        await tx.audit.append({ ...base, type: `${delivery.channel}.delivery_failed`, outcome: 'failed', data: { ...refs, error: 'no channel or body' } });
       });
       return;
     }
+    const envelope = await this.rosterCheck(delivery);
+    if (envelope === undefined) return;
     let receipt: SendReceipt;
     try {
-      receipt = await channel.send({ id: delivery.id, envelope: delivery.envelope, body: delivery.body });
+      receipt = await channel.send({ id: delivery.id, envelope, body: delivery.body });
     } catch (err) {
       const failure = err instanceof DeliveryError ? err : new DeliveryError(`unexpected: ${err instanceof Error ? err.message : String(err)}`, true);
+      this.options.onOutcome?.(delivery.channel, { ok: false, error: failure });
       const now = ctx.now().getTime();
       const wait = Math.max(backoffMs(delivery.attempts, this.baseBackoffMs, this.maxBackoffMs, this.random), (failure.retryAfter ?? 0) * 1000);
       const expired = now + wait - delivery.createdMs > ctx.config.deliveryMaxAge;
       const giveUp = !failure.transient || expired;
       const error = giveUp && failure.transient ? `gave up after RELAY_DELIVERY_MAX_AGE: ${failure.message}` : failure.message;
-      await ctx.store.grouped(() => {
-        if (giveUp) ctx.store.outbox.markFailed(delivery.id, error);
-        else ctx.store.outbox.markRetry(delivery.id, error, new Date(now + wait));
-        ctx.store.audit.append({
+      await this.record(delivery, async (tx) => {
+        const changed = giveUp ? await tx.outbox.markFailed(delivery.id, error) : await tx.outbox.markRetry(delivery.id, error, new Date(now + wait));
+        // No longer queued (cancelled meanwhile, or recorded by an earlier try of this write): nothing more to say.
+        if (!changed) return;
+        await tx.audit.append({
           ...base,
           type: giveUp ? `${delivery.channel}.delivery_failed` : `${delivery.channel}.delivery_retry`,
           outcome: giveUp ? 'failed' : 'retry',
@@ -207,22 +283,121 @@ export class DeliveryWorker {
       ctx.logger.warn({ deliveryId: delivery.id, channel: delivery.channel, transient: failure.transient, giveUp }, 'delivery attempt failed');
       return;
     }
+    this.options.onOutcome?.(delivery.channel, { ok: true });
     // The upstream has it. Recording that is a separate step: if the store
-    // cannot write now, this throws, the row stays queued and is sent again
-    // later (at-least-once); it is never rewritten as a failed send.
+    // cannot write now, the outcome is kept and written later; the delivery
+    // is never sent again by this process, and never rewritten as failed.
     const splits = this.splitsFor(delivery, receipt.refused ?? []);
-    await ctx.store.grouped(() => {
+    await this.record(delivery, async (tx) => {
+      const status = (await tx.outbox.get(delivery.id))?.status;
+      if (status === 'cancelled') {
+        // Cancelled while the send was under way: it went out anyway, and the record must say so.
+        await tx.audit.append({ ...base, type: `${delivery.channel}.delivered`, outcome: 'ok', data: { ...refs, providerId: receipt.id, cancelledWhileSending: true } });
+        return;
+      }
+      // Already recorded: an earlier try of this very write did commit.
+      if (status !== 'queued') return;
       // The copies first: markSent purges the body a retry copy needs.
-      for (const split of splits) ctx.store.outbox.splitOff(delivery.id, split.row);
-      ctx.store.outbox.markSent(delivery.id, receipt.id, receipt.at);
-      ctx.store.audit.append({ ...base, type: `${delivery.channel}.delivered`, outcome: 'ok', data: { ...refs, providerId: receipt.id } });
-      for (const split of splits) ctx.store.audit.append({ ...base, ...split.audit });
+      for (const split of splits) await tx.outbox.splitOff(delivery.id, split.row);
+      await tx.outbox.markSent(delivery.id, receipt.id, receipt.at);
+      await tx.audit.append({ ...base, type: `${delivery.channel}.delivered`, outcome: 'ok', data: { ...refs, providerId: receipt.id } });
+      for (const split of splits) await tx.audit.append({ ...base, ...split.audit });
     });
     ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: 'sent' });
     for (const split of splits) {
       ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: split.row.status === 'queued' ? 'retry' : 'failed' });
       ctx.logger.warn({ deliveryId: delivery.id, splitId: split.row.id, channel: delivery.channel, recipients: split.row.to.length, status: split.row.status }, 'upstream refused some recipients');
     }
+  }
+
+  /**
+   * The envelope to send now, after taking out whoever left the incident's
+   * roster since the message was queued (SPEC §2 rule `roster`, for the whole
+   * life of a message). A sender who left cancels the whole delivery; so does
+   * the member an SMS nudge was for. Undefined when nothing is left to send.
+   * Messages of a closed incident that were accepted before it closed are
+   * still delivered (rule `incident-open` refuses new messages only).
+   */
+  private async rosterCheck(delivery: Delivery): Promise<Envelope | undefined> {
+    const { store } = this.ctx;
+    if (delivery.incidentId === null) return delivery.envelope;
+    const active = new Set((await store.incidents.roster(delivery.incidentId)).map((m) => m.email));
+    const envelope = delivery.envelope;
+    let gone: string[] | 'all' = [];
+    if (envelope.kind === 'sms') {
+      const member = delivery.smsId === null ? undefined : await store.outbox.smsMember(delivery.smsId);
+      if (member !== undefined && !active.has(member)) gone = 'all';
+    } else if (!active.has(envelope.from)) gone = 'all';
+    else gone = envelope.to.filter((r) => !active.has(r));
+    if (gone !== 'all' && gone.length === 0) return envelope;
+    const incidentId = delivery.incidentId;
+    const cancelled = await this.writeNow(delivery, async (tx) => {
+      const done = await tx.outbox.cancelRecipients(delivery.id, gone, 'cancelled: left the roster before it was sent', randomUUID);
+      if (done) await tx.audit.append(cancellationEvent(done, null, incidentId, 'not_on_roster_at_send'));
+      return done;
+    });
+    this.ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: 'cancelled' });
+    if (gone === 'all' || envelope.kind === 'sms' || cancelled?.recipients.length === envelope.to.length) return undefined;
+    return { ...envelope, to: envelope.to.filter((r) => !gone.includes(r)) };
+  }
+
+  /** Writes in one transaction now, or throws (the delivery then stays queued under our lease and is retried later). */
+  private writeNow<T>(delivery: Delivery, write: (tx: Repositories) => Promise<T>): Promise<T> {
+    return this.ctx.store.transaction(write).catch((err: unknown) => {
+      this.ctx.logger.error({ err, deliveryId: delivery.id }, 'could not record a roster check; the delivery waits');
+      throw err;
+    });
+  }
+
+  /**
+   * Commits an outcome (grouped with the other outcomes of this turn). When
+   * the store refuses the write, the outcome is kept in memory and retried
+   * with backoff, and the worker stops claiming until writes succeed again.
+   */
+  private async record(delivery: Delivery, write: (tx: Repositories) => Promise<void>): Promise<void> {
+    try {
+      await this.ctx.store.grouped(write);
+      this.storeRecovered();
+    } catch (err) {
+      this.unrecorded.set(delivery.id, { delivery, write, failures: 1, retryAtMs: this.ctx.now().getTime() + RECORD_RETRY_BASE_MS });
+      if (!this.storeFailing) {
+        this.storeFailing = true;
+        // Once per outage, not per delivery.
+        this.ctx.logger.error({ err, deliveryId: delivery.id }, 'cannot record delivery outcomes; pausing deliveries until the store accepts writes again');
+      }
+      this.ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: 'unrecorded' });
+    }
+  }
+
+  /** Tries the outcomes whose write failed (all of them when `force`); returns how long to wait before the next look. */
+  private async retryUnrecorded(force: boolean): Promise<number> {
+    const now = this.ctx.now().getTime();
+    let next = Infinity;
+    for (const [id, pending] of this.unrecorded) {
+      if (!force && pending.retryAtMs > now) {
+        next = Math.min(next, pending.retryAtMs);
+        continue;
+      }
+      try {
+        await this.ctx.store.grouped(pending.write);
+        this.unrecorded.delete(id);
+      } catch {
+        pending.failures += 1;
+        pending.retryAtMs = now + Math.min(RECORD_RETRY_MAX_MS, RECORD_RETRY_BASE_MS * 2 ** Math.min(pending.failures, 16));
+        next = Math.min(next, pending.retryAtMs);
+      }
+    }
+    if (this.unrecorded.size === 0) {
+      this.storeRecovered();
+      return 0;
+    }
+    return Math.max(0, Math.min(RECORD_RETRY_MAX_MS, next - now));
+  }
+
+  private storeRecovered(): void {
+    if (!this.storeFailing || this.unrecorded.size > 0) return;
+    this.storeFailing = false;
+    this.ctx.logger.info('the store accepts writes again; deliveries resume');
   }
 
   /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RelayError } from '../../src/errors.js';
-import { generateCodename, isValidCodename } from '../../src/codename/generate.js';
+import { generateCodename, isListedCodename, isValidCodename } from '../../src/codename/generate.js';
 import { ADJECTIVES, NOUNS } from '../../src/codename/words.js';
 
 // Words that must never appear as a codename word: alarming, incident-like, or
@@ -122,4 +122,67 @@ describe('isValidCodename', () => {
       expect(isValidCodename(input)).toBe(valid);
     });
   }
+});
+
+describe('isListedCodename', () => {
+  const adjective = ADJECTIVES[0]!;
+  const noun = NOUNS[0]!;
+  const cases: Array<[string, boolean]> = [
+    ['sapphire-unicorn', true],
+    ['amber-otter', true],
+    [`${adjective}-${noun}`, true],
+    ['amber-otter-2', true],
+    ['amber-otter-10000', true],
+    ['amber-otter-9999', true],
+    // Descriptive names match the Slack character rules but come from no list (issue 10 item 4).
+    ['customer-db-breach', false],
+    ['prod-db-leak', false],
+    ['ransomware', false],
+    ['acme-breach', false],
+    // Each word must come from its own list, in order.
+    ['otter-amber', false],
+    ['amber-sapphire', false],
+    ['unicorn-otter', false],
+    ['amber-breach', false],
+    ['breach-otter', false],
+    // The suffix is the generator's: 2..10000, plain decimal.
+    ['amber-otter-1', false],
+    ['amber-otter-0', false],
+    ['amber-otter-10001', false],
+    ['amber-otter-02', false],
+    ['amber-otter-2a', false],
+    ['amber-otter-', false],
+    ['amber-otter-2-3', false],
+    ['amber-otter-db', false],
+    // Shape.
+    ['amber', false],
+    ['amber-', false],
+    ['-otter', false],
+    ['amber--otter', false],
+    ['Amber-otter', false],
+    ['amber_otter', false],
+    ['amber-otter\n', false],
+    ['amber-otter ', false],
+    ['', false],
+    ['__proto__-otter', false],
+    ['constructor-toString', false],
+  ];
+  for (const [input, listed] of cases) {
+    it(`${JSON.stringify(input)} is ${listed ? 'listed' : 'not listed'}`, () => {
+      expect(isListedCodename(input)).toBe(listed);
+    });
+  }
+
+  it('accepts everything the generator makes, suffixed or not', () => {
+    for (let i = 0; i < 500; i++) expect(isListedCodename(generateCodename(() => false))).toBe(true);
+    const base = `${adjective}-${noun}`;
+    const taken = new Set([base, `${base}-2`]);
+    expect(isListedCodename(generateCodename((x) => taken.has(x), () => 0))).toBe(true);
+  });
+
+  it('every listed codename is also a valid Slack channel name', () => {
+    const longest = `${[...ADJECTIVES].sort((a, b) => b.length - a.length)[0]}-${[...NOUNS].sort((a, b) => b.length - a.length)[0]}-10000`;
+    expect(isListedCodename(longest)).toBe(true);
+    expect(isValidCodename(longest)).toBe(true);
+  });
 });

@@ -5,12 +5,15 @@
  * the worker is busy failing retries, and the process is killed without
  * warning. After the upstream comes back and the relay restarts on the same
  * data dir, every Message-ID that was answered 202 must arrive. Duplicates are
- * allowed (at-least-once); a missing one is a lost message.
+ * allowed (at-least-once); a missing one is a lost message. On SQLite and on
+ * PostgreSQL, where the restarted relay is a new replica that must take over
+ * the leases the dead one held on its in-flight deliveries.
  */
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDist } from '../helpers/build.js';
+import { freshDatabaseUrl } from '../helpers/postgres.js';
 import { BANNER_END, bannerPorts, freePort, killRelayProcesses, relayEnv, startRelayProcess, stopRelayProcess, tempDirs, waitForOutput } from '../helpers/process.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
@@ -37,11 +40,19 @@ function messageIdOf(raw: Buffer): string {
   return /^Message-ID: (<[^>\r\n]+>)/im.exec(raw.toString('latin1'))?.[1] ?? '';
 }
 
-describe('kill -9 under load', () => {
+/** The store of each run: the default SQLite file in the data dir, or a PostgreSQL database. */
+const STORES: Array<[string, () => Promise<Record<string, string>>]> = [
+  ['SQLite', async () => ({})],
+  // A short lease, so the deliveries the killed relay held are taken over well within the deadline below.
+  ['PostgreSQL', async () => ({ RELAY_DATABASE_URL: await freshDatabaseUrl(), RELAY_DELIVERY_LEASE: '2s' })],
+];
+
+describe.each(STORES)('kill -9 under load on %s', (_name, storeEnv) => {
   it(`delivers every one of ${MESSAGES} accepted messages after a SIGKILL and a restart`, async () => {
     const upstreamPort = await freePort();
     const adminToken = randomBytes(24).toString('base64url');
     const env = relayEnv({
+      ...(await storeEnv()),
       RELAY_DATA_DIR: path.join(temp.make('relay-crash-'), 'data'),
       RELAY_HTTP_PORT: '0',
       RELAY_SMTP_PORT: '0',
@@ -129,5 +140,7 @@ describe('kill -9 under load', () => {
     for (const mail of upstream.received) expect(mail.to).toEqual(['sec@corp.example']);
 
     expect(await stopRelayProcess(second)).toEqual({ code: 0, signal: null });
+    await upstream.stop();
+    upstream = undefined;
   }, 150_000);
 });

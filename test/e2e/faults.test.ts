@@ -10,6 +10,8 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createSmtpChannel } from '../../src/channels/email/smtp.js';
+import type { AuditEvent } from '../../src/store/audit.js';
+import type { Delivery } from '../../src/store/outbox.js';
 import { DeliveryWorker } from '../../src/workers/delivery.js';
 import { startFaultySmtp, type FaultySmtp, type SmtpFault } from '../helpers/faulty-smtp.js';
 import { createTestRelay, type TestRelay } from '../helpers/relay.js';
@@ -30,7 +32,7 @@ const auth = () => ({ Authorization: `Bearer ${ic}` });
 
 beforeEach(async () => {
   relay = await createTestRelay();
-  ic = relay.tokenFor('ic@corp.example');
+  ic = await relay.tokenFor('ic@corp.example');
   codename = (await relay.request.post('/v1/incidents').set(auth()).send({})).body.codename as string;
   for (const email of ['sec@corp.example', 'exec@corp.example']) {
     expect((await relay.request.put(`/v1/incidents/${codename}/roster/${email}`).set(auth()).send({ name: email.split('@')[0], role: 'security' })).status).toBe(201);
@@ -74,8 +76,16 @@ function messageIdOf(raw: Buffer): string {
   return /^Message-ID: (<[^>\r\n]+>)/im.exec(raw.toString('latin1'))?.[1] ?? '';
 }
 
-function bodiesLeft(): number {
-  return (relay.ctx.store.db.prepare("SELECT COUNT(*) AS n FROM deliveries WHERE body IS NOT NULL AND status != 'queued'").get() as { n: number }).n;
+/** Bodies kept by deliveries that will never be sent again (SPEC §6: only metadata stays). */
+async function bodiesLeft(): Promise<number> {
+  return (await relay.ctx.store.sql.get<{ n: number }>("SELECT COUNT(*) AS n FROM deliveries WHERE body IS NOT NULL AND status <> 'queued'"))!.n;
+}
+
+/** The incident's audit events of `type`, in order. */
+async function auditOf(type: string): Promise<AuditEvent[]> {
+  const incident = await relay.ctx.store.incidents.byCodename(codename);
+  expect(incident).toBeDefined();
+  return (await relay.ctx.store.audit.listForIncident(incident!.id)).filter((e) => e.type === type);
 }
 
 describe('an upstream that refuses', () => {
@@ -112,9 +122,8 @@ describe('an upstream that refuses', () => {
     await w.drain();
     expect(await status(s!.id)).toMatchObject({ status: 'failed', attempts: 1, lastError: expect.stringContaining('550') });
     expect(upstream.received).toHaveLength(0);
-    expect(bodiesLeft()).toBe(0);
-    const failed = relay.ctx.store.db.prepare("SELECT COUNT(*) AS n FROM audit_events WHERE type = 'email.delivery_failed'").get() as { n: number };
-    expect(failed.n).toBe(1);
+    expect(await bodiesLeft()).toBe(0);
+    expect(await auditOf('email.delivery_failed')).toHaveLength(1);
   });
 });
 
@@ -150,7 +159,7 @@ describe('an upstream that breaks the dialogue', () => {
     const seen = new Map<string, number>();
     for (const id of [...halfTaken, ...mails.map((m) => messageIdOf(m.raw))]) seen.set(id, (seen.get(id) ?? 0) + 1);
     for (const s of sent) expect((await status(s.id)).status).toBe('sent');
-    expect(bodiesLeft()).toBe(0);
+    expect(await bodiesLeft()).toBe(0);
     return { sent, seen, halfTaken: halfTaken.length };
   }
 
@@ -190,22 +199,24 @@ describe('restart', () => {
     channel = createSmtpChannel(`smtp://127.0.0.1:${port}`, { timeouts: TIMEOUTS });
     const before = new DeliveryWorker(relay.ctx, { channels: { email: channel } });
     const [s] = await send(1);
-    const nextAttempt = (): number => (relay.ctx.store.db.prepare('SELECT next_attempt_ms AS next FROM deliveries WHERE email_id = ?').get(s!.id) as { next: number }).next;
+    const copies = await relay.ctx.store.outbox.deliveriesOf(s!.id);
+    expect(copies).toHaveLength(1);
+    const delivery = async (): Promise<Delivery> => (await relay.ctx.store.outbox.get(copies[0]!.id))!;
     for (let i = 0; i < 8; i++) {
       // Each retry at its due time, so the backoff grows as it would over a long outage.
-      if (i > 0) relay.clock.current = new Date(nextAttempt());
+      if (i > 0) relay.clock.current = new Date((await delivery()).nextAttemptMs);
       await before.drain();
     }
     await before.stop();
-    const row = relay.ctx.store.db.prepare('SELECT next_attempt_ms AS next, attempts FROM deliveries WHERE email_id = ?').get(s!.id) as { next: number; attempts: number };
+    const row = await delivery();
     expect(row.attempts).toBe(8);
     // The eighth failure scheduled the ninth attempt minutes away.
-    expect(row.next - relay.clock.now().getTime()).toBeGreaterThan(60_000);
+    expect(row.nextAttemptMs - relay.clock.now().getTime()).toBeGreaterThan(60_000);
 
     // The operator fixes the upstream and restarts the relay: a new worker over the same store.
     await upstream.start();
     worker = new DeliveryWorker(relay.ctx, { channels: { email: channel } });
-    worker.start();
+    await worker.start();
     // The clock does not move: only the restart can make the delivery due.
     const [mail] = await upstream.waitFor(1, 10_000);
     expect(messageIdOf(mail!.raw)).toBe(s!.messageId);
@@ -222,9 +233,9 @@ describe('an upstream that refuses some recipients and takes the message for the
     return { id: res.body.id as string, messageId: res.body.messageId as string };
   }
 
-  function partialEvents(): { outcome: string; data: { recipients: { recipient: string; code: number | null; error: string }[]; splitDeliveryId: string } }[] {
-    const rows = relay.ctx.store.db.prepare("SELECT outcome, data FROM audit_events WHERE type = 'email.delivery_partial' ORDER BY seq").all() as { outcome: string; data: string }[];
-    return rows.map((r) => ({ outcome: r.outcome, data: JSON.parse(r.data) }));
+  async function partialEvents(): Promise<{ outcome: string; data: { recipients: { recipient: string; code: number | null; error: string }[]; splitDeliveryId: string } }[]> {
+    const events = await auditOf('email.delivery_partial');
+    return events.map((e) => ({ outcome: e.outcome, data: e.data as { recipients: { recipient: string; code: number | null; error: string }[]; splitDeliveryId: string } }));
   }
 
   /** How many copies each recipient got, over everything the upstream took. */
@@ -244,10 +255,10 @@ describe('an upstream that refuses some recipients and takes the message for the
     // Before the fix this read `sent`, and exec never got the message.
     expect(upstream.received.map((m) => m.to)).toEqual([['sec@corp.example']]);
     expect(await status(s.id)).toMatchObject({ status: 'queued', attempts: 1, lastError: expect.stringMatching(/exec@corp\.example.*450/) });
-    const [event] = partialEvents();
+    const [event] = await partialEvents();
     expect(event).toMatchObject({ outcome: 'retry', data: { recipients: [{ recipient: 'exec@corp.example', code: 450 }] } });
     // The retry copy carries the attempt (so backoff goes on) and waits for it.
-    const split = relay.ctx.store.outbox.get(event!.data.splitDeliveryId)!;
+    const split = (await relay.ctx.store.outbox.get(event!.data.splitDeliveryId))!;
     expect(split).toMatchObject({ status: 'queued', attempts: 1, envelope: { kind: 'email', to: ['exec@corp.example'] } });
     expect(split.nextAttemptMs).toBeGreaterThan(relay.clock.now().getTime());
     expect(split.body).not.toBeNull();
@@ -255,7 +266,7 @@ describe('an upstream that refuses some recipients and takes the message for the
     // Still busy: refused again, still queued, the attempt counted.
     relay.clock.advance(60_000);
     await w.drain();
-    expect(relay.ctx.store.outbox.get(split.id)).toMatchObject({ status: 'queued', attempts: 2 });
+    expect(await relay.ctx.store.outbox.get(split.id)).toMatchObject({ status: 'queued', attempts: 2 });
     expect(upstream.received).toHaveLength(1);
 
     upstream.refuseRecipients.clear();
@@ -268,8 +279,8 @@ describe('an upstream that refuses some recipients and takes the message for the
     expect(messageIdOf(mails[1]!.raw)).toBe(s.messageId);
     expect(copiesPerRecipient()).toEqual(new Map([['sec@corp.example', 1], ['exec@corp.example', 1]]));
     expect(await status(s.id)).toEqual({ id: s.id, status: 'sent', attempts: 3 });
-    expect(bodiesLeft()).toBe(0);
-    expect(relay.ctx.store.outbox.queuedCount('email')).toBe(0);
+    expect(await bodiesLeft()).toBe(0);
+    expect(await relay.ctx.store.outbox.queuedCount('email')).toBe(0);
   });
 
   it('550 for one recipient: the other gets it once, the refused one is recorded failed with the reply, never retried', async () => {
@@ -284,13 +295,13 @@ describe('an upstream that refuses some recipients and takes the message for the
 
     expect(upstream.received.map((m) => m.to)).toEqual([['sec@corp.example']]);
     expect(await status(s.id)).toMatchObject({ status: 'failed', attempts: 1, lastError: expect.stringMatching(/exec@corp\.example.*550/) });
-    const events = partialEvents();
+    const events = await partialEvents();
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject({ outcome: 'failed', data: { recipients: [{ recipient: 'exec@corp.example', code: 550 }] } });
-    const failed = relay.ctx.store.outbox.get(events[0]!.data.splitDeliveryId)!;
+    const failed = (await relay.ctx.store.outbox.get(events[0]!.data.splitDeliveryId))!;
     expect(failed).toMatchObject({ status: 'failed', body: null, envelope: { kind: 'email', to: ['exec@corp.example'] } });
-    expect(bodiesLeft()).toBe(0);
-    expect(relay.ctx.store.audit.verify().ok).toBe(true);
+    expect(await bodiesLeft()).toBe(0);
+    expect((await relay.ctx.store.audit.verify()).ok).toBe(true);
   });
 
   it('450 and 550 in one envelope: each refused recipient gets its own outcome, the accepted one is not sent twice', async () => {
@@ -300,7 +311,7 @@ describe('an upstream that refuses some recipients and takes the message for the
     upstream.refuseRecipients.set('exec@corp.example', 450).set('ops@corp.example', 550);
     const s = await sendTo(['exec@corp.example', 'ops@corp.example']);
     await w.drain();
-    expect(partialEvents().map((e) => [e.outcome, e.data.recipients.map((r) => r.code)])).toEqual([
+    expect((await partialEvents()).map((e) => [e.outcome, e.data.recipients.map((r) => r.code)])).toEqual([
       ['retry', [450]],
       ['failed', [550]],
     ]);
@@ -312,8 +323,8 @@ describe('an upstream that refuses some recipients and takes the message for the
     expect(copiesPerRecipient()).toEqual(new Map([['sec@corp.example', 1], ['exec@corp.example', 1]]));
     // One copy failed for good, so the email reports it, with the 550.
     expect(await status(s.id)).toMatchObject({ status: 'failed', lastError: expect.stringMatching(/ops@corp\.example.*550/) });
-    expect(bodiesLeft()).toBe(0);
-    expect(relay.ctx.store.outbox.queuedCount('email')).toBe(0);
+    expect(await bodiesLeft()).toBe(0);
+    expect(await relay.ctx.store.outbox.queuedCount('email')).toBe(0);
   });
 });
 
@@ -330,12 +341,12 @@ describe('the running worker', () => {
     process.off('unhandledRejection', onUnhandled);
   });
 
-  /** Replaces `outbox[method]` on this relay's instance with a counting wrapper; `fail(n)` decides whether call n throws. */
-  function spyOutbox<K extends 'due' | 'nextDueMs'>(method: K, fail: (call: number) => boolean = () => false): { calls: () => number } {
+  /** Replaces `outbox[method]` on this relay's instance with a counting wrapper; `fail(n)` decides whether call n rejects. */
+  function spyOutbox<K extends 'claim' | 'nextDueMs'>(method: K, fail: (call: number) => boolean = () => false): { calls: () => number } {
     const outbox = relay.ctx.store.outbox;
-    const original = outbox[method].bind(outbox) as (...args: unknown[]) => unknown;
+    const original = outbox[method].bind(outbox) as (...args: unknown[]) => Promise<unknown>;
     let calls = 0;
-    (outbox as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+    (outbox as unknown as Record<string, unknown>)[method] = async (...args: unknown[]) => {
       calls += 1;
       if (fail(calls)) throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
       return original(...args);
@@ -352,12 +363,12 @@ describe('the running worker', () => {
       errors.push(obj);
       return (logError as (...a: unknown[]) => void)(obj, ...rest);
     }) as typeof relay.ctx.logger.error;
-    // The first look at the queue fails outright, and so does the first
+    // The first two looks at the queue (claims) fail outright, and so does the first
     // next-due computation after a look that worked.
-    const due = spyOutbox('due', (n) => n <= 2);
+    const due = spyOutbox('claim', (n) => n <= 2);
     const nextDue = spyOutbox('nextDueMs', (n) => n === 1);
     worker = new DeliveryWorker(relay.ctx, { channels: { email: channel }, pollMs: 25, baseBackoffMs: 10, random: () => 0 });
-    worker.start();
+    await worker.start();
     const [s] = await send(1);
 
     const [mail] = await upstream.waitFor(1, 5_000);
@@ -375,13 +386,13 @@ describe('the running worker', () => {
   it('does not spin while a slow send is in flight', async () => {
     upstream = await startUpstream();
     upstream.replyDelayMs = 1_000;
-    // Long enough for the slow reply; the default 8 slots, so one in flight leaves room.
+    // Long enough for the slow reply; the default 16 slots, so one in flight leaves room.
     channel = createSmtpChannel(upstream.url, { timeouts: { ...TIMEOUTS, socketTimeout: 5_000 } });
     const [s] = await send(1);
-    const due = spyOutbox('due');
+    const due = spyOutbox('claim');
     const nextDue = spyOutbox('nextDueMs');
     worker = new DeliveryWorker(relay.ctx, { channels: { email: channel }, pollMs: 1_000 });
-    worker.start();
+    await worker.start();
     await new Promise((resolve) => setTimeout(resolve, 900));
     // Before the fix: the in-flight row counted as due now, so ~1,000 looks here.
     expect(upstream.received).toHaveLength(0);
@@ -398,11 +409,11 @@ describe('the running worker', () => {
     upstream.replyDelayMs = 700;
     channel = createSmtpChannel(upstream.url, { timeouts: { ...TIMEOUTS, socketTimeout: 5_000 } });
     const sent = await send(2);
-    // With no free slot a look skips due(), so count every look at the queue.
-    const due = spyOutbox('due');
+    // With no free slot a look skips claim(), so count every look at the queue.
+    const due = spyOutbox('claim');
     const nextDue = spyOutbox('nextDueMs');
     worker = new DeliveryWorker(relay.ctx, { channels: { email: channel }, concurrency: 1, pollMs: 1_000 });
-    worker.start();
+    await worker.start();
     await new Promise((resolve) => setTimeout(resolve, 600));
     expect(upstream.received).toHaveLength(0);
     expect(due.calls() + nextDue.calls()).toBeLessThan(20);

@@ -41,34 +41,49 @@ function nudge(body: Record<string, unknown>, token = ic, key?: string) {
   return req.send(body);
 }
 
-function count(table: string): number {
-  return (relay.ctx.store.db.prepare(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n;
+async function count(table: 'deliveries' | 'sms_messages'): Promise<number> {
+  return (await relay.ctx.store.sql.get<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`))!.n;
 }
 
-function events(type: string): { actor: string | null; outcome: string; data: Record<string, unknown> }[] {
-  return relay.ctx.store.audit.listForIncident(relay.ctx.store.incidents.byCodename(codename)!.id).filter((e) => e.type === type);
+async function events(type: string): Promise<{ actor: string | null; outcome: string; data: Record<string, unknown> }[]> {
+  const incident = await relay.ctx.store.incidents.byCodename(codename);
+  expect(incident).toBeDefined();
+  return (await relay.ctx.store.audit.listForIncident(incident!.id)).filter((e) => e.type === type);
 }
 
-/** Everything the store holds: every row of every table as SQL sees it, plus the raw database and WAL bytes. */
-function wholeDatabase(): string {
-  const db = relay.ctx.store.db;
-  const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[];
-  const rows = tables.map(({ name }) => JSON.stringify(db.prepare(`SELECT * FROM "${name}"`).all(), (_k, v: unknown) => (Buffer.isBuffer(v) ? v.toString('latin1') : v)));
+/** Everything the store holds: every row of every table as SQL sees it, plus the raw database and WAL bytes (SQLite: see relayOver). */
+async function wholeDatabase(): Promise<string> {
+  const { sql } = relay.ctx.store;
+  expect(sql.dialect).toBe('sqlite');
+  expect(fs.existsSync(dbFile)).toBe(true);
+  const tables = await sql.all<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'");
+  expect(tables.map((t) => t.name)).toEqual(expect.arrayContaining(['audit_events', 'deliveries', 'sms_messages']));
+  const rows: string[] = [];
+  for (const { name } of tables) rows.push(JSON.stringify(await sql.all(`SELECT * FROM "${name}"`), (_k, v: unknown) => (Buffer.isBuffer(v) ? v.toString('latin1') : v)));
   const files = [dbFile, `${dbFile}-wal`].filter((f) => fs.existsSync(f)).map((f) => fs.readFileSync(f).toString('latin1'));
   return [...rows, ...files].join('\n');
+}
+
+/**
+ * A relay over the SQLite file `dbFile`. SQLite on purpose, whatever TEST_STORE
+ * says: these tests grep the raw database and WAL bytes for what must never be
+ * stored, and reopen the same file to restart the relay.
+ */
+function relayOver(file: string): Promise<TestRelay> {
+  return createTestRelay(
+    { twilio: { accountSid: fake.accountSid, authToken: fake.authToken, from: FROM }, twilioApiBaseUrl: fake.url, smsNudgeInterval: INTERVAL },
+    { backend: 'sqlite', file },
+  );
 }
 
 beforeEach(async () => {
   fake = await startFakeTwilio();
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-sms-'));
   dbFile = path.join(dir, 'relay.db');
-  relay = await createTestRelay(
-    { twilio: { accountSid: fake.accountSid, authToken: fake.authToken, from: FROM }, twilioApiBaseUrl: fake.url, smsNudgeInterval: INTERVAL },
-    { file: dbFile },
-  );
+  relay = await relayOver(dbFile);
   const channel = createTwilioChannel({ accountSid: fake.accountSid, authToken: fake.authToken, from: FROM, apiBaseUrl: fake.url });
   worker = new DeliveryWorker(relay.ctx, { channels: { sms: channel }, baseBackoffMs: 1000, random: () => 0 });
-  ic = relay.tokenFor('ic@corp.example');
+  ic = await relay.tokenFor('ic@corp.example');
   const res = await relay.request.post('/v1/incidents').set(auth(ic)).send({ codename: 'amber-otter' });
   codename = res.body.codename;
   await addMember('sec@corp.example', 'security', PHONES.sec);
@@ -82,7 +97,7 @@ beforeEach(async () => {
 afterEach(async () => {
   await worker.stop();
   await fake.stop();
-  relay.ctx.store.close();
+  await relay.ctx.store.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -93,7 +108,7 @@ describe('sending the nudge', () => {
     expect(res.body).toEqual({ results: [{ email: 'sec@corp.example', status: 'queued' }, { email: 'counsel@lawfirm.example', status: 'queued' }] });
     // Accepted means durable: queued before any send.
     expect(fake.requests).toHaveLength(0);
-    expect(relay.ctx.store.outbox.queuedCount('sms')).toBe(2);
+    expect(await relay.ctx.store.outbox.queuedCount('sms')).toBe(2);
 
     await worker.drain();
     const sent = fake.delivered();
@@ -104,11 +119,11 @@ describe('sending the nudge', () => {
     // Only To, From and Body: no status callback or other field that could carry anything.
     expect(Object.keys(sent[0]!.form).sort()).toEqual(['Body', 'From', 'To']);
 
-    const rows = relay.ctx.store.db.prepare("SELECT status, body, provider_id FROM deliveries WHERE channel = 'sms'").all() as { status: string; body: Buffer | null; provider_id: string }[];
+    const rows = await relay.ctx.store.sql.all<{ status: string; body: Buffer | null; provider_id: string }>("SELECT status, body, provider_id FROM deliveries WHERE channel = 'sms'");
     expect(rows.map((r) => [r.status, r.body])).toEqual([['sent', null], ['sent', null]]);
     expect(rows.every((r) => /^SM[0-9a-f]{32}$/.test(r.provider_id))).toBe(true);
-    expect(events('sms.delivered')).toHaveLength(2);
-    const decision = events('sms.decision')[0]!;
+    expect(await events('sms.delivered')).toHaveLength(2);
+    const decision = (await events('sms.decision'))[0]!;
     expect(decision).toMatchObject({ actor: 'ic@corp.example', outcome: 'ok', data: { recipients: ['sec@corp.example', 'counsel@lawfirm.example'] } });
   });
 
@@ -162,12 +177,12 @@ describe('what never reaches Twilio', () => {
     expect(JSON.stringify(res.body)).not.toContain(SECRET);
     await worker.drain();
     expect(fake.requests).toHaveLength(0);
-    expect(count('deliveries')).toBe(0);
-    expect(count('sms_messages')).toBe(0);
-    const [event] = events('sms.decision');
+    expect(await count('deliveries')).toBe(0);
+    expect(await count('sms_messages')).toBe(0);
+    const [event] = await events('sms.decision');
     expect(event).toMatchObject({ outcome: 'refused', data: { code: 'sms_content_blocked', blockedLength: [...body].length, blockedSha256: sha256(body) } });
-    expect(wholeDatabase()).not.toContain(SECRET);
-    expect(wholeDatabase()).not.toContain('exfiltrating');
+    expect(await wholeDatabase()).not.toContain(SECRET);
+    expect(await wholeDatabase()).not.toContain('exfiltrating');
   });
 
   it('an off-roster address refuses the whole request, naming it', async () => {
@@ -176,8 +191,8 @@ describe('what never reaches Twilio', () => {
     expect(res.body.error).toMatchObject({ code: 'recipient_not_on_roster', rule: 'roster', details: { recipients: ['nosy@corp.example'] } });
     await worker.drain();
     expect(fake.requests).toHaveLength(0);
-    expect(count('deliveries')).toBe(0);
-    expect(events('sms.decision')[0]).toMatchObject({ outcome: 'refused', data: { code: 'recipient_not_on_roster' } });
+    expect(await count('deliveries')).toBe(0);
+    expect((await events('sms.decision'))[0]).toMatchObject({ outcome: 'refused', data: { code: 'recipient_not_on_roster' } });
   });
 
   it('a raw phone number is refused (400), audited by hash only', async () => {
@@ -188,8 +203,8 @@ describe('what never reaches Twilio', () => {
     expect(res.body.error.message).toMatch(/roster email address, not by phone number/);
     await worker.drain();
     expect(fake.requests).toHaveLength(0);
-    expect(events('sms.decision')[0]).toMatchObject({ outcome: 'refused', data: { code: 'invalid_request', otherRecipientsSha256: [sha256(number)] } });
-    expect(wholeDatabase()).not.toContain(number);
+    expect((await events('sms.decision'))[0]).toMatchObject({ outcome: 'refused', data: { code: 'invalid_request', otherRecipientsSha256: [sha256(number)] } });
+    expect(await wholeDatabase()).not.toContain(number);
   });
 
   it('a second nudge inside RELAY_SMS_NUDGE_INTERVAL is skipped, counted from the store across restarts', async () => {
@@ -205,11 +220,11 @@ describe('what never reaches Twilio', () => {
     // A restart: a new relay over the same database file, a clock only 2 s on.
     const at = relay.clock.current;
     await worker.stop();
-    relay.ctx.store.close();
-    relay = await createTestRelay({ twilio: { accountSid: fake.accountSid, authToken: fake.authToken, from: FROM }, twilioApiBaseUrl: fake.url, smsNudgeInterval: INTERVAL }, { file: dbFile });
+    await relay.ctx.store.close();
+    relay = await relayOver(dbFile);
     relay.clock.current = new Date(at.getTime() + 2000);
     worker = new DeliveryWorker(relay.ctx, { channels: { sms: createTwilioChannel({ accountSid: fake.accountSid, authToken: fake.authToken, from: FROM, apiBaseUrl: fake.url }) } });
-    ic = relay.tokenFor('ic@corp.example');
+    ic = await relay.tokenFor('ic@corp.example');
     expect((await nudge({ to: ['sec@corp.example', 'exec@corp.example'] })).body.results).toEqual([
       { email: 'sec@corp.example', status: 'queued' },
       { email: 'exec@corp.example', status: 'skipped', reason: 'recently_nudged' },
@@ -223,16 +238,16 @@ describe('what never reaches Twilio', () => {
     const res = await nudge({ to: ['sec@corp.example'] });
     expect(res.status).toBe(409);
     expect(res.body.error).toMatchObject({ code: 'incident_closed', rule: 'incident-open' });
-    expect(count('deliveries')).toBe(0);
+    expect(await count('deliveries')).toBe(0);
   });
 
   it('a sender off the roster gets 404, an admin off the roster 403, and nothing is queued', async () => {
-    const outsider = relay.tokenFor('nosy@corp.example');
+    const outsider = await relay.tokenFor('nosy@corp.example');
     expect((await nudge({ to: ['sec@corp.example'] }, outsider)).status).toBe(404);
     const admin = await nudge({ to: ['sec@corp.example'] }, relay.admin);
     expect(admin.status).toBe(403);
     expect(admin.body.error).toMatchObject({ code: 'forbidden', rule: 'roster' });
-    expect(count('deliveries')).toBe(0);
+    expect(await count('deliveries')).toBe(0);
   });
 
   it.each([
@@ -245,16 +260,16 @@ describe('what never reaches Twilio', () => {
     const res = await nudge(body);
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe('invalid_request');
-    expect(count('deliveries')).toBe(0);
+    expect(await count('deliveries')).toBe(0);
   });
 
   it('the channel itself refuses any body but the nudge, even one put straight into the queue', async () => {
-    const incidentId = relay.ctx.store.incidents.byCodename(codename)!.id;
-    relay.ctx.store.outbox.enqueue([{ id: 'rogue', channel: 'sms', incidentId, envelope: { kind: 'sms', to: PHONES.sec }, body: Buffer.from(`${NUDGE} ${SECRET}`) }], relay.clock.now());
+    const incidentId = (await relay.ctx.store.incidents.byCodename(codename))!.id;
+    await relay.ctx.store.outbox.enqueue([{ id: 'rogue', channel: 'sms', incidentId, envelope: { kind: 'sms', to: PHONES.sec }, body: Buffer.from(`${NUDGE} ${SECRET}`) }], relay.clock.now());
     await worker.drain();
     expect(fake.requests).toHaveLength(0);
-    expect(relay.ctx.store.outbox.get('rogue')).toMatchObject({ status: 'failed', body: null, attempts: 1 });
-    expect(events('sms.delivery_failed')[0]!.data['error']).toMatch(/other than the fixed nudge/);
+    expect(await relay.ctx.store.outbox.get('rogue')).toMatchObject({ status: 'failed', body: null, attempts: 1 });
+    expect((await events('sms.delivery_failed'))[0]!.data['error']).toMatch(/other than the fixed nudge/);
   });
 });
 
@@ -265,9 +280,17 @@ describe('Idempotency-Key', () => {
     const second = await nudge({ to: ['sec@corp.example'] }, ic, 'nudge-1');
     expect(second.status).toBe(202);
     expect(second.body).toEqual(first.body);
-    expect(count('deliveries')).toBe(1);
+    expect(await count('deliveries')).toBe(1);
+    // The key is bound to the request it first answered: another request with it sends nothing and says so.
+    const other = await nudge({ to: ['exec@corp.example'] }, ic, 'nudge-1');
+    expect(other.status).toBe(422);
+    expect(other.body.error.code).toBe('idempotency_key_reused');
     const emailRoute = await relay.request.post(`/v1/incidents/${codename}/emails`).set(auth(ic)).set('Idempotency-Key', 'nudge-1').send({ to: ['sec@corp.example'], text: 'x' });
-    expect(emailRoute.status).toBe(400);
+    expect(emailRoute.status).toBe(422);
+    expect(emailRoute.body.error.code).toBe('idempotency_key_reused');
+    expect(await count('deliveries')).toBe(1);
+    await worker.drain();
+    expect(fake.requests.map((r) => r.to)).toEqual([PHONES.sec]);
   });
 });
 
@@ -277,12 +300,15 @@ describe('delivery failures', () => {
     await nudge({ to: ['sec@corp.example'] });
     await worker.drain();
     expect(fake.requests.map((r) => r.status)).toEqual([503]);
-    const [delivery] = relay.ctx.store.db.prepare("SELECT id FROM deliveries WHERE channel = 'sms'").all() as { id: string }[];
-    expect(relay.ctx.store.outbox.get(delivery!.id)).toMatchObject({ status: 'queued', attempts: 1 });
-    expect(events('sms.delivery_retry')[0]!.data).toMatchObject({ retryInMs: 500 });
-    expect(String(events('sms.delivery_retry')[0]!.data['error'])).toMatch(/Twilio unavailable \(HTTP 503/);
+    const smsDeliveries = await relay.ctx.store.sql.all<{ id: string }>("SELECT id FROM deliveries WHERE channel = 'sms'");
+    expect(smsDeliveries).toHaveLength(1);
+    const [delivery] = smsDeliveries;
+    expect(await relay.ctx.store.outbox.get(delivery!.id)).toMatchObject({ status: 'queued', attempts: 1 });
+    const [retry] = await events('sms.delivery_retry');
+    expect(retry!.data).toMatchObject({ retryInMs: 500 });
+    expect(String(retry!.data['error'])).toMatch(/Twilio unavailable \(HTTP 503/);
     // Twilio's message quotes the number: it is not copied.
-    expect(String(events('sms.delivery_retry')[0]!.data['error'])).not.toContain(PHONES.sec);
+    expect(String(retry!.data['error'])).not.toContain(PHONES.sec);
 
     relay.clock.advance(500);
     await worker.drain();
@@ -290,14 +316,14 @@ describe('delivery failures', () => {
       [503, PHONES.sec, NUDGE],
       [201, PHONES.sec, NUDGE],
     ]);
-    expect(relay.ctx.store.outbox.get(delivery!.id)).toMatchObject({ status: 'sent', attempts: 2, body: null });
+    expect(await relay.ctx.store.outbox.get(delivery!.id)).toMatchObject({ status: 'sent', attempts: 2, body: null });
   });
 
   it('honours Retry-After on a 429', async () => {
     fake.failNext({ status: 429, retryAfter: '30' });
     await nudge({ to: ['sec@corp.example'] });
     await worker.drain();
-    expect(events('sms.delivery_retry')[0]!.data).toMatchObject({ retryInMs: 30_000 });
+    expect((await events('sms.delivery_retry'))[0]!.data).toMatchObject({ retryInMs: 30_000 });
     relay.clock.advance(29_000);
     await worker.drain();
     expect(fake.requests).toHaveLength(1);
@@ -313,7 +339,7 @@ describe('delivery failures', () => {
     relay.clock.advance(3_600_000);
     await worker.drain();
     expect(fake.requests).toHaveLength(1);
-    const failed = events('sms.delivery_failed');
+    const failed = await events('sms.delivery_failed');
     expect(failed).toHaveLength(1);
     expect(failed[0]).toMatchObject({ outcome: 'failed', data: { attempt: 1 } });
     expect(String(failed[0]!.data['error'])).toMatch(/HTTP 400, error 21211/);
@@ -327,14 +353,14 @@ describe('delivery failures', () => {
     relay.clock.advance(3_600_000);
     await worker.drain();
     expect(fake.requests).toHaveLength(1);
-    expect(String(events('sms.delivery_failed')[0]!.data['error'])).toMatch(/21610: the recipient has unsubscribed/);
+    expect(String((await events('sms.delivery_failed'))[0]!.data['error'])).toMatch(/21610: the recipient has unsubscribed/);
   });
 
   it('retries when Twilio cannot be reached', async () => {
     await fake.stop();
     await nudge({ to: ['sec@corp.example'] });
     await worker.drain();
-    const [retry] = events('sms.delivery_retry');
+    const [retry] = await events('sms.delivery_retry');
     expect(String(retry!.data['error'])).toMatch(/cannot reach Twilio: ECONNREFUSED/);
     fake = await startFakeTwilio(); // so afterEach has one to stop
   });
@@ -381,8 +407,8 @@ describe('inbound webhook POST /webhooks/twilio/sms', () => {
       .type('form')
       .send({ ...params, Body: 'hello!' });
     expect(tampered.status).toBe(403);
-    expect(count('sms_messages')).toBe(0);
-    expect(wholeDatabase()).not.toContain('vpn concentrator');
+    expect(await count('sms_messages')).toBe(0);
+    expect(await wholeDatabase()).not.toContain('vpn concentrator');
   });
 
   it('answers a member with TwiML that sends the nudge again, subject to the interval, and keeps no text', async () => {
@@ -398,14 +424,14 @@ describe('inbound webhook POST /webhooks/twilio/sms', () => {
     relay.clock.advance(INTERVAL);
     expect((await inbound(PHONES.sec)).text).toContain(`<Message>${NUDGE}</Message>`);
 
-    const audited = events('sms.inbound');
+    const audited = await events('sms.inbound');
     expect(audited.map((e) => [e.actor, e.data['sender'], e.data['email'], e.data['reply']])).toEqual([
       ['sec@corp.example', 'member', 'sec@corp.example', 'nudge'],
       ['sec@corp.example', 'member', 'sec@corp.example', 'recently_nudged'],
       ['sec@corp.example', 'member', 'sec@corp.example', 'nudge'],
     ]);
-    expect(wholeDatabase()).not.toContain(INBOUND);
-    expect(wholeDatabase()).not.toContain('vpn concentrator');
+    expect(await wholeDatabase()).not.toContain(INBOUND);
+    expect(await wholeDatabase()).not.toContain('vpn concentrator');
   });
 
   it('answers an unknown number with an empty Response and audits only its hash', async () => {
@@ -413,17 +439,17 @@ describe('inbound webhook POST /webhooks/twilio/sms', () => {
     const res = await inbound(stranger);
     expect(res.status).toBe(200);
     expect(res.text).toBe('<?xml version="1.0" encoding="UTF-8"?><Response/>');
-    const all = relay.ctx.store.db.prepare("SELECT data FROM audit_events WHERE type = 'sms.inbound'").all() as { data: string }[];
+    const all = await relay.ctx.store.sql.all<{ data: string }>("SELECT data FROM audit_events WHERE type = 'sms.inbound'");
     expect(all.map((r) => JSON.parse(r.data) as Record<string, unknown>)).toEqual([{ messageSid: `SM${'1'.repeat(32)}`, sender: 'unknown', fromSha256: sha256(stranger), reply: 'none' }]);
-    expect(wholeDatabase()).not.toContain(stranger);
-    expect(wholeDatabase()).not.toContain(INBOUND);
+    expect(await wholeDatabase()).not.toContain(stranger);
+    expect(await wholeDatabase()).not.toContain(INBOUND);
   });
 
   it('does not answer a member whose incidents are all closed', async () => {
     await relay.request.patch(`/v1/incidents/${codename}`).set(auth(ic)).send({ status: 'closed' });
     const res = await inbound(PHONES.sec);
     expect(res.text).toBe('<?xml version="1.0" encoding="UTF-8"?><Response/>');
-    expect(events('sms.inbound')[0]).toMatchObject({ actor: 'sec@corp.example', data: { reply: 'none' } });
+    expect((await events('sms.inbound'))[0]).toMatchObject({ actor: 'sec@corp.example', data: { reply: 'none' } });
   });
 
   it('is 404 when Twilio is not configured', async () => {
@@ -431,6 +457,6 @@ describe('inbound webhook POST /webhooks/twilio/sms', () => {
     const res = await plain.request.post('/webhooks/twilio/sms').type('form').send({ From: PHONES.sec, Body: INBOUND });
     expect(res.status).toBe(404);
     expect(res.body.error.code).toBe('not_found');
-    plain.ctx.store.close();
+    await plain.ctx.store.close();
   });
 });

@@ -74,7 +74,7 @@ beforeEach(async () => {
   relay = await createTestRelay({ smtpUpstream: upstream.url });
   channel = createSmtpChannel(upstream.url);
   worker = new DeliveryWorker(relay.ctx, { channels: { email: channel }, baseBackoffMs: 10, random: () => 0 });
-  ic = relay.tokenFor('ic@corp.example');
+  ic = await relay.tokenFor('ic@corp.example');
   await declare('amber-otter');
   await relay.request.put('/v1/keys/ic@corp.example').set(auth(ic)).send({ publicKey: icKey.armoredPublic });
   await addMember('amber-otter', 'sec@corp.example', 'security');
@@ -138,31 +138,57 @@ async function loggedIn(user = 'ic@corp.example', token = ic): Promise<RawSmtp> 
   return r;
 }
 
-function deliveriesCount(): number {
-  return (relay.ctx.store.db.prepare('SELECT COUNT(*) AS n FROM deliveries').get() as { n: number }).n;
+async function deliveriesCount(): Promise<number> {
+  return (await relay.ctx.store.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM deliveries'))!.n;
 }
 
 /** Nothing queued, and after the worker ran nothing arrived upstream. */
 async function expectNothingDelivered(): Promise<void> {
-  expect(deliveriesCount()).toBe(0);
+  expect(await deliveriesCount()).toBe(0);
   await worker.drain();
   expect(upstream.received).toHaveLength(0);
 }
 
-function auditOf(type: string): { type: string; outcome: string; actor: string | null; data: Record<string, unknown> }[] {
-  return (relay.ctx.store.db.prepare('SELECT type, outcome, actor, data FROM audit_events WHERE type = ? ORDER BY seq').all(type) as { type: string; outcome: string; actor: string | null; data: string }[]).map((r) => ({
-    ...r,
-    data: JSON.parse(r.data) as Record<string, unknown>,
-  }));
+/** Every audit event of `type` (SMTP sessions belong to no incident), in order. */
+async function auditOf(type: string): Promise<{ type: string; outcome: string; actor: string | null; data: Record<string, unknown> }[]> {
+  const rows = await relay.ctx.store.sql.all<{ type: string; outcome: string; actor: string | null; data: string }>('SELECT type, outcome, actor, data FROM audit_events WHERE type = ? ORDER BY seq', [type]);
+  return rows.map((r) => ({ ...r, data: JSON.parse(r.data) as Record<string, unknown> }));
 }
 
-async function eventually<T>(probe: () => T | undefined, timeoutMs = 5_000): Promise<T> {
+async function eventually<T>(probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 5_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = probe();
+    const value = await probe();
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/**
+ * The `smtp.message` refusal events, once there are at least `n`: the
+ * listener answers a refusal without waiting for its audit append to commit
+ * (on PostgreSQL it lands a moment after the reply).
+ */
+async function refusalsAudited(n: number): Promise<Awaited<ReturnType<typeof auditOf>>> {
+  return eventually(async () => {
+    const events = await auditOf('smtp.message');
+    return events.length >= n ? events : undefined;
+  });
+}
+
+/** Makes the database refuse (or accept again) every new delivery, as a failing disk would; the error text names internals the client must never see. */
+async function failInserts(on: boolean): Promise<void> {
+  const { sql } = relay.ctx.store;
+  if (sql.dialect === 'sqlite') {
+    await sql.exec(on ? "CREATE TRIGGER fail_enqueue BEFORE INSERT ON deliveries BEGIN SELECT RAISE(ABORT, 'disk I/O error at /var/lib/relay'); END" : 'DROP TRIGGER fail_enqueue');
+  } else {
+    await sql.exec(
+      on
+        ? `CREATE FUNCTION fail_enqueue() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk I/O error at /var/lib/relay'; END $$;
+           CREATE TRIGGER fail_enqueue BEFORE INSERT ON deliveries FOR EACH ROW EXECUTE FUNCTION fail_enqueue()`
+        : 'DROP TRIGGER fail_enqueue ON deliveries; DROP FUNCTION fail_enqueue()',
+    );
   }
 }
 
@@ -218,7 +244,7 @@ describe('accepted mail', () => {
     });
     expect(info.response).toMatch(/^250 2\.0\.0 Ok: queued as <[0-9a-f-]{36}@corp\.example>, encrypted, 1 recipient\(s\)$/);
     // 250 means durably queued: the delivery is in the store before the worker ran.
-    expect(deliveriesCount()).toBe(1);
+    expect(await deliveriesCount()).toBe(1);
 
     await worker.drain();
     const [mail] = await upstream.waitFor(1);
@@ -237,7 +263,7 @@ describe('accepted mail', () => {
     const parsed = await simpleParser(result.plaintext);
     expect(parsed.text).toMatch(/^Topic: Customer data in S3 bucket\n\nPrivileged: see attached timeline\.\n?$/);
     expect(parsed.attachments.map((a) => [a.filename, a.content.toString()])).toEqual([['timeline.txt', '09:00 first alert\n']]);
-    const decision = auditOf('email.decision').at(-1)!;
+    const decision = (await auditOf('email.decision')).at(-1)!;
     expect(decision).toMatchObject({ outcome: 'ok', actor: 'ic@corp.example', data: { via: 'smtp', encrypted: true } });
   });
 
@@ -258,7 +284,8 @@ describe('accepted mail', () => {
     const headers = headerLines(mail!.raw);
     expect(headers.filter((h) => /^(to|cc|bcc):/i.test(h)).map((h) => h.toLowerCase())).toEqual([expect.stringMatching(/^to: .*sec@corp\.example>?$/), expect.stringMatching(/^cc: .*exec@corp\.example>?$/)]);
     const rawText = mail!.raw.toString('latin1');
-    for (const absent of ['nosy@', 'scribe@corp.example>', 'client-value', 'mutt', 'X-Custom', 'User-Agent']) expect(rawText).not.toContain(absent);
+    // The Bcc (envelope-only) address bare, not only as '<addr>': a mailbox without a name has no brackets.
+    for (const absent of ['nosy@', 'scribe@corp.example', 'client-value', 'mutt', 'X-Custom', 'User-Agent']) expect(rawText).not.toContain(absent);
     const parsed = await simpleParser(mail!.raw);
     expect(parsed.subject).toBe('Attorney Work Project');
     expect(parsed.text).toMatch(/^Topic: Database breach at prod-db-3\n\nRotate the keys\.\n?$/);
@@ -267,13 +294,14 @@ describe('accepted mail', () => {
   it('keeps In-Reply-To and References and refuses malformed ones', async () => {
     const first = await client('ic@corp.example', ic).sendMail({ from: 'ic@corp.example', to: 'sec@corp.example', text: 'first' });
     const firstId = /queued as (<[^>]+>)/.exec(first.response)![1]!;
-    const reply = await client('ic@corp.example', ic).sendMail({ from: 'ic@corp.example', to: 'sec@corp.example', text: 'reply', inReplyTo: firstId, references: ['<root@elsewhere.example>', firstId] });
+    // An internal root the relay never saw: a reference from an outside domain would make the chain external (encrypted).
+    const reply = await client('ic@corp.example', ic).sendMail({ from: 'ic@corp.example', to: 'sec@corp.example', text: 'reply', inReplyTo: firstId, references: ['<root@corp.example>', firstId] });
     expect(reply.response).toMatch(/^250 /);
     await worker.drain();
     const mails = await upstream.waitFor(2);
     const replied = await simpleParser(mails[1]!.raw);
     expect(replied.inReplyTo).toBe(firstId);
-    expect(replied.references).toEqual(['<root@elsewhere.example>', firstId]);
+    expect(replied.references).toEqual(['<root@corp.example>', firstId]);
 
     const r = await loggedIn();
     await r.command('MAIL FROM:<ic@corp.example>');
@@ -287,7 +315,7 @@ describe('accepted mail', () => {
     const [, twoAts] = await r.data(message(['From: ic@corp.example', 'To: sec@corp.example', 'References: <a@b@c>']));
     expect(twoAts!.code).toBe(550);
     expect(twoAts!.text).toBe('5.7.1 invalid_request: The References header holds "<a@b@c>", which is not a Message-ID such as <id@host>; reply from the original message.');
-    expect(auditOf('smtp.message').map((e) => [e.data['stage'], e.data['code']])).toEqual([
+    expect((await refusalsAudited(2)).map((e) => [e.data['stage'], e.data['code']])).toEqual([
       ['data', 'invalid_request'],
       ['data', 'invalid_request'],
     ]);
@@ -295,7 +323,7 @@ describe('accepted mail', () => {
 
   it('audits the session outcome when the client leaves', async () => {
     await client('ic@corp.example', ic).sendMail({ from: 'ic@corp.example', to: 'sec@corp.example', text: 'x' });
-    const session = await eventually(() => auditOf('smtp.session').find((e) => e.data['accepted'] === 1));
+    const session = await eventually(async () => (await auditOf('smtp.session')).find((e) => e.data['accepted'] === 1));
     expect(session).toMatchObject({ outcome: 'ok', actor: 'ic@corp.example', data: { via: 'smtp', tls: true, user: 'ic@corp.example', authFailures: 0, refused: {} } });
   });
 });
@@ -339,15 +367,15 @@ describe('off-roster recipients', () => {
     const mails = await upstream.waitFor(1);
     expect(mails).toHaveLength(1);
     expect(mails[0]!.to).toEqual(['sec@corp.example']);
-    expect(auditOf('smtp.message').map((e) => [e.data['stage'], e.data['code']])).toEqual([
+    expect((await refusalsAudited(2)).map((e) => [e.data['stage'], e.data['code']])).toEqual([
       ['rcpt', 'recipient_not_on_roster'],
       ['data', 'recipient_not_on_roster'],
     ]);
   });
 
   it('defers to DATA when the incident is only known from the headers, and still refuses', async () => {
-    await declare('cobalt-heron');
-    await addMember('cobalt-heron', 'legal@corp.example', 'legal');
+    await declare('misty-heron');
+    await addMember('misty-heron', 'legal@corp.example', 'legal');
     const r = await loggedIn();
     await r.command('MAIL FROM:<ic@corp.example>');
     // Not on any of ic's open incidents: refused at once.
@@ -356,7 +384,7 @@ describe('off-roster recipients', () => {
     expect(nobody.text).toMatch(/^5\.7\.1 recipient_not_on_roster: nosy@corp\.example is not on the roster of any open incident you are on\./);
     await r.command('RSET');
     await r.command('MAIL FROM:<ic@corp.example>');
-    // On cobalt-heron, so RCPT cannot tell yet; X-Incident names amber-otter, whose roster lacks legal@.
+    // On misty-heron, so RCPT cannot tell yet; X-Incident names amber-otter, whose roster lacks legal@.
     expect((await r.command('RCPT TO:<legal@corp.example>')).code).toBe(250);
     const [, done] = await r.data(message(['From: ic@corp.example', 'To: legal@corp.example', 'X-Incident: amber-otter']));
     expect(done!.code).toBe(550);
@@ -383,7 +411,7 @@ describe('sender spoofing', () => {
     expect(err.responseCode).toBe(550);
     expect(err.response).toBe('550 5.7.1 sender_mismatch: You are authenticated as ic@corp.example; you cannot send as sec@corp.example.');
     await expectNothingDelivered();
-    const refused = auditOf('email.decision').at(-1)!;
+    const refused = (await auditOf('email.decision')).at(-1)!;
     expect(refused).toMatchObject({ outcome: 'refused', data: { via: 'smtp', code: 'sender_mismatch' } });
   });
 
@@ -425,7 +453,7 @@ describe('authentication', () => {
     expect((await r.command('MAIL FROM:<ic@corp.example>')).code).toBe(530);
     await expectNothingDelivered();
     // Refused before the credentials were looked at: nothing to count against the address.
-    expect(auditOf('smtp.auth_failed')).toEqual([]);
+    expect(await auditOf('smtp.auth_failed')).toEqual([]);
   });
 
   it('allows AUTH without TLS only with RELAY_SMTP_ALLOW_INSECURE_AUTH', async () => {
@@ -435,9 +463,38 @@ describe('authentication', () => {
     expect(info.response).toMatch(/^250 /);
   });
 
+  // A non-loopback address of this machine, when it has one, so a client can reach the listener from off loopback.
+  const external = Object.values(os.networkInterfaces())
+    .flat()
+    .find((i) => i !== undefined && !i.internal && i.family === 'IPv4')?.address;
+
+  it.skipIf(external === undefined)('RELAY_SMTP_ALLOW_INSECURE_AUTH reaches loopback clients only: any other gets the same 538 as without it', async () => {
+    relay.ctx.config.smtpAllowInsecureAuth = true;
+    await listener.close();
+    // As a proxy or port forward would make it: one listener, reached from loopback and from the network.
+    listener = await startSmtpListener(relay.ctx, { host: '0.0.0.0', port: 0, tls });
+    const remote = await connectRaw(listener.port, external!);
+    raws.push(remote);
+    await remote.command('EHLO client.test');
+    expect(await remote.authPlain('ic@corp.example', ic)).toMatchObject({ code: 538, text: 'Error: Must issue a STARTTLS command first' });
+    expect((await remote.command('MAIL FROM:<ic@corp.example>')).code).toBe(530);
+    // The credentials were not looked at: nothing audited, nothing counted against the address.
+    expect(await auditOf('smtp.auth_failed')).toEqual([]);
+    // After STARTTLS the same client logs in as usual.
+    const secured = await connectRaw(listener.port, external!);
+    raws.push(secured);
+    await secured.startTls(tls.cert);
+    expect((await secured.authPlain('ic@corp.example', ic)).code).toBe(235);
+    // From loopback, on the same listener, the setting still does what it says.
+    const local = await connectRaw(listener.port, '127.0.0.1');
+    raws.push(local);
+    await local.command('EHLO client.test');
+    expect((await local.authPlain('ic@corp.example', ic)).code).toBe(235);
+  });
+
   it('refuses a wrong token and the token of another user with 535, audited without the password', async () => {
     const wrong = 'ir_0123456789abcdef_' + 'A'.repeat(43);
-    const sec = relay.tokenFor('sec@corp.example');
+    const sec = await relay.tokenFor('sec@corp.example');
     for (const [user, pass] of [
       ['ic@corp.example', wrong],
       ['ic@corp.example', sec],
@@ -452,10 +509,10 @@ describe('authentication', () => {
       expect(err.response).not.toContain(pass);
     }
     await expectNothingDelivered();
-    const failed = auditOf('smtp.auth_failed');
+    const failed = await auditOf('smtp.auth_failed');
     expect(failed.map((e) => e.data['reason'])).toEqual(['unknown_token', 'token_of_other_user', 'token_of_other_user']);
     expect(failed[1]).toMatchObject({ actor: 'ic@corp.example', outcome: 'refused', data: { username: 'ic@corp.example', tokenId: expect.any(String), ip: '127.0.0.1' } });
-    const everything = JSON.stringify(relay.ctx.store.db.prepare('SELECT * FROM audit_events').all());
+    const everything = JSON.stringify(await relay.ctx.store.sql.all('SELECT * FROM audit_events'));
     expect(everything).not.toContain(wrong);
     expect(everything).not.toContain(sec);
     // The username matches case-insensitively: the right token with a differently cased address works.
@@ -466,7 +523,7 @@ describe('authentication', () => {
   it('stops a token revoked after AUTH on the open session: MAIL is refused with 530, nothing delivered', async () => {
     const r = await loggedIn();
     // Revoked through the API an admin uses, while the session stays open.
-    const tokenId = relay.ctx.store.tokens.verify(ic)!.id;
+    const tokenId = (await relay.ctx.store.tokens.verify(ic))!.id;
     expect((await relay.request.delete(`/v1/tokens/${tokenId}`).set(auth(relay.admin))).status).toBe(204);
     const mail = await r.command('MAIL FROM:<ic@corp.example>');
     expect(mail.code).toBe(530);
@@ -474,13 +531,13 @@ describe('authentication', () => {
     // No transaction was opened, so nothing can follow on this connection.
     expect((await r.command('RCPT TO:<sec@corp.example>')).code).toBe(503);
     await expectNothingDelivered();
-    expect(auditOf('smtp.message').map((e) => [e.actor, e.data['stage'], e.data['code']])).toEqual([['ic@corp.example', 'mail', 'unauthenticated']]);
+    expect((await refusalsAudited(1)).map((e) => [e.actor, e.data['stage'], e.data['code']])).toEqual([['ic@corp.example', 'mail', 'unauthenticated']]);
   });
 
   it('stops a token revoked between MAIL and RCPT: RCPT is refused with 530 and tells nothing about the roster', async () => {
     const r = await loggedIn();
     expect((await r.command('MAIL FROM:<ic@corp.example>')).code).toBe(250);
-    expect(relay.ctx.store.tokens.revoke(relay.ctx.store.tokens.verify(ic)!.id, new Date())).toBe(true);
+    expect(await relay.ctx.store.tokens.revoke((await relay.ctx.store.tokens.verify(ic))!.id, new Date())).toBe(true);
     for (const rcpt of ['sec@corp.example', 'nosy@corp.example']) {
       const reply = await r.command(`RCPT TO:<${rcpt}>`);
       expect(reply.code).toBe(530);
@@ -493,20 +550,20 @@ describe('authentication', () => {
     const r = await loggedIn();
     expect((await r.command('MAIL FROM:<ic@corp.example>')).code).toBe(250);
     expect((await r.command('RCPT TO:<sec@corp.example>')).code).toBe(250);
-    expect(relay.ctx.store.tokens.revoke(relay.ctx.store.tokens.verify(ic)!.id, new Date())).toBe(true);
+    expect(await relay.ctx.store.tokens.revoke((await relay.ctx.store.tokens.verify(ic))!.id, new Date())).toBe(true);
     const [go, done] = await r.data(message(['From: ic@corp.example', 'To: sec@corp.example', 'Subject: after revocation']));
     expect(go.code).toBe(354);
     expect(done!.code).toBe(530);
     expect(done!.text).toMatch(/^5\.7\.0 unauthenticated: Your token was revoked after you logged in;/);
     await expectNothingDelivered();
-    expect(auditOf('smtp.message').map((e) => [e.data['stage'], e.data['code']])).toEqual([['data', 'unauthenticated']]);
+    expect((await refusalsAudited(1)).map((e) => [e.data['stage'], e.data['code']])).toEqual([['data', 'unauthenticated']]);
   });
 
   it('records a username that is not an address only as a hash (it may be a pasted token)', async () => {
     const r = await raw();
     await r.startTls(tls.cert);
     expect((await r.authPlain(ic, 'whatever')).code).toBe(535);
-    const [event] = auditOf('smtp.auth_failed');
+    const [event] = await auditOf('smtp.auth_failed');
     expect(event).toMatchObject({ actor: null, data: { reason: 'bad_username', usernameSha256: expect.stringMatching(/^[0-9a-f]{16}$/) } });
     expect(JSON.stringify(event)).not.toContain(ic);
   });
@@ -530,7 +587,7 @@ describe('authentication', () => {
     expect(blocked.text).toMatch(/^4\.7\.0 rate_limited: Too many failed logins for this address or from this network; try again in 2 s\.$/);
     relay.clock.advance(2_001);
     expect((await attempt(r, ic)).code).toBe(235);
-    expect(auditOf('smtp.auth_failed').map((e) => e.data['reason'])).toEqual([...Array<string>(6).fill('unknown_token'), 'backoff']);
+    expect((await auditOf('smtp.auth_failed')).map((e) => e.data['reason'])).toEqual([...Array<string>(6).fill('unknown_token'), 'backoff']);
   });
 
   it('backs an IP off after many failures across different addresses', async () => {
@@ -551,8 +608,8 @@ describe('authentication', () => {
 
 describe('incident resolution', () => {
   beforeEach(async () => {
-    await declare('cobalt-heron');
-    await addMember('cobalt-heron', 'sec@corp.example', 'security');
+    await declare('misty-heron');
+    await addMember('misty-heron', 'sec@corp.example', 'security');
   });
 
   async function submit(headers: string[]): Promise<{ code: number; text: string }> {
@@ -566,20 +623,24 @@ describe('incident resolution', () => {
 
   it('refuses as ambiguous when the sender is on several open incidents and names none', async () => {
     const reply = await submit(['Subject: status update']);
-    const open = relay.ctx.store.incidents.openFor('ic@corp.example').map((i) => i.codename);
-    expect(open.sort()).toEqual(['amber-otter', 'cobalt-heron']);
+    const open = (await relay.ctx.store.incidents.openFor('ic@corp.example')).map((i) => i.codename);
+    expect([...open].sort()).toEqual(['amber-otter', 'misty-heron']);
     expect(reply).toMatchObject({
       code: 550,
-      text: `5.7.1 ambiguous_incident: You are on 2 open incidents (${relay.ctx.store.incidents.openFor('ic@corp.example').map((i) => i.codename).join(', ')}); the relay cannot tell which one this message is for. Name it in an X-Incident: <codename> header, or put its codename in the subject.`,
+      text: `5.7.1 ambiguous_incident: You are on 2 open incidents (${open.join(', ')}); the relay cannot tell which one this message is for. Name it in an X-Incident: <codename> header, or put its codename in the subject.`,
     });
     await expectNothingDelivered();
   });
 
   it('takes the X-Incident header, else a codename in the subject', async () => {
-    expect((await submit(['X-Incident: cobalt-heron', 'Subject: status'])).code).toBe(250);
+    expect((await submit(['X-Incident: misty-heron', 'Subject: status'])).code).toBe(250);
+    // A second later, so the stored emails sort by when they were accepted.
+    relay.clock.advance(1_000);
     expect((await submit(['Subject: Re: [amber-otter] status'])).code).toBe(250);
-    const ids = relay.ctx.store.db.prepare('SELECT incident_id FROM emails ORDER BY rowid').all() as { incident_id: string }[];
-    expect(ids.map((r) => relay.ctx.store.incidents.byId(r.incident_id)!.codename)).toEqual(['cobalt-heron', 'amber-otter']);
+    const ids = await relay.ctx.store.sql.all<{ incident_id: string }>('SELECT incident_id FROM emails ORDER BY created_at');
+    const codenames: string[] = [];
+    for (const r of ids) codenames.push((await relay.ctx.store.incidents.byId(r.incident_id))!.codename);
+    expect(codenames).toEqual(['misty-heron', 'amber-otter']);
     await worker.drain();
     const mails = await upstream.waitFor(2);
     const second = await simpleParser(mails[1]!.raw);
@@ -589,22 +650,22 @@ describe('incident resolution', () => {
   });
 
   it('answers an incident the sender is not on exactly like an unknown one', async () => {
-    const other = relay.tokenFor('other@corp.example');
-    await declare('secret-falcon', other);
-    const notMine = await submit(['X-Incident: secret-falcon']);
+    const other = await relay.tokenFor('other@corp.example');
+    await declare('sunny-walrus', other);
+    const notMine = await submit(['X-Incident: sunny-walrus']);
     const unknown = await submit(['X-Incident: no-such-thing']);
     expect(notMine.code).toBe(550);
-    expect(notMine.text).toBe('5.7.1 not_found: No incident "secret-falcon" that you are on the roster of.');
+    expect(notMine.text).toBe('5.7.1 not_found: No incident "sunny-walrus" that you are on the roster of.');
     expect(unknown.text).toBe('5.7.1 not_found: No incident "no-such-thing" that you are on the roster of.');
     await expectNothingDelivered();
   });
 
   it('refuses two different X-Incident headers, and a closed incident', async () => {
-    const two = await submit(['X-Incident: cobalt-heron', 'X-Incident: amber-otter']);
+    const two = await submit(['X-Incident: misty-heron', 'X-Incident: amber-otter']);
     expect(two.code).toBe(550);
     expect(two.text).toMatch(/^5\.7\.1 ambiguous_incident: The message names 2 incidents in X-Incident headers/);
-    expect((await relay.request.patch('/v1/incidents/cobalt-heron').set(auth(ic)).send({ status: 'closed' })).status).toBe(200);
-    const closed = await submit(['X-Incident: cobalt-heron']);
+    expect((await relay.request.patch('/v1/incidents/misty-heron').set(auth(ic)).send({ status: 'closed' })).status).toBe(200);
+    const closed = await submit(['X-Incident: misty-heron']);
     expect(closed.code).toBe(550);
     expect(closed.text).toMatch(/^5\.7\.1 incident_closed: /);
     await expectNothingDelivered();
@@ -630,12 +691,13 @@ describe('size, failures and limits', () => {
   });
 
   it('answers a store failure with 451 4.3.0 and no internals, so the client retries', async () => {
-    relay.ctx.store.db.exec("CREATE TRIGGER fail_enqueue BEFORE INSERT ON deliveries BEGIN SELECT RAISE(ABORT, 'disk I/O error at /var/lib/relay'); END");
+    // The database refuses the write the way a failing disk would, with a message that names internals.
+    await failInserts(true);
     const err = await refusal(client('ic@corp.example', ic).sendMail({ from: 'ic@corp.example', to: 'sec@corp.example', text: 'x' }));
     expect(err.responseCode).toBe(451);
     expect(err.response).toBe('451 4.3.0 internal: Internal error; the message was not accepted. Try again later, and tell an admin if it persists.');
     await expectNothingDelivered();
-    relay.ctx.store.db.exec('DROP TRIGGER fail_enqueue');
+    await failInserts(false);
     const info = await client('ic@corp.example', ic).sendMail({ from: 'ic@corp.example', to: 'sec@corp.example', text: 'x' });
     expect(info.response).toMatch(/^250 /);
   });
@@ -647,7 +709,7 @@ describe('size, failures and limits', () => {
     const second = await raw();
     expect(second.greeting.code).toBe(421);
     await second.closed;
-    const cut = await eventually(() => auditOf('smtp.session').find((e) => e.data['cut'] === 'before_greeting'));
+    const cut = await eventually(async () => (await auditOf('smtp.session')).find((e) => e.data['cut'] === 'before_greeting'));
     expect(cut.outcome).toBe('refused');
   });
 

@@ -4,10 +4,12 @@
  * a first start: the bootstrap token printed once, the channel banner, a live
  * API, private files, and a clean SIGTERM.
  */
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDist } from '../helpers/build.js';
+import { freshDatabaseUrl } from '../helpers/postgres.js';
 import {
   BANNER_END,
   bannerPorts,
@@ -75,6 +77,10 @@ describe('first start with no configuration', () => {
     expect(stdout).not.toMatch(/^\s*(email|sms|slack): live/m);
   });
 
+  it('names the store on the line after the listening line: SQLite in the data dir', () => {
+    expect(storeLine(first.output().stdout)).toMatch(new RegExp(`^  store: sqlite ${escape(path.join(dataDir, 'relay.db'))} \\(replica \\S+\\)$`));
+  });
+
   it('answers /healthz', async () => {
     const res = await fetch(`http://127.0.0.1:${httpPort}/healthz`);
     expect(res.status).toBe(200);
@@ -116,6 +122,29 @@ describe('first start with no configuration', () => {
   }, 90_000);
 });
 
+describe('with RELAY_DATABASE_URL', () => {
+  it('runs on PostgreSQL, names it in the banner without the password, and stops cleanly', async () => {
+    const url = new URL(await freshDatabaseUrl());
+    // The test server trusts local connections, so any password is accepted; the banner must never show it.
+    if (url.password === '') url.password = `pw-${randomBytes(12).toString('hex')}`;
+    const password = decodeURIComponent(url.password);
+    const dataDir = path.join(tempDir('relay-e2e-pg-'), 'data');
+    const started = start(relayEnv({ RELAY_DATA_DIR: dataDir, RELAY_HTTP_PORT: '0', RELAY_SMTP_PORT: '0', RELAY_DATABASE_URL: url.toString() }), tempDir('relay-e2e-cwd-'));
+    await waitFor(started, BANNER_END, 60_000);
+    const { stdout, stderr } = started.output();
+    const shown = new URL(url);
+    shown.password = '***';
+    expect(storeLine(stdout)).toMatch(new RegExp(`^  store: postgresql ${escape(shown.toString())} \\(replica \\S+\\)$`));
+    expect(stdout + stderr).not.toContain(password);
+    // The bootstrap token lives in PostgreSQL: it works, and nothing went to a SQLite file.
+    const token = TOKEN.exec(stdout)?.[1] ?? '';
+    const res = await fetch(`http://127.0.0.1:${bannerPorts(stdout).http}/v1/incidents`, { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+    expect(fs.existsSync(path.join(dataDir, 'relay.db'))).toBe(false);
+    expect(await stop(started)).toEqual({ code: 0, signal: null });
+  }, 90_000);
+});
+
 describe('invalid configuration', () => {
   it('RELAY_ENCRYPT=sometimes exits non-zero naming the variable, and touches nothing', async () => {
     const dataDir = path.join(tempDir('relay-e2e-bad-'), 'data');
@@ -127,6 +156,14 @@ describe('invalid configuration', () => {
     expect(fs.existsSync(dataDir)).toBe(false);
   });
 });
+
+/** The banner line right after `incident-relay listening: …`. */
+function storeLine(stdout: string): string | undefined {
+  const lines = stdout.split('\n');
+  const listening = lines.findIndex((l) => l.startsWith('incident-relay listening: '));
+  expect(listening, 'the listening line').toBeGreaterThanOrEqual(0);
+  return lines[listening + 1];
+}
 
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -4,7 +4,9 @@
  * a server that never greets, one that drops the connection in the middle of
  * DATA, and ones that take the whole message but never answer it or hang up
  * before answering — the cases where the client cannot know whether the mail
- * was taken, so at-least-once delivery must send it again.
+ * was taken, so at-least-once delivery must send it again. And servers that
+ * refuse the relay before any message: a 554 greeting, a STARTTLS they
+ * announce but will not start, an AUTH refusal that echoes the command.
  */
 import net from 'node:net';
 
@@ -17,7 +19,13 @@ export type SmtpFault =
   /** Reads the whole message up to the final dot, records it, then destroys the socket without a reply. */
   | 'drop-after-data'
   /** Reads the whole message, records it, and never replies: the client's socket timeout fires. */
-  | 'hang-after-data';
+  | 'hang-after-data'
+  /** Greets with `554 go away` (RFC 5321 §3.1: no service here), then waits for QUIT. */
+  | 'reject-greeting'
+  /** Announces STARTTLS in EHLO and answers it `454 4.7.0 TLS not available due to temporary reason`. */
+  | 'refuse-starttls'
+  /** Announces AUTH and answers it 535, quoting the command line it got (credentials included), as some servers do. */
+  | 'echo-auth';
 
 /** A message the faulty server read in full before failing (the client saw no 250). */
 export interface HalfTaken {
@@ -56,7 +64,7 @@ export async function startFaultySmtp(fault: SmtpFault, port = 0): Promise<Fault
     const reply = (line: string): void => {
       if (!socket.destroyed) socket.write(`${line}\r\n`);
     };
-    reply('220 faulty.test ESMTP');
+    reply(fault === 'reject-greeting' ? '554 go away' : '220 faulty.test ESMTP');
     socket.on('data', (chunk: Buffer) => {
       buffer = Buffer.concat([buffer, chunk]);
       for (;;) {
@@ -81,7 +89,13 @@ export async function startFaultySmtp(fault: SmtpFault, port = 0): Promise<Fault
         const verb = line.slice(0, 4).toUpperCase();
         if (verb === 'EHLO') {
           reply('250-faulty.test');
+          if (fault === 'refuse-starttls') reply('250-STARTTLS');
+          if (fault === 'echo-auth') reply('250-AUTH PLAIN LOGIN');
           reply('250 8BITMIME');
+        } else if (verb === 'STAR' && fault === 'refuse-starttls') {
+          reply('454 4.7.0 TLS not available due to temporary reason');
+        } else if (verb === 'AUTH' && fault === 'echo-auth') {
+          reply(`535 5.7.8 authentication failed for: ${line}`);
         } else if (verb === 'HELO' || verb === 'RSET' || verb === 'NOOP') {
           if (verb === 'RSET') rcpt = [];
           reply('250 OK');

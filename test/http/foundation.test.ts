@@ -28,13 +28,13 @@ let relay: TestRelay;
 let ic: string;
 beforeEach(async () => {
   relay = await createTestRelay();
-  ic = relay.tokenFor('ic@corp.example');
+  ic = await relay.tokenFor('ic@corp.example');
 });
 
 /** Counts rows, to show a refusal changed nothing. */
-function snapshot(r: TestRelay): Record<string, number> {
-  const count = (table: string) => (r.ctx.store.db.prepare(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n;
-  return { incidents: count('incidents'), roster: count('roster'), tokens: count('tokens'), keys: count('public_keys') };
+async function snapshot(r: TestRelay): Promise<Record<string, number>> {
+  const count = async (table: string) => (await r.ctx.store.sql.get<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`))!.n;
+  return { incidents: await count('incidents'), roster: await count('roster'), tokens: await count('tokens'), keys: await count('public_keys') };
 }
 
 async function declare(token = ic, body: Record<string, unknown> = {}): Promise<string> {
@@ -68,9 +68,9 @@ describe('health and errors', () => {
 
   it('stores tokens hashed, never in clear', async () => {
     const created = await relay.request.post('/v1/tokens').set(auth(relay.admin)).send({ email: 'sec@corp.example', role: 'responder' });
-    const row = relay.ctx.store.db.prepare('SELECT hash FROM tokens WHERE id = ?').get(created.body.id) as { hash: string };
+    const row = (await relay.ctx.store.sql.get<{ hash: string }>('SELECT hash FROM tokens WHERE id = ?', [created.body.id]))!;
     expect(row.hash).toMatch(/^[0-9a-f]{64}$/);
-    const dump = JSON.stringify(relay.ctx.store.db.prepare('SELECT * FROM tokens').all()) + JSON.stringify(relay.ctx.store.db.prepare('SELECT * FROM audit_events').all());
+    const dump = JSON.stringify(await relay.ctx.store.sql.all('SELECT * FROM tokens')) + JSON.stringify(await relay.ctx.store.sql.all('SELECT * FROM audit_events'));
     expect(dump).not.toContain(created.body.token);
   });
 
@@ -87,12 +87,12 @@ describe('health and errors', () => {
     ['CR/LF in label', JSON.stringify({ email: 'a@corp.example', role: 'responder', label: 'x\r\nBcc: evil@x.example' }), 'application/json', 400, 'invalid_request'],
     ['unknown role', JSON.stringify({ email: 'a@corp.example', role: 'root' }), 'application/json', 400, 'invalid_request'],
   ])('refuses %s with the JSON error body and changes nothing', async (_name, body, type, status, code) => {
-    const before = snapshot(relay);
+    const before = await snapshot(relay);
     const res = await relay.request.post('/v1/tokens').set(auth(relay.admin)).set('Content-Type', type).send(body);
     expect(res.status).toBe(status);
     expect(res.body.error.code).toBe(code);
     expect(typeof res.body.error.message).toBe('string');
-    expect(snapshot(relay)).toEqual(before);
+    expect(await snapshot(relay)).toEqual(before);
   });
 
   it('answers unknown routes and wrong methods with the JSON error body', async () => {
@@ -138,11 +138,11 @@ describe('incidents', () => {
   it('takes a chosen codename once, and refuses malformed ones', async () => {
     expect(await declare(ic, { codename: 'sapphire-unicorn' })).toBe('sapphire-unicorn');
     for (const codename of ['sapphire-unicorn', 'Sapphire', 'ab', 'has space', 'x'.repeat(81), 'db-breach\n']) {
-      const before = snapshot(relay);
+      const before = await snapshot(relay);
       const res = await relay.request.post('/v1/incidents').set(auth(ic)).send({ codename });
       expect(res.status, codename).toBe(400);
       expect(res.body.error.code).toBe('invalid_request');
-      expect(snapshot(relay)).toEqual(before);
+      expect(await snapshot(relay)).toEqual(before);
     }
   });
 
@@ -157,7 +157,7 @@ describe('incidents', () => {
 
   it('hides incidents from non-members with 404, shows them to admins', async () => {
     const codename = await declare();
-    const outsider = relay.tokenFor('nosy@corp.example');
+    const outsider = await relay.tokenFor('nosy@corp.example');
     for (const [method, path] of [
       ['get', `/v1/incidents/${codename}`],
       ['get', `/v1/incidents/${codename}/roster`],
@@ -179,7 +179,7 @@ describe('incidents', () => {
   it('lets the commander close, not other roster roles', async () => {
     const codename = await declare();
     await relay.request.put(`/v1/incidents/${codename}/roster/sec@corp.example`).set(auth(ic)).send({ name: 'Sec', role: 'security' });
-    const sec = relay.tokenFor('sec@corp.example');
+    const sec = await relay.tokenFor('sec@corp.example');
     const refused = await relay.request.patch(`/v1/incidents/${codename}`).set(auth(sec)).send({ status: 'closed' });
     expect(refused.status).toBe(403);
     expect(refused.body.error.code).toBe('forbidden');
@@ -205,7 +205,7 @@ describe('roster', () => {
     expect((await relay.request.delete(path).set(auth(ic))).status).toBe(204);
     const roster = await relay.request.get(`/v1/incidents/${codename}/roster`).set(auth(ic));
     expect(roster.body.roster.map((m: { email: string }) => m.email)).toEqual(['ic@corp.example']);
-    const row = relay.ctx.store.db.prepare('SELECT status, removed_at FROM roster WHERE email = ?').get('sec@corp.example');
+    const row = await relay.ctx.store.sql.get('SELECT status, removed_at FROM roster WHERE email = ?', ['sec@corp.example']);
     expect(row).toEqual({ status: 'removed', removed_at: relay.clock.now().toISOString() });
     const again = await relay.request.delete(path).set(auth(ic));
     expect(again.status).toBe(404);
@@ -215,8 +215,8 @@ describe('roster', () => {
     const codename = await declare();
     await relay.request.put(`/v1/incidents/${codename}/roster/dep@corp.example`).set(auth(ic)).send({ name: 'Dep', role: 'deputy' });
     await relay.request.put(`/v1/incidents/${codename}/roster/exec@corp.example`).set(auth(ic)).send({ name: 'Exec', role: 'executive' });
-    const dep = relay.tokenFor('dep@corp.example');
-    const exec = relay.tokenFor('exec@corp.example');
+    const dep = await relay.tokenFor('dep@corp.example');
+    const exec = await relay.tokenFor('exec@corp.example');
     expect((await relay.request.put(`/v1/incidents/${codename}/roster/sec@corp.example`).set(auth(dep)).send({ name: 'Sec', role: 'security' })).status).toBe(201);
     const refused = await relay.request.put(`/v1/incidents/${codename}/roster/x@corp.example`).set(auth(exec)).send({ name: 'X', role: 'security' });
     expect(refused.status).toBe(403);
@@ -232,11 +232,11 @@ describe('roster', () => {
     ['empty name', { name: ' ', role: 'security' }],
   ])('refuses %s and changes nothing', async (_n, body) => {
     const codename = await declare();
-    const before = snapshot(relay);
+    const before = await snapshot(relay);
     const res = await relay.request.put(`/v1/incidents/${codename}/roster/x@corp.example`).set(auth(ic)).send(body);
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe('invalid_request');
-    expect(snapshot(relay)).toEqual(before);
+    expect(await snapshot(relay)).toEqual(before);
   });
 
   it('refuses a bad address in the path', async () => {
@@ -255,20 +255,20 @@ describe('roster', () => {
     expect(added.status).toBe(201);
     expect(added.body.key.fingerprint).toBe(counselKey.fingerprint);
 
-    const before = snapshot(relay);
+    const before = await snapshot(relay);
     const wrong = await relay.request
       .put(`/v1/incidents/${codename}/roster/other@lawfirm.example`)
       .set(auth(ic))
       .send({ name: 'Other', role: 'external', publicKey: counselKey.armoredPublic });
     expect(wrong.status).toBe(422);
     expect(wrong.body.error).toMatchObject({ code: 'unusable_public_key', details: { recipients: ['other@lawfirm.example'], reason: 'user_id_mismatch' } });
-    expect(snapshot(relay)).toEqual(before);
+    expect(await snapshot(relay)).toEqual(before);
   });
 });
 
 describe('keys', () => {
   it('accepts a key made by gpg --quick-gen-key and shows its metadata', async () => {
-    const counsel = relay.tokenFor('counsel@lawfirm.example');
+    const counsel = await relay.tokenFor('counsel@lawfirm.example');
     const res = await relay.request.put('/v1/keys/counsel@lawfirm.example').set(auth(counsel)).set('Content-Type', 'text/plain').send(counselKey.armoredPublic);
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ email: 'counsel@lawfirm.example', fingerprint: counselKey.fingerprint, algorithm: expect.any(String), expiresAt: null });
@@ -290,12 +290,12 @@ describe('keys', () => {
     ['wrong user ID', () => counselKey.armoredPublic, 'someone@lawfirm.example', 422, 'unusable_public_key', 'user_id_mismatch'],
     ['weak RSA', () => weakKey.armoredPublic, 'weak@lawfirm.example', 422, 'unusable_public_key', 'weak_key'],
   ])('refuses a %s key and stores nothing', async (_n, key, email, status, code, reason) => {
-    const before = snapshot(relay);
+    const before = await snapshot(relay);
     const res = await relay.request.put(`/v1/keys/${email}`).set(auth(relay.admin)).set('Content-Type', 'text/plain').send(key());
     expect(res.status).toBe(status);
     expect(res.body.error.code).toBe(code);
     if (reason) expect(res.body.error.details.reason).toBe(reason);
-    expect(snapshot(relay)).toEqual(before);
+    expect(await snapshot(relay)).toEqual(before);
   });
 
   it('refuses a key that has expired by the time it is uploaded', async () => {
@@ -324,17 +324,18 @@ describe('audit', () => {
     const events = await relay.request.get(`/v1/incidents/${codename}/audit`).set(auth(ic));
     expect(events.body.events.map((e: { type: string }) => e.type)).toEqual(['incident.created', 'roster.added', 'key.stored']);
     expect(events.body.events[1]).toMatchObject({ actor: 'ic@corp.example', outcome: 'ok', data: { email: 'counsel@lawfirm.example', role: 'external' } });
-    expect(JSON.stringify(relay.ctx.store.db.prepare('SELECT * FROM audit_events').all())).not.toContain('BEGIN PGP');
+    expect(JSON.stringify(await relay.ctx.store.sql.all('SELECT * FROM audit_events'))).not.toContain('BEGIN PGP');
 
     const good = await relay.request.get('/v1/audit/verify').set(auth(relay.admin));
     expect(good.body).toEqual({ ok: true, events: 3, head: expect.stringMatching(/^[0-9a-f]{64}$/) });
     expect((await relay.request.get('/v1/audit/verify').set(auth(ic))).status).toBe(403);
 
-    const db = relay.ctx.store.db;
-    expect(() => db.prepare("UPDATE audit_events SET actor = 'mallory@corp.example' WHERE seq = 2").run()).toThrow(/append-only/);
-    expect(() => db.prepare('DELETE FROM audit_events WHERE seq = 2').run()).toThrow(/append-only/);
-    db.exec('DROP TRIGGER audit_events_no_update');
-    db.prepare("UPDATE audit_events SET actor = 'mallory@corp.example' WHERE seq = 2").run();
+    // Behind the store, as an attacker with the database would.
+    const { sql, dialect } = relay.ctx.store;
+    await expect(sql.run("UPDATE audit_events SET actor = 'mallory@corp.example' WHERE seq = 2")).rejects.toThrow(/append-only/);
+    await expect(sql.run('DELETE FROM audit_events WHERE seq = 2')).rejects.toThrow(/append-only/);
+    await sql.exec(dialect === 'postgres' ? 'DROP TRIGGER audit_events_no_update ON audit_events' : 'DROP TRIGGER audit_events_no_update');
+    expect(await sql.run("UPDATE audit_events SET actor = 'mallory@corp.example' WHERE seq = 2")).toBe(1);
     const bad = await relay.request.get('/v1/audit/verify').set(auth(relay.admin));
     expect(bad.body).toMatchObject({ ok: false, events: 3, brokenAt: 2 });
   });

@@ -9,25 +9,27 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createTestRelay, type TestRelay } from '../helpers/relay.js';
+import type { Dialect } from '../../src/store/sql.js';
+import { BACKENDS, createTestRelay, type TestRelay } from '../helpers/relay.js';
 
 const auth = (token: string) => ({ Authorization: `Bearer ${token}` });
 
 let dir: string | undefined;
 let relay: TestRelay | undefined;
 afterEach(async () => {
-  relay?.ctx.store.close();
+  await relay?.ctx.store.close();
   relay = undefined;
   if (dir) rmSync(dir, { recursive: true, force: true });
   dir = undefined;
 });
 
-async function setUp(): Promise<{ relay: TestRelay; file: string; post: (body: Record<string, unknown>, key?: string) => Promise<{ status: number; body: Record<string, unknown> }> }> {
+async function setUp(backend: Dialect = 'sqlite'): Promise<{ relay: TestRelay; file: string; post: (body: Record<string, unknown>, key?: string) => Promise<{ status: number; body: Record<string, unknown> }> }> {
   dir = mkdtempSync(path.join(os.tmpdir(), 'grouped-accepts-'));
   const file = path.join(dir, 'relay.db');
-  relay = await createTestRelay({}, { file });
+  // The file is used on SQLite only; PostgreSQL gets a fresh database.
+  relay = await createTestRelay({}, { file, backend });
   const r = relay;
-  const ic = r.tokenFor('ic@corp.example');
+  const ic = await r.tokenFor('ic@corp.example');
   const { body } = await r.request.post('/v1/incidents').set(auth(ic)).send({});
   for (const who of ['sec', 'ops']) await r.request.put(`/v1/incidents/${body.codename}/roster/${who}@corp.example`).set(auth(ic)).send({ name: who, role: 'security' });
   const post = async (payload: Record<string, unknown>, key?: string) => {
@@ -39,7 +41,12 @@ async function setUp(): Promise<{ relay: TestRelay; file: string; post: (body: R
   return { relay: r, file, post };
 }
 
+const count = async (r: TestRelay, table: 'emails' | 'deliveries'): Promise<number> => (await r.ctx.store.sql.get<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`))!.n;
+
 describe('grouped accepts', () => {
+  // SQLite only: group commit (one fsync'ed COMMIT for a turn's accepts) is
+  // SQLite's; on PostgreSQL each accept is its own transaction. The second
+  // connection reads the database file directly.
   it('answers 202 only for messages a second connection already sees committed; the audit chain holds', async () => {
     const { relay, file, post } = await setUp();
     const reader = new Database(file, { readonly: true });
@@ -56,11 +63,11 @@ describe('grouped accepts', () => {
     } finally {
       reader.close();
     }
-    expect(relay.ctx.store.audit.verify()).toMatchObject({ ok: true });
+    expect(await relay.ctx.store.audit.verify()).toMatchObject({ ok: true });
   });
 
-  it('gives each request its own outcome: an idempotency race and a roster change at commit leave the others queued', async () => {
-    const { relay, post } = await setUp();
+  it.each(BACKENDS)('gives each request its own outcome: an idempotency race and a roster change at commit leave the others queued (%s)', async (backend) => {
+    const { relay, post } = await setUp(backend);
     // Hold the first commit (the message to ops, already past its policy
     // decision), remove ops from the roster, then let it go with the others.
     const grouped = relay.ctx.store.grouped.bind(relay.ctx.store);
@@ -73,7 +80,7 @@ describe('grouped accepts', () => {
     };
     const toOps = post({ to: ['ops@corp.example'], text: 'to someone just removed' });
     while (calls === 0) await new Promise((resolve) => setTimeout(resolve, 5));
-    relay.ctx.store.incidents.removeMember(relay.ctx.store.incidents.openIncidents()[0]!.id, 'ops@corp.example', new Date());
+    expect(await relay.ctx.store.incidents.removeMember((await relay.ctx.store.incidents.openIncidents())[0]!.id, 'ops@corp.example', new Date())).toBe(true);
     const others = [
       post({ to: ['sec@corp.example'], text: 'same key' }, 'k-race'),
       post({ to: ['sec@corp.example'], text: 'same key' }, 'k-race'),
@@ -89,25 +96,27 @@ describe('grouped accepts', () => {
     // The three with one key share the first committed answer: one message.
     const ids = new Set([results[0], results[1], results[3]].map((r) => r!.body['id']));
     expect(ids.size).toBe(1);
-    expect((relay.ctx.store.db.prepare('SELECT COUNT(*) AS n FROM emails').get() as { n: number }).n).toBe(2);
-    expect((relay.ctx.store.db.prepare('SELECT COUNT(*) AS n FROM deliveries').get() as { n: number }).n).toBe(2);
-    const refusals = relay.ctx.store.db.prepare("SELECT data FROM audit_events WHERE type = 'email.decision' AND outcome = 'refused'").all() as { data: string }[];
+    expect(await count(relay, 'emails')).toBe(2);
+    expect(await count(relay, 'deliveries')).toBe(2);
+    const refusals = await relay.ctx.store.sql.all<{ data: string }>("SELECT data FROM audit_events WHERE type = 'email.decision' AND outcome = 'refused'");
     expect(refusals.map((r) => JSON.parse(r.data).changedDuringCompose)).toEqual([true]);
-    expect(relay.ctx.store.audit.verify()).toMatchObject({ ok: true });
+    expect(await relay.ctx.store.audit.verify()).toMatchObject({ ok: true });
   });
 
+  // SQLite only: a full disk is simulated with SQLite's max_page_count.
   it('refuses every request of a group that cannot be written (full disk: 503), and queues none of them', async () => {
     const { relay, post } = await setUp();
-    const pages = relay.ctx.store.db.pragma('page_count', { simple: true }) as number;
-    relay.ctx.store.db.pragma(`max_page_count = ${pages}`);
+    const pages = (await relay.ctx.store.sql.get<{ page_count: number }>('PRAGMA page_count'))!.page_count;
+    expect(pages).toBeGreaterThan(0);
+    await relay.ctx.store.sql.exec(`PRAGMA max_page_count = ${pages}`);
     const big = Buffer.alloc(200_000, 7).toString('base64');
     const results = await Promise.all(
       Array.from({ length: 6 }, () => post({ to: ['sec@corp.example'], text: 'x', attachments: [{ filename: 'big.bin', contentType: 'application/octet-stream', content: big }] })),
     );
     expect(results.map((r) => r.status)).toEqual(Array(6).fill(503));
-    expect((relay.ctx.store.db.prepare('SELECT COUNT(*) AS n FROM deliveries').get() as { n: number }).n).toBe(0);
-    relay.ctx.store.db.pragma('max_page_count = 1073741823');
+    expect(await count(relay, 'deliveries')).toBe(0);
+    await relay.ctx.store.sql.exec('PRAGMA max_page_count = 1073741823');
     expect((await post({ to: ['sec@corp.example'], text: 'after' })).status).toBe(202);
-    expect(relay.ctx.store.audit.verify()).toMatchObject({ ok: true });
+    expect(await relay.ctx.store.audit.verify()).toMatchObject({ ok: true });
   });
 });

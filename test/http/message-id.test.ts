@@ -73,7 +73,7 @@ describe('POST .../emails with a bad Message-ID', () => {
   it.each(['inReplyTo', 'references'] as const)('refuses <a@b@c> in %s with 400 invalid_request, before the rate limit', async (field) => {
     const relay = await createTestRelay();
     relay.ctx.sendLimiter = new RateLimiter({ perMinute: 1, burst: 1 });
-    const auth = { Authorization: `Bearer ${relay.tokenFor('ic@corp.example')}` };
+    const auth = { Authorization: `Bearer ${await relay.tokenFor('ic@corp.example')}` };
     const { body } = await relay.request.post('/v1/incidents').set(auth).send({});
     await relay.request.put(`/v1/incidents/${body.codename}/roster/sec@corp.example`).set(auth).send({ name: 'Sec', role: 'security' });
     const url = `/v1/incidents/${body.codename}/emails`;
@@ -87,6 +87,6 @@ describe('POST .../emails with a bad Message-ID', () => {
     // The refusal took no slot of the one-message budget: a good message still goes.
     const good = await relay.request.post(url).set(auth).send({ to: ['sec@corp.example'], text: 'x', inReplyTo: '<ok@corp.example>' });
     expect(good.status).toBe(202);
-    expect((relay.ctx.store.db.prepare('SELECT COUNT(*) AS n FROM deliveries').get() as { n: number }).n).toBe(1);
+    expect((await relay.ctx.store.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM deliveries'))!.n).toBe(1);
   });
 });

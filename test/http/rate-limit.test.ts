@@ -3,23 +3,17 @@ import { RateLimiter } from '../../src/services/rate-limit.js';
 import { createTestRelay } from '../helpers/relay.js';
 
 describe('RateLimiter', () => {
-  it('allows the burst, refuses the next with a Retry-After, and refills at the sustained rate', () => {
+  it('allows the burst, refuses the next with a Retry-After, and refills at the sustained rate', async () => {
     const limiter = new RateLimiter({ perMinute: 6, burst: 2 });
     const t0 = new Date('2026-11-22T10:00:00Z');
-    limiter.take('a', t0);
-    limiter.take('a', t0);
-    let refused: unknown;
-    try {
-      limiter.take('a', t0);
-    } catch (err) {
-      refused = err;
-    }
-    expect(refused).toMatchObject({ code: 'rate_limited', retryAfter: 10 });
+    await limiter.take('a', t0);
+    await limiter.take('a', t0);
+    await expect(limiter.take('a', t0)).rejects.toMatchObject({ code: 'rate_limited', retryAfter: 10 });
     // Another caller has its own bucket.
-    limiter.take('b', t0);
+    await limiter.take('b', t0);
     // One send per 10 s comes back.
-    limiter.take('a', new Date(t0.getTime() + 10_000));
-    expect(() => limiter.take('a', new Date(t0.getTime() + 10_000))).toThrow(/try again/);
+    await limiter.take('a', new Date(t0.getTime() + 10_000));
+    await expect(limiter.take('a', new Date(t0.getTime() + 10_000))).rejects.toThrow(/try again/);
   });
 });
 
@@ -27,7 +21,7 @@ describe('rate limit on POST .../emails', () => {
   it('answers 429 rate_limited with Retry-After and queues nothing more', async () => {
     const relay = await createTestRelay();
     relay.ctx.sendLimiter = new RateLimiter({ perMinute: 1, burst: 1 });
-    const ic = relay.tokenFor('ic@corp.example');
+    const ic = await relay.tokenFor('ic@corp.example');
     const auth = { Authorization: `Bearer ${ic}` };
     const { body } = await relay.request.post('/v1/incidents').set(auth).send({});
     await relay.request.put(`/v1/incidents/${body.codename}/roster/sec@corp.example`).set(auth).send({ name: 'Sec', role: 'security' });
@@ -37,6 +31,6 @@ describe('rate limit on POST .../emails', () => {
     expect(second.status).toBe(429);
     expect(second.body.error.code).toBe('rate_limited');
     expect(second.headers['retry-after']).toBe('60');
-    expect((relay.ctx.store.db.prepare('SELECT COUNT(*) AS n FROM deliveries').get() as { n: number }).n).toBe(1);
+    expect((await relay.ctx.store.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM deliveries'))!.n).toBe(1);
   });
 });

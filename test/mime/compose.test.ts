@@ -9,6 +9,7 @@ import { RelayError } from '../../src/errors.js';
 import {
   FIXED_SUBJECT,
   composeEncryptedEnvelope,
+  composeEncryptedEnvelopeParts,
   composePlain,
   composeProtectedPart,
   type MessageContent,
@@ -293,6 +294,7 @@ describe('CR/LF in a header-bound value', () => {
         expectInvalid(() => composePlain(m));
         expectInvalid(() => composeProtectedPart(m));
         expectInvalid(() => composeEncryptedEnvelope(m, ARMOR));
+        expectInvalid(() => composeEncryptedEnvelopeParts(m));
       }
     });
   }
@@ -398,6 +400,38 @@ describe('composeEncryptedEnvelope', () => {
     expect(payload?.contentDisposition).toBe('inline');
     expect(payload?.headers.get('content-description')).toBe('OpenPGP encrypted message');
     expect(payload?.content.toString().trim()).toBe(ARMOR.trim().replace(/\n/g, '\r\n'));
+  });
+
+  it('writes bare addresses in From, To and Cc: display names stay in the protected headers only', async () => {
+    const names = message({
+      from: { name: 'Alice Responder', address: 'alice@example.com' },
+      to: [{ name: 'Ext Counsel', address: 'counsel@law.example' }, { name: '山田 太郎', address: 'taro@example.com' }],
+      cc: [{ name: '=?utf-8?Q?Boss?=', address: 'boss@example.com' }, { address: 'carol@example.com' }],
+    });
+    for (const raw of [composeEncryptedEnvelope(names, ARMOR), Buffer.concat([composeEncryptedEnvelopeParts(names).head, composeEncryptedEnvelopeParts(names).tail])]) {
+      const lines = topHeaders(raw);
+      expect(lines.filter((l) => /^(From|To|Cc):/.test(l))).toEqual(['From: alice@example.com', 'To: counsel@law.example, taro@example.com', 'Cc: boss@example.com, carol@example.com']);
+      const s = raw.toString('latin1');
+      for (const fragment of ['Alice Responder', 'Ext Counsel', '=?UTF-8?B?', 'Boss']) expect(s.slice(0, s.indexOf('\r\n\r\n'))).not.toContain(fragment);
+    }
+    // The protected part keeps them.
+    const inner = await parse(composeProtectedPart(names));
+    expect(addresses(inner.from)).toEqual([{ name: 'Alice Responder', address: 'alice@example.com' }]);
+    expect(addresses(inner.to)).toEqual([
+      { name: 'Ext Counsel', address: 'counsel@law.example' },
+      { name: '山田 太郎', address: 'taro@example.com' },
+    ]);
+  });
+
+  it('splits into head and tail around the armor: head + armor + tail is the envelope composeEncryptedEnvelope writes', () => {
+    const parts = composeEncryptedEnvelopeParts({ ...headers, inReplyTo: '<x@example.com>' });
+    const armor = Buffer.from(ARMOR.trim().replace(/\n/g, '\r\n'), 'latin1');
+    const joined = Buffer.concat([parts.head, armor, parts.tail]);
+    expectCrlfOnly(joined);
+    const shape = (b: Buffer): string => b.toString('latin1').replace(/=_ir_[0-9a-f]+/g, 'B');
+    expect(shape(joined)).toBe(shape(composeEncryptedEnvelope({ ...headers, inReplyTo: '<x@example.com>' }, ARMOR)));
+    expect(parts.head.toString('latin1')).toMatch(/Content-Disposition: inline; filename="encrypted.asc"\r\n\r\n$/);
+    expect(parts.tail.toString('latin1')).toMatch(/^\r\n\r\n--=_ir_[0-9a-f]+--\r\n$/);
   });
 
   it('refuses anything but one ASCII-armored message', () => {

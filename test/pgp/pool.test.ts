@@ -10,7 +10,8 @@ import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RelayError } from '../../src/errors.js';
 import { composeEncryptedEnvelope, composeProtectedPart, type MessageContent } from '../../src/mime/compose.js';
-import { STREAM_THRESHOLD_BYTES, signAndEncrypt } from '../../src/pgp/encrypt.js';
+import { armorMessage } from '../../src/pgp/armor.js';
+import { STREAM_THRESHOLD_BYTES, signAndEncrypt, type SealedParts } from '../../src/pgp/encrypt.js';
 import { composeEncrypted, inThreadEncryptor } from '../../src/pgp/pgp-mime.js';
 import { parsePublicKey, type ParsedPublicKey } from '../../src/pgp/keys.js';
 import { EncryptionPool } from '../../src/pgp/pool.js';
@@ -61,8 +62,8 @@ function content(text: string): MessageContent {
   };
 }
 
-/** The armor as text, whichever form the pool returned it in. */
-const text = (armored: string | Uint8Array): string => (typeof armored === 'string' ? armored : Buffer.from(armored).toString('latin1'));
+/** Copy `i` of a sealed message, armored, as text. */
+const text = (sealed: SealedParts, i = 0): string => armorMessage([sealed.keyPackets[i]!, sealed.shared]).toString('latin1');
 
 async function armoredPart(message: Buffer): Promise<string> {
   const parsed = await simpleParser(message);
@@ -73,7 +74,7 @@ describe('EncryptionPool', () => {
   it('signs and encrypts in a worker: gpg decrypts and verifies the relay signature', async () => {
     const payload = Buffer.from('Content-Type: text/plain\r\n\r\nTopic: status\r\nall hands\r\n');
     const expected = Buffer.from(payload); // the pool may take the payload's memory
-    const armored = text(await pool.signAndEncrypt(payload, [aliceKey.key, bobKey.key], new Date()));
+    const armored = text(await pool.seal(payload, [[aliceKey.key, bobKey.key]], new Date()));
     const result = await gpg.decrypt(armored);
     expect(Buffer.compare(result.plaintext, expected)).toBe(0);
     expect(result.goodSignatureFrom).toBe(relay.fingerprint);
@@ -106,31 +107,36 @@ describe('EncryptionPool', () => {
 
   it('spreads concurrent work over both workers and reuses cached keys', async () => {
     const texts = Array.from({ length: 12 }, (_, i) => `message ${i}`);
-    const results = await Promise.all(texts.map((t, i) => pool.signAndEncrypt(Buffer.from(t), i % 2 ? [aliceKey.key] : [aliceKey.key, bobKey.key], new Date())));
+    const results = await Promise.all(texts.map((t, i) => pool.seal(Buffer.from(t), [i % 2 ? [aliceKey.key] : [aliceKey.key, bobKey.key]], new Date())));
     expect(pool.threads()).toHaveLength(2);
     const plain = await Promise.all(results.map((a) => gpg.decrypt(text(a))));
     expect(plain.map((p) => p.plaintext.toString())).toEqual(texts);
     expect(plain.every((p) => p.goodSignatureFrom === relay.fingerprint)).toBe(true);
   });
 
-  it('returns a large armor as CRLF bytes and retires the worker that made it; gpg reads the PGP/MIME', async () => {
+  it('moves a large shared payload back whole and retires the worker that made it; gpg reads the PGP/MIME', async () => {
     const recycling = new EncryptionPool(relay.privateKey, { size: 1, recycleAfterBytes: 1024 * 1024 });
     try {
-      await recycling.signAndEncrypt(Buffer.from('warm'), [aliceKey.key], new Date());
+      await recycling.seal(Buffer.from('warm'), [[aliceKey.key]], new Date());
       const before = recycling.threads()[0];
       const c = content('big');
       c.attachments = [{ filename: 'image.bin', contentType: 'application/octet-stream', content: Buffer.alloc(1_500_000, 7) }];
-      const raw = await recycling.signAndEncrypt(composeProtectedPart(c), [aliceKey.key], c.date);
-      expect(raw).toBeInstanceOf(Uint8Array);
-      expect(Buffer.from(raw as Uint8Array).toString('latin1')).toMatch(/^-----BEGIN PGP MESSAGE-----\r\n[^\n]*\r\n/);
+      const payload = composeProtectedPart(c);
+      const size = payload.length;
+      const sealed = await recycling.seal(payload, [[aliceKey.key]], c.date);
+      // One SEIPD packet (tag 18, new format, partial lengths since the payload was streamed) a little larger than the payload.
+      expect(sealed.shared[0]).toBe(0xc0 | 18);
+      expect(sealed.shared.length).toBeGreaterThan(size);
+      expect(sealed.shared.length).toBeLessThan(size + 4096);
       expect(recycling.threads()[0]).not.toBe(before);
+      expect((await gpg.decrypt(text(sealed))).plaintext.length).toBe(size);
       const message = await composeEncrypted(c, [aliceKey.key], recycling);
       const result = await gpg.decrypt(await armoredPart(message));
       expect(result.goodSignatureFrom).toBe(relay.fingerprint);
       const inner = await simpleParser(result.plaintext);
       expect(inner.attachments[0]!.content.equals(Buffer.alloc(1_500_000, 7))).toBe(true);
       // The fresh worker still works.
-      expect((await gpg.decrypt(text(await recycling.signAndEncrypt(Buffer.from('after'), [bobKey.key], new Date())))).plaintext.toString()).toBe('after');
+      expect((await gpg.decrypt(text(await recycling.seal(Buffer.from('after'), [[bobKey.key]], new Date())))).plaintext.toString()).toBe('after');
     } finally {
       await recycling.close();
     }
@@ -146,25 +152,27 @@ describe('EncryptionPool', () => {
   });
 
   it('wraps an armor given as bytes exactly as the same armor given as text', async () => {
-    const armored = text(await pool.signAndEncrypt(Buffer.from('bytes or text'), [aliceKey.key], new Date()));
+    const armored = text(await pool.seal(Buffer.from('bytes or text'), [[aliceKey.key]], new Date()));
     const c = content('x');
     const shape = (m: Buffer): string => m.toString('latin1').replace(/=_ir_[0-9a-f]+/g, 'B');
     const fromText = shape(composeEncryptedEnvelope(c, armored));
-    expect(shape(composeEncryptedEnvelope(c, Buffer.from(armored.replace(/\r?\n/g, '\r\n'))))).toBe(fromText); // CRLF bytes, used as they are
-    expect(shape(composeEncryptedEnvelope(c, Buffer.from(armored)))).toBe(fromText); // LF bytes, normalised
+    expect(shape(composeEncryptedEnvelope(c, Buffer.from(armored)))).toBe(fromText); // CRLF bytes, used as they are
+    expect(shape(composeEncryptedEnvelope(c, Buffer.from(armored.replace(/\r\n/g, '\n'))))).toBe(fromText); // LF bytes, normalised
     expect(() => composeEncryptedEnvelope(c, Buffer.from('-----BEGIN PGP MESSAGE-----\r\n\tx\r\n-----END PGP MESSAGE-----'))).toThrow(/ASCII-armored/);
     expect(() => composeEncryptedEnvelope(c, Buffer.from('plaintext, not an armor'))).toThrow(/ASCII-armored/);
   });
 
-  it('refuses an empty key list instead of producing plaintext', async () => {
-    await expect(pool.signAndEncrypt(Buffer.from('x'), [], new Date())).rejects.toThrow(/no encryption keys/);
+  it('refuses an empty key list, or a copy without keys, instead of producing plaintext', async () => {
+    await expect(pool.seal(Buffer.from('x'), [], new Date())).rejects.toThrow(/no encryption keys/);
+    await expect(pool.seal(Buffer.from('x'), [[]], new Date())).rejects.toThrow(/no encryption keys/);
+    await expect(pool.seal(Buffer.from('x'), [[aliceKey.key], []], new Date())).rejects.toThrow(/no encryption keys/);
   });
 
   it('rejects the messages of a killed worker as unavailable, then recovers', async () => {
     const single = new EncryptionPool(relay.privateKey, { size: 1 });
     try {
-      await single.signAndEncrypt(Buffer.from('warm'), [aliceKey.key], new Date());
-      const inFlight = single.signAndEncrypt(Buffer.from('x'.repeat(200_000)), [aliceKey.key, bobKey.key], new Date());
+      await single.seal(Buffer.from('warm'), [[aliceKey.key]], new Date());
+      const inFlight = single.seal(Buffer.from('x'.repeat(200_000)), [[aliceKey.key, bobKey.key]], new Date());
       await single.threads()[0]!.terminate();
       const err = await inFlight.then(
         () => undefined,
@@ -173,8 +181,8 @@ describe('EncryptionPool', () => {
       expect(err).toBeInstanceOf(RelayError);
       expect((err as RelayError).code).toBe('unavailable');
       // A new worker (which has no cached keys) takes the next message.
-      const armored = await single.signAndEncrypt(Buffer.from('after'), [aliceKey.key], new Date());
-      expect((await gpg.decrypt(text(armored))).plaintext.toString()).toBe('after');
+      const sealed = await single.seal(Buffer.from('after'), [[aliceKey.key]], new Date());
+      expect((await gpg.decrypt(text(sealed))).plaintext.toString()).toBe('after');
     } finally {
       await single.close();
     }
@@ -187,7 +195,7 @@ describe('EncryptionPool', () => {
     victim.postMessage({ garbage: true }); // no `keys`: the worker throws outside any try
     await exited;
     expect(lost.slice(before).join('\n')).toMatch(/crashed/);
-    const results = await Promise.all([1, 2, 3, 4].map((n) => pool.signAndEncrypt(Buffer.from(`n${n}`), [bobKey.key], new Date())));
+    const results = await Promise.all([1, 2, 3, 4].map((n) => pool.seal(Buffer.from(`n${n}`), [[bobKey.key]], new Date())));
     expect((await gpg.decrypt(text(results[3]!))).plaintext.toString()).toBe('n4');
     expect(pool.threads()).toHaveLength(2);
   });
@@ -195,7 +203,7 @@ describe('EncryptionPool', () => {
   it('refuses a task that outlives its timeout and kills the stuck worker', async () => {
     const hasty = new EncryptionPool(relay.privateKey, { size: 1, taskTimeoutMs: 1 });
     try {
-      await expect(hasty.signAndEncrypt(Buffer.from('slow'), [aliceKey.key], new Date())).rejects.toMatchObject({ code: 'unavailable' });
+      await expect(hasty.seal(Buffer.from('slow'), [[aliceKey.key]], new Date())).rejects.toMatchObject({ code: 'unavailable' });
     } finally {
       await hasty.close();
     }
@@ -204,14 +212,14 @@ describe('EncryptionPool', () => {
   it('refuses work after close', async () => {
     const closing = new EncryptionPool(relay.privateKey, { size: 1 });
     await closing.close();
-    await expect(closing.signAndEncrypt(Buffer.from('late'), [aliceKey.key], new Date())).rejects.toMatchObject({ code: 'unavailable' });
+    await expect(closing.seal(Buffer.from('late'), [[aliceKey.key]], new Date())).rejects.toMatchObject({ code: 'unavailable' });
   });
 });
 
 describe('the email pipeline over the pool', () => {
   it('takes a 6 MB attachment over HTTP and queues it encrypted (large-message path end to end)', async () => {
     const t = await createTestRelay({}, { encryptionPool: true });
-    const ic = t.tokenFor('ic@corp.example');
+    const ic = await t.tokenFor('ic@corp.example');
     const auth = { Authorization: `Bearer ${ic}` };
     const { body } = await t.request.post('/v1/incidents').set(auth).send({ codename: 'amber-otter' });
     await t.request.put(`/v1/incidents/${body.codename}/roster/alice@partner.test`).set(auth).send({ name: 'Alice', role: 'external', publicKey: alice.armoredPublic });
@@ -223,7 +231,7 @@ describe('the email pipeline over the pool', () => {
       .send({ to: ['alice@partner.test'], text: 'image attached', attachments: [{ filename: 'image.bin', contentType: 'application/octet-stream', content: image.toString('base64') }] });
     expect(res.status).toBe(202);
     expect(res.body.encrypted).toBe(true);
-    const row = t.ctx.store.db.prepare('SELECT body FROM deliveries').get() as { body: Buffer };
+    const row = (await t.ctx.store.sql.get<{ body: Buffer }>('SELECT body FROM deliveries'))!;
     await gpg.importKey(t.ctx.relayKey.publicArmored); // the test relays' shared key, not this file's
     const result = await gpg.decrypt(await armoredPart(row.body));
     expect(result.goodSignatureFrom).toBe(t.ctx.relayKey.fingerprint);
@@ -235,7 +243,7 @@ describe('the email pipeline over the pool', () => {
 describe('the email pipeline over a failing pool', () => {
   it('answers 503 and queues nothing when encryption fails in the pool; plain mail is unaffected', async () => {
     const t = await createTestRelay();
-    const ic = t.tokenFor('ic@corp.example');
+    const ic = await t.tokenFor('ic@corp.example');
     const auth = { Authorization: `Bearer ${ic}` };
     const { body } = await t.request.post('/v1/incidents').set(auth).send({ codename: 'amber-otter' });
     await t.request.put(`/v1/incidents/${body.codename}/roster/sec@corp.example`).set(auth).send({ name: 'Sec', role: 'security' });
@@ -248,7 +256,7 @@ describe('the email pipeline over a failing pool', () => {
       expect(res.status).toBe(503);
       expect(res.body.error.code).toBe('unavailable');
       expect(res.headers['retry-after']).toBe('1');
-      expect(t.ctx.store.db.prepare('SELECT COUNT(*) AS n FROM deliveries').get()).toEqual({ n: 0 });
+      expect(await t.ctx.store.sql.get('SELECT COUNT(*) AS n FROM deliveries')).toEqual({ n: 0 });
       const plain = await t.request.post(`/v1/incidents/${body.codename}/emails`).set(auth).send({ to: ['sec@corp.example'], text: 'internal' });
       expect(plain.status).toBe(202);
       // With a working pool the same message goes through, encrypted.

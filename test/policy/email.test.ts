@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createDomainMatcher } from '../../src/policy/domains.js';
-import { decideEmail, type EmailPolicyInput, type KeyState } from '../../src/policy/email.js';
+import { decideEmail, type EmailPolicyInput, type HeaderExposure, type KeyState } from '../../src/policy/email.js';
 
 const usable: KeyState = { state: 'usable' };
 const ROSTER = ['ic@corp.example', 'sec@corp.example', 'exec@corp.example', 'counsel@lawfirm.example', 'dfir@forensics.example'];
@@ -33,7 +33,7 @@ function outcomes(i: EmailPolicyInput): Record<string, string> {
 
 describe('decideEmail: each rule alone', () => {
   it.each<[string, Partial<EmailPolicyInput>, string | null, Record<string, string>]>([
-    ['internal mail is plain', {}, null, { subject: 'pass', roster: 'pass', encryption: 'skip', bcc: 'skip', sender: 'pass', 'incident-open': 'pass', codename: 'pass' }],
+    ['internal mail is plain', {}, null, { subject: 'pass', roster: 'pass', encryption: 'skip', bcc: 'skip', sender: 'pass', 'incident-open': 'pass', codename: 'skip' }],
     ['a sender subject moves to the Topic line', { hasSubject: true }, null, { subject: 'pass' }],
     ['closed incident', { incidentStatus: 'closed' }, 'incident_closed', { 'incident-open': 'fail' }],
     ['spoofed From', { claimedSenders: ['ceo@corp.example'] }, 'sender_mismatch', { sender: 'fail' }],
@@ -115,5 +115,74 @@ describe('decideEmail: combinations', () => {
   it('plain internal mail keeps the chain internal', () => {
     const d = decideEmail(input());
     expect(d.outcome === 'accept' && d.plan).toMatchObject({ encrypt: false, encryptReason: null, chainExternal: false, visibleKeyHolders: [] });
+  });
+});
+
+describe('decideEmail: rule codename is computed over header-bound values', () => {
+  const LABEL = 'Customer DB exfiltration';
+  const exposure = (over: Partial<HeaderExposure> = {}): HeaderExposure => ({
+    always: [
+      { field: 'from.name', value: 'Incident Commander' },
+      { field: 'to[0].name', value: 'Security Lead' },
+    ],
+    whenPlain: [
+      { field: 'subject', value: 'Status at 3pm' },
+      { field: 'attachments[0].filename', value: 'timeline.pdf' },
+    ],
+    forbiddenTerms: [LABEL],
+    ...over,
+  });
+  const external = { to: ['counsel@lawfirm.example'] };
+
+  it.each<[string, Partial<EmailPolicyInput>, string | null, string]>([
+    ['not supplied: skipped, never a pass it did not check', {}, null, 'skip'],
+    ['no label set', { exposure: exposure({ forbiddenTerms: [] }) }, null, 'pass'],
+    ['a label that folds to nothing', { exposure: exposure({ forbiddenTerms: ['—'] }) }, null, 'pass'],
+    ['clean values, plain', { exposure: exposure() }, null, 'pass'],
+    ['clean values, encrypted', { ...external, exposure: exposure() }, null, 'pass'],
+    ['the label in a display name, plain', { exposure: exposure({ always: [{ field: 'to[0].name', value: 'Customer DB Exfiltration team' }] }) }, 'incident_details_exposed', 'fail'],
+    ['the label in a display name, encrypted: outer headers carry names too', { ...external, exposure: exposure({ always: [{ field: 'to[0].name', value: 'customer-db exfiltration' }] }) }, 'incident_details_exposed', 'fail'],
+    ['the label disguised in a display name', { exposure: exposure({ always: [{ field: 'from.name', value: 'Cust\u043emer\u00a0DB\u200b Exfiltration' }] }) }, 'incident_details_exposed', 'fail'],
+    ['the label in the topic of plain mail', { exposure: exposure({ whenPlain: [{ field: 'subject', value: 'Re: customer DB exfiltration' }] }) }, 'incident_details_exposed', 'fail'],
+    ['the label in a file name of plain mail', { exposure: exposure({ whenPlain: [{ field: 'attachments[0].filename', value: 'customer_db_exfiltration.pdf' }] }) }, 'incident_details_exposed', 'fail'],
+    ['the label in the topic of encrypted mail: inside the encryption', { ...external, exposure: exposure({ whenPlain: [{ field: 'subject', value: 'customer DB exfiltration' }] }) }, null, 'pass'],
+    ['the label in a file name, RELAY_ENCRYPT=always', { encryptMode: 'always', exposure: exposure({ whenPlain: [{ field: 'attachments[0].filename', value: 'customer db exfiltration.txt' }] }) }, null, 'pass'],
+    ['words of the label, not the label', { exposure: exposure({ always: [{ field: 'to[0].name', value: 'Customer DB team' }] }) }, null, 'pass'],
+  ])('%s', (_name, overrides, code, result) => {
+    const d = decideEmail(input(overrides));
+    expect(d.outcome === 'refuse' ? d.error.code : null).toBe(code);
+    expect(d.rules.find((r) => r.rule === 'codename')?.result).toBe(result);
+  });
+
+  it('names the fields, never the label, and says nothing was sent', () => {
+    const d = decideEmail(
+      input({
+        exposure: exposure({
+          always: [{ field: 'to[0].name', value: 'Customer DB exfiltration' }],
+          whenPlain: [{ field: 'attachments[1].filename', value: 'customer-db-exfiltration.csv' }],
+        }),
+      }),
+    );
+    expect(d.outcome).toBe('refuse');
+    if (d.outcome !== 'refuse') return;
+    expect(d.error.rule).toBe('codename');
+    expect(d.error.httpStatus).toBe(422);
+    expect(d.error.details).toEqual({ fields: ['to[0].name', 'attachments[1].filename'] });
+    expect(d.error.message).toBe("The incident's private label appears in to[0].name, attachments[1].filename, which every mail server on the way can read. Nothing was sent; reword them so only the codename names the incident.");
+    expect(d.rules.find((r) => r.rule === 'codename')).toEqual({ rule: 'codename', result: 'fail', reason: 'the private label appears in 2 of 2 header-bound value(s): to[0].name, attachments[1].filename' });
+    expect(JSON.stringify([d.rules, d.error.message, d.error.details]).toLowerCase()).not.toContain('exfiltration');
+  });
+
+  it('a closed incident, an outsider or a missing key is refused first', () => {
+    const leak = exposure({ always: [{ field: 'to[0].name', value: LABEL }] });
+    for (const [over, code] of [
+      [{ incidentStatus: 'closed' as const }, 'incident_closed'],
+      [{ to: ['nosy@corp.example'] }, 'recipient_not_on_roster'],
+      [{ to: ['counsel@lawfirm.example'], keys: new Map<string, KeyState>() }, 'missing_public_key'],
+    ] as const) {
+      const d = decideEmail(input({ ...over, exposure: leak }));
+      expect(d.outcome === 'refuse' && d.error.code).toBe(code);
+      expect(d.rules.find((r) => r.rule === 'codename')?.result).toBe('fail');
+    }
   });
 });

@@ -154,3 +154,25 @@ describe('decideSms: recipients and refusals', () => {
     expect(decision.outcome).toBe('refuse');
   });
 });
+
+describe('decideSms: rule codename is computed over the template', () => {
+  it.each<[string, string | null, string]>([
+    [NUDGE, null, 'pass'],
+    ['Join #{codename} on Slack ASAP.', 'incident_details_exposed', 'fail'],
+    ['Please join Slack ASAP. {label}', 'incident_details_exposed', 'fail'],
+    ['Please join Slack ASAP {now}', 'incident_details_exposed', 'fail'],
+    ['Please join Slack ASAP. {}', null, 'pass'], // braces alone fill nothing in
+  ])('nudge %j', (nudge, code, result) => {
+    const decision = decideSms(input({ nudge }));
+    expect(decision.outcome === 'refuse' ? decision.error.code : null).toBe(code);
+    expect(decision.rules.find((r) => r.rule === 'codename')?.result).toBe(result);
+  });
+
+  it('says which placeholder and what to do', () => {
+    const decision = decideSms(input({ nudge: 'Join #{codename} now' }));
+    expect(decision.outcome === 'refuse' && [decision.error.rule, decision.error.message]).toEqual([
+      'codename',
+      'templates/sms-nudge.txt holds the placeholder {codename}; SMS never carries anything about the incident. Nothing was sent; ask an admin to restore the fixed nudge "Please join Slack ASAP."',
+    ]);
+  });
+});

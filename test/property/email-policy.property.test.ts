@@ -118,7 +118,7 @@ describe('decideEmail properties (pure)', () => {
         expect(d.rules.map((r) => r.rule).sort()).toEqual([...RULES].sort());
         const result = Object.fromEntries(d.rules.map((r) => [r.rule, r.result]));
         expect(result['subject']).toBe('pass');
-        expect(result['codename']).toBe('pass');
+        expect(result['codename']).toBe('skip'); // these inputs carry no header exposure: skipped, not a pass it did not check
         expect(result['incident-open']).toBe(o.closed ? 'fail' : 'pass');
         expect(result['sender']).toBe(o.spoof ? 'fail' : 'pass');
         expect(result['roster']).toBe(o.senderOff || o.offRoster.length > 0 ? 'fail' : 'pass');
@@ -405,7 +405,7 @@ describe('email policy end to end (HTTP → worker → smtp-server → gpg)', ()
     relay.ctx.sendLimiter = new RateLimiter({ perMinute: 1_000_000, burst: 1_000_000 });
     channel = createSmtpChannel(upstream.url);
     worker = new DeliveryWorker(relay.ctx, { channels: { email: channel }, baseBackoffMs: 10, random: () => 0 });
-    ic = relay.tokenFor(SENDER);
+    ic = await relay.tokenFor(SENDER);
     for (const email of KEYED) {
       const res = await relay.request.put(`/v1/keys/${email}`).set({ Authorization: `Bearer ${relay.admin}` }).send({ publicKey: keys.get(email)!.armoredPublic });
       expect(res.status).toBe(200);
@@ -429,7 +429,7 @@ describe('email policy end to end (HTTP → worker → smtp-server → gpg)', ()
 
   const auth = () => ({ Authorization: `Bearer ${ic}` });
   const subkeyId = (email: string): string => keys.get(email)!.encryptionSubkeyFingerprint!.slice(-16);
-  const queuedRows = (): number => (relay.ctx.store.db.prepare('SELECT COUNT(*) AS n FROM deliveries').get() as { n: number }).n;
+  const queuedRows = async (): Promise<number> => (await relay.ctx.store.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM deliveries'))!.n;
 
   async function armoredPayload(raw: Buffer): Promise<string> {
     const parsed = await simpleParser(raw);
@@ -438,8 +438,12 @@ describe('email policy end to end (HTTP → worker → smtp-server → gpg)', ()
     return part!.content.toString('utf8');
   }
 
-  /** Checks one encrypted copy: exact recipient keys, readable by one intended holder, not by others. */
-  async function checkEncryptedCopy(mail: ReceivedMail, holders: string[], canary: string, subjectText: string | undefined): Promise<void> {
+  /**
+   * Checks one encrypted copy: exact recipient keys, readable by one intended
+   * holder, not by others; and no address in `hidden` (the Bcc recipients this
+   * copy is not for) anywhere in it, decrypted or not.
+   */
+  async function checkEncryptedCopy(mail: ReceivedMail, holders: string[], canary: string, subjectText: string | undefined, hidden: readonly string[]): Promise<void> {
     const raw = mail.raw.toString('latin1');
     expect(raw).toMatch(/Content-Type: multipart\/encrypted;\s+protocol="application\/pgp-encrypted"/);
     // Nothing of the content in clear: not the body, not the sender's subject.
@@ -456,6 +460,9 @@ describe('email policy end to end (HTTP → worker → smtp-server → gpg)', ()
     const inner = result.plaintext;
     assertFixedSubjectOnce(headerBlock(inner), 'protected headers');
     expect(inner.toString('latin1')).toContain(canary);
+    // The outer bytes are checked by the caller; inside the encryption is where
+    // every reader of this copy would see a Bcc address. Bare, not only as <addr>.
+    for (const address of hidden) expect(inner.toString('latin1'), `${address} inside a copy not for them`).not.toContain(address);
 
     // Every other key holder, and one who was never on the roster, is shut out.
     for (const other of [...KEYED, BYSTANDER].filter((e) => !holders.includes(e))) {
@@ -488,7 +495,7 @@ describe('email policy end to end (HTTP → worker → smtp-server → gpg)', ()
           const expectation = expect_(spec, roster, run.always, request, sent);
 
           const before = upstream.received.length;
-          const rowsBefore = queuedRows();
+          const rowsBefore = await queuedRows();
           const res = await relay.request.post(`/v1/incidents/${codename}/emails`).set(auth()).send(request);
           await worker.drain();
           const delivered = upstream.received.slice(before);
@@ -497,7 +504,7 @@ describe('email policy end to end (HTTP → worker → smtp-server → gpg)', ()
             expect(res.status, `expected a refusal (${expectation.why}), got ${res.status} ${JSON.stringify(res.body)}`).toBeGreaterThanOrEqual(400);
             expect(res.status).toBeLessThan(500);
             expect(delivered, 'a refused message delivered nothing to anyone').toEqual([]);
-            expect(queuedRows()).toBe(rowsBefore);
+            expect(await queuedRows()).toBe(rowsBefore);
             continue;
           }
           expect(res.status, JSON.stringify(res.body)).toBe(202);
@@ -536,12 +543,14 @@ describe('email policy end to end (HTTP → worker → smtp-server → gpg)', ()
           // Encrypted: the visible copy to To and Cc (plus the sender's key), one copy per Bcc to that key alone.
           const visible = delivered.filter((m) => !expectation.bcc.some((b) => m.to.includes(b)));
           expect(visible).toHaveLength(1);
-          await checkEncryptedCopy(visible[0]!, unique([...expectation.visible, SENDER]), canary, request.subject);
+          // A Bcc address that is also the sender is in From anyway.
+          const bccOf = (except: string[]) => expectation.bcc.filter((b) => b !== SENDER && !except.includes(b));
+          await checkEncryptedCopy(visible[0]!, unique([...expectation.visible, SENDER]), canary, request.subject, bccOf([]));
           for (const hidden of expectation.bcc) {
             const copies = delivered.filter((m) => m.to.includes(hidden));
             expect(copies).toHaveLength(1);
             expect(copies[0]!.to).toEqual([hidden]);
-            await checkEncryptedCopy(copies[0]!, [hidden], canary, request.subject);
+            await checkEncryptedCopy(copies[0]!, [hidden], canary, request.subject, bccOf([hidden]));
           }
         }
       }),
@@ -584,7 +593,13 @@ function expect_(spec: MessageSpec, roster: ReadonlySet<string>, always: boolean
   const bcc = unique(spec.recipients.bcc).filter((a) => !to.includes(a) && !cc.includes(a));
   const recipients = [...to, ...cc, ...bcc];
   const references = [...(request.inReplyTo ? [request.inReplyTo] : []), ...(request.references ?? [])];
-  const chainExternalIn = sent.some((s) => s.chainExternal && references.includes(s.messageId));
+  // A chain is external when a message of it was (as the model remembers),
+  // and, failing closed, when a reference is one the relay never issued and
+  // its domain part is not internal: nobody can vouch for that thread.
+  const chainExternalIn = references.some((ref) => {
+    const known = sent.find((s) => s.messageId === ref);
+    return known ? known.chainExternal : !oracleInternal(ref.slice(0, -1));
+  });
   const external = recipients.some((a) => !oracleInternal(a));
   const encrypt = external || chainExternalIn || always;
   const keyed = new Set<string>(KEYED);

@@ -14,10 +14,10 @@ import path from 'node:path';
 import { simpleParser } from 'mailparser';
 import * as openpgp from 'openpgp';
 import { pino } from 'pino';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import supertest from 'supertest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createOutboxDirChannel } from '../../src/channels/email/outbox-dir.js';
 import { testConfig } from '../../src/config.js';
-import supertest from 'supertest';
 import { createApp, jsonBodyLimit } from '../../src/http/app.js';
 import { startRelay } from '../../src/main.js';
 import { RateLimiter } from '../../src/services/rate-limit.js';
@@ -36,32 +36,35 @@ let counselKey: { publicKey: string; privateKey: string };
 const auth = (token = ic) => ({ Authorization: `Bearer ${token}` });
 
 beforeAll(async () => {
+  // The key before the relay: the relay's clock stops when it is made, and a
+  // key created after that would not be valid yet at the relay's "now".
+  const generated = await openpgp.generateKey({ userIDs: [{ name: 'Outside Counsel', email: 'counsel@lawfirm.example' }], format: 'armored' });
+  counselKey = { publicKey: generated.publicKey, privateKey: generated.privateKey };
   relay = await createTestRelay({ maxMessageBytes: MAX_MESSAGE_BYTES });
   // A real listener too, for the clients that misbehave below the HTTP library.
   server = http.createServer(relay.app);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   port = (server.address() as net.AddressInfo).port;
-  ic = relay.tokenFor('ic@corp.example');
+  ic = await relay.tokenFor('ic@corp.example');
   codename = (await relay.request.post('/v1/incidents').set(auth()).send({})).body.codename as string;
   for (const email of ['sec@corp.example', 'exec@corp.example']) {
     expect((await relay.request.put(`/v1/incidents/${codename}/roster/${email}`).set(auth()).send({ name: 'Sec', role: 'security', phone: '+15555550100' })).status).toBe(201);
   }
-  const generated = await openpgp.generateKey({ userIDs: [{ name: 'Outside Counsel', email: 'counsel@lawfirm.example' }], format: 'armored' });
-  counselKey = { publicKey: generated.publicKey, privateKey: generated.privateKey };
 }, 60_000);
 
 // Each test starts from an empty outbox, so "nothing queued" is simply zero.
-beforeEach(() => {
-  relay.ctx.store.db.prepare('DELETE FROM deliveries').run();
+beforeEach(async () => {
+  await relay.ctx.store.sql.run('DELETE FROM deliveries');
 });
 
 afterAll(async () => {
   server.closeAllConnections();
   await new Promise<void>((resolve) => server.close(() => resolve()));
+  await relay.ctx.store.close();
 });
 
-function count(table: string, where = '1 = 1'): number {
-  return (relay.ctx.store.db.prepare(`SELECT COUNT(*) AS n FROM ${table} WHERE ${where}`).get() as { n: number }).n;
+async function count(table: string, where = '1 = 1'): Promise<number> {
+  return (await relay.ctx.store.sql.get<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table} WHERE ${where}`))!.n;
 }
 
 const emailsUrl = () => `/v1/incidents/${codename}/emails`;
@@ -185,7 +188,7 @@ describe('slow clients', () => {
         expect(text).toMatch(/^HTTP\/1\.1 408/);
         expect(ms).toBeLessThan(5_000);
       }
-      expect(count('deliveries')).toBe(0);
+      expect(await count('deliveries')).toBe(0);
     } finally {
       slowServer.closeAllConnections();
       await new Promise<void>((resolve) => slowServer.close(() => resolve()));
@@ -227,7 +230,7 @@ describe('oversize bodies', () => {
     // 200 MiB went at the server; what it kept is at most a few limits' worth.
     const grown = process.memoryUsage().rss - before;
     expect(grown, `rss grew by ${(grown / 1024 / 1024).toFixed(1)} MiB`).toBeLessThan(100 * 1024 * 1024);
-    expect(count('deliveries')).toBe(0);
+    expect(await count('deliveries')).toBe(0);
     await stillUp();
   }, 60_000);
 
@@ -235,7 +238,7 @@ describe('oversize bodies', () => {
     const res = await relay.request.post(emailsUrl()).set(auth()).send({ to: ['sec@corp.example'], text: 'x'.repeat(MAX_MESSAGE_BYTES + 1) });
     expect(res.status).toBe(413);
     expect(res.body.error.code).toBe('payload_too_large');
-    expect(count('deliveries')).toBe(0);
+    expect(await count('deliveries')).toBe(0);
   });
 
   it('a text/plain key over 64 KiB is refused with 413', async () => {
@@ -293,15 +296,12 @@ describe('malformed and deeply nested JSON', () => {
     ['null', 'null'],
     ['a number', '12'],
     ['empty', ''],
-    ['a prototype-pollution key', '{"__proto__":{"role":"admin"},"to":["sec@corp.example"],"text":"x"}'],
-    ['a constructor key', '{"constructor":{"prototype":{"role":"admin"}},"to":["sec@corp.example"],"text":"x"}'],
   ])('%s → 400 invalid_request, nothing queued, process up', async (_name, body) => {
     // fetch sends the bytes as they are (supertest would re-encode a Buffer as JSON).
     const res = await fetch(`http://127.0.0.1:${port}${emailsUrl()}`, { method: 'POST', headers: { ...auth(), 'Content-Type': 'application/json' }, body: Buffer.from(body, 'latin1') });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('invalid_request');
-    expect(count('deliveries')).toBe(0);
-    expect(({} as Record<string, unknown>)['role']).toBeUndefined();
+    expect(await count('deliveries')).toBe(0);
     await stillUp();
   });
 
@@ -329,7 +329,63 @@ describe('malformed and deeply nested JSON', () => {
       expect(res.status, type).toBe(400);
       expect(res.body.error.code).toBe('invalid_request');
     }
-    expect(count('deliveries')).toBe(0);
+    expect(await count('deliveries')).toBe(0);
+  });
+});
+
+describe('prototype pollution through the JSON body', () => {
+  // The prototypes a polluting parser (a naive deep merge, `target[key] = value`
+  // for "__proto__") would write to. Their own keys are compared before and after.
+  const PROTOTYPES: ReadonlyArray<[string, object]> = [
+    ['Object.prototype', Object.prototype],
+    ['Array.prototype', Array.prototype],
+    ['Function.prototype', Function.prototype],
+  ];
+  const ownKeys = (): Record<string, string[]> => Object.fromEntries(PROTOTYPES.map(([name, proto]) => [name, Reflect.ownKeys(proto).map(String).sort()]));
+  let before: Record<string, string[]>;
+  beforeEach(() => {
+    before = ownKeys();
+  });
+  afterEach(() => {
+    // Undo whatever leaked, so one failure here cannot poison every later test.
+    for (const [name, proto] of PROTOTYPES) {
+      for (const key of Reflect.ownKeys(proto)) if (!before[name]!.includes(String(key))) Reflect.deleteProperty(proto, key);
+    }
+  });
+
+  // "bcc" is a field the email route knows: a body that inherited it (from a
+  // polluted Object.prototype, or from a prototype the parser gave the body)
+  // would carry a recipient nobody named into the decision. "polluted" and
+  // "role" are sentinels no code reads.
+  const inherited = '{"bcc":["exec@corp.example"],"polluted":"yes","role":"admin"}';
+  it.each<[string, string]>([
+    ['__proto__ with a known field', '{"__proto__":{"bcc":["exec@corp.example"]},"to":["sec@corp.example"],"text":"x"}'],
+    ['__proto__ with sentinels', `{"__proto__":${inherited},"to":["sec@corp.example"],"text":"x"}`],
+    ['constructor.prototype with a known field', '{"constructor":{"prototype":{"bcc":["exec@corp.example"]}},"to":["sec@corp.example"],"text":"x"}'],
+    ['constructor.prototype with sentinels', `{"constructor":{"prototype":${inherited}},"to":["sec@corp.example"],"text":"x"}`],
+    ['__proto__ inside an attachment', `{"to":["sec@corp.example"],"text":"x","attachments":[{"__proto__":${inherited},"filename":"a.txt","contentType":"text/plain","content":"eA=="}]}`],
+    ['__proto__ inside an array', `{"to":["sec@corp.example"],"text":"x","references":{"__proto__":${inherited}}}`],
+  ])('%s → 400, nothing queued, no prototype touched, and the next message carries nothing inherited', async (_name, body) => {
+    const emails = await count('emails');
+    const res = await fetch(`http://127.0.0.1:${port}${emailsUrl()}`, { method: 'POST', headers: { ...auth(), 'Content-Type': 'application/json' }, body: Buffer.from(body, 'latin1') });
+    const answer = (await res.json()) as { error?: { code: string }; recipients?: string[] };
+    // Pollution, if it happened, is reported first: it explains every other failure.
+    expect(ownKeys()).toEqual(before);
+    const probe = {} as Record<string, unknown>;
+    expect([probe['polluted'], probe['role'], probe['bcc'], ([] as unknown as Record<string, unknown>)['polluted']]).toEqual([undefined, undefined, undefined, undefined]);
+    // The key is refused as an unknown field: it is an own key of the parsed
+    // body, never its prototype, so it cannot slip past the schema.
+    expect(answer.error?.code, JSON.stringify(answer)).toBe('invalid_request');
+    expect(res.status).toBe(400);
+    expect(await count('deliveries')).toBe(0);
+    expect(await count('emails')).toBe(emails);
+    // A clean message afterwards goes to exactly whom it names: nothing inherited joins it.
+    const clean = await relay.request.post(emailsUrl()).set(auth()).send({ to: ['sec@corp.example'], text: 'clean' });
+    expect(clean.status).toBe(202);
+    expect(clean.body.recipients).toEqual(['sec@corp.example']);
+    const queued = await relay.ctx.store.sql.all<{ envelope: string }>('SELECT envelope FROM deliveries');
+    expect(queued.map((d) => JSON.parse(d.envelope).to)).toEqual([['sec@corp.example']]);
+    await stillUp();
   });
 });
 
@@ -340,20 +396,20 @@ describe('absurd recipient lists', () => {
     const res = await relay.request.post(emailsUrl()).set(auth()).send(body);
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe('invalid_request');
-    expect(count('deliveries')).toBe(0);
+    expect(await count('deliveries')).toBe(0);
   });
 
   it('101 distinct recipients spread over To, Cc and Bcc → 400, nothing queued', async () => {
     const res = await relay.request.post(emailsUrl()).set(auth()).send({ to: many.slice(0, 50), cc: many.slice(50, 100), bcc: many.slice(100, 101), text: 'x' });
     expect(res.status).toBe(400);
     expect(res.body.error.message).toMatch(/At most 100 recipients/);
-    expect(count('deliveries')).toBe(0);
+    expect(await count('deliveries')).toBe(0);
   });
 
   it('10,000 SMS recipients → 400', async () => {
     const res = await relay.request.post(`/v1/incidents/${codename}/sms`).set(auth()).send({ to: many });
     expect(res.status).toBe(400);
-    expect(count('deliveries')).toBe(0);
+    expect(await count('deliveries')).toBe(0);
   });
 });
 
@@ -376,11 +432,11 @@ describe('header injection in every header-bound field', () => {
 
   for (const [field, build] of FIELDS) {
     it.each(BREAKS.map((b) => [JSON.stringify(b), b]))(`email ${field} with %s → 400, nothing queued`, async (_label, b) => {
-      const before = count('deliveries');
+      const before = await count('deliveries');
       const res = await relay.request.post(emailsUrl()).set(auth()).send(build(b));
       expect(res.status).toBe(400);
       expect(res.body.error.code).toBe('invalid_request');
-      expect(count('deliveries')).toBe(before);
+      expect(await count('deliveries')).toBe(before);
     });
   }
 
@@ -388,7 +444,7 @@ describe('header injection in every header-bound field', () => {
     const res = await relay.request.put(`/v1/incidents/${codename}/roster/newbie@corp.example`).set(auth()).send({ name: `New${b}Bcc: stranger@evil.example`, role: 'security' });
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe('invalid_request');
-    expect(relay.ctx.store.incidents.member(relay.ctx.store.incidents.byCodename(codename)!.id, 'newbie@corp.example')).toBeUndefined();
+    expect(await relay.ctx.store.incidents.member((await relay.ctx.store.incidents.byCodename(codename))!.id, 'newbie@corp.example')).toBeUndefined();
   });
 
   it('roster name with a tab → 400: the composer would refuse it in From/To, so it is never stored', async () => {
@@ -397,11 +453,11 @@ describe('header injection in every header-bound field', () => {
   });
 
   it.each(BREAKS.map((b) => [JSON.stringify(b), b]))('token label with %s → 400, no token issued', async (_label, b) => {
-    const before = count('tokens');
+    const before = await count('tokens');
     const res = await relay.request.post('/v1/tokens').set(auth(relay.admin)).send({ email: 'new@corp.example', role: 'responder', label: `ci${b}admin` });
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe('invalid_request');
-    expect(count('tokens')).toBe(before);
+    expect(await count('tokens')).toBe(before);
   });
 
   it('CR/LF smuggled into a path parameter → 400', async () => {
@@ -412,11 +468,11 @@ describe('header injection in every header-bound field', () => {
   it('a subject that only looks like an encoded Subject and Bcc still yields exactly one Subject header and no Bcc', async () => {
     const res = await relay.request.post(emailsUrl()).set(auth()).send({ ...good, subject: '=?utf-8?b?U3ViamVjdDogaGlqYWNrZWQ=?= Bcc: stranger@evil.example' });
     expect(res.status).toBe(202);
-    const row = relay.ctx.store.db.prepare('SELECT body FROM deliveries WHERE email_id = ?').get(res.body.id) as { body: Buffer };
+    const row = (await relay.ctx.store.sql.get<{ body: Buffer }>('SELECT body FROM deliveries WHERE email_id = ?', [res.body.id]))!;
     const head = row.body.toString('latin1').split('\r\n\r\n')[0]!;
     expect(head.split('\r\n').filter((l) => /^subject:/i.test(l))).toEqual(['Subject: Attorney Work Project']);
     expect(head).not.toMatch(/^bcc:/im);
-    relay.ctx.store.db.prepare('DELETE FROM deliveries WHERE email_id = ?').run(res.body.id);
+    await relay.ctx.store.sql.run('DELETE FROM deliveries WHERE email_id = ?', [res.body.id]);
   });
 });
 
@@ -448,7 +504,7 @@ describe('source-routed addresses (issue 10 item 1)', () => {
         message: `Invalid request body: ${field}.${index} "${address}" ${hint}`,
         details: { fields: [{ field: `${field}.${index}`, problem: `"${address}" ${hint}` }] },
       });
-      expect(count('deliveries')).toBe(0);
+      expect(await count('deliveries')).toBe(0);
     },
   );
 
@@ -456,28 +512,28 @@ describe('source-routed addresses (issue 10 item 1)', () => {
     const res = await relay.request.put(`/v1/incidents/${codename}/roster/${encodeURIComponent(address)}`).set(auth()).send({ name: 'Counsel', role: 'external' });
     expect(res.status).toBe(400);
     expect(res.body.error).toEqual({ code: 'invalid_request', message: `The address in the path "${address}" ${hint}.`, details: { field: 'The address in the path', reason: expect.any(String) } });
-    expect(count('roster', `email = '${address.replace(/'/g, "''")}'`)).toBe(0);
+    expect(await count('roster', `email = '${address.replace(/'/g, "''")}'`)).toBe(0);
   });
 
   it.each(ROUTED)('key upload, token and incident commander with %s → 400, nothing stored or issued', async (_name, address, hint) => {
-    const tokens = count('tokens');
-    const incidents = count('incidents');
+    const tokens = await count('tokens');
+    const incidents = await count('incidents');
     const key = await relay.request.put(`/v1/keys/${encodeURIComponent(address)}`).set(auth(relay.admin)).send({ publicKey: counselKey.publicKey });
     expect([key.status, key.body.error.message]).toEqual([400, `The address in the path "${address}" ${hint}.`]);
     const token = await relay.request.post('/v1/tokens').set(auth(relay.admin)).send({ email: address, role: 'responder' });
     expect([token.status, token.body.error.message]).toEqual([400, `Invalid request body: email "${address}" ${hint}`]);
     const incident = await relay.request.post('/v1/incidents').set(auth(relay.admin)).send({ commander: address });
     expect([incident.status, incident.body.error.message]).toEqual([400, `Invalid request body: commander "${address}" ${hint}`]);
-    expect(count('tokens')).toBe(tokens);
-    expect(count('incidents')).toBe(incidents);
-    expect(count('public_keys', `email = '${address.replace(/'/g, "''")}'`)).toBe(0);
+    expect(await count('tokens')).toBe(tokens);
+    expect(await count('incidents')).toBe(incidents);
+    expect(await count('public_keys', `email = '${address.replace(/'/g, "''")}'`)).toBe(0);
   });
 
   it('an SMS to a routed address → 400, nothing queued', async () => {
     const res = await relay.request.post(`/v1/incidents/${codename}/sms`).set(auth()).send({ to: ['sec@corp.example', 'counsel%lawfirm.example@corp.example'] });
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe('invalid_request');
-    expect(count('deliveries')).toBe(0);
+    expect(await count('deliveries')).toBe(0);
   });
 });
 
@@ -513,7 +569,7 @@ describe('path traversal in attachment names', () => {
     const res = await relay.request.post(emailsUrl()).set(auth()).send({ to: ['sec@corp.example'], text: 'x', attachments: [{ filename, contentType: 'text/plain', content: 'eA==' }] });
     expect(res.status).toBe(400);
     expect(res.body.error.code).toBe('invalid_request');
-    expect(count('deliveries')).toBe(0);
+    expect(await count('deliveries')).toBe(0);
   });
 
   it('a percent-encoded or look-alike name is carried as a literal label, and the local outbox names files by id only', async () => {
@@ -571,7 +627,7 @@ describe('malformed key armour', () => {
 
   it.each(cases)('%s → a 4xx refusal on every upload path, nothing stored', async (name, make) => {
     const armored = await make();
-    const owner = relay.tokenFor('counsel@lawfirm.example');
+    const owner = await relay.tokenFor('counsel@lawfirm.example');
     const text = await relay.request.put('/v1/keys/counsel@lawfirm.example').set(auth(owner)).type('text/plain').send(armored);
     const json = await relay.request.put('/v1/keys/counsel@lawfirm.example').set(auth(owner)).send({ publicKey: armored });
     const roster = await relay.request.put(`/v1/incidents/${codename}/roster/counsel@lawfirm.example`).set(auth()).send({ name: 'Counsel', role: 'external', publicKey: armored });
@@ -584,8 +640,8 @@ describe('malformed key armour', () => {
       // Never an echo of what was sent.
       expect(JSON.stringify(res.body)).not.toContain(armored.slice(40, 80) || '\u0000');
     }
-    expect(relay.ctx.keys.get('counsel@lawfirm.example')).toBeUndefined();
-    expect(relay.ctx.store.incidents.member(relay.ctx.store.incidents.byCodename(codename)!.id, 'counsel@lawfirm.example')).toBeUndefined();
+    expect(await relay.ctx.keys.get('counsel@lawfirm.example')).toBeUndefined();
+    expect(await relay.ctx.store.incidents.member((await relay.ctx.store.incidents.byCodename(codename))!.id, 'counsel@lawfirm.example')).toBeUndefined();
   });
 
   it('a key whose user ID is someone else → 422 unusable_public_key', async () => {
@@ -599,10 +655,10 @@ describe('malformed key armour', () => {
     // integrity comes from the key's signatures, which are verified.
     const armored = body().replace(/^=[A-Za-z0-9+/]{4}$/m, '=AAAA');
     expect(armored).not.toBe(body());
-    const res = await relay.request.put('/v1/keys/counsel@lawfirm.example').set(auth(relay.tokenFor('counsel@lawfirm.example'))).type('text/plain').send(armored);
+    const res = await relay.request.put('/v1/keys/counsel@lawfirm.example').set(auth(await relay.tokenFor('counsel@lawfirm.example'))).type('text/plain').send(armored);
     expect(res.status).toBe(200);
     expect(res.body.fingerprint).toBe((await openpgp.readKey({ armoredKey: body() })).getFingerprint().toUpperCase());
-    relay.ctx.store.db.prepare('DELETE FROM public_keys WHERE email = ?').run('counsel@lawfirm.example');
+    expect(await relay.ctx.store.sql.run('DELETE FROM public_keys WHERE email = ?', ['counsel@lawfirm.example'])).toBe(1);
   });
 });
 
@@ -626,8 +682,8 @@ describe('unknown incidents', () => {
   };
 
   it.each(routes)('%s %s → 404 for a codename that does not exist, for a non-member, and for a traversal attempt', async (method, url, body) => {
-    const before = count('deliveries');
-    const outsider = relay.tokenFor('outsider@corp.example');
+    const before = await count('deliveries');
+    const outsider = await relay.tokenFor('outsider@corp.example');
     for (const [c, token] of [
       ['no-such-incident', ic],
       [codename, outsider],
@@ -637,7 +693,7 @@ describe('unknown incidents', () => {
       expect(res.status, `${method} ${url} as ${token === ic ? 'ic' : 'outsider'} on ${c}`).toBe(404);
       expect(res.body.error.code).toBe('not_found');
     }
-    expect(count('deliveries')).toBe(before);
+    expect(await count('deliveries')).toBe(before);
   });
 });
 
@@ -645,15 +701,15 @@ describe('rate limits per token on the sending routes', () => {
   it('SMS: 429 rate_limited with Retry-After, shared with email, and nothing more queued', async () => {
     const limited = await createTestRelay();
     limited.ctx.sendLimiter = new RateLimiter({ perMinute: 1, burst: 1 });
-    const token = limited.tokenFor('ic@corp.example');
+    const token = await limited.tokenFor('ic@corp.example');
     const a = { Authorization: `Bearer ${token}` };
     const c = (await limited.request.post('/v1/incidents').set(a).send({})).body.codename as string;
     await limited.request.put(`/v1/incidents/${c}/roster/sec@corp.example`).set(a).send({ name: 'Sec', role: 'security', phone: '+15555550100' });
-    const queued = () => (limited.ctx.store.db.prepare('SELECT COUNT(*) AS n FROM deliveries').get() as { n: number }).n;
+    const queued = async () => (await limited.ctx.store.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM deliveries'))!.n;
 
     const first = await limited.request.post(`/v1/incidents/${c}/sms`).set(a).send({ to: ['sec@corp.example'] });
     expect(first.status).toBe(202);
-    const afterFirst = queued();
+    const afterFirst = await queued();
     const second = await limited.request.post(`/v1/incidents/${c}/sms`).set(a).send({ to: ['sec@corp.example'] });
     expect(second.status).toBe(429);
     expect(second.body.error.code).toBe('rate_limited');
@@ -661,9 +717,9 @@ describe('rate limits per token on the sending routes', () => {
     // One bucket per token across routes: the email route is limited too.
     const email = await limited.request.post(`/v1/incidents/${c}/emails`).set(a).send({ to: ['sec@corp.example'], text: 'x' });
     expect(email.status).toBe(429);
-    expect(queued()).toBe(afterFirst);
+    expect(await queued()).toBe(afterFirst);
     // Another token has its own bucket.
-    const other = limited.tokenFor('ic@corp.example');
+    const other = await limited.tokenFor('ic@corp.example');
     expect((await limited.request.post(`/v1/incidents/${c}/emails`).set({ Authorization: `Bearer ${other}` }).send({ to: ['sec@corp.example'], text: 'x' })).status).toBe(202);
   });
 });

@@ -46,7 +46,7 @@ beforeEach(async () => {
   relay = await createTestRelay({ smtpUpstream: upstream.url });
   channel = createSmtpChannel(upstream.url);
   worker = new DeliveryWorker(relay.ctx, { channels: { email: channel }, baseBackoffMs: 10, random: () => 0 });
-  ic = relay.tokenFor('ic@corp.example');
+  ic = await relay.tokenFor('ic@corp.example');
   expect((await relay.request.post('/v1/incidents').set(auth(ic)).send({ codename: 'amber-otter' })).status).toBe(201);
   for (const email of ['sec@corp.example', 'exec@corp.example']) {
     expect((await relay.request.put(`/v1/incidents/amber-otter/roster/${email}`).set(auth(ic)).send({ name: 'Member', role: 'security' })).status).toBe(201);
@@ -73,12 +73,12 @@ async function loggedIn(): Promise<RawSmtp> {
 
 const message = (headers: string[], body = 'Body line.') => [...headers, 'MIME-Version: 1.0', 'Content-Type: text/plain; charset=utf-8', '', body, ''].join('\r\n');
 
-function deliveriesCount(): number {
-  return (relay.ctx.store.db.prepare('SELECT COUNT(*) AS n FROM deliveries').get() as { n: number }).n;
+async function deliveriesCount(): Promise<number> {
+  return (await relay.ctx.store.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM deliveries'))!.n;
 }
 
 async function expectNothingDelivered(): Promise<void> {
-  expect(deliveriesCount()).toBe(0);
+  expect(await deliveriesCount()).toBe(0);
   await worker.drain();
   expect(upstream.received).toHaveLength(0);
 }
@@ -88,9 +88,9 @@ async function expectNothingDelivered(): Promise<void> {
  * accepted it over HTTP: the SMTP listener must refuse it on its own account,
  * not only because it is off the roster.
  */
-function rosterHoldsDirectly(email: string): void {
-  const incident = relay.ctx.store.incidents.byCodename('amber-otter')!;
-  relay.ctx.store.incidents.upsertMember(incident.id, { email, name: 'Routed', role: 'external' }, relay.clock.now());
+async function rosterHoldsDirectly(email: string): Promise<void> {
+  const incident = (await relay.ctx.store.incidents.byCodename('amber-otter'))!;
+  await relay.ctx.store.incidents.upsertMember(incident.id, { email, name: 'Routed', role: 'external' }, relay.clock.now());
 }
 
 describe('source-routed addresses over SMTP', () => {
@@ -99,7 +99,7 @@ describe('source-routed addresses over SMTP', () => {
     ['a bang path', 'lawfirm.example!counsel@corp.example', 'bang paths (!) are not allowed; address the recipient directly as name@their-domain.'],
     ['a quoted local part', '"counsel"@corp.example', 'quoted local parts ("..."@ or \\) are not accepted; use the plain address name@domain.'],
   ])('RCPT TO with %s is refused with 550 and the hint, DATA after it too, nothing delivered', async (_name, address, hint) => {
-    rosterHoldsDirectly(address);
+    await rosterHoldsDirectly(address);
     const r = await loggedIn();
     expect((await r.command('MAIL FROM:<ic@corp.example>')).code).toBe(250);
     const routed = await r.command(`RCPT TO:<${address}>`);

@@ -29,8 +29,8 @@ let ic: string;
 let mallory: string;
 beforeEach(async () => {
   relay = await createTestRelay();
-  ic = relay.tokenFor('ic@corp.example');
-  mallory = relay.tokenFor('mallory@corp.example');
+  ic = await relay.tokenFor('ic@corp.example');
+  mallory = await relay.tokenFor('mallory@corp.example');
 });
 
 async function declare(token: string): Promise<string> {
@@ -40,7 +40,7 @@ async function declare(token: string): Promise<string> {
 }
 
 async function recipientsOfQueuedCopy(emailId: string): Promise<string[]> {
-  const row = relay.ctx.store.db.prepare('SELECT body FROM deliveries WHERE email_id = ?').get(emailId) as { body: Buffer };
+  const row = (await relay.ctx.store.sql.get<{ body: Buffer }>('SELECT body FROM deliveries WHERE email_id = ?', [emailId]))!;
   return gpg.recipientKeyIds(await armoredPartOf(row.body));
 }
 
@@ -62,7 +62,7 @@ describe('incident-scoped roster keys', () => {
     expect(sent.status).toBe(202);
     expect(await recipientsOfQueuedCopy(sent.body.id)).toEqual([counselReal.encryptionSubkeyFingerprint!.slice(-16)]);
     // Nor did the relay-wide key change.
-    expect(relay.ctx.keys.get('counsel@lawfirm.example')).toBeUndefined();
+    expect(await relay.ctx.keys.get('counsel@lawfirm.example')).toBeUndefined();
   });
 
   it("without any key for counsel in incident A, another incident's key is not borrowed", async () => {
@@ -76,7 +76,7 @@ describe('incident-scoped roster keys', () => {
   });
 
   it("falls back to the owner's relay-wide key, and an incident key takes precedence in its incident", async () => {
-    const counsel = relay.tokenFor('counsel@lawfirm.example');
+    const counsel = await relay.tokenFor('counsel@lawfirm.example');
     expect((await relay.request.put('/v1/keys/counsel@lawfirm.example').set(auth(counsel)).send({ publicKey: counselReal.armoredPublic })).status).toBe(200);
     const a = await declare(ic);
     await relay.request.put(`/v1/incidents/${a}/roster/counsel@lawfirm.example`).set(auth(ic)).send({ name: 'Counsel', role: 'external' });
@@ -96,7 +96,7 @@ describe('the commander role', () => {
   it('a deputy cannot demote, remove or replace the commander; the commander can hand over', async () => {
     const codename = await declare(ic);
     await relay.request.put(`/v1/incidents/${codename}/roster/dep@corp.example`).set(auth(ic)).send({ name: 'Dep', role: 'deputy' });
-    const dep = relay.tokenFor('dep@corp.example');
+    const dep = await relay.tokenFor('dep@corp.example');
     for (const [method, path, body] of [
       ['put', `/v1/incidents/${codename}/roster/ic@corp.example`, { name: 'IC', role: 'scribe' }],
       ['put', `/v1/incidents/${codename}/roster/dep@corp.example`, { name: 'Dep', role: 'commander' }],
@@ -115,14 +115,49 @@ describe('the commander role', () => {
     expect((await relay.request.put(`/v1/incidents/${codename}/roster/dep@corp.example`).set(auth(ic)).send({ name: 'Dep', role: 'commander' })).status).toBe(200);
   });
 
-  it('a deputy demoted while their change was in flight is refused at commit', async () => {
+  it('a deputy demoted before their change runs is refused, and nothing changes', async () => {
     const codename = await declare(ic);
     await relay.request.put(`/v1/incidents/${codename}/roster/dep@corp.example`).set(auth(ic)).send({ name: 'Dep', role: 'deputy' });
-    const incident = relay.ctx.store.incidents.byCodename(codename)!;
-    const dep = relay.ctx.store.tokens.verify(relay.tokenFor('dep@corp.example'))!;
-    // The route let the deputy in; the commander demotes them before the change commits.
-    relay.ctx.store.incidents.upsertMember(incident.id, { email: 'dep@corp.example', name: 'Dep', role: 'scribe' }, relay.clock.now());
+    const incident = (await relay.ctx.store.incidents.byCodename(codename))!;
+    const dep = (await relay.ctx.store.tokens.verify(await relay.tokenFor('dep@corp.example')))!;
+    // The route let the deputy in; the commander demotes them before putMember runs.
+    await relay.ctx.store.incidents.upsertMember(incident.id, { email: 'dep@corp.example', name: 'Dep', role: 'scribe' }, relay.clock.now());
     await expect(putMember(relay.ctx, { tokenId: dep.id, email: dep.email, role: dep.role }, incident, { email: 'x@corp.example', name: 'X', role: 'security' })).rejects.toMatchObject({ code: 'forbidden' });
-    expect(relay.ctx.store.incidents.member(incident.id, 'x@corp.example')).toBeUndefined();
+    expect(await relay.ctx.store.incidents.member(incident.id, 'x@corp.example')).toBeUndefined();
+  });
+
+  it('a deputy demoted while their key upload was being checked is refused at commit', async () => {
+    const codename = await declare(ic);
+    await relay.request.put(`/v1/incidents/${codename}/roster/dep@corp.example`).set(auth(ic)).send({ name: 'Dep', role: 'deputy' });
+    const incident = (await relay.ctx.store.incidents.byCodename(codename))!;
+    const dep = (await relay.ctx.store.tokens.verify(await relay.tokenFor('dep@corp.example')))!;
+    // putMember checks the deputy, then validates the key (slow: it may take
+    // seconds), then commits. The commander demotes the deputy in between:
+    // only the check inside the committing transaction can still refuse.
+    const validate = relay.ctx.keys.validate.bind(relay.ctx.keys);
+    let demotedMidway = false;
+    relay.ctx.keys.validate = async (email, armored) => {
+      const parsed = await validate(email, armored);
+      const demoted = await relay.request.put(`/v1/incidents/${codename}/roster/dep@corp.example`).set(auth(ic)).send({ name: 'Dep', role: 'scribe' });
+      expect(demoted.status).toBe(200);
+      demotedMidway = true;
+      return parsed;
+    };
+    await expect(
+      putMember(relay.ctx, { tokenId: dep.id, email: dep.email, role: dep.role }, incident, {
+        email: 'counsel@lawfirm.example',
+        name: 'Counsel',
+        role: 'external',
+        publicKey: counselFake.armoredPublic,
+      }),
+    ).rejects.toMatchObject({ code: 'forbidden' });
+    // The first check let the deputy through: the refusal came at commit.
+    expect(demotedMidway).toBe(true);
+    // Nothing of the change landed: no member, no key, no audit event for them.
+    expect(await relay.ctx.store.incidents.member(incident.id, 'counsel@lawfirm.example')).toBeUndefined();
+    expect(await relay.ctx.keys.get('counsel@lawfirm.example', incident.id)).toBeUndefined();
+    const events = await relay.ctx.store.audit.listForIncident(incident.id);
+    expect(events.filter((e) => JSON.stringify(e.data).includes('counsel@lawfirm.example'))).toEqual([]);
+    expect((await relay.ctx.store.incidents.member(incident.id, 'dep@corp.example'))?.role).toBe('scribe');
   });
 });

@@ -7,10 +7,11 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/logger.js';
-import { createStore } from '../../src/store/index.js';
+import type { Store } from '../../src/store/index.js';
 import { ROOT } from '../helpers/build.js';
+import { BACKENDS, openTestStore } from '../helpers/relay.js';
 
 const PRIVATE_KEY_MARKERS = [
   'BEGIN PGP PRIVATE KEY BLOCK',
@@ -78,20 +79,30 @@ describe('the audit log refuses content and secrets', () => {
     ['inside an array', { attachments: [{ filename: 'a.txt', content: 'eA==' }] }],
   ];
 
-  it.each(forbidden)('%s', (_name, data) => {
-    const store = createStore(':memory:', () => new Date('2026-11-22T09:00:00Z'));
-    store.audit.append({ type: 'test.before', actor: null, outcome: 'ok', data: { n: 1 } });
-    expect(() => store.audit.append({ type: 'email.accepted', actor: 'ic@corp.example', outcome: 'ok', data })).toThrow(/audit data may not carry/);
-    // The refused event left no trace and the chain still holds.
-    expect(store.audit.verify()).toMatchObject({ ok: true, events: 1 });
-    store.close();
-  });
+  describe.each(BACKENDS)('on %s', (backend) => {
+    let store: Store;
+    beforeAll(async () => {
+      store = await openTestStore(backend, () => new Date('2026-11-22T09:00:00Z'));
+    });
+    afterAll(async () => {
+      await store?.close();
+    });
 
-  it('accepts lengths and hashes in their place', () => {
-    const store = createStore(':memory:', () => new Date('2026-11-22T09:00:00Z'));
-    const event = store.audit.append({ type: 'sms.refused', actor: 'ic@corp.example', outcome: 'refused', data: { bodyLength: 42, bodySha256: 'ab'.repeat(32) } });
-    expect(event.data).toEqual({ bodyLength: 42, bodySha256: 'ab'.repeat(32) });
-    store.close();
+    it.each(forbidden)('%s', async (_name, data) => {
+      await store.audit.append({ type: 'test.before', actor: null, outcome: 'ok', data: { n: 1 } });
+      const events = (await store.audit.verify()).events;
+      // Refused whether append throws at once or rejects: either way nothing is written.
+      await expect((async () => store.audit.append({ type: 'email.accepted', actor: 'ic@corp.example', outcome: 'ok', data }))()).rejects.toThrow(/audit data may not carry/);
+      // The refused event left no trace and the chain still holds.
+      expect(await store.audit.verify()).toMatchObject({ ok: true, events });
+    });
+
+    it('accepts lengths and hashes in their place', async () => {
+      const event = await store.audit.append({ type: 'sms.refused', actor: 'ic@corp.example', outcome: 'refused', data: { bodyLength: 42, bodySha256: 'ab'.repeat(32) } });
+      expect(event.data).toEqual({ bodyLength: 42, bodySha256: 'ab'.repeat(32) });
+      const stored = await store.sql.get<{ data: string }>('SELECT data FROM audit_events WHERE seq = ?', [event.seq]);
+      expect(JSON.parse(stored!.data)).toEqual({ bodyLength: 42, bodySha256: 'ab'.repeat(32) });
+    });
   });
 });
 

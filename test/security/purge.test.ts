@@ -23,12 +23,15 @@ function tempDir(prefix: string): string {
   return dir;
 }
 
+// SQLite only: the test reads the database file's bytes (a backup, a stolen
+// disk), which is what SQLite's secure_delete protects; PostgreSQL's files are
+// the server's, outside the relay.
 describe('purged bodies', () => {
   it.each(['sent', 'failed'])('leave no trace of a %s message in the database file', async (outcome) => {
     const dataDir = tempDir('relay-purge-');
     const file = path.join(dataDir, 'relay.db');
-    const relay = await createTestRelay({ dataDir }, { file });
-    const ic = relay.tokenFor('ic@corp.example');
+    const relay = await createTestRelay({ dataDir }, { file, backend: 'sqlite' });
+    const ic = await relay.tokenFor('ic@corp.example');
     const auth = { Authorization: `Bearer ${ic}` };
     const codename = (await relay.request.post('/v1/incidents').set(auth).send({})).body.codename as string;
     await relay.request.put(`/v1/incidents/${codename}/roster/sec@corp.example`).set(auth).send({ name: 'Sec', role: 'security' });
@@ -43,12 +46,12 @@ describe('purged bodies', () => {
         ? createOutboxDirChannel(tempDir('relay-purge-outbox-'))
         : { send: () => Promise.reject(new DeliveryError('upstream refused: 550 mailbox unavailable', false)) };
     await new DeliveryWorker(relay.ctx, { channels: { email: channel } }).drain();
-    const row = relay.ctx.store.db.prepare('SELECT status, body FROM deliveries WHERE email_id = ?').get(res.body.id);
+    const row = await relay.ctx.store.sql.get('SELECT status, body FROM deliveries WHERE email_id = ?', [res.body.id]);
     expect(row).toEqual({ status: outcome, body: null });
 
     // Fold the WAL into the main file, as SQLite does on its own, then read the bytes.
-    relay.ctx.store.db.pragma('wal_checkpoint(TRUNCATE)');
-    relay.ctx.store.close();
+    await relay.ctx.store.sql.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+    await relay.ctx.store.close();
     const bytes = Buffer.concat([file, `${file}-wal`].filter((f) => fs.existsSync(f)).map((f) => fs.readFileSync(f)));
     expect(bytes.includes(canary)).toBe(false);
   });

@@ -29,9 +29,9 @@ describe('RELAY_KEYS_DIR', () => {
     const relay = await createTestRelay();
     const result = await relay.ctx.keys.loadDirectory(dir, pino({ level: 'silent' }));
     expect(result).toEqual({ filed: 2, skipped: 2 });
-    expect(relay.ctx.keys.get('counsel@lawfirm.example')?.fingerprint).toBe(counsel.fingerprint);
-    expect(relay.ctx.keys.get('desk@lawfirm.example')?.fingerprint).toBe(counsel.fingerprint);
-    expect(relay.ctx.keys.get('weak@lawfirm.example')).toBeUndefined();
+    expect((await relay.ctx.keys.get('counsel@lawfirm.example'))?.fingerprint).toBe(counsel.fingerprint);
+    expect((await relay.ctx.keys.get('desk@lawfirm.example'))?.fingerprint).toBe(counsel.fingerprint);
+    expect(await relay.ctx.keys.get('weak@lawfirm.example')).toBeUndefined();
     // Loading the same directory again changes nothing.
     expect(await relay.ctx.keys.loadDirectory(dir, pino({ level: 'silent' }))).toEqual({ filed: 0, skipped: 2 });
   });
@@ -42,10 +42,10 @@ describe('RELAY_KEYS_DIR', () => {
     fs.writeFileSync(path.join(dir, 'ir.asc'), old.armoredPublic);
     const relay = await createTestRelay();
     await relay.ctx.keys.loadDirectory(dir, pino({ level: 'silent' }));
-    expect(relay.ctx.keys.get('ir@lawfirm.example')?.fingerprint).toBe(old.fingerprint);
+    expect((await relay.ctx.keys.get('ir@lawfirm.example'))?.fingerprint).toBe(old.fingerprint);
     await relay.ctx.keys.put('ir@lawfirm.example', current.armoredPublic, 'api', 'ir@lawfirm.example');
     // The next start loads the directory again.
     expect(await relay.ctx.keys.loadDirectory(dir, pino({ level: 'silent' }))).toEqual({ filed: 0, skipped: 0 });
-    expect(relay.ctx.keys.get('ir@lawfirm.example')?.fingerprint).toBe(current.fingerprint);
+    expect((await relay.ctx.keys.get('ir@lawfirm.example'))?.fingerprint).toBe(current.fingerprint);
   });
 });

@@ -35,9 +35,9 @@ export interface RawSmtp {
   close(): void;
 }
 
-/** Connects to 127.0.0.1:port and reads the greeting. */
-export async function connectRaw(port: number): Promise<RawSmtp> {
-  let socket: net.Socket | tls.TLSSocket = net.connect(port, '127.0.0.1');
+/** Connects to host:port (default 127.0.0.1) and reads the greeting. */
+export async function connectRaw(port: number, host = '127.0.0.1'): Promise<RawSmtp> {
+  let socket: net.Socket | tls.TLSSocket = net.connect(port, host);
   let buffer = '';
   let pending: Reply['lines'] = [];
   const replies: Reply[] = [];

@@ -1,41 +1,199 @@
 /**
- * Outbox.due(): the delivery worker's look for work leaves out what is
- * already in flight in the query itself, so the limit counts only rows it
- * can start, oldest first, and nothing not yet due.
+ * The store's repositories on both backends (the same tests, parameterised):
+ * delivery claims under leases, lease expiry and renewal, cancellation of a
+ * recipient who left the roster, reply-chain lookups by Message-ID and alias,
+ * named leases, idempotency expiry, and an audit chain that never forks when
+ * two stores (two relays) append at once.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createStore, type Store } from '../../src/store/index.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Store } from '../../src/store/index.js';
+import type { NewDelivery } from '../../src/store/outbox.js';
+import { BACKENDS, openTestStore } from '../helpers/relay.js';
+import { freshDatabaseUrl } from '../helpers/postgres.js';
+import { openStore } from '../../src/store/index.js';
 
 const T0 = new Date('2026-01-01T00:00:00Z');
-let store: Store;
+const at = (ms: number): Date => new Date(T0.getTime() + ms);
+const opened: Store[] = [];
 
-beforeEach(() => {
-  store = createStore(':memory:', () => T0);
-  const at = (i: number): Date => new Date(T0.getTime() + i);
-  for (let i = 0; i < 6; i++) {
-    store.outbox.enqueue([{ id: `d${i}`, channel: 'email', incidentId: null, envelope: { kind: 'email', from: 'relay@corp.example', to: ['a@corp.example'] }, body: Buffer.from(`m${i}`) }], at(i));
-  }
-  // d5 is scheduled later than the look below.
-  store.outbox.markRetry('d5', 'later', new Date(T0.getTime() + 60_000));
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((s) => s.close()));
 });
 
-afterEach(() => store.close());
+function mail(id: string, to: string[], from = 'ic@corp.example', incidentId: string | null = null): NewDelivery {
+  return { id, channel: 'email', incidentId, envelope: { kind: 'email', from, to }, body: Buffer.from(`body of ${id}`) };
+}
 
-describe('Outbox.due', () => {
-  const now = new Date(T0.getTime() + 1_000);
+describe.each(BACKENDS)('store on %s', (backend) => {
+  async function store(now: () => Date = () => T0): Promise<Store> {
+    const s = await openTestStore(backend, now);
+    opened.push(s);
+    return s;
+  }
 
-  it('returns due rows oldest first, up to the limit', () => {
-    expect(store.outbox.due(now, 3, new Set()).map((d) => d.id)).toEqual(['d0', 'd1', 'd2']);
+  async function queueSix(s: Store): Promise<void> {
+    for (let i = 0; i < 6; i++) await s.outbox.enqueue([mail(`d${i}`, ['a@corp.example'])], at(i));
+    // d5 is scheduled later than the looks below.
+    await s.outbox.markRetry('d5', 'later', at(60_000));
+  }
+
+  it('claims due deliveries oldest first, up to the limit, with their bodies, and never one not yet due', async () => {
+    const s = await store();
+    await queueSix(s);
+    const claimed = await s.outbox.claim('relay-a', at(1_000), 3, 30_000);
+    expect(claimed.map((d) => d.id)).toEqual(['d0', 'd1', 'd2']);
+    expect(claimed.map((d) => d.body?.toString())).toEqual(['body of d0', 'body of d1', 'body of d2']);
+    expect((await s.outbox.claim('relay-a', at(1_000), 10, 30_000)).map((d) => d.id)).toEqual(['d3', 'd4']);
   });
 
-  it('leaves out in-flight rows without letting them use up the limit', () => {
-    const due = store.outbox.due(now, 2, new Set(['d0', 'd2']));
-    expect(due.map((d) => d.id)).toEqual(['d1', 'd3']);
-    expect(due.map((d) => d.body?.toString())).toEqual(['m1', 'm3']);
+  it('never hands a leased delivery to another relay until the lease expires; then it is taken over', async () => {
+    const s = await store();
+    await queueSix(s);
+    await s.outbox.claim('relay-a', at(1_000), 2, 30_000);
+    expect((await s.outbox.claim('relay-b', at(1_000), 10, 30_000)).map((d) => d.id)).toEqual(['d2', 'd3', 'd4']);
+    // relay-a dies; its leases run out at 31 s.
+    expect(await s.outbox.claim('relay-b', at(30_000), 10, 30_000)).toEqual([]);
+    expect((await s.outbox.claim('relay-b', at(31_001), 10, 30_000)).map((d) => d.id)).toEqual(['d0', 'd1', 'd2', 'd3', 'd4']);
   });
 
-  it('returns nothing when everything due is in flight, and never what is not yet due', () => {
-    expect(store.outbox.due(now, 8, new Set(['d0', 'd1', 'd2', 'd3', 'd4']))).toEqual([]);
-    expect(store.outbox.due(now, 8, new Set()).map((d) => d.id)).not.toContain('d5');
+  it('renewing keeps a lease alive past its first expiry; an outcome gives it back', async () => {
+    const s = await store();
+    await queueSix(s);
+    await s.outbox.claim('relay-a', at(1_000), 1, 30_000);
+    expect(await s.outbox.renewLeases('relay-a', at(90_000))).toBe(1);
+    expect(await s.outbox.claim('relay-b', at(60_000), 1, 30_000)).toMatchObject([{ id: 'd1' }]);
+    expect(await s.outbox.leasedBy('relay-a')).toBe(1);
+    expect(await s.outbox.markRetry('d0', 'try later', at(61_000))).toBe(true);
+    expect(await s.outbox.leasedBy('relay-a')).toBe(0);
+    const next = await s.outbox.claim('relay-b', at(61_000), 10, 30_000);
+    expect(next.find((d) => d.id === 'd0')).toMatchObject({ attempts: 1, lastError: 'try later' });
   });
+
+  it('two relays claiming at the same moment never get the same delivery', async () => {
+    const s = await store();
+    const other = await store();
+    // On PostgreSQL the second store must be the same database: reopen it by URL.
+    const peer = backend === 'postgres' ? await openPeer(s) : s;
+    for (let i = 0; i < 60; i++) await s.outbox.enqueue([mail(`m${i}`, ['a@corp.example'])], at(i));
+    void other;
+    const rounds = await Promise.all(Array.from({ length: 12 }, (_, i) => (i % 2 === 0 ? s : peer).outbox.claim(`relay-${i % 2}-${i}`, at(100), 7, 30_000)));
+    const ids = rounds.flatMap((r) => r.map((d) => d.id));
+    expect(ids.length).toBe(60);
+    expect(new Set(ids).size).toBe(60);
+  });
+
+  it('records an outcome only on a queued delivery, and purges the body when sent', async () => {
+    const s = await store();
+    await queueSix(s);
+    expect(await s.outbox.markSent('d0', 'queue-id-1', at(2_000))).toBe(true);
+    expect(await s.outbox.markSent('d0', 'queue-id-2', at(3_000))).toBe(false);
+    expect(await s.outbox.markFailed('d0', 'late')).toBe(false);
+    expect(await s.outbox.get('d0')).toMatchObject({ status: 'sent', body: null, attempts: 1 });
+  });
+
+  it('the next look is when something unleased is due or another relay\'s lease expires', async () => {
+    const s = await store();
+    await s.outbox.enqueue([mail('x', ['a@corp.example'])], at(0));
+    await s.outbox.markRetry('x', 'later', at(5_000));
+    expect(await s.outbox.nextDueMs('relay-a')).toBe(at(5_000).getTime());
+    await s.outbox.claim('relay-b', at(5_000), 1, 30_000);
+    expect(await s.outbox.nextDueMs('relay-a')).toBe(at(35_000).getTime());
+    expect(await s.outbox.nextDueMs('relay-b')).toBeUndefined();
+  });
+
+  it('cancels one recipient of a shared copy into a row of their own, and the whole copy when the sender left', async () => {
+    const s = await store();
+    await s.transaction(async (tx) => {
+      await tx.incidents.create({ id: 'i1', codename: 'amber-otter', createdBy: 'ic@corp.example', at: T0 });
+      await tx.outbox.insertEmail({ id: 'e1', incidentId: 'i1', messageId: '<e1@corp.example>', sender: 'ic@corp.example', encrypted: false, chainExternal: false, recipients: ['a@corp.example', 'b@corp.example'], createdAt: T0.toISOString() });
+      await tx.outbox.enqueue([{ ...mail('d1', ['a@corp.example', 'b@corp.example'], 'ic@corp.example', 'i1'), emailId: 'e1' }], T0);
+      await tx.outbox.insertEmail({ id: 'e2', incidentId: 'i1', messageId: '<e2@corp.example>', sender: 'b@corp.example', encrypted: false, chainExternal: false, recipients: ['a@corp.example'], createdAt: T0.toISOString() });
+      await tx.outbox.enqueue([{ ...mail('d2', ['a@corp.example'], 'b@corp.example', 'i1'), emailId: 'e2' }], T0);
+    });
+    let n = 0;
+    const cancelled = await s.transaction((tx) => tx.outbox.cancelForMember('i1', 'b@corp.example', 'cancelled: left', () => `c${++n}`));
+    expect(cancelled).toEqual([
+      { deliveryId: 'd1', channel: 'email', emailId: 'e1', smsId: null, recipients: ['b@corp.example'], cancelledDeliveryId: 'c1' },
+      { deliveryId: 'd2', channel: 'email', emailId: 'e2', smsId: null, recipients: ['a@corp.example'] },
+    ]);
+    expect((await s.outbox.get('d1'))!.envelope).toEqual({ kind: 'email', from: 'ic@corp.example', to: ['a@corp.example'] });
+    const copies = (await s.outbox.deliveriesOf('e1')).sort((a, b) => a.status.localeCompare(b.status));
+    expect(copies).toMatchObject([
+      { id: 'c1', recipients: ['b@corp.example'], status: 'cancelled', lastError: 'cancelled: left' },
+      { id: 'd1', recipients: ['a@corp.example'], status: 'queued' },
+    ]);
+    expect(await s.outbox.emailDeliveryState('e1')).toMatchObject({ status: 'queued' });
+    expect(await s.outbox.emailDeliveryState('e2')).toMatchObject({ status: 'cancelled' });
+    expect(await s.outbox.get('d2')).toMatchObject({ status: 'cancelled', body: null });
+    // Nothing left to cancel the second time.
+    expect(await s.transaction((tx) => tx.outbox.cancelForMember('i1', 'b@corp.example', 'again', () => 'c9'))).toEqual([]);
+  });
+
+  it('finds a chain\'s messages by the relay\'s Message-ID or a client\'s alias, the domain part without case', async () => {
+    const s = await store();
+    await s.transaction(async (tx) => {
+      await tx.incidents.create({ id: 'i1', codename: 'amber-otter', createdBy: 'ic@corp.example', at: T0 });
+      await tx.outbox.insertEmail({ id: 'e1', incidentId: 'i1', messageId: '<Abc@corp.example>', sender: 'counsel@lawfirm.example', encrypted: true, chainExternal: true, recipients: ['ic@corp.example'], createdAt: T0.toISOString() });
+      await tx.outbox.addAlias('<Client-1@Laptop.Corp.Example>', 'e1');
+    });
+    const found = await s.outbox.chainMessages(['<Abc@CORP.EXAMPLE>', '<Client-1@laptop.corp.example>', '<abc@corp.example>', '<nobody@x.example>']);
+    expect(found.map((m) => [m.reference, m.emailId, m.chainExternal, m.sender]).sort()).toEqual([
+      ['<Abc@corp.example>', 'e1', true, 'counsel@lawfirm.example'],
+      ['<Client-1@laptop.corp.example>', 'e1', true, 'counsel@lawfirm.example'],
+    ]);
+  });
+
+  it('a named lease has one holder at a time until it expires or is given up', async () => {
+    const s = await store();
+    expect(await s.leases.acquire('slack-watchdog', 'relay-a', at(0), 10_000)).toBe(true);
+    expect(await s.leases.acquire('slack-watchdog', 'relay-b', at(5_000), 10_000)).toBe(false);
+    expect(await s.leases.acquire('slack-watchdog', 'relay-a', at(9_000), 10_000)).toBe(true);
+    expect(await s.leases.acquire('slack-watchdog', 'relay-b', at(18_000), 10_000)).toBe(false);
+    expect(await s.leases.acquire('slack-watchdog', 'relay-b', at(19_001), 10_000)).toBe(true);
+    expect(await s.leases.holder('slack-watchdog', at(20_000))).toBe('relay-b');
+    await s.leases.release('slack-watchdog', 'relay-b');
+    expect(await s.leases.acquire('slack-watchdog', 'relay-a', at(20_000), 10_000)).toBe(true);
+  });
+
+  it('idempotency keys remember a fingerprint and expire', async () => {
+    const s = await store();
+    const answer = { route: 'email:i1', fingerprint: 'f1', status: 202, response: { id: 'x' } };
+    expect(await s.idempotency.put('t1', 'k', answer, at(0), at(0).getTime() - 1000)).toBe(true);
+    expect(await s.idempotency.put('t1', 'k', { ...answer, fingerprint: 'f2' }, at(1), at(1).getTime() - 1000)).toBe(false);
+    expect(await s.idempotency.get('t1', 'k', at(0).getTime())).toMatchObject({ fingerprint: 'f1', response: { id: 'x' } });
+    // Expired: not found, and may be replaced.
+    expect(await s.idempotency.get('t1', 'k', at(1).getTime())).toBeUndefined();
+    expect(await s.idempotency.put('t1', 'k', { ...answer, fingerprint: 'f3' }, at(5000), at(1).getTime())).toBe(true);
+    expect(await s.idempotency.purgeExpired(at(6000).getTime())).toBe(1);
+  });
+
+  it('send-limit buckets are shared: two relays together never give a token more than its burst', async () => {
+    const s = await store();
+    const peer = backend === 'postgres' ? await openPeer(s) : s;
+    const rate = 60 / 60_000; // one per second
+    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? s : peer).sendLimits.take('token-1', at(0).getTime(), rate, 5)));
+    expect(results.filter((r) => r.ok).length).toBe(5);
+    expect(results.find((r) => !r.ok)).toMatchObject({ ok: false, retryAfterMs: 1000 });
+    // One more a second later, and another caller has its own bucket.
+    expect(await s.sendLimits.take('token-1', at(1000).getTime(), rate, 5)).toEqual({ ok: true });
+    expect(await s.sendLimits.take('token-1', at(1000).getTime(), rate, 5)).toMatchObject({ ok: false });
+    expect(await s.sendLimits.take('token-2', at(1000).getTime(), rate, 5)).toEqual({ ok: true });
+  });
+
+  it('keeps one audit chain when two relays append at the same time', async () => {
+    const s = await store();
+    const peer = backend === 'postgres' ? await openPeer(s) : s;
+    await Promise.all(Array.from({ length: 80 }, (_, i) => (i % 2 === 0 ? s : peer).audit.append({ type: 'race', actor: null, outcome: 'ok', data: { i } })));
+    expect(await s.audit.verify()).toMatchObject({ ok: true, events: 80 });
+  });
+
+  async function openPeer(s: Store): Promise<Store> {
+    // The URL of the database `s` is on, for a second pool: a second relay.
+    const url = (await s.sql.get<{ url: string }>("SELECT current_database() AS url"))!.url;
+    const base = new URL(await freshDatabaseUrl());
+    base.pathname = `/${url}`;
+    const peer = await openStore({ url: base.toString() }, { now: () => T0 });
+    opened.push(peer);
+    return peer;
+  }
 });

@@ -13,6 +13,7 @@
 import type { WebClient } from '@slack/web-api';
 import type { IncidentEvents, RelayContext } from '../../context.js';
 import type { AuditOutcome } from '../../store/audit.js';
+import type { Repositories } from '../../store/index.js';
 import type { Incident, RosterMember } from '../../store/incidents.js';
 import type { SlackChannelStore, SlackChannel, SlackChannelChange, SlackChannelState } from '../../store/slack.js';
 import { loadTemplate, renderTemplate } from '../../templates.js';
@@ -45,6 +46,10 @@ export interface ReconcileResult {
 /** Options for the room. */
 export interface SlackRoomOptions {
   queue?: Partial<SlackQueueOptions>;
+  /** How long a relay may work on one room before another may take over (default 5 minutes). */
+  roomLeaseMs?: number;
+  /** How long the on-demand sync waits for another relay working on the same room (default 15 s). */
+  syncWaitMs?: number;
 }
 
 // Invites and kicks a roster change or the initial setup asks for are routine;
@@ -75,6 +80,8 @@ export class SlackRoom {
   private readonly chains = new Map<string, Promise<void>>();
   private botUserId: string | undefined;
   private stopped = false;
+  private readonly roomLeaseMs: number;
+  private readonly syncWaitMs: number;
 
   constructor(
     private readonly ctx: RelayContext,
@@ -82,38 +89,86 @@ export class SlackRoom {
     options: SlackRoomOptions = {},
   ) {
     this.channels = ctx.store.slackChannels;
+    this.roomLeaseMs = options.roomLeaseMs ?? 5 * 60_000;
+    this.syncWaitMs = options.syncWaitMs ?? 15_000;
     this.queue = new SlackQueue(options.queue, (retry) => ctx.logger.warn({ slack: retry }, 'slack call failed; retrying'));
     this.events = {
       incidentCreated: (incident) =>
-        this.hook('incidentCreated', incident, () => {
-          this.channels.save(incident.id, { state: 'pending', reason: null }, ctx.now());
-          this.schedule(incident.id, () => this.ensureRoom(incident.id, null, 'event'));
-        }),
-      rosterChanged: (incident, member) =>
-        this.hook('rosterChanged', incident, () => {
-          // So the roster answer says the invite is under way rather than showing a stale status.
-          if (member.status === 'active' && incident.status === 'open') ctx.store.incidents.setSlackStatus(incident.id, member.email, 'pending');
-          this.schedule(incident.id, () => this.ensureRoom(incident.id, null, 'event'));
-        }),
-      incidentClosed: (incident) => this.hook('incidentClosed', incident, () => this.schedule(incident.id, () => this.archive(incident.id, null))),
+        this.hook('incidentCreated', incident, () =>
+          this.schedule(incident.id, async () => {
+            await this.channels.save(incident.id, { state: 'pending', reason: null }, ctx.now());
+            return this.exclusively(incident.id, () => this.ensureRoom(incident.id, null, 'event'));
+          }),
+        ),
+      rosterChanged: (incident, member) => {
+        // Marked now, not when the room's turn comes: the roster answer (which
+        // awaits this) says the invite is under way rather than showing a stale
+        // status, and room work already queued sees it too.
+        const marking =
+          this.stopped || member.status !== 'active' || incident.status !== 'open'
+            ? Promise.resolve()
+            : ctx.store.incidents
+                .setSlackStatus(incident.id, member.email, 'pending')
+                .catch((err: unknown) => ctx.logger.error({ err, incidentId: incident.id, hook: 'rosterChanged' }, 'slack room hook failed'));
+        this.hook('rosterChanged', incident, () =>
+          this.schedule(incident.id, async () => {
+            await marking;
+            return this.exclusively(incident.id, () => this.ensureRoom(incident.id, null, 'event'));
+          }),
+        );
+        return marking;
+      },
+      incidentClosed: (incident) => this.hook('incidentClosed', incident, () => this.schedule(incident.id, () => this.exclusively(incident.id, () => this.archive(incident.id, null)))),
     };
   }
 
-  /** Reconciles the incident's room now (after any work already queued for it) and reports what it did. */
+  /**
+   * Reconciles the incident's room now (after any work already queued for it)
+   * and reports what it did. When another relay is working on the same room,
+   * waits for it (up to syncWaitMs) and then reconciles.
+   */
   reconcile(incident: Incident, actor: string | null): Promise<ReconcileResult> {
-    return this.enqueue(incident.id, () => this.ensureRoom(incident.id, actor, 'sync'));
+    return this.enqueue(incident.id, async () => {
+      const deadline = Date.now() + this.syncWaitMs;
+      for (;;) {
+        const result = await this.exclusively(incident.id, () => this.ensureRoom(incident.id, actor, 'sync'));
+        if (result !== undefined) return result;
+        if (Date.now() >= deadline || this.stopped) {
+          const room = await this.channels.get(incident.id);
+          return withRoom({ ...emptyResult(incident.codename), reason: 'another relay is reconciling this room; try again shortly' }, room && { ...room, state: 'pending' });
+        }
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    });
   }
 
   /** One watchdog pass: reconcile every open incident, then archive rooms of closed ones that are still open. */
   async reconcileAll(): Promise<void> {
-    for (const incident of this.ctx.store.incidents.openIncidents()) {
+    for (const incident of await this.ctx.store.incidents.openIncidents()) {
       if (this.stopped) return;
-      await this.reconcile(incident, null);
+      // A room another relay is working on right now is skipped this pass.
+      await this.enqueue(incident.id, () => this.exclusively(incident.id, () => this.ensureRoom(incident.id, null, 'sync')));
     }
     if (!this.ctx.config.slackArchiveOnClose) return;
-    for (const room of this.channels.unarchivedOfClosed()) {
+    for (const room of await this.channels.unarchivedOfClosed()) {
       if (this.stopped) return;
-      await this.enqueue(room.incidentId, () => this.archive(room.incidentId, null));
+      await this.enqueue(room.incidentId, () => this.exclusively(room.incidentId, () => this.archive(room.incidentId, null)));
+    }
+  }
+
+  /**
+   * Runs `task` only while this relay holds the room's lease in the database,
+   * so that several relays seeing the same incident never create its channel
+   * twice or work on it at once. Undefined when another relay holds it.
+   */
+  private async exclusively<T>(incidentId: string, task: () => Promise<T>): Promise<T | undefined> {
+    const name = `slack-room:${incidentId}`;
+    const owner = this.ctx.replicaId;
+    if (!(await this.ctx.store.leases.acquire(name, owner, this.ctx.now(), this.roomLeaseMs))) return undefined;
+    try {
+      return await task();
+    } finally {
+      await this.ctx.store.leases.release(name, owner).catch((err: unknown) => this.ctx.logger.warn({ err, incidentId }, 'could not release a slack room lease; it expires on its own'));
     }
   }
 
@@ -162,10 +217,10 @@ export class SlackRoom {
 
   /** Brings the open incident's room in line: channel, topic, welcome, members. Never throws for Slack failures. */
   private async ensureRoom(incidentId: string, actor: string | null, trigger: Trigger): Promise<ReconcileResult> {
-    const incident = this.ctx.store.incidents.byId(incidentId);
+    const incident = await this.ctx.store.incidents.byId(incidentId);
     const result = emptyResult(incident?.codename ?? '');
-    if (!incident || incident.status !== 'open' || this.stopped) return withRoom(result, this.channels.get(incidentId));
-    let room = this.channels.get(incidentId) ?? this.save(incidentId, { state: 'pending', reason: null });
+    if (!incident || incident.status !== 'open' || this.stopped) return withRoom(result, await this.channels.get(incidentId));
+    let room = (await this.channels.get(incidentId)) ?? (await this.save(this.ctx.store, incidentId, { state: 'pending', reason: null }));
     try {
       const botId = await this.bot();
       let topic: string | undefined;
@@ -176,9 +231,10 @@ export class SlackRoom {
         } else {
           // The bot can no longer manage this channel (deleted, archived, made public, or the bot removed):
           // start a new private room rather than leave the incident without one.
-          this.ctx.store.transaction(() => {
-            this.audit('slack.channel_lost', incidentId, actor, 'failed', { channelId: room.channelId, error: check.why });
-            room = this.save(incidentId, { channelId: null, name: null, welcomeTs: null, state: 'pending', reason: `channel lost: ${check.why}` });
+          const lost = room;
+          room = await this.ctx.store.transaction(async (tx) => {
+            await this.audit(tx, 'slack.channel_lost', incidentId, actor, 'failed', { channelId: lost.channelId, error: check.why });
+            return this.save(tx, incidentId, { channelId: null, name: null, welcomeTs: null, state: 'pending', reason: `channel lost: ${check.why}` });
           });
         }
       }
@@ -188,21 +244,21 @@ export class SlackRoom {
         await this.call('conversations.setTopic', () => this.client.conversations.setTopic({ channel: channelId, topic: renderTemplate(loadTemplate('slack-topic'), { codename: incident.codename }) }));
         if (topic !== undefined) {
           // Length only: the edited topic may hold exactly what must not be repeated (rule `codename`).
-          this.audit('slack.topic_restored', incidentId, actor, 'corrected', { channelId, previousLength: topic.length });
+          await this.audit(this.ctx.store, 'slack.topic_restored', incidentId, actor, 'corrected', { channelId, previousLength: topic.length });
           result.topicRestored = true;
         }
       }
       if (room.welcomeTs === null) {
         const posted = await this.call('chat.postMessage', () => this.client.chat.postMessage({ channel: channelId, text: renderTemplate(loadTemplate('slack-welcome'), { codename: incident.codename }) }));
         if (posted.ts === undefined) throw new SlackCallError('chat.postMessage', 'no_ts', false);
-        room = this.save(incidentId, { state: room.state, welcomeTs: posted.ts });
+        room = await this.save(this.ctx.store, incidentId, { state: room.state, welcomeTs: posted.ts });
       }
       if (room.state !== 'ready') await this.pin(channelId, room.welcomeTs!);
       await this.syncMembers(incident, channelId, botId, actor, trigger, result);
       const refused = result.failed.filter((f) => f.action === 'kick');
-      room = refused.length === 0 ? this.save(incidentId, { state: 'ready', reason: null }) : this.kickRefused(room, actor, refused);
+      room = refused.length === 0 ? await this.save(this.ctx.store, incidentId, { state: 'ready', reason: null }) : await this.kickRefused(room, actor, refused);
     } catch (err) {
-      room = this.failed(incidentId, room, actor, err);
+      room = await this.failed(incidentId, room, actor, err);
     }
     return withRoom(result, room);
   }
@@ -222,9 +278,9 @@ export class SlackRoom {
       if (channelId === undefined) throw new SlackCallError('conversations.create', 'no_channel_id', false);
       if (created.channel?.is_private === false) throw new SlackCallError('conversations.create', 'channel_not_private', false);
       const createdName = created.channel?.name ?? name;
-      return this.ctx.store.transaction(() => {
-        this.audit('slack.channel_created', incident.id, actor, 'ok', { channelId, name: createdName });
-        return this.save(incident.id, { channelId, name: createdName, welcomeTs: null, state: 'pending', reason: null });
+      return this.ctx.store.transaction(async (tx) => {
+        await this.audit(tx, 'slack.channel_created', incident.id, actor, 'ok', { channelId, name: createdName });
+        return this.save(tx, incident.id, { channelId, name: createdName, welcomeTs: null, state: 'pending', reason: null });
       });
     }
     throw new SlackCallError('conversations.create', 'name_taken', false);
@@ -255,7 +311,7 @@ export class SlackRoom {
   /** Members := roster + bot: kick the rest, invite the missing. */
   private async syncMembers(incident: Incident, channelId: string, botId: string, actor: string | null, trigger: Trigger, result: ReconcileResult): Promise<void> {
     const wanted = new Map<string, RosterMember>();
-    for (const member of this.ctx.store.incidents.roster(incident.id)) {
+    for (const member of await this.ctx.store.incidents.roster(incident.id)) {
       const slackUserId = await this.slackIdOf(incident, member, actor, result);
       if (slackUserId !== undefined && slackUserId !== botId) wanted.set(slackUserId, member);
     }
@@ -275,19 +331,19 @@ export class SlackRoom {
         }
         throw err;
       }
-      const former = this.channels.formerMember(incident.id, slackUserId);
-      this.ctx.store.transaction(() => {
-        if (former !== undefined) this.ctx.store.incidents.setSlackStatus(incident.id, former, 'removed');
+      const former = await this.channels.formerMember(incident.id, slackUserId);
+      await this.ctx.store.transaction(async (tx) => {
+        if (former !== undefined) await tx.incidents.setSlackStatus(incident.id, former, 'removed');
         // Kicking a member just removed from the roster is routine; anybody else in the room is drift.
         const outcome: AuditOutcome = trigger === 'event' && former !== undefined ? 'ok' : 'corrected';
-        this.audit('slack.kicked', incident.id, actor, outcome, { channelId, slackUserId, email: former ?? null });
+        await this.audit(tx, 'slack.kicked', incident.id, actor, outcome, { channelId, slackUserId, email: former ?? null });
       });
       result.kicked.push(slackUserId);
     }
 
     for (const [slackUserId, member] of wanted) {
       if (present.has(slackUserId)) {
-        if (member.slackStatus !== 'member') this.ctx.store.incidents.setSlackStatus(incident.id, member.email, 'member', slackUserId);
+        if (member.slackStatus !== 'member') await this.ctx.store.incidents.setSlackStatus(incident.id, member.email, 'member', slackUserId);
         continue;
       }
       try {
@@ -295,14 +351,14 @@ export class SlackRoom {
       } catch (err) {
         if (err instanceof SlackCallError && err.code === 'already_in_channel') {
           // Joined between our look at the members and the invite: nothing was done, so nothing to audit.
-          this.ctx.store.incidents.setSlackStatus(incident.id, member.email, 'member', slackUserId);
+          await this.ctx.store.incidents.setSlackStatus(incident.id, member.email, 'member', slackUserId);
           continue;
         }
         if (err instanceof SlackCallError && !err.transient) {
           const status: SlackMemberStatus = err.code === 'user_not_found' ? 'not_found' : 'invite_failed';
-          this.ctx.store.transaction(() => {
-            if (member.slackStatus !== status) this.audit('slack.invite_failed', incident.id, actor, 'failed', { channelId, slackUserId, email: member.email, error: err.code });
-            this.ctx.store.incidents.setSlackStatus(incident.id, member.email, status);
+          await this.ctx.store.transaction(async (tx) => {
+            if (member.slackStatus !== status) await this.audit(tx, 'slack.invite_failed', incident.id, actor, 'failed', { channelId, slackUserId, email: member.email, error: err.code });
+            await tx.incidents.setSlackStatus(incident.id, member.email, status);
           });
           if (status === 'not_found') result.notFound.push(member.email);
           result.failed.push({ action: 'invite', slackUserId, email: member.email, error: err.code });
@@ -310,9 +366,9 @@ export class SlackRoom {
         }
         throw err;
       }
-      this.ctx.store.transaction(() => {
-        this.ctx.store.incidents.setSlackStatus(incident.id, member.email, 'member', slackUserId);
-        this.audit('slack.invited', incident.id, actor, trigger === 'sync' ? 'corrected' : 'ok', { channelId, slackUserId, email: member.email });
+      await this.ctx.store.transaction(async (tx) => {
+        await tx.incidents.setSlackStatus(incident.id, member.email, 'member', slackUserId);
+        await this.audit(tx, 'slack.invited', incident.id, actor, trigger === 'sync' ? 'corrected' : 'ok', { channelId, slackUserId, email: member.email });
       });
       result.invited.push(slackUserId);
     }
@@ -329,13 +385,13 @@ export class SlackRoom {
       if (!(err instanceof SlackCallError && err.code === 'users_not_found')) throw err;
     }
     if (found !== undefined) {
-      this.ctx.store.incidents.setSlackStatus(incident.id, member.email, member.slackStatus ?? 'pending', found);
+      await this.ctx.store.incidents.setSlackStatus(incident.id, member.email, member.slackStatus ?? 'pending', found);
       return found;
     }
     // Audited once per finding, not on every watchdog pass.
-    this.ctx.store.transaction(() => {
-      if (member.slackStatus !== 'not_found') this.audit('slack.user_not_found', incident.id, actor, 'failed', { email: member.email });
-      this.ctx.store.incidents.setSlackStatus(incident.id, member.email, 'not_found');
+    await this.ctx.store.transaction(async (tx) => {
+      if (member.slackStatus !== 'not_found') await this.audit(tx, 'slack.user_not_found', incident.id, actor, 'failed', { email: member.email });
+      await tx.incidents.setSlackStatus(incident.id, member.email, 'not_found');
     });
     result.notFound.push(member.email);
     return undefined;
@@ -358,12 +414,12 @@ export class SlackRoom {
 
   /** Archives the closed incident's channel when RELAY_SLACK_ARCHIVE_ON_CLOSE is true. */
   private async archive(incidentId: string, actor: string | null): Promise<void> {
-    const incident = this.ctx.store.incidents.byId(incidentId);
-    const room = this.channels.get(incidentId);
+    const incident = await this.ctx.store.incidents.byId(incidentId);
+    const room = await this.channels.get(incidentId);
     if (!incident || incident.status !== 'closed' || !room || room.state === 'archived' || !this.ctx.config.slackArchiveOnClose || this.stopped) return;
     if (room.channelId === null) {
       // Setup never got as far as a channel; there is nothing left to close.
-      this.save(incidentId, { state: 'archived', reason: null });
+      await this.save(this.ctx.store, incidentId, { state: 'archived', reason: null });
       return;
     }
     const channelId = room.channelId;
@@ -371,13 +427,13 @@ export class SlackRoom {
       await this.call('conversations.archive', () => this.client.conversations.archive({ channel: channelId }));
     } catch (err) {
       if (!(err instanceof SlackCallError && err.code === 'already_archived')) {
-        this.failed(incidentId, room, actor, err);
+        await this.failed(incidentId, room, actor, err);
         return;
       }
     }
-    this.ctx.store.transaction(() => {
-      this.audit('slack.archived', incidentId, actor, 'ok', { channelId });
-      this.save(incidentId, { state: 'archived', reason: null });
+    await this.ctx.store.transaction(async (tx) => {
+      await this.audit(tx, 'slack.archived', incidentId, actor, 'ok', { channelId });
+      await this.save(tx, incidentId, { state: 'archived', reason: null });
     });
   }
 
@@ -395,36 +451,36 @@ export class SlackRoom {
     return this.queue.run(method, fn);
   }
 
-  private save(incidentId: string, change: SlackChannelChange): SlackChannel {
-    return this.channels.save(incidentId, change, this.ctx.now());
+  private save(repos: Pick<Repositories, 'slackChannels'>, incidentId: string, change: SlackChannelChange): Promise<SlackChannel> {
+    return repos.slackChannels.save(incidentId, change, this.ctx.now());
   }
 
-  private audit(type: string, incidentId: string, actor: string | null, outcome: AuditOutcome, data: Record<string, unknown>): void {
-    this.ctx.store.audit.append({ type, actor, incidentId, outcome, data });
+  private async audit(repos: Pick<Repositories, 'audit'>, type: string, incidentId: string, actor: string | null, outcome: AuditOutcome, data: Record<string, unknown>): Promise<void> {
+    await repos.audit.append({ type, actor, incidentId, outcome, data });
   }
 
   /** Someone off the roster could not be removed: the room is failed until they are; audited when that changes. */
-  private kickRefused(room: SlackChannel, actor: string | null, refused: ReconcileResult['failed']): SlackChannel {
+  private kickRefused(room: SlackChannel, actor: string | null, refused: ReconcileResult['failed']): Promise<SlackChannel> {
     const reason = `conversations.kick: ${refused.map((f) => `${f.error} (${f.slackUserId})`).join(', ')}`;
     this.ctx.logger.warn({ incidentId: room.incidentId, reason }, 'slack room: a non-roster member could not be removed');
-    return this.ctx.store.transaction(() => {
+    return this.ctx.store.transaction(async (tx) => {
       if (room.state !== 'failed' || room.reason !== reason) {
-        for (const f of refused) this.audit('slack.kick_failed', room.incidentId, actor, 'failed', { channelId: room.channelId, slackUserId: f.slackUserId, error: f.error });
+        for (const f of refused) await this.audit(tx, 'slack.kick_failed', room.incidentId, actor, 'failed', { channelId: room.channelId, slackUserId: f.slackUserId, error: f.error });
       }
-      return this.save(room.incidentId, { state: 'failed', reason });
+      return this.save(tx, room.incidentId, { state: 'failed', reason });
     });
   }
 
   /** Records the room as failed with a reason (Slack method and error code); audited when the state or reason changes. */
-  private failed(incidentId: string, room: SlackChannel, actor: string | null, err: unknown): SlackChannel {
+  private async failed(incidentId: string, room: SlackChannel, actor: string | null, err: unknown): Promise<SlackChannel> {
     // Shutting down is not a failure: the room stays pending and the next start picks it up.
     if (this.stopped && err instanceof SlackCallError && err.code === 'stopped') return room;
     if (!(err instanceof SlackCallError)) this.ctx.logger.error({ err, incidentId }, 'slack room: unexpected error');
     const reason = err instanceof SlackCallError ? err.message : 'unexpected error; see the relay log';
     this.ctx.logger.warn({ incidentId, reason }, 'slack room failed');
-    return this.ctx.store.transaction(() => {
-      if (room.state !== 'failed' || room.reason !== reason) this.audit('slack.failed', incidentId, actor, 'failed', { channelId: room.channelId, error: reason });
-      return this.save(incidentId, { state: 'failed', reason });
+    return this.ctx.store.transaction(async (tx) => {
+      if (room.state !== 'failed' || room.reason !== reason) await this.audit(tx, 'slack.failed', incidentId, actor, 'failed', { channelId: room.channelId, error: reason });
+      return this.save(tx, incidentId, { state: 'failed', reason });
     });
   }
 }

@@ -57,35 +57,80 @@ export class RelayTwilioHttpClient extends twilio.RequestClient {
 
 // Twilio error codes seen when texting; the hint is what an operator can do.
 const TWILIO_CODES: Readonly<Record<number, string>> = {
+  10001: 'the Twilio account is not active (suspended, or out of funds)',
   20003: 'authentication failed: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN',
+  20005: 'the Twilio account is not active (suspended, or out of funds)',
+  20404: 'the Messages API was not found: check TWILIO_ACCOUNT_SID and TWILIO_API_BASE_URL',
   21211: "'To' is not a valid phone number: fix the member's roster phone",
+  21212: 'TWILIO_FROM is not a valid sender number',
   21408: 'sending to this region is not enabled on the Twilio account',
+  21601: 'TWILIO_FROM is not an SMS-capable number of this account',
+  21603: 'no sender: set TWILIO_FROM',
   21606: 'TWILIO_FROM is not an SMS-capable number of this account',
   21610: 'the recipient has unsubscribed (replied STOP); they must reply START',
   21612: 'Twilio cannot route to this number',
   21614: "'To' is not a mobile number",
+  21659: 'TWILIO_FROM is not a Twilio number of this account',
+  21660: 'TWILIO_FROM belongs to another Twilio account',
+  21701: 'the messaging service in TWILIO_FROM does not exist in this account',
+  21705: 'the messaging service in TWILIO_FROM is not valid',
 };
+
+// Failures of the account or the sending setup, not of one message: every
+// nudge would meet them until an operator acts, so they are retried (and
+// raised as a channel problem) rather than failing each nudge for good.
+const ACCOUNT_CODES: ReadonlySet<number> = new Set([10001, 20005]);
+const CONFIG_CODES: ReadonlySet<number> = new Set([21212, 21601, 21603, 21606, 21659, 21660, 21701, 21705]);
 
 interface TwilioErrorShape {
   status?: unknown;
   code?: unknown;
 }
 
-/** Maps a failed send: 429, 5xx and connection trouble are transient; any other 4xx is permanent. */
+/**
+ * Maps a failed send. Permanent only for a 4xx about this message (21211
+ * invalid number, 21610 unsubscribed, 21408 region, …). 401/403 and 20003
+ * (credentials), 10001/20005 (account not active), the codes of a bad
+ * TWILIO_FROM or messaging service, and a 404 on the API path fail every
+ * nudge alike, so they are transient with an UpstreamProblem, as are 429
+ * (`rate`), 5xx (`unavailable`) and connection trouble (`connection`).
+ */
 export function classifyTwilioError(err: unknown): DeliveryError {
   if (err instanceof DeliveryError) return err;
-  if (err instanceof TwilioRateLimited) return new DeliveryError('Twilio rate limit (HTTP 429)', true, err.retryAfter);
+  if (err instanceof TwilioRateLimited) {
+    return new DeliveryError('Twilio rate limit (HTTP 429)', true, err.retryAfter, { problem: 'rate', hint: 'Twilio asks the relay to slow down (HTTP 429); nudges are kept and sent as it allows' });
+  }
   const e = (typeof err === 'object' && err !== null ? err : {}) as TwilioErrorShape;
   // Twilio's own message can quote the phone number; only the status and code are kept.
   if (typeof e.status === 'number') {
     const code = typeof e.code === 'number' ? e.code : undefined;
-    const label = `HTTP ${e.status}${code === undefined ? '' : `, error ${code}`}${code !== undefined && TWILIO_CODES[code] ? `: ${TWILIO_CODES[code]}` : ''}`;
-    if (e.status === 429) return new DeliveryError(`Twilio rate limit (${label})`, true);
-    if (e.status >= 500) return new DeliveryError(`Twilio unavailable (${label})`, true);
+    const known = code !== undefined ? TWILIO_CODES[code] : undefined;
+    const label = `HTTP ${e.status}${code === undefined ? '' : `, error ${code}`}${known ? `: ${known}` : ''}`;
+    if (e.status === 429) return new DeliveryError(`Twilio rate limit (${label})`, true, undefined, { problem: 'rate', hint: `Twilio asks the relay to slow down (${label})` });
+    if (e.status >= 500) return new DeliveryError(`Twilio unavailable (${label})`, true, undefined, { problem: 'unavailable', hint: `Twilio is failing (${label}); nudges are kept and retried` });
+    if (e.status === 401 || e.status === 403 || code === 20003) {
+      return new DeliveryError(`Twilio refused the relay's credentials (${label})`, true, undefined, {
+        problem: 'auth',
+        hint: `Twilio refused the relay's credentials (${label}): check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN`,
+      });
+    }
+    if (code !== undefined && ACCOUNT_CODES.has(code)) {
+      return new DeliveryError(`Twilio account not active (${label})`, true, undefined, { problem: 'account', hint: `Twilio says the account cannot send (${label}): check it in the Twilio console` });
+    }
+    if (e.status === 404 || (code !== undefined && CONFIG_CODES.has(code))) {
+      return new DeliveryError(`Twilio refused the relay's sending setup (${label})`, true, undefined, {
+        problem: 'config',
+        hint: `Twilio refused the relay's sending setup (${label}): check TWILIO_FROM, TWILIO_ACCOUNT_SID and TWILIO_API_BASE_URL`,
+      });
+    }
     return new DeliveryError(`Twilio refused the message (${label})`, false);
   }
   const network = (err as { code?: unknown } | null)?.code;
-  return new DeliveryError(`cannot reach Twilio${typeof network === 'string' ? `: ${network}` : ''}`, true);
+  const reason = typeof network === 'string' ? `: ${network}` : '';
+  return new DeliveryError(`cannot reach Twilio${reason}`, true, undefined, {
+    problem: 'connection',
+    hint: `cannot reach Twilio${reason}: check the network path to it (and TWILIO_API_BASE_URL when set)`,
+  });
 }
 
 export interface TwilioChannelOptions {

@@ -5,18 +5,22 @@ import { RelayError } from '../../errors.js';
 import { authenticate, requireAdmin } from '../auth.js';
 import { methodNotAllowed } from '../errors.js';
 
-/** Health (no auth), metrics and audit verification (admin). */
+/** Health (no auth; upstream warnings without reply text), metrics and audit verification (admin). */
 export function adminRoutes(ctx: RelayContext): Router {
   const router = Router();
   router
     .route('/healthz')
-    .get((_req, res) => {
+    .get(async (_req, res) => {
       try {
-        ctx.store.db.prepare('SELECT 1').get();
+        await ctx.store.ping();
       } catch {
         throw new RelayError('unavailable', 'The store is not reachable.');
       }
-      res.json({ status: 'ok' });
+      // Still 200 with warnings: the relay is up and accepting (messages are
+      // kept), so a load balancer must not take it out of service; monitoring
+      // reads `warnings` (or relay_channel_healthy) to call the admin.
+      const warnings = ctx.health?.warnings() ?? [];
+      res.json(warnings.length > 0 ? { status: 'ok', warnings } : { status: 'ok' });
     })
     .all(methodNotAllowed);
   router
@@ -28,9 +32,9 @@ export function adminRoutes(ctx: RelayContext): Router {
     .all(methodNotAllowed);
   router
     .route('/v1/audit/verify')
-    .get((_req, res) => {
+    .get(async (_req, res) => {
       requireAdmin(res);
-      res.json(ctx.store.audit.verify());
+      res.json(await ctx.store.audit.verify());
     })
     .all(methodNotAllowed);
   return router;

@@ -61,7 +61,7 @@ export function emailRoutes(ctx: RelayContext): Router {
     .route('/v1/incidents/:codename/emails')
     .post(async (req, res) => {
       const caller = callerOf(res);
-      const { incident } = authorizeIncident(ctx, caller, param(req, 'codename'));
+      const { incident } = await authorizeIncident(ctx, caller, param(req, 'codename'));
       if (req.body && typeof req.body === 'object' && 'from' in req.body) {
         throw new RelayError('invalid_request', 'There is no "from" field: mail is always from the address of your token.', { rule: 'sender' });
       }
@@ -88,13 +88,13 @@ export function emailRoutes(ctx: RelayContext): Router {
     .all(methodNotAllowed);
   router
     .route('/v1/incidents/:codename/emails/:id')
-    .get((req, res) => {
+    .get(async (req, res) => {
       const caller = callerOf(res);
-      const { incident, member } = authorizeIncident(ctx, caller, param(req, 'codename'));
+      const { incident, member } = await authorizeIncident(ctx, caller, param(req, 'codename'));
       const id = param(req, 'id');
-      const email = ctx.store.outbox.email(incident.id, id);
+      const email = await ctx.store.outbox.email(incident.id, id);
       const allowed = caller.role === 'admin' || member?.role === 'commander' || email?.sender === caller.email;
-      const status = email && allowed ? emailStatus(ctx, incident, id) : undefined;
+      const status = email && allowed ? await emailStatus(ctx, incident, id) : undefined;
       if (!status) throw new RelayError('not_found', 'No such email that you sent (commanders and admins see all).');
       res.json(status);
     })

@@ -31,22 +31,22 @@ const AuditQuery = z.strictObject({
 });
 
 /** The incident as the API shows it. */
-export function incidentView(ctx: RelayContext, incident: Incident): Record<string, unknown> {
+export async function incidentView(ctx: RelayContext, incident: Incident): Promise<Record<string, unknown>> {
   return {
     id: incident.id,
     codename: incident.codename,
     status: incident.status,
-    commander: commanderOf(ctx, incident),
+    commander: await commanderOf(ctx, incident),
     createdAt: incident.createdAt,
     closedAt: incident.closedAt,
     // The Slack room's state (pending, ready, failed with reason, archived); null when there is none.
-    slack: slackRoomView(ctx, incident.id),
+    slack: await slackRoomView(ctx, incident.id),
   };
 }
 
 /** A roster entry as the API shows it. */
-export function memberView(ctx: RelayContext, incident: Incident, member: RosterMember): Record<string, unknown> {
-  const key = ctx.keys.get(member.email, incident.id);
+export async function memberView(ctx: RelayContext, incident: Incident, member: RosterMember): Promise<Record<string, unknown>> {
+  const key = await ctx.keys.get(member.email, incident.id);
   return {
     email: member.email,
     name: member.name,
@@ -68,37 +68,38 @@ export function incidentRoutes(ctx: RelayContext): Router {
 
   router
     .route('/v1/incidents')
-    .post((req, res) => {
+    .post(async (req, res) => {
       const caller = callerOf(res);
-      const incident = createIncident(ctx, caller, parseInput(CreateIncident, req.body ?? {}));
-      res.status(201).json(incidentView(ctx, incident));
+      const incident = await createIncident(ctx, caller, parseInput(CreateIncident, req.body ?? {}));
+      res.status(201).json(await incidentView(ctx, incident));
     })
-    .get((_req, res) => {
+    .get(async (_req, res) => {
       const caller = callerOf(res);
-      const incidents = ctx.store.incidents.list(caller.role === 'admin' ? undefined : caller.email);
-      res.json({ incidents: incidents.map((i) => incidentView(ctx, i)) });
+      const incidents = await ctx.store.incidents.list(caller.role === 'admin' ? undefined : caller.email);
+      res.json({ incidents: await Promise.all(incidents.map((i) => incidentView(ctx, i))) });
     })
     .all(methodNotAllowed);
 
   router
     .route('/v1/incidents/:codename')
-    .get((req, res) => {
-      const { incident } = authorizeIncident(ctx, callerOf(res), param(req, 'codename'));
-      res.json(incidentView(ctx, incident));
+    .get(async (req, res) => {
+      const { incident } = await authorizeIncident(ctx, callerOf(res), param(req, 'codename'));
+      res.json(await incidentView(ctx, incident));
     })
-    .patch((req, res) => {
+    .patch(async (req, res) => {
       const caller = callerOf(res);
-      const { incident } = authorizeIncident(ctx, caller, param(req, 'codename'), COMMANDERS);
+      const { incident } = await authorizeIncident(ctx, caller, param(req, 'codename'), COMMANDERS);
       parseInput(UpdateIncident, req.body);
-      res.json(incidentView(ctx, closeIncident(ctx, caller, incident)));
+      res.json(await incidentView(ctx, await closeIncident(ctx, caller, incident)));
     })
     .all(methodNotAllowed);
 
   router
     .route('/v1/incidents/:codename/roster')
-    .get((req, res) => {
-      const { incident } = authorizeIncident(ctx, callerOf(res), param(req, 'codename'));
-      res.json({ roster: ctx.store.incidents.roster(incident.id).map((m) => memberView(ctx, incident, m)) });
+    .get(async (req, res) => {
+      const { incident } = await authorizeIncident(ctx, callerOf(res), param(req, 'codename'));
+      const roster = await ctx.store.incidents.roster(incident.id);
+      res.json({ roster: await Promise.all(roster.map((m) => memberView(ctx, incident, m))) });
     })
     .all(methodNotAllowed);
 
@@ -106,27 +107,27 @@ export function incidentRoutes(ctx: RelayContext): Router {
     .route('/v1/incidents/:codename/roster/:email')
     .put(async (req, res) => {
       const caller = callerOf(res);
-      const { incident } = authorizeIncident(ctx, caller, param(req, 'codename'), ROSTER_MANAGERS);
+      const { incident } = await authorizeIncident(ctx, caller, param(req, 'codename'), ROSTER_MANAGERS);
       const email = emailParam(param(req, 'email'));
       const input = parseInput(PutMember, req.body);
       const { member, created } = await putMember(ctx, caller, incident, { ...input, email });
       // Re-read: the Slack hook has just marked the member's invite pending.
-      res.status(created ? 201 : 200).json(memberView(ctx, incident, ctx.store.incidents.member(incident.id, member.email) ?? member));
+      res.status(created ? 201 : 200).json(await memberView(ctx, incident, (await ctx.store.incidents.member(incident.id, member.email)) ?? member));
     })
-    .delete((req, res) => {
+    .delete(async (req, res) => {
       const caller = callerOf(res);
-      const { incident } = authorizeIncident(ctx, caller, param(req, 'codename'), ROSTER_MANAGERS);
-      removeMember(ctx, caller, incident, emailParam(param(req, 'email')));
+      const { incident } = await authorizeIncident(ctx, caller, param(req, 'codename'), ROSTER_MANAGERS);
+      await removeMember(ctx, caller, incident, emailParam(param(req, 'email')));
       res.status(204).end();
     })
     .all(methodNotAllowed);
 
   router
     .route('/v1/incidents/:codename/audit')
-    .get((req, res) => {
-      const { incident } = authorizeIncident(ctx, callerOf(res), param(req, 'codename'), AUDIT_READERS);
+    .get(async (req, res) => {
+      const { incident } = await authorizeIncident(ctx, callerOf(res), param(req, 'codename'), AUDIT_READERS);
       const query = parseInput(AuditQuery, req.query, 'query');
-      res.json({ events: ctx.store.audit.listForIncident(incident.id, query) });
+      res.json({ events: await ctx.store.audit.listForIncident(incident.id, query) });
     })
     .all(methodNotAllowed);
 

@@ -29,10 +29,10 @@ export function keyRoutes(ctx: RelayContext): Router {
       }
       res.json(await ctx.keys.put(email, armored, 'api', caller.email));
     })
-    .get((req, res) => {
+    .get(async (req, res) => {
       callerOf(res);
       const email = emailParam(param(req, 'email'));
-      const key = ctx.keys.get(email);
+      const key = await ctx.keys.get(email);
       if (!key) throw new RelayError('not_found', `No public key on file for ${email}.`);
       res.json(key);
     })

@@ -7,8 +7,11 @@ import { callerOf, param } from '../auth.js';
 import { methodNotAllowed } from '../errors.js';
 
 /** The room as the incident answer shows it: null when the incident never had one. */
-export function slackRoomView(ctx: RelayContext, incidentId: string): { state: string; channelId: string | null; name: string | null; reason: string | null } | null {
-  const room = ctx.store.slackChannels.get(incidentId);
+export async function slackRoomView(
+  ctx: Pick<RelayContext, 'store'>,
+  incidentId: string,
+): Promise<{ state: string; channelId: string | null; name: string | null; reason: string | null } | null> {
+  const room = await ctx.store.slackChannels.get(incidentId);
   return room ? { state: room.state, channelId: room.channelId, name: room.name, reason: room.reason } : null;
 }
 
@@ -21,7 +24,7 @@ export function slackRoutes(ctx: RelayContext): Router {
     .post(async (req, res) => {
       const caller = callerOf(res);
       // Authorize first, so a non-member learns nothing, not even whether Slack is on.
-      const { incident } = authorizeIncident(ctx, caller, param(req, 'codename'), COMMANDERS);
+      const { incident } = await authorizeIncident(ctx, caller, param(req, 'codename'), COMMANDERS);
       const room = ctx.slack;
       if (room === undefined) {
         throw new RelayError('unavailable', 'Slack is off on this relay: an admin sets SLACK_BOT_TOKEN (see docs/slack.md) to manage incident rooms.', {

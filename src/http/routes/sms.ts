@@ -30,11 +30,11 @@ export function smsRoutes(ctx: RelayContext): Router {
   const router = Router();
   router
     .route('/v1/incidents/:codename/sms')
-    .post((req, res) => {
+    .post(async (req, res) => {
       const caller = callerOf(res);
-      const { incident } = authorizeIncident(ctx, caller, param(req, 'codename'));
+      const { incident } = await authorizeIncident(ctx, caller, param(req, 'codename'));
       const input = parseInput(SendSms, req.body);
-      const accepted = sendNudges(ctx, caller, incident, { to: input.to, body: input.body }, { idempotencyKey: idempotencyKey(req) });
+      const accepted = await sendNudges(ctx, caller, incident, { to: input.to, body: input.body }, { idempotencyKey: idempotencyKey(req) });
       res.status(202).json(accepted);
     })
     .all(methodNotAllowed);
@@ -66,7 +66,7 @@ export function twilioWebhookRoutes(ctx: RelayContext): Router {
   router
     .route(TWILIO_WEBHOOK_PATH)
     // Form-encoded, as Twilio posts it; only this route parses that format.
-    .post(express.urlencoded({ extended: false, limit: '64kb', type: 'application/x-www-form-urlencoded' }), (req, res) => {
+    .post(express.urlencoded({ extended: false, limit: '64kb', type: 'application/x-www-form-urlencoded' }), async (req, res) => {
       const twilioConfig = ctx.config.twilio!;
       const params = (req.body ?? {}) as Record<string, unknown>;
       const signature = req.get('x-twilio-signature') ?? '';
@@ -78,7 +78,7 @@ export function twilioWebhookRoutes(ctx: RelayContext): Router {
       }
       const from = typeof params['From'] === 'string' ? params['From'] : '';
       const sid = typeof params['MessageSid'] === 'string' && MESSAGE_SID.test(params['MessageSid']) ? params['MessageSid'] : undefined;
-      const reply = receiveInboundSms(ctx, { from, messageSid: sid });
+      const reply = await receiveInboundSms(ctx, { from, messageSid: sid });
       const twiml = new twilio.twiml.MessagingResponse();
       if (reply.nudge !== undefined) twiml.message(reply.nudge);
       res.status(200).type('text/xml').send(twiml.toString());

@@ -18,12 +18,12 @@ export function tokenRoutes(ctx: RelayContext): Router {
   const router = Router();
   router
     .route('/v1/tokens')
-    .post((req, res) => {
+    .post(async (req, res) => {
       const caller = requireAdmin(res);
       const input = parseInput(CreateToken, req.body);
-      const { record, token } = ctx.store.transaction(() => {
-        const created = ctx.store.tokens.create({ ...input, at: ctx.now() });
-        ctx.store.audit.append({ type: 'token.created', actor: caller.email, outcome: 'ok', data: { id: created.record.id, email: input.email, role: input.role } });
+      const { record, token } = await ctx.store.transaction(async (tx) => {
+        const created = await tx.tokens.create({ ...input, at: ctx.now() });
+        await tx.audit.append({ type: 'token.created', actor: caller.email, outcome: 'ok', data: { id: created.record.id, email: input.email, role: input.role } });
         return created;
       });
       res.status(201).json({ id: record.id, token, email: record.email, role: record.role, label: record.label, createdAt: record.createdAt });
@@ -31,12 +31,12 @@ export function tokenRoutes(ctx: RelayContext): Router {
     .all(methodNotAllowed);
   router
     .route('/v1/tokens/:id')
-    .delete((req, res) => {
+    .delete(async (req, res) => {
       const caller = requireAdmin(res);
       const id = param(req, 'id');
-      const revoked = ctx.store.transaction(() => {
-        const done = ctx.store.tokens.revoke(id, ctx.now());
-        if (done) ctx.store.audit.append({ type: 'token.revoked', actor: caller.email, outcome: 'ok', data: { id } });
+      const revoked = await ctx.store.transaction(async (tx) => {
+        const done = await tx.tokens.revoke(id, ctx.now());
+        if (done) await tx.audit.append({ type: 'token.revoked', actor: caller.email, outcome: 'ok', data: { id } });
         return done;
       });
       if (!revoked) throw new RelayError('not_found', `No live token with id ${id.slice(0, 40)}.`);

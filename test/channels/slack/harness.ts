@@ -58,15 +58,16 @@ export function channel(fake: FakeSlack, name: string): FakeChannel {
 }
 
 /** The incident's audit events of `type`. */
-export function auditOf(relay: TestRelay, codename: string, type: string): AuditEvent[] {
-  const incident = relay.ctx.store.incidents.byCodename(codename)!;
-  return relay.ctx.store.audit.listForIncident(incident.id).filter((e) => e.type === type);
+export async function auditOf(relay: TestRelay, codename: string, type: string): Promise<AuditEvent[]> {
+  const incident = await relay.ctx.store.incidents.byCodename(codename);
+  expect(incident, `incident ${codename}`).toBeDefined();
+  return (await relay.ctx.store.audit.listForIncident(incident!.id)).filter((e) => e.type === type);
 }
 
-/** Polls `predicate` every 10ms; fails after `timeoutMs`. */
-export async function waitFor(predicate: () => boolean, timeoutMs: number, what: string): Promise<void> {
+/** Polls `predicate` (which may read the store) every 10ms; fails after `timeoutMs`. */
+export async function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
+  while (!(await predicate())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }

@@ -55,7 +55,9 @@ it('startRelay wires the room and its watchdog when SLACK_BOT_TOKEN is set', asy
   await waitFor(() => fake.channelByName('sapphire-unicorn')?.members.has(ws.users.ic) === true, 5000, 'the room to be set up');
   const room = fake.channelByName('sapphire-unicorn')!;
   // Slack shows the invite before the relay has recorded its answer.
-  await waitFor(() => relay?.ctx.store.slackChannels.get(relay.ctx.store.incidents.byCodename('sapphire-unicorn')!.id)?.state === 'ready', 5000, 'the room to be ready');
+  const incident = await relay.ctx.store.incidents.byCodename('sapphire-unicorn');
+  expect(incident).toBeDefined();
+  await waitFor(async () => (await relay!.ctx.store.slackChannels.get(incident!.id))?.state === 'ready', 5000, 'the room to be ready');
   expect(room.isPrivate).toBe(true);
   expect(room.topic).toBe('Attorney Work Project | sapphire-unicorn');
 

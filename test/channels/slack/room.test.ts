@@ -13,7 +13,7 @@ beforeEach(async () => {
   ws = await startWorkspace();
   fake = ws.fake;
   relay = await slackRelay(fake);
-  ic = relay.tokenFor('ic@corp.example');
+  ic = await relay.tokenFor('ic@corp.example');
 });
 
 afterEach(async () => {
@@ -51,8 +51,8 @@ describe('setting up the room', () => {
       ['sec@corp.example', 'member'],
     ]);
 
-    expect(auditOf(relay, 'sapphire-unicorn', 'slack.channel_created')[0]!.data).toEqual({ channelId: room.id, name: 'sapphire-unicorn' });
-    const invited = auditOf(relay, 'sapphire-unicorn', 'slack.invited');
+    expect((await auditOf(relay, 'sapphire-unicorn', 'slack.channel_created'))[0]!.data).toEqual({ channelId: room.id, name: 'sapphire-unicorn' });
+    const invited = await auditOf(relay, 'sapphire-unicorn', 'slack.invited');
     expect(invited.map((e) => [e.data['slackUserId'], e.outcome]).sort()).toEqual(
       [
         [ws.users.ic, 'ok'],
@@ -61,27 +61,27 @@ describe('setting up the room', () => {
       ].sort(),
     );
     // The audit never carries what was said in the room.
-    const dump = JSON.stringify(relay.ctx.store.db.prepare('SELECT data FROM audit_events').all());
+    const dump = JSON.stringify(await relay.ctx.store.sql.all('SELECT data FROM audit_events'));
     expect(dump).not.toContain('Attorney Work Project');
     expect(dump).not.toContain('Welcome');
-    expect(relay.ctx.store.audit.verify().ok).toBe(true);
+    expect((await relay.ctx.store.audit.verify()).ok).toBe(true);
   });
 
   it('takes codename-2, then -3, when the name is taken in Slack', async () => {
     fake.takeName('sapphire-unicorn');
     await declare(relay, ic, 'sapphire-unicorn');
-    fake.takeName('amber-falcon');
-    fake.takeName('amber-falcon-2');
-    await declare(relay, ic, 'amber-falcon');
+    fake.takeName('amber-finch');
+    fake.takeName('amber-finch-2');
+    await declare(relay, ic, 'amber-finch');
     await settle(relay);
 
     const second = channel(fake, 'sapphire-unicorn-2');
     expect(second.isPrivate).toBe(true);
     // The topic and welcome name the incident's codename, nothing else.
     expect(second.topic).toBe('Attorney Work Project | sapphire-unicorn');
-    expect(channel(fake, 'amber-falcon-3').members.has(ws.users.ic)).toBe(true);
-    const view = await relay.request.get('/v1/incidents/amber-falcon').set(auth(ic));
-    expect(view.body.slack).toMatchObject({ state: 'ready', name: 'amber-falcon-3' });
+    expect(channel(fake, 'amber-finch-3').members.has(ws.users.ic)).toBe(true);
+    const view = await relay.request.get('/v1/incidents/amber-finch').set(auth(ic));
+    expect(view.body.slack).toMatchObject({ state: 'ready', name: 'amber-finch-3' });
   });
 
   it('retries a ratelimited answer after the Retry-After Slack sent, and succeeds', async () => {
@@ -112,7 +112,7 @@ describe('setting up the room', () => {
     await settle(relay);
     const failed = await relay.request.get('/v1/incidents/sapphire-unicorn').set(auth(ic));
     expect(failed.body.slack).toMatchObject({ state: 'failed', reason: 'pins.add: not_allowed_token_type' });
-    expect(auditOf(relay, 'sapphire-unicorn', 'slack.failed')).toHaveLength(1);
+    expect(await auditOf(relay, 'sapphire-unicorn', 'slack.failed')).toHaveLength(1);
 
     const sync = await relay.request.post('/v1/incidents/sapphire-unicorn/slack/sync').set(auth(ic));
     expect(sync.status).toBe(200);
@@ -135,23 +135,23 @@ describe('membership follows the roster', () => {
     await settle(relay);
     expect(room.members.has(ws.users.sec)).toBe(false);
     expect(room.members.has(fake.botUserId)).toBe(true);
-    const kicked = auditOf(relay, 'sapphire-unicorn', 'slack.kicked');
+    const kicked = await auditOf(relay, 'sapphire-unicorn', 'slack.kicked');
     expect(kicked.map((e) => [e.outcome, e.data])).toEqual([['ok', { channelId: room.id, slackUserId: ws.users.sec, email: 'sec@corp.example' }]]);
-    const incidentId = relay.ctx.store.incidents.byCodename('sapphire-unicorn')!.id;
-    expect(relay.ctx.store.incidents.member(incidentId, 'sec@corp.example')!.slackStatus).toBe('removed');
+    const incidentId = (await relay.ctx.store.incidents.byCodename('sapphire-unicorn'))!.id;
+    expect((await relay.ctx.store.incidents.member(incidentId, 'sec@corp.example'))!.slackStatus).toBe('removed');
 
     const closed = await relay.request.patch('/v1/incidents/sapphire-unicorn').set(auth(ic)).send({ status: 'closed' });
     expect(closed.status).toBe(200);
     await settle(relay);
     expect(room.archived).toBe(true);
     expect((await relay.request.get('/v1/incidents/sapphire-unicorn').set(auth(ic))).body.slack).toMatchObject({ state: 'archived', channelId: room.id });
-    expect(auditOf(relay, 'sapphire-unicorn', 'slack.archived')).toHaveLength(1);
+    expect(await auditOf(relay, 'sapphire-unicorn', 'slack.archived')).toHaveLength(1);
   });
 
   it('leaves the channel open on close when RELAY_SLACK_ARCHIVE_ON_CLOSE is false', async () => {
     await relay.slack!.stop();
     relay = await slackRelay(fake, { slackArchiveOnClose: false });
-    ic = relay.tokenFor('ic@corp.example');
+    ic = await relay.tokenFor('ic@corp.example');
     await declare(relay, ic, 'sapphire-unicorn');
     await settle(relay);
     await relay.request.patch('/v1/incidents/sapphire-unicorn').set(auth(ic)).send({ status: 'closed' });
@@ -172,7 +172,7 @@ describe('membership follows the roster', () => {
     expect(ghost.slackStatus).toBe('not_found');
     const sync = await relay.request.post('/v1/incidents/sapphire-unicorn/slack/sync').set(auth(ic));
     expect(sync.body.notFound).toEqual(['ghost@corp.example']);
-    const audited = auditOf(relay, 'sapphire-unicorn', 'slack.user_not_found');
+    const audited = await auditOf(relay, 'sapphire-unicorn', 'slack.user_not_found');
     expect(audited.map((e) => [e.outcome, e.data])).toEqual([['failed', { email: 'ghost@corp.example' }]]);
   });
 
@@ -182,7 +182,7 @@ describe('membership follows the roster', () => {
     fake = ws.fake;
     await relay.slack!.stop();
     relay = await slackRelay(fake);
-    ic = relay.tokenFor('ic@corp.example');
+    ic = await relay.tokenFor('ic@corp.example');
     await declare(relay, ic, 'sapphire-unicorn');
     await putMember(relay, ic, 'sapphire-unicorn', 'deputy@corp.example', { role: 'deputy' });
     await putMember(relay, ic, 'sapphire-unicorn', 'sec@corp.example', {});

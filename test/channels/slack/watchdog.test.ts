@@ -17,7 +17,7 @@ beforeEach(async () => {
   ws = await startWorkspace();
   fake = ws.fake;
   relay = await slackRelay(fake, { slackSyncInterval: PERIOD });
-  ic = relay.tokenFor('ic@corp.example');
+  ic = await relay.tokenFor('ic@corp.example');
   await declare(relay, ic, 'sapphire-unicorn');
   await putMember(relay, ic, 'sapphire-unicorn', 'deputy@corp.example', { role: 'deputy' });
   await settle(relay);
@@ -31,12 +31,16 @@ afterEach(async () => {
   await fake.close();
 });
 
+/** The watchdog over the relay's room, wired the way main.ts wires it (the `slack-watchdog` lease in the relay's store). */
+const startWatchdog = (): SlackWatchdog =>
+  startSlackWatchdog(relay.slack!, PERIOD, { leases: relay.ctx.store.leases, replicaId: relay.ctx.replicaId, now: relay.ctx.now, logger: relay.ctx.logger });
+
 /** Index in fake.calls of the first call to `method` at or after `from`. */
 const nextCall = (method: string, from: number): number => fake.calls.findIndex((c, i) => i >= from && c.method === method);
 
 describe('the watchdog', () => {
   it('kicks an intruder within one watchdog period, and never kicks the bot itself', async () => {
-    watchdog = startSlackWatchdog(relay.slack!, PERIOD, relay.ctx.logger);
+    watchdog = startWatchdog();
     const before = fake.calls.length;
     const added = Date.now();
     fake.addMember(room.id, 'UINTRUDER1');
@@ -44,7 +48,7 @@ describe('the watchdog', () => {
     // One period, plus slack for a loaded CI machine; the call order below is the exact check.
     expect(Date.now() - added).toBeLessThan(PERIOD * 8);
     // Slack has the kick before the relay has its answer: wait for the audit event too.
-    await waitFor(() => auditOf(relay, 'sapphire-unicorn', 'slack.kicked').length > 0, PERIOD * 10, 'the kick to be audited');
+    await waitFor(async () => (await auditOf(relay, 'sapphire-unicorn', 'slack.kicked')).length > 0, PERIOD * 10, 'the kick to be audited');
 
     // The first pass that looked at the members after the intrusion is the one that kicked.
     const firstLook = nextCall('conversations.members', before);
@@ -56,18 +60,18 @@ describe('the watchdog', () => {
 
     expect(room.members.has(fake.botUserId)).toBe(true);
     expect(fake.callsTo('conversations.kick').map((c) => c.params['user'])).toEqual(['UINTRUDER1']);
-    const kicked = auditOf(relay, 'sapphire-unicorn', 'slack.kicked');
+    const kicked = await auditOf(relay, 'sapphire-unicorn', 'slack.kicked');
     expect(kicked.map((e) => [e.actor, e.outcome, e.data])).toEqual([[null, 'corrected', { channelId: room.id, slackUserId: 'UINTRUDER1', email: null }]]);
   });
 
   it('restores a topic edited in Slack, and leaves one that keeps the prefix', async () => {
-    watchdog = startSlackWatchdog(relay.slack!, PERIOD, relay.ctx.logger);
+    watchdog = startWatchdog();
     fake.setTopic(room.id, 'Ransomware on the payments database');
     await waitFor(() => room.topic === 'Attorney Work Project | sapphire-unicorn', PERIOD * 10, 'the topic to be restored');
-    await waitFor(() => auditOf(relay, 'sapphire-unicorn', 'slack.topic_restored').length > 0, PERIOD * 10, 'the restore to be audited');
-    const restored = auditOf(relay, 'sapphire-unicorn', 'slack.topic_restored');
+    await waitFor(async () => (await auditOf(relay, 'sapphire-unicorn', 'slack.topic_restored')).length > 0, PERIOD * 10, 'the restore to be audited');
+    const restored = await auditOf(relay, 'sapphire-unicorn', 'slack.topic_restored');
     expect(restored.map((e) => [e.outcome, e.data])).toEqual([['corrected', { channelId: room.id, previousLength: 'Ransomware on the payments database'.length }]]);
-    expect(JSON.stringify(relay.ctx.store.db.prepare('SELECT data FROM audit_events').all())).not.toContain('Ransomware');
+    expect(JSON.stringify(await relay.ctx.store.sql.all('SELECT data FROM audit_events'))).not.toContain('Ransomware');
 
     // Rule `chat` asks that the topic start with the prefix; what follows is the room's business.
     fake.setTopic(room.id, 'Attorney Work Project | sapphire-unicorn | bridge at 15:00');
@@ -77,11 +81,11 @@ describe('the watchdog', () => {
   });
 
   it('re-invites a roster member who left or was removed in Slack', async () => {
-    watchdog = startSlackWatchdog(relay.slack!, PERIOD, relay.ctx.logger);
+    watchdog = startWatchdog();
     fake.removeMember(room.id, ws.users.deputy);
     await waitFor(() => room.members.has(ws.users.deputy), PERIOD * 10, 'the deputy to be re-invited');
-    await waitFor(() => auditOf(relay, 'sapphire-unicorn', 'slack.invited').some((e) => e.outcome === 'corrected'), PERIOD * 10, 'the re-invite to be audited');
-    const reinvited = auditOf(relay, 'sapphire-unicorn', 'slack.invited').filter((e) => e.outcome === 'corrected');
+    await waitFor(async () => (await auditOf(relay, 'sapphire-unicorn', 'slack.invited')).some((e) => e.outcome === 'corrected'), PERIOD * 10, 'the re-invite to be audited');
+    const reinvited = (await auditOf(relay, 'sapphire-unicorn', 'slack.invited')).filter((e) => e.outcome === 'corrected');
     expect(reinvited.map((e) => e.data)).toEqual([{ channelId: room.id, slackUserId: ws.users.deputy, email: 'deputy@corp.example' }]);
   });
 
@@ -93,11 +97,32 @@ describe('the watchdog', () => {
     const replacement = channel(fake, 'sapphire-unicorn-2');
     expect(replacement.isPrivate).toBe(true);
     expect([...replacement.members].sort()).toEqual([fake.botUserId, ws.users.ic, ws.users.deputy].sort());
-    expect(auditOf(relay, 'sapphire-unicorn', 'slack.channel_lost').map((e) => e.data)).toEqual([{ channelId: room.id, error: 'channel_not_found' }]);
+    expect((await auditOf(relay, 'sapphire-unicorn', 'slack.channel_lost')).map((e) => e.data)).toEqual([{ channelId: room.id, error: 'channel_not_found' }]);
+  });
+
+  it('runs on one relay at a time: another replica skips its passes while this one holds the slack-watchdog lease', async () => {
+    // Passes on demand only (the timers would fire in a minute), so no scheduled pass interleaves.
+    const deps = { leases: relay.ctx.store.leases, now: relay.ctx.now, logger: relay.ctx.logger };
+    watchdog = startSlackWatchdog(relay.slack!, 60_000, { ...deps, replicaId: relay.ctx.replicaId });
+    const other = startSlackWatchdog(relay.slack!, 60_000, { ...deps, replicaId: 'another-relay' });
+    try {
+      expect(await watchdog.runNow()).toBe(true);
+      expect(await relay.ctx.store.leases.holder('slack-watchdog', relay.ctx.now())).toBe(relay.ctx.replicaId);
+      const calls = fake.calls.length;
+      expect(await other.runNow()).toBe(false);
+      expect(fake.calls.length).toBe(calls);
+      // Stopping gives the lease up, so the other relay takes over at its next pass rather than after the expiry.
+      await watchdog.stop();
+      watchdog = undefined;
+      expect(await other.runNow()).toBe(true);
+      expect(await relay.ctx.store.leases.holder('slack-watchdog', relay.ctx.now())).toBe('another-relay');
+    } finally {
+      await other.stop();
+    }
   });
 
   it('stops cleanly', async () => {
-    watchdog = startSlackWatchdog(relay.slack!, PERIOD, relay.ctx.logger);
+    watchdog = startWatchdog();
     await waitFor(() => fake.callsTo('conversations.info').length > 0, PERIOD * 10, 'a pass');
     await watchdog.stop();
     const count = fake.calls.length;
@@ -124,7 +149,7 @@ describe('POST /v1/incidents/:codename/slack/sync', () => {
       notFound: [],
       failed: [],
     });
-    expect(auditOf(relay, 'sapphire-unicorn', 'slack.kicked')[0]!.actor).toBe('ic@corp.example');
+    expect((await auditOf(relay, 'sapphire-unicorn', 'slack.kicked'))[0]!.actor).toBe('ic@corp.example');
 
     const asAdmin = await relay.request.post('/v1/incidents/sapphire-unicorn/slack/sync').set(auth(relay.admin));
     expect(asAdmin.status).toBe(200);
@@ -141,7 +166,7 @@ describe('POST /v1/incidents/:codename/slack/sync', () => {
     await relay.request.post('/v1/incidents/sapphire-unicorn/slack/sync').set(auth(ic));
     const view = await relay.request.get('/v1/incidents/sapphire-unicorn').set(auth(ic));
     expect(view.body.slack).toMatchObject({ state: 'failed', reason: 'conversations.kick: restricted_action (UOWNER0001)' });
-    expect(auditOf(relay, 'sapphire-unicorn', 'slack.kick_failed').map((e) => e.data)).toEqual([{ channelId: room.id, slackUserId: 'UOWNER0001', error: 'restricted_action' }]);
+    expect((await auditOf(relay, 'sapphire-unicorn', 'slack.kick_failed')).map((e) => e.data)).toEqual([{ channelId: room.id, slackUserId: 'UOWNER0001', error: 'restricted_action' }]);
 
     fake.removeMember(room.id, 'UOWNER0001');
     const after = await relay.request.post('/v1/incidents/sapphire-unicorn/slack/sync').set(auth(ic));
@@ -150,23 +175,23 @@ describe('POST /v1/incidents/:codename/slack/sync', () => {
   });
 
   it('is not_found for non-members and forbidden for roster members who are not the commander', async () => {
-    const outsider = await relay.request.post('/v1/incidents/sapphire-unicorn/slack/sync').set(auth(relay.tokenFor('nosy@corp.example')));
+    const outsider = await relay.request.post('/v1/incidents/sapphire-unicorn/slack/sync').set(auth(await relay.tokenFor('nosy@corp.example')));
     expect(outsider.status).toBe(404);
     expect(outsider.body.error.code).toBe('not_found');
-    const deputy = await relay.request.post('/v1/incidents/sapphire-unicorn/slack/sync').set(auth(relay.tokenFor('deputy@corp.example')));
+    const deputy = await relay.request.post('/v1/incidents/sapphire-unicorn/slack/sync').set(auth(await relay.tokenFor('deputy@corp.example')));
     expect(deputy.status).toBe(403);
     expect(deputy.body.error.code).toBe('forbidden');
   });
 
   it('answers 503 unavailable when Slack is off, after the roster check', async () => {
     const off = await createTestRelay();
-    const offIc = off.tokenFor('ic@corp.example');
-    const created = await declare(off, offIc, 'amber-falcon');
+    const offIc = await off.tokenFor('ic@corp.example');
+    const created = await declare(off, offIc, 'amber-finch');
     expect(created['slack']).toBeNull();
-    const res = await off.request.post('/v1/incidents/amber-falcon/slack/sync').set(auth(offIc));
+    const res = await off.request.post('/v1/incidents/amber-finch/slack/sync').set(auth(offIc));
     expect(res.status).toBe(503);
     expect(res.body.error).toMatchObject({ code: 'unavailable', rule: 'chat', details: { slack: 'off' } });
-    expect((await off.request.post('/v1/incidents/amber-falcon/slack/sync').set(auth(off.tokenFor('nosy@corp.example')))).status).toBe(404);
+    expect((await off.request.post('/v1/incidents/amber-finch/slack/sync').set(auth(await off.tokenFor('nosy@corp.example')))).status).toBe(404);
   });
 
   it('refuses a closed incident', async () => {

@@ -46,15 +46,15 @@ async function start(overrides: Partial<RelayConfig>): Promise<ReturnType<typeof
   const config = testConfig({ dataDir, httpPort: 0, keysDir: undefined, internalDomains: ['corp.example'], mailDomain: 'corp.example', adminToken: ADMIN, ...overrides });
   relay = await startRelay(config, pino({ level: 'silent' }));
   const api = supertest(`http://127.0.0.1:${relay.httpPort}`);
-  expect((await api.post('/v1/incidents').set(auth(ADMIN)).send({ commander: 'ic@corp.example', codename: 'quiet-heron' })).status).toBe(201);
-  expect((await api.put('/v1/incidents/quiet-heron/roster/sec@corp.example').set(auth(ADMIN)).send({ name: 'Sec', role: 'security', phone: '+15555550101' })).status).toBe(201);
+  expect((await api.post('/v1/incidents').set(auth(ADMIN)).send({ commander: 'ic@corp.example', codename: 'misty-heron' })).status).toBe(201);
+  expect((await api.put('/v1/incidents/misty-heron/roster/sec@corp.example').set(auth(ADMIN)).send({ name: 'Sec', role: 'security', phone: '+15555550101' })).status).toBe(201);
   return api;
 }
 
 it('sends through Twilio when configured, and serves the signed webhook', async () => {
   const api = await start({ twilio: { accountSid: fake.accountSid, authToken: fake.authToken, from: '+15555550100' }, twilioApiBaseUrl: fake.url });
-  const ic = relay!.ctx.store.tokens.create({ email: 'ic@corp.example', role: 'responder', at: new Date() }).token;
-  const res = await api.post('/v1/incidents/quiet-heron/sms').set(auth(ic)).send({ to: ['sec@corp.example'] });
+  const ic = (await relay!.ctx.store.tokens.create({ email: 'ic@corp.example', role: 'responder', at: new Date() })).token;
+  const res = await api.post('/v1/incidents/misty-heron/sms').set(auth(ic)).send({ to: ['sec@corp.example'] });
   expect(res.status).toBe(202);
   await waitFor(() => fake.delivered().length === 1, 'the nudge to reach the fake Twilio');
   expect(fake.delivered().map((r) => [r.to, r.from, r.body])).toEqual([['+15555550101', '+15555550100', NUDGE]]);
@@ -70,8 +70,8 @@ it('sends through Twilio when configured, and serves the signed webhook', async 
 
 it('writes <data>/outbox/sms.jsonl when Twilio is not configured, and has no webhook', async () => {
   const api = await start({ twilio: undefined });
-  const ic = relay!.ctx.store.tokens.create({ email: 'ic@corp.example', role: 'responder', at: new Date() }).token;
-  expect((await api.post('/v1/incidents/quiet-heron/sms').set(auth(ic)).send({ to: 'roster' })).status).toBe(202);
+  const ic = (await relay!.ctx.store.tokens.create({ email: 'ic@corp.example', role: 'responder', at: new Date() })).token;
+  expect((await api.post('/v1/incidents/misty-heron/sms').set(auth(ic)).send({ to: 'roster' })).status).toBe(202);
   const file = path.join(dataDir, 'outbox', 'sms.jsonl');
   await waitFor(() => fs.existsSync(file) && fs.readFileSync(file, 'utf8').endsWith('\n'), 'sms.jsonl');
   const lines = fs.readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);

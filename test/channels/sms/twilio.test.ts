@@ -1,6 +1,6 @@
 /** The Twilio channel's pieces: origin rewriting, Retry-After, error classes, and the nudge guard. */
 import { describe, expect, it } from 'vitest';
-import { DeliveryError } from '../../../src/channels/channel.js';
+import { DeliveryError, type UpstreamProblem } from '../../../src/channels/channel.js';
 import { nudgeFor } from '../../../src/channels/sms/guard.js';
 import { RelayTwilioHttpClient, TwilioRateLimited, classifyTwilioError, createTwilioChannel, parseRetryAfter, rewriteOrigin } from '../../../src/channels/sms/twilio.js';
 import { startFakeTwilio } from '../../helpers/fake-twilio.js';
@@ -38,21 +38,45 @@ describe('parseRetryAfter', () => {
 });
 
 describe('classifyTwilioError', () => {
-  it.each<[string, unknown, boolean, number | undefined]>([
-    ['429 with Retry-After', new TwilioRateLimited(12), true, 12],
-    ['503', { status: 503, code: 20500 }, true, undefined],
-    ['500', { status: 500 }, true, undefined],
-    ['400 invalid number', { status: 400, code: 21211 }, false, undefined],
-    ['400 unsubscribed', { status: 400, code: 21610 }, false, undefined],
-    ['401 bad credentials', { status: 401, code: 20003 }, false, undefined],
-    ['connection refused', Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }), true, undefined],
-    ['timeout', Object.assign(new Error('timeout of 30000ms exceeded'), { code: 'ECONNABORTED' }), true, undefined],
-    ['anything else', new Error('boom'), true, undefined],
-  ])('%s', (_name, err, transient, retryAfter) => {
+  it.each<[string, unknown, boolean, number | undefined, UpstreamProblem | undefined]>([
+    ['429 with Retry-After', new TwilioRateLimited(12), true, 12, 'rate'],
+    ['503', { status: 503, code: 20500 }, true, undefined, 'unavailable'],
+    ['500', { status: 500 }, true, undefined, 'unavailable'],
+    // Per message: this number, this recipient. Never helped by a retry.
+    ['400 invalid number', { status: 400, code: 21211 }, false, undefined, undefined],
+    ['400 unsubscribed', { status: 400, code: 21610 }, false, undefined, undefined],
+    ['400 region not enabled for this To', { status: 400, code: 21408 }, false, undefined, undefined],
+    ['400 not a mobile number', { status: 400, code: 21614 }, false, undefined, undefined],
+    ['400 without a code', { status: 400 }, false, undefined, undefined],
+    // The account or the sending setup: every nudge would fail alike until an operator acts.
+    ['401 bad credentials', { status: 401, code: 20003 }, true, undefined, 'auth'],
+    ['401 without a code', { status: 401 }, true, undefined, 'auth'],
+    ['403 from an egress proxy', { status: 403 }, true, undefined, 'auth'],
+    ['account not active (10001)', { status: 400, code: 10001 }, true, undefined, 'account'],
+    ['account not active (20005)', { status: 401, code: 20005 }, true, undefined, 'auth'],
+    ['account not active (20005, as a 400)', { status: 400, code: 20005 }, true, undefined, 'account'],
+    ['TWILIO_FROM not a number of this account (21606)', { status: 400, code: 21606 }, true, undefined, 'config'],
+    ['TWILIO_FROM invalid (21212)', { status: 400, code: 21212 }, true, undefined, 'config'],
+    ['TWILIO_FROM not a Twilio number (21659)', { status: 400, code: 21659 }, true, undefined, 'config'],
+    ['messaging service missing (21701)', { status: 400, code: 21701 }, true, undefined, 'config'],
+    ['404 on the Messages path', { status: 404, code: 20404 }, true, undefined, 'config'],
+    ['connection refused', Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }), true, undefined, 'connection'],
+    ['timeout', Object.assign(new Error('timeout of 30000ms exceeded'), { code: 'ECONNABORTED' }), true, undefined, 'connection'],
+    ['anything else', new Error('boom'), true, undefined, 'connection'],
+  ])('%s', (_name, err, transient, retryAfter, problem) => {
     const mapped = classifyTwilioError(err);
     expect(mapped).toBeInstanceOf(DeliveryError);
     expect(mapped.transient).toBe(transient);
     expect(mapped.retryAfter).toBe(retryAfter);
+    expect(mapped.problem).toBe(problem);
+    if (problem) expect(mapped.hint).toEqual(expect.any(String));
+  });
+
+  it('names the settings to check for a refused login, and never Twilio\'s own message text', () => {
+    const mapped = classifyTwilioError(Object.assign(new Error("Authenticate: the 'To' number +15555550101 …"), { status: 401, code: 20003 }));
+    expect(mapped.message).toBe("Twilio refused the relay's credentials (HTTP 401, error 20003: authentication failed: check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN)");
+    expect(mapped.hint).toMatch(/check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN$/);
+    expect(`${mapped.message} ${mapped.hint}`).not.toContain('+1555');
   });
 });
 
@@ -92,11 +116,11 @@ describe('createTwilioChannel', () => {
     }
   });
 
-  it('a wrong auth token is a permanent failure', async () => {
+  it('a wrong auth token is a transient auth problem: the nudge waits for the fix instead of being dropped', async () => {
     const fake = await startFakeTwilio();
     try {
       const channel = createTwilioChannel({ accountSid: fake.accountSid, authToken: 'wrong', from: '+15555550100', apiBaseUrl: fake.url });
-      await expect(channel.send(delivery('+15555550101', NUDGE))).rejects.toMatchObject({ transient: false, message: expect.stringMatching(/HTTP 401, error 20003/) });
+      await expect(channel.send(delivery('+15555550101', NUDGE))).rejects.toMatchObject({ transient: true, problem: 'auth', message: expect.stringMatching(/HTTP 401, error 20003/) });
     } finally {
       await fake.stop();
     }

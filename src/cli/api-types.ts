@@ -1,0 +1,125 @@
+/**
+ * The shapes the CLI reads from the relay (README "HTTP API" and the
+ * second-wave additions). Fields added by newer relays are optional, so the
+ * CLI prints what an older relay sends and never crashes on what it lacks.
+ */
+
+/** GET /v1/incidents/:codename. */
+export interface IncidentView {
+  id: string;
+  codename: string;
+  status: 'open' | 'closed';
+  commander: string | null;
+  label?: string | null;
+  createdAt: string;
+  closedAt: string | null;
+  slack: { state: string; channelId: string | null; name: string | null; reason: string | null } | null;
+  internalSourceRuledOut?: { at: string; by: string; note: string } | null;
+}
+
+/** A member's key as the roster shows it. */
+export interface MemberKey {
+  fingerprint: string;
+  algorithm: string;
+  expiresAt: string | null;
+  status?: 'usable' | 'expired' | 'revoked' | 'unusable' | 'missing';
+  reason?: string;
+}
+
+/** One roster entry. */
+export interface MemberView {
+  email: string;
+  name: string;
+  role: string;
+  phone: string | null;
+  slackUserId: string | null;
+  slackStatus: string | null;
+  status: string;
+  addedAt: string;
+  updatedAt: string;
+  removedAt: string | null;
+  key: MemberKey | null;
+}
+
+/** GET /v1/keys/:email. */
+export interface KeyView {
+  email: string;
+  fingerprint: string;
+  algorithm: string;
+  expiresAt: string | null;
+  scope?: 'incident' | 'relay';
+  status?: string;
+  reason?: string;
+}
+
+/** The 202 of POST …/emails. */
+export interface EmailAccepted {
+  id: string;
+  messageId: string;
+  status: string;
+  encrypted: boolean;
+  recipients: string[];
+}
+
+/** EmailSummary / GET …/emails/:id (older relays send only id, status, attempts, lastError). */
+export interface EmailView {
+  id: string;
+  messageId?: string;
+  sender?: string;
+  createdAt?: string;
+  encrypted?: boolean;
+  recipients?: string[];
+  status: string;
+  attempts: number;
+  lastError?: string;
+  deliveries?: { recipients: string[]; status: string; attempts: number; lastError?: string }[];
+}
+
+/** GET /v1/tokens entries. */
+export interface TokenView {
+  id: string;
+  email: string;
+  role: string;
+  label: string | null;
+  createdAt: string;
+  createdBy: string | null;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+}
+
+/** The 201 of POST /v1/tokens: the secret, shown once. */
+export interface TokenCreated {
+  id: string;
+  token: string;
+  email: string;
+  role: string;
+  label: string | null;
+  createdAt: string;
+}
+
+/** One audit event. */
+export interface AuditEventView {
+  seq: number;
+  at: string;
+  type: string;
+  actor: string | null;
+  incidentId: string | null;
+  outcome: string;
+  data: Record<string, unknown>;
+  prevHash: string;
+  hash: string;
+}
+
+/** GET /v1/audit/verify. */
+export interface AuditVerification {
+  ok: boolean;
+  events: number;
+  head: string;
+  brokenAt?: number;
+  checkpoints?: { signed: number; verified: number; latest?: unknown };
+}
+
+/** POST …/sms. */
+export interface NudgeAnswer {
+  results: { email: string; status: string; reason?: string }[];
+}
