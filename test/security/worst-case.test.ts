@@ -14,6 +14,8 @@
  * - smtp-server's command parser: lines are capped at 16 KiB by smtp-server
  *   (maxCommandLength) before its regexes run, and its address patterns have
  *   no ambiguous repetition.
+ * - The announcement checks (src/policy/statement.ts, dates.ts, normalise.ts,
+ *   phrases.ts) have their own table: test/policy/statement-linear.test.ts.
  */
 import fc from 'fast-check';
 import MailComposer from 'nodemailer/lib/mail-composer';
