@@ -61,17 +61,24 @@ async function drive(count: number, concurrency: number, sink: Sink, sendOne: ()
   };
 }
 
-/** POSTs `body` to the incident's email route `count` times over real HTTP on loopback. */
-export async function httpLoad(opts: { port: number; token: string; codename: string; body: Record<string, unknown>; count: number; concurrency: number; sink: Sink }): Promise<LoadResult> {
-  const client = httpClient(opts.port, opts.concurrency);
+/**
+ * POSTs `body` to the incident's email route `count` times over real HTTP on
+ * loopback. With several ports (relays sharing one database), the sends take
+ * turns between them, as a load balancer would share them out.
+ */
+export async function httpLoad(opts: { port: number | number[]; token: string; codename: string; body: Record<string, unknown>; count: number; concurrency: number; sink: Sink }): Promise<LoadResult> {
+  const ports = Array.isArray(opts.port) ? opts.port : [opts.port];
+  const clients = ports.map((port) => httpClient(port, Math.ceil(opts.concurrency / ports.length)));
   const payload = Buffer.from(JSON.stringify(opts.body));
+  let turn = 0;
   try {
     return await drive(opts.count, opts.concurrency, opts.sink, async () => {
+      const client = clients[turn++ % clients.length]!;
       const answer = await client.request('POST', `/v1/incidents/${opts.codename}/emails`, opts.token, payload);
       return expectStatus<{ messageId: string }>(answer, 202, 'send').messageId;
     });
   } finally {
-    client.close();
+    for (const client of clients) client.close();
   }
 }
 

@@ -1,6 +1,7 @@
 /**
  * The relay under test, in its own process: the production build's
- * startRelay() over a file-backed SQLite store in a temp dir, delivering to
+ * startRelay() over a file-backed SQLite store in a temp dir (or a PostgreSQL
+ * database shared with other relay children), delivering to
  * the bench's upstream. Its own process so its memory (peak RSS) and its
  * event loop are its own, as in production. Driven over IPC by run.ts.
  *
@@ -16,6 +17,8 @@ export interface RelayChildArgs {
   adminToken: string;
   keyFile: string;
   pool: boolean;
+  /** Run on PostgreSQL (RELAY_DATABASE_URL) instead of SQLite in dataDir. */
+  databaseUrl?: string;
 }
 
 /** Messages the child answers. */
@@ -57,6 +60,7 @@ async function main(): Promise<void> {
     RELAY_ADMIN_TOKEN: args.adminToken,
     RELAY_KEY_FILE: args.keyFile,
     RELAY_LOG_LEVEL: 'warn',
+    ...(args.databaseUrl ? { RELAY_DATABASE_URL: args.databaseUrl } : {}),
   });
   const relay = await startRelay(config, createLogger('warn'), undefined, { encryptionPool: args.pool });
   relay.ctx.sendLimiter = new RateLimiter({ perMinute: 1e9, burst: 1e9 });

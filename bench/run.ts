@@ -22,7 +22,7 @@ import type { RawLargeArgs, RawLargeResult } from './raw-large-child.js';
 import { startSink, type Sink } from './upstream.js';
 
 const SCALE = Number(process.env['BENCH_SCALE'] ?? '1');
-const ONLY = new Set((process.env['BENCH_ONLY'] ?? 'a,b,c,d,e').split(',').map((s) => s.trim()));
+const ONLY = new Set((process.env['BENCH_ONLY'] ?? 'a,b,c,d,e,f').split(',').map((s) => s.trim()));
 const wants = (...ids: string[]): boolean => ids.some((id) => ONLY.has(id));
 if (!(SCALE > 0)) throw new Error('BENCH_SCALE must be a positive number');
 const n = (count: number): number => Math.max(8, Math.round(count * SCALE));
@@ -51,14 +51,18 @@ interface RelayUnderTest {
   stop(): Promise<void>;
 }
 
-async function startRelayChild(world: World, sink: Sink, pool: boolean, tmp: string): Promise<RelayUnderTest> {
+async function startRelayChild(world: World, sink: Sink, pool: boolean, tmp: string, shared: { databaseUrl?: string; incident?: Incident } = {}): Promise<RelayUnderTest> {
   const dataDir = mkdtempSync(path.join(tmp, `relay-${pool ? 'pool' : 'nopool'}-`));
-  const args: RelayChildArgs = { dataDir, upstreamUrl: sink.url, adminToken: world.adminToken, keyFile: world.relayKeyFile, pool };
+  const args: RelayChildArgs = { dataDir, upstreamUrl: sink.url, adminToken: world.adminToken, keyFile: world.relayKeyFile, pool, ...(shared.databaseUrl ? { databaseUrl: shared.databaseUrl } : {}) };
   const child = forkTs('./relay-child.ts', [JSON.stringify(args)]);
   const ready = await waitFor<RelayChildReady>(child, 'ready');
-  const client = httpClient(ready.httpPort, 1);
-  const incident = await setUpIncident(client, world);
-  client.close();
+  // A second relay on the same database serves the incident the first one set up.
+  let incident = shared.incident;
+  if (incident === undefined) {
+    const client = httpClient(ready.httpPort, 1);
+    incident = await setUpIncident(client, world);
+    client.close();
+  }
   return {
     ready,
     incident,
@@ -191,6 +195,54 @@ async function large(world: World, sink: Sink, tmp: string): Promise<LargeResult
   const args: RawLargeArgs = { keysFile, attachmentBytes: COUNTS.largeBytes };
   const reference = await waitFor<RawLargeResult>(forkTs('./raw-large-child.ts', [JSON.stringify(args)]), 'raw-large', 180_000);
   return { ...measured, reference };
+}
+
+/**
+ * Scenario f: the same encrypted load on PostgreSQL (a throw-away cluster from
+ * the Debian server binaries, dev/pg-cluster.ts), with one relay, then with
+ * two relays on the one database sharing the load.
+ */
+async function postgres(world: World, sink: Sink, tmp: string): Promise<{ one: LoadResult[]; two: LoadResult } | undefined> {
+  const { startPostgresCluster } = await import('../dev/pg-cluster.js');
+  let cluster: Awaited<ReturnType<typeof startPostgresCluster>>;
+  try {
+    cluster = await startPostgresCluster();
+  } catch (err) {
+    log(`postgres: skipped (${err instanceof Error ? err.message : String(err)})`);
+    return undefined;
+  }
+  const pg = (await import('pg')).default;
+  const admin = new pg.Client({ connectionString: cluster.url });
+  await admin.connect();
+  await admin.query("CREATE DATABASE relay_bench TEMPLATE template0 ENCODING 'UTF8'");
+  await admin.end();
+  const databaseUrl = cluster.url.replace(/\/postgres$/, '/relay_bench');
+  const first = await startRelayChild(world, sink, true, tmp, { databaseUrl });
+  let second: RelayUnderTest | undefined;
+  try {
+    await http(first, encryptedRequest(), COUNTS.warmup, 8, sink);
+    const one: LoadResult[] = [];
+    for (const c of [8, 32] as const) {
+      one.push(await http(first, encryptedRequest(), COUNTS.encrypted[c], c, sink));
+      log(`postgres, 1 relay, encrypted, c=${c}: ${one.at(-1)!.e2eRate} msg/s`);
+    }
+    second = await startRelayChild(world, sink, true, tmp, { databaseUrl, incident: first.incident });
+    const two = await httpLoad({
+      port: [first.ready.httpPort, second.ready.httpPort],
+      token: first.incident.icToken,
+      codename: first.incident.codename,
+      body: encryptedRequest(),
+      count: COUNTS.encrypted[32],
+      concurrency: 32,
+      sink,
+    });
+    log(`postgres, 2 relays, encrypted, c=32: ${two.e2eRate} msg/s`);
+    return { one, two };
+  } finally {
+    await second?.stop();
+    await first.stop();
+    cluster.stop();
+  }
 }
 
 // ------------------------------------------------------------------ conditions
@@ -332,6 +384,22 @@ async function main(): Promise<void> {
       });
     }
 
+    let onPostgres: Awaited<ReturnType<typeof postgres>>;
+    if (wants('f')) {
+      log('postgres: one relay, then two on one database');
+      const encPayload = composeProtectedPart(contentFor('encrypted', world));
+      const rawF = await rawEncryptRate(encPayload, encryptionKeys(world), world.relayPrivate);
+      onPostgres = await postgres(world, sink, tmp);
+      if (onPostgres) {
+        const sqliteC32 = on?.encrypted.find((r) => r.concurrency === 32);
+        rows.push(
+          ...onPostgres.one.map((r) => loadRow('f. PostgreSQL, 1 relay, encrypted 4 KB, pool on', r, rawF, 'raw openpgp', 0.8)),
+          loadRow('f. PostgreSQL, 2 relays, encrypted 4 KB, pool on', onPostgres.two, rawF, 'raw openpgp', 0.8),
+          ...(sqliteC32 ? [loadRow('f. (SQLite, 1 relay, same load, from a.)', sqliteC32, rawF, 'raw openpgp', 0.8)] : []),
+        );
+      }
+    }
+
     let audit: AuditResult | undefined;
     if (wants('e')) {
       log('audit verification');
@@ -374,6 +442,7 @@ async function main(): Promise<void> {
       plain: on?.plain,
       smtp: on ? { ...on.smtp, httpReference: on.encrypted.find((r) => r.concurrency === 8)?.e2eRate } : undefined,
       large: big,
+      postgres: onPostgres,
       audit,
       rows,
     };

@@ -10,6 +10,7 @@ import type { Metrics } from './metrics.js';
 import type { Encryptor } from './pgp/pgp-mime.js';
 import type { RelayKey } from './pgp/relay-key.js';
 import type { KeyService } from './services/keys.js';
+import type { InFlightBudget } from './services/budget.js';
 import type { SendLimiter } from './services/rate-limit.js';
 import type { Store } from './store/index.js';
 import type { Incident, RosterMember } from './store/incidents.js';
@@ -41,6 +42,8 @@ export interface RelayContext {
   slack?: SlackRoom | undefined;
   /** Wakes the delivery worker after something was queued. */
   notifyOutbox: () => void;
+  /** Bytes being composed relay-wide, with a cap (a request past it is answered 503 / 451 with Retry-After). */
+  inFlight: InFlightBudget;
   /** Per-token limit on the sending routes (email and SMS, HTTP and SMTP). */
   sendLimiter: SendLimiter;
   /** Where PGP signing and encryption run; undefined = in the calling thread. main.ts sets a worker pool. */

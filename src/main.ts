@@ -25,6 +25,7 @@ import { EncryptionPool } from './pgp/pool.js';
 import { loadOrCreateRelayKey } from './pgp/relay-key.js';
 import { ensureBootstrapAdmin } from './services/bootstrap.js';
 import { KeyService } from './services/keys.js';
+import { InFlightBudget, defaultInFlightBytes } from './services/budget.js';
 import { RateLimiter, StoreRateLimiter } from './services/rate-limit.js';
 import { openStore, type Store } from './store/index.js';
 import { startSmtpListener, type SmtpListener } from './smtp/listener.js';
@@ -143,9 +144,21 @@ async function assemble(config: RelayConfig, logger: Logger, now: () => Date, op
 
   const metrics = createMetrics(true, { queued: (channel) => store.outbox.queuedCount(channel), leased: () => store.outbox.leasedBy(replicaId) });
   metrics.replicaInfo.set({ replica: replicaId, store: store.dialect }, 1);
-  const ctx: RelayContext = { config, store, keys, relayKey: relayKey.key, logger, metrics, now, replicaId, events: NO_EVENTS, notifyOutbox: () => undefined,
+  const ctx: RelayContext = {
+    config,
+    store,
+    keys,
+    relayKey: relayKey.key,
+    logger,
+    metrics,
+    now,
+    replicaId,
+    events: NO_EVENTS,
+    notifyOutbox: () => undefined,
+    inFlight: new InFlightBudget({ limitBytes: defaultInFlightBytes(config.maxMessageBytes) }),
     // One relay per SQLite file: its buckets can live in memory; replicas share theirs in the database.
-    sendLimiter: store.dialect === 'postgres' ? new StoreRateLimiter(store.sendLimits) : new RateLimiter() };
+    sendLimiter: store.dialect === 'postgres' ? new StoreRateLimiter(store.sendLimits) : new RateLimiter(),
+  };
 
   // PGP work off the event loop (see BENCHMARKS.md).
   const poolOption = options.encryptionPool ?? true;
@@ -241,7 +254,7 @@ async function assemble(config: RelayConfig, logger: Logger, now: () => Date, op
   slackWatchdog = slackRoom ? startSlackWatchdog(slackRoom, config.slackSyncInterval, periodicDeps) : undefined;
   maintenance = startPeriodic(periodicDeps, 'maintenance', 10 * 60_000, async () => {
     const removed = await maintenancePass(store, now());
-    if (removed.idempotencyKeys > 0) logger.info(removed, 'maintenance: forgot expired idempotency keys');
+    if (removed.idempotencyKeys > 0 || removed.payloads > 0) logger.info(removed, 'maintenance: removed expired idempotency keys and orphan payloads');
   });
   return { ctx, httpPort, httpServer, smtpPort: smtp.port, tls, generatedAdminToken, stop };
 }

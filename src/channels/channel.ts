@@ -4,11 +4,22 @@
  */
 import type { Envelope } from '../store/outbox.js';
 
+/**
+ * A message too large to want whole in memory (an encrypted copy of a large
+ * attachment): its exact length, and its bytes a chunk at a time, each time
+ * `chunks()` is called.
+ */
+export interface ChunkedBody {
+  readonly length: number;
+  chunks(): Iterable<Buffer>;
+}
+
 /** What a channel needs to send one queued delivery. */
 export interface OutgoingDelivery {
   id: string;
   envelope: Envelope;
-  body: Buffer;
+  /** The bytes to send: whole, or (an encrypted copy) written as it is sent. */
+  body: Buffer | ChunkedBody;
 }
 
 /** A recipient the provider refused while it took the message for the others. */

@@ -64,7 +64,11 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     if (known) {
-      if (known.code === 'unavailable') logger.error({ err }, 'store unavailable');
+      // A store that cannot write is the admin's problem; a refusal the relay chose (busy, Slack off) only a warning.
+      if (known.code === 'unavailable') {
+        if (known === err) logger.warn({ code: known.code, retryAfter: known.retryAfter, reason: known.message }, 'answered 503 unavailable');
+        else logger.error({ err }, 'store unavailable');
+      }
       sendError(res, known);
       return;
     }

@@ -53,10 +53,20 @@ export interface SealedMessage {
   copies: SealedCopy[];
 }
 
-/** Composes, signs and encrypts `content` once, for every copy in `copies`. */
-export async function composeSealed(content: MessageContent, copies: CopyRequest[], encryptor: Encryptor): Promise<SealedMessage> {
+/** The reply headers the outer (clear) headers of an encrypted message may carry; absent ones are left out there. */
+export interface OuterReferences {
+  inReplyTo?: string | undefined;
+  references?: string[] | undefined;
+}
+
+/**
+ * Composes, signs and encrypts `content` once, for every copy in `copies`.
+ * The protected headers carry `content`'s In-Reply-To and References; the
+ * clear outer headers only those in `outer` (default: the same).
+ */
+export async function composeSealed(content: MessageContent, copies: CopyRequest[], encryptor: Encryptor, outer?: OuterReferences): Promise<SealedMessage> {
   // Headers first: a value the composer refuses costs no encryption.
-  const envelope = composeEncryptedEnvelopeParts(content);
+  const envelope = composeEncryptedEnvelopeParts(outer === undefined ? content : { ...content, inReplyTo: outer.inReplyTo, references: outer.references });
   const sealed = await encryptor.seal(composeProtectedPart(content), copies.map((c) => c.keys), content.date);
   if (sealed.keyPackets.length !== copies.length) throw new Error('seal: one set of key packets per copy was expected');
   return {

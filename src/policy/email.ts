@@ -19,9 +19,9 @@ export interface HeaderValue {
 
 /** What rule `codename` looks at: where each value ends up, and what must not be in any. */
 export interface HeaderExposure {
-  /** Display names: in the From/To/Cc headers of every copy, the outer headers of encrypted mail included. */
+  /** Values readable on the way even when the message is encrypted (the outer headers carry bare addresses, so the pipeline passes none today). */
   always: readonly HeaderValue[];
-  /** The topic (subject) and attachment file names: readable on the way only when the message goes plain. */
+  /** Display names, the topic (subject) and attachment file names: readable on the way only when the message goes plain. */
   whenPlain: readonly HeaderValue[];
   /** The incident's private terms: its label (issue 12). */
   forbiddenTerms: readonly string[];

@@ -9,12 +9,13 @@ import type { RelayContext } from '../context.js';
 import { RelayError, asRelayError, invalid } from '../errors.js';
 import type { Attachment, MessageContent } from '../mime/compose.js';
 import { composePlain } from '../mime/compose.js';
-import { composeSealed, inThreadEncryptor, renderCopy } from '../pgp/pgp-mime.js';
+import { composeSealed, inThreadEncryptor, type OuterReferences } from '../pgp/pgp-mime.js';
 import { createDomainMatcher } from '../policy/domains.js';
-import { decideEmail, type EmailPlan } from '../policy/email.js';
+import { decideEmail, type EmailPlan, type HeaderExposure } from '../policy/email.js';
 import type { Repositories } from '../store/index.js';
 import type { Incident } from '../store/incidents.js';
-import { normaliseMessageId, type NewDelivery } from '../store/outbox.js';
+import { normaliseMessageId, type BodyKind, type EmailPayload, type NewDelivery } from '../store/outbox.js';
+import { assertRequestBytes, estimateRequestBytes } from './budget.js';
 import { rememberAnswer, replayAnswer, requestFingerprint, type IdempotencyUse } from './idempotency.js';
 import type { Caller } from './incidents.js';
 
@@ -95,6 +96,23 @@ export interface ChainFacts {
   external: boolean;
   /** Why, for the audit log: which references made it external. */
   reasons: string[];
+  /** The references the relay knows (it issued them, or kept them as a client's alias), normalised, with their incident. */
+  known: ReadonlyMap<string, string>;
+}
+
+/**
+ * The In-Reply-To and References the clear headers of an encrypted message
+ * may carry: only Message-IDs of this incident's threads that the relay knows
+ * (issue 10 §8). The rest travel inside the encryption, in the protected
+ * headers, where the recipients' mail clients still thread on them.
+ */
+export function outerReferences(message: Pick<EmailSubmission, 'inReplyTo' | 'references'>, chain: ChainFacts, incidentId: string): OuterReferences {
+  const ours = (id: string): boolean => chain.known.get(normaliseMessageId(id)) === incidentId;
+  const references = (message.references ?? []).filter(ours);
+  return {
+    inReplyTo: message.inReplyTo !== undefined && ours(message.inReplyTo) ? message.inReplyTo : undefined,
+    references: references.length > 0 ? references : undefined,
+  };
 }
 
 /**
@@ -105,9 +123,9 @@ export interface ChainFacts {
  * sender is outside the company (counsel sending through the relay).
  */
 export async function chainFacts(repos: Pick<Repositories, 'outbox'>, references: readonly string[], isInternal: (address: string) => boolean): Promise<ChainFacts> {
-  if (references.length === 0) return { external: false, reasons: [] };
-  const known = await repos.outbox.chainMessages(references);
-  const byReference = new Map(known.map((m) => [m.reference, m]));
+  if (references.length === 0) return { external: false, reasons: [], known: new Map() };
+  const found = await repos.outbox.chainMessages(references);
+  const byReference = new Map(found.map((m) => [m.reference, m]));
   const reasons: string[] = [];
   for (const reference of new Set(references.map(normaliseMessageId))) {
     const message = byReference.get(reference);
@@ -118,7 +136,7 @@ export async function chainFacts(repos: Pick<Repositories, 'outbox'>, references
     } else if (message.chainExternal) reasons.push('external-chain');
     else if (!isInternal(message.sender)) reasons.push('external-sender');
   }
-  return { external: reasons.length > 0, reasons: [...new Set(reasons)] };
+  return { external: reasons.length > 0, reasons: [...new Set(reasons)], known: new Map(found.map((m) => [m.reference, m.incidentId])) };
 }
 
 /** The idempotency fingerprint of an email: what was asked, attachments by hash. */
@@ -159,6 +177,7 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
   const everyone = [...new Set([...message.to, ...message.cc, ...message.bcc, caller.email])];
   const isInternal = internalMatcher(ctx.config.internalDomains);
   const chain = await chainFacts(ctx.store, [...(message.inReplyTo ? [message.inReplyTo] : []), ...(message.references ?? [])], isInternal);
+  const names = new Map(roster.map((m) => [m.email, m.name]));
   const decision = decideEmail({
     sender: caller.email,
     claimedSenders: message.claimedSenders ?? [],
@@ -174,6 +193,7 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
     isInternal,
     encryptMode: ctx.config.encrypt,
     keys: await ctx.keys.keyStates(everyone, now, incident.id),
+    exposure: headerExposure(caller.email, message, names, incidentTerms(incident)),
   });
 
   const auditBase = { type: 'email.decision', actor: caller.email, incidentId: incident.id };
@@ -187,10 +207,25 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
   const plan = decision.plan;
   const id = randomUUID();
   const messageId = `<${randomUUID()}@${ctx.config.mailDomain}>`;
-  let deliveries: NewDelivery[];
+  // Only Message-IDs of this incident's threads the relay issued (or kept as
+  // a client's alias) may stand in the clear headers of encrypted mail; the
+  // others travel inside the encryption only (issue 10 §8).
+  const outer = plan.encrypt ? outerReferences(message, chain, incident.id) : undefined;
+  let composed: Composed;
+  let release: (() => void) | undefined;
   try {
-    deliveries = await composeDeliveries(ctx, incident, caller, message, plan, { id, messageId, date: now }, new Map(roster.map((m) => [m.email, m.name])));
+    // Bounded before anything is composed: what this request would store, and
+    // what all requests composing at once may hold (issue 10 §15).
+    const bytes = estimateRequestBytes(message, {
+      encrypted: plan.encrypt,
+      headerAddresses: 1 + plan.to.length + plan.cc.length,
+      keysPerCopy: plan.encrypt ? [plan.visibleKeyHolders.length, ...plan.bcc.map(() => 1)] : [],
+    });
+    assertRequestBytes(bytes.stored, plan.encrypt ? 1 + plan.bcc.length : 1, ctx.config.maxMessageBytes);
+    release = ctx.inFlight.reserve(bytes.composing);
+    composed = await composeDeliveries(ctx, incident, caller, message, plan, { id, messageId, date: now, outerReferences: outer }, names);
   } catch (err) {
+    release?.();
     // Composition refused what the policy let through (a value the composer
     // will not put in a header, a failed encryption): nothing is queued, and
     // the refusal is on the record like any other decision.
@@ -207,12 +242,14 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
     ctx.metrics.decisions.inc({ channel: 'email', outcome: 'refused', code });
     throw err;
   }
+  const { deliveries, payload } = composed;
   const answer: EmailAccepted = { id, messageId, status: 'queued', encrypted: plan.encrypt, recipients: [...plan.to, ...plan.cc, ...plan.bcc] };
 
   // Grouped with the other accepts of this turn: one fsync for all of them.
   // It resolves only once the COMMIT holding this message is on disk, so the
   // 202/250 still means "committed" (SPEC §6); a failed COMMIT rejects it.
-  const committed = await ctx.store.grouped(async (tx): Promise<'queued' | 'raced' | RelayError> => {
+  const committed = await ctx.store
+    .grouped(async (tx): Promise<'queued' | 'raced' | RelayError> => {
     // Encryption can take a while: the roster or the incident may have changed
     // since the decision. Check again where it counts, in the commit itself.
     const changed = await changedSinceDecision(tx, incident.id, caller.email, answer.recipients);
@@ -222,6 +259,7 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
     }
     await tx.outbox.insertEmail({ id, incidentId: incident.id, messageId, sender: caller.email, encrypted: plan.encrypt, chainExternal: plan.chainExternal, recipients: answer.recipients, createdAt: now.toISOString() });
     if (message.clientMessageId !== undefined) await tx.outbox.addAlias(message.clientMessageId, id);
+    if (payload !== undefined) await tx.outbox.insertPayload(id, payload);
     await tx.outbox.enqueue(deliveries, now);
     await tx.audit.append({
       ...auditBase,
@@ -240,7 +278,8 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
       },
     });
     return 'queued';
-  });
+  })
+    .finally(release);
   if (committed instanceof RelayError) {
     await ctx.store.audit.append({ ...auditBase, outcome: 'refused', data: { via: options.via, code: committed.code, rules: decision.rules, recipients: recipientsOf, bytes: size, changedDuringCompose: true } });
     ctx.metrics.decisions.inc({ channel: 'email', outcome: 'refused', code: committed.code });
@@ -253,11 +292,18 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
   return answer;
 }
 
+/** What composition hands to the commit: the deliveries, and for encrypted mail the parts all copies share. */
+interface Composed {
+  deliveries: NewDelivery[];
+  payload?: EmailPayload;
+}
+
 /**
  * The bytes and envelopes to queue: one plain message for everyone, or one
  * encrypted copy for the visible recipients plus one per Bcc recipient
  * readable with that recipient's key alone (rule `bcc`). The payload is
- * signed and encrypted once; copies differ only in their session key packets.
+ * signed and encrypted once; copies differ only in their session key packets,
+ * which is all each delivery stores (the shared part is stored once).
  */
 async function composeDeliveries(
   ctx: RelayContext,
@@ -265,9 +311,9 @@ async function composeDeliveries(
   caller: Caller,
   message: EmailSubmission,
   plan: EmailPlan,
-  ids: { id: string; messageId: string; date: Date },
+  ids: { id: string; messageId: string; date: Date; outerReferences: OuterReferences | undefined },
   names: ReadonlyMap<string, string>,
-): Promise<NewDelivery[]> {
+): Promise<Composed> {
   const address = (email: string) => ({ name: names.get(email), address: email });
   const content: MessageContent = {
     messageId: ids.messageId,
@@ -282,23 +328,56 @@ async function composeDeliveries(
     inReplyTo: message.inReplyTo,
     references: message.references,
   };
-  const delivery = (to: string[], body: Buffer): NewDelivery => ({
+  const delivery = (to: string[], body: Buffer, bodyKind: BodyKind): NewDelivery => ({
     id: randomUUID(),
     channel: 'email',
     emailId: ids.id,
     incidentId: incident.id,
     envelope: { kind: 'email', from: caller.email, to },
     body,
+    bodyKind,
   });
-  if (!plan.encrypt) return [delivery([...plan.to, ...plan.cc, ...plan.bcc], composePlain(content))];
+  if (!plan.encrypt) return { deliveries: [delivery([...plan.to, ...plan.cc, ...plan.bcc], composePlain(content), 'raw')] };
 
   // The worker pool when main.ts made one, else this thread; either way a failure refuses the message.
   const encryptor = ctx.encryptor ?? inThreadEncryptor(ctx.relayKey.privateKey);
   const copy = async (recipients: string[], holders: string[]): Promise<{ recipients: string[]; keys: PublicKey[] }> => ({ recipients, keys: await ctx.keys.publicKeys(holders, incident.id) });
   const copies = await Promise.all([copy([...plan.to, ...plan.cc], plan.visibleKeyHolders), ...plan.bcc.map((bcc) => copy([bcc], [bcc]))]);
-  const sealed = await composeSealed(content, copies, encryptor);
-  // Until the outbox stores `sealed.shared` once, each delivery holds its whole rendered copy.
-  return sealed.copies.map((c) => delivery(c.recipients, renderCopy(sealed.envelope, c.keyPackets, sealed.shared)));
+  const sealed = await composeSealed(content, copies, encryptor, ids.outerReferences ?? {});
+  return {
+    deliveries: sealed.copies.map((c) => delivery(c.recipients, Buffer.from(c.keyPackets.buffer, c.keyPackets.byteOffset, c.keyPackets.byteLength), 'sealed')),
+    payload: { head: sealed.envelope.head, tail: sealed.envelope.tail, shared: Buffer.from(sealed.shared.buffer, sealed.shared.byteOffset, sealed.shared.byteLength) },
+  };
+}
+
+/**
+ * Rule `codename`'s inputs: the values the sender chose that reach headers
+ * or the topic line (display names from the roster, the subject, attachment
+ * file names) and the incident's private terms, which none may carry.
+ */
+function headerExposure(sender: string, message: EmailSubmission, names: ReadonlyMap<string, string>, forbiddenTerms: readonly string[]): HeaderExposure {
+  const named = (field: string, emails: readonly string[]) =>
+    emails.flatMap((email, i) => {
+      const name = names.get(email);
+      return name === undefined ? [] : [{ field: `${field}[${i}].name`, value: name }];
+    });
+  return {
+    always: [],
+    whenPlain: [
+      ...named('from', [sender]),
+      ...named('to', message.to),
+      ...named('cc', message.cc),
+      ...(message.subject ? [{ field: 'subject', value: message.subject }] : []),
+      ...message.attachments.map((a, i) => ({ field: `attachments[${i}].filename`, value: a.filename })),
+    ],
+    forbiddenTerms,
+  };
+}
+
+/** The incident's private terms that no header may carry: its label, when it has one. */
+function incidentTerms(incident: Incident): string[] {
+  const label = (incident as Incident & { label?: string | null }).label;
+  return typeof label === 'string' && label !== '' ? [label] : [];
 }
 
 /** The status view of SPEC §4 for GET .../emails/:id. */

@@ -433,4 +433,31 @@ CREATE TABLE send_limits (
 );
 `,
   },
+  {
+    version: 7,
+    name: 'sealed_payloads',
+    // An encrypted message is signed and encrypted once: its shared encrypted
+    // part and the envelope around the armor are stored once per email, and
+    // each delivery holds only its copy's session key packets (body_kind
+    // 'sealed'); the copy is written out when it is sent. A message with 99
+    // Bcc recipients stores its attachment once, not 100 times.
+    sqlite: `
+CREATE TABLE email_payloads (
+  email_id TEXT PRIMARY KEY REFERENCES emails(id),
+  head     BLOB NOT NULL,
+  tail     BLOB NOT NULL,
+  shared   BLOB NOT NULL
+);
+ALTER TABLE deliveries ADD COLUMN body_kind TEXT NOT NULL DEFAULT 'raw' CHECK (body_kind IN ('raw', 'sealed'));
+`,
+    postgres: `
+CREATE TABLE email_payloads (
+  email_id TEXT PRIMARY KEY REFERENCES emails(id),
+  head     BYTEA NOT NULL,
+  tail     BYTEA NOT NULL,
+  shared   BYTEA NOT NULL
+);
+ALTER TABLE deliveries ADD COLUMN body_kind TEXT NOT NULL DEFAULT 'raw' CHECK (body_kind IN ('raw', 'sealed'));
+`,
+  },
 ];

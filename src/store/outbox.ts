@@ -11,6 +11,23 @@ export type DeliveryChannel = 'email' | 'sms';
 /** `cancelled`: the recipient (or the sender) left the roster before it could be sent. */
 export type DeliveryStatus = 'queued' | 'sent' | 'failed' | 'cancelled';
 
+/**
+ * What a delivery's body holds: `raw`, the bytes to send; `sealed`, one
+ * encrypted copy's session key packets, sent with its email's stored payload
+ * (EmailPayload) as armor(key packets, shared) between the envelope's head and tail.
+ */
+export type BodyKind = 'raw' | 'sealed';
+
+/** The parts of an encrypted email stored once for all its copies. */
+export interface EmailPayload {
+  /** The outer RFC 3156 bytes before the armor. */
+  head: Buffer;
+  /** The outer bytes after it. */
+  tail: Buffer;
+  /** The signed and encrypted protected part (one SEIPD packet), shared by every copy. */
+  shared: Buffer;
+}
+
 /** Where a delivery goes: SMTP envelope for email, a phone number for SMS. */
 export type Envelope = { kind: 'email'; from: string; to: string[] } | { kind: 'sms'; to: string };
 
@@ -22,6 +39,7 @@ export interface Delivery {
   incidentId: string | null;
   envelope: Envelope;
   body: Buffer | null;
+  bodyKind: BodyKind;
   status: DeliveryStatus;
   attempts: number;
   createdMs: number;
@@ -37,6 +55,8 @@ export interface NewDelivery {
   incidentId: string | null;
   envelope: Envelope;
   body: Buffer;
+  /** Default `raw`. */
+  bodyKind?: BodyKind;
 }
 
 /** A copy of an email delivery for some of its recipients, made when the upstream refused them (Outbox.splitOff). */
@@ -101,6 +121,7 @@ interface DeliveryRow {
   incident_id: string | null;
   envelope: string;
   body: Buffer | null;
+  body_kind: BodyKind;
   status: DeliveryStatus;
   attempts: number;
   created_ms: number;
@@ -128,6 +149,7 @@ function toDelivery(row: DeliveryRow): Delivery {
     incidentId: row.incident_id,
     envelope: JSON.parse(row.envelope) as Envelope,
     body: row.body,
+    bodyKind: row.body_kind,
     status: row.status,
     attempts: row.attempts,
     createdMs: row.created_ms,
@@ -162,6 +184,16 @@ export function normaliseMessageId(id: string): string {
 // Chains longer than this are looked up in slices (the references list is capped at 100 anyway).
 const LOOKUP_SLICE = 200;
 
+// Removes an email's stored payload once none of its deliveries waits for it
+// any more (SPEC §6: bodies are purged once delivered). One parameter: a delivery id.
+const PURGE_PAYLOAD_OF_DELIVERY = `DELETE FROM email_payloads
+  WHERE email_id = (SELECT email_id FROM deliveries WHERE id = ?)
+    AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.email_id = email_payloads.email_id AND d.status = 'queued')`;
+// PostgreSQL: two copies of one email recorded at the same moment would each
+// still see the other queued and neither would purge; locking the payload row
+// first makes the second wait, and its next statement sees the first's outcome.
+const LOCK_PAYLOAD_OF_DELIVERY = 'SELECT email_id FROM email_payloads WHERE email_id = (SELECT email_id FROM deliveries WHERE id = ?) FOR UPDATE';
+
 /** Outbox and email-record storage. Call the writes inside a store transaction with their audit event. */
 export class Outbox {
   constructor(private readonly sql: SqlExecutor) {}
@@ -170,11 +202,22 @@ export class Outbox {
   async enqueue(deliveries: readonly NewDelivery[], at: Date): Promise<void> {
     for (const d of deliveries) {
       await this.sql.run(
-        `INSERT INTO deliveries (id, channel, email_id, sms_id, incident_id, envelope, body, status, attempts, created_ms, next_attempt_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?)`,
-        [d.id, d.channel, d.emailId ?? null, d.smsId ?? null, d.incidentId, JSON.stringify(d.envelope), d.body, at.getTime(), at.getTime()],
+        `INSERT INTO deliveries (id, channel, email_id, sms_id, incident_id, envelope, body, body_kind, status, attempts, created_ms, next_attempt_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?)`,
+        [d.id, d.channel, d.emailId ?? null, d.smsId ?? null, d.incidentId, JSON.stringify(d.envelope), d.body, d.bodyKind ?? 'raw', at.getTime(), at.getTime()],
       );
     }
+  }
+
+  /** Stores the parts an encrypted email's copies share (once per email; its deliveries are `sealed`). */
+  async insertPayload(emailId: string, payload: EmailPayload): Promise<void> {
+    await this.sql.run('INSERT INTO email_payloads (email_id, head, tail, shared) VALUES (?, ?, ?, ?)', [emailId, payload.head, payload.tail, payload.shared]);
+  }
+
+  /** The stored parts of an encrypted email, while any of its copies is queued. */
+  async payload(emailId: string): Promise<EmailPayload | undefined> {
+    const row = await this.sql.get<{ head: Buffer; tail: Buffer; shared: Buffer }>('SELECT head, tail, shared FROM email_payloads WHERE email_id = ?', [emailId]);
+    return row ? { head: row.head, tail: row.tail, shared: row.shared } : undefined;
   }
 
   /**
@@ -258,8 +301,8 @@ export class Outbox {
       envelope === undefined
         ? 0
         : await this.sql.run(
-            `INSERT INTO deliveries (id, channel, email_id, sms_id, incident_id, envelope, body, status, attempts, created_ms, next_attempt_ms, last_error)
-             SELECT ?, channel, email_id, sms_id, incident_id, ?, CASE WHEN ? = 'queued' THEN body END, ?, attempts + 1, created_ms, ?, ?
+            `INSERT INTO deliveries (id, channel, email_id, sms_id, incident_id, envelope, body, body_kind, status, attempts, created_ms, next_attempt_ms, last_error)
+             SELECT ?, channel, email_id, sms_id, incident_id, ?, CASE WHEN ? = 'queued' THEN body END, body_kind, ?, attempts + 1, created_ms, ?, ?
              FROM deliveries WHERE id = ? AND channel = 'email' AND (? = 'failed' OR body IS NOT NULL)`,
             [split.id, JSON.stringify(envelope), split.status, split.status, split.nextAttempt.getTime(), split.error, sourceId, split.status],
           );
@@ -276,7 +319,19 @@ export class Outbox {
        WHERE id = ? AND status = 'queued'`,
       [providerId, at.toISOString(), id],
     );
+    await this.purgePayloadOf(id);
     return changes === 1;
+  }
+
+  /** Run after a change that took a delivery out of the queue: its email's payload goes when no copy waits for it. */
+  private async purgePayloadOf(deliveryId: string): Promise<void> {
+    if (this.sql.dialect === 'postgres') await this.sql.get(LOCK_PAYLOAD_OF_DELIVERY, [deliveryId]);
+    await this.sql.run(PURGE_PAYLOAD_OF_DELIVERY, [deliveryId]);
+  }
+
+  /** Payloads no queued copy needs (a safety net for the maintenance pass); returns how many were removed. */
+  async purgeOrphanPayloads(): Promise<number> {
+    return this.sql.run("DELETE FROM email_payloads WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.email_id = email_payloads.email_id AND d.status = 'queued')");
   }
 
   /** Schedules another attempt and gives the lease back. */
@@ -294,6 +349,7 @@ export class Outbox {
       "UPDATE deliveries SET status = 'failed', body = NULL, attempts = attempts + 1, last_error = ?, lease_owner = NULL, lease_until_ms = NULL WHERE id = ? AND status = 'queued'",
       [error, id],
     );
+    await this.purgePayloadOf(id);
     return changes === 1;
   }
 
@@ -316,6 +372,7 @@ export class Outbox {
         "UPDATE deliveries SET status = 'cancelled', body = NULL, last_error = ?, lease_owner = NULL, lease_until_ms = NULL WHERE id = ? AND status = 'queued'",
         [reason, deliveryId],
       );
+      await this.purgePayloadOf(deliveryId);
       return base;
     }
     const cancelledId = newId();

@@ -19,11 +19,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { RelayContext } from '../context.js';
-import { DeliveryError, type Channel, type RefusedRecipient, type SendReceipt } from '../channels/channel.js';
+import { DeliveryError, type Channel, type ChunkedBody, type RefusedRecipient, type SendReceipt } from '../channels/channel.js';
+import { renderCopyChunks, renderedCopyLength } from '../pgp/pgp-mime.js';
 import { cancellationEvent } from '../services/incidents.js';
 import type { AuditInput } from '../store/audit.js';
 import type { Repositories } from '../store/index.js';
-import type { Delivery, DeliveryChannel, DeliverySplit, Envelope } from '../store/outbox.js';
+import type { Delivery, DeliveryChannel, DeliverySplit, EmailPayload, Envelope } from '../store/outbox.js';
 
 /** What the worker needs from the relay: the store, the clock, its identity, and where to report. */
 export type DeliveryContext = Pick<RelayContext, 'store' | 'now' | 'logger' | 'metrics' | 'config' | 'replicaId'>;
@@ -47,8 +48,6 @@ export interface DeliveryWorkerOptions {
   releaseLeasesAtStart?: boolean;
   /** Random in [0, 1); tests pin it. */
   random?: () => number;
-  /** Told the outcome of every send (channel health, metrics of upstream problems). */
-  onOutcome?: (channel: DeliveryChannel, outcome: { ok: true } | { ok: false; error: DeliveryError }) => void;
 }
 
 /** A row to split off a delivery the upstream took for only some recipients, with its audit event. */
@@ -79,6 +78,8 @@ const RECORD_RETRY_MAX_MS = 30_000;
 export class DeliveryWorker {
   private readonly inFlight = new Map<string, Promise<void>>();
   private readonly unrecorded = new Map<string, Unrecorded>();
+  // The stored payload of an encrypted email, read once for all its copies in flight at the same time.
+  private readonly payloads = new Map<string, { payload: Promise<EmailPayload | undefined>; users: number }>();
   private timer: NodeJS.Timeout | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private running = false;
@@ -259,10 +260,9 @@ export class DeliveryWorker {
     if (envelope === undefined) return;
     let receipt: SendReceipt;
     try {
-      receipt = await channel.send({ id: delivery.id, envelope, body: delivery.body });
+      receipt = await this.withBody(delivery, delivery.body, (body) => channel.send({ id: delivery.id, envelope, body }));
     } catch (err) {
       const failure = err instanceof DeliveryError ? err : new DeliveryError(`unexpected: ${err instanceof Error ? err.message : String(err)}`, true);
-      this.options.onOutcome?.(delivery.channel, { ok: false, error: failure });
       const now = ctx.now().getTime();
       const wait = Math.max(backoffMs(delivery.attempts, this.baseBackoffMs, this.maxBackoffMs, this.random), (failure.retryAfter ?? 0) * 1000);
       const expired = now + wait - delivery.createdMs > ctx.config.deliveryMaxAge;
@@ -283,7 +283,6 @@ export class DeliveryWorker {
       ctx.logger.warn({ deliveryId: delivery.id, channel: delivery.channel, transient: failure.transient, giveUp }, 'delivery attempt failed');
       return;
     }
-    this.options.onOutcome?.(delivery.channel, { ok: true });
     // The upstream has it. Recording that is a separate step: if the store
     // cannot write now, the outcome is kept and written later; the delivery
     // is never sent again by this process, and never rewritten as failed.
@@ -307,6 +306,32 @@ export class DeliveryWorker {
     for (const split of splits) {
       ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: split.row.status === 'queued' ? 'retry' : 'failed' });
       ctx.logger.warn({ deliveryId: delivery.id, splitId: split.row.id, channel: delivery.channel, recipients: split.row.to.length, status: split.row.status }, 'upstream refused some recipients');
+    }
+  }
+
+  /**
+   * Runs `send` with the delivery's bytes: a raw body as it is; a sealed
+   * copy as its email's stored envelope and shared payload around its own key
+   * packets, written a chunk at a time (a large attachment to 99 Bcc
+   * recipients is held once, not once per copy in flight).
+   */
+  private async withBody<T>(delivery: Delivery, stored: Buffer, send: (body: Buffer | ChunkedBody) => Promise<T>): Promise<T> {
+    if (delivery.bodyKind === 'raw') return send(stored);
+    const emailId = delivery.emailId;
+    // A sealed copy without its payload can never be sent: permanent, so it fails rather than loops.
+    if (emailId === null) throw new DeliveryError('sealed copy without an email', false);
+    let entry = this.payloads.get(emailId);
+    if (!entry) this.payloads.set(emailId, (entry = { payload: this.ctx.store.outbox.payload(emailId), users: 0 }));
+    entry.users += 1;
+    try {
+      const payload = await entry.payload;
+      if (payload === undefined) throw new DeliveryError('the encrypted payload of this copy is gone', false);
+      const keyPackets = stored;
+      const envelope = { head: payload.head, tail: payload.tail };
+      return await send({ length: renderedCopyLength(envelope, keyPackets.length, payload.shared.length), chunks: () => renderCopyChunks(envelope, keyPackets, payload.shared) });
+    } finally {
+      entry.users -= 1;
+      if (entry.users === 0 && this.payloads.get(emailId) === entry) this.payloads.delete(emailId);
     }
   }
 

@@ -4,6 +4,8 @@
  * fresh home that holds only one recipient's secret key.
  */
 import { simpleParser } from 'mailparser';
+import { renderCopy } from '../../src/pgp/pgp-mime.js';
+import type { Store } from '../../src/store/index.js';
 import { createGpgHome, type DecryptResult, type GpgHome } from './gpg.js';
 
 /** The message's own header lines (unfolded lines as sent, CRLF-split). */
@@ -31,4 +33,19 @@ export async function decryptAs(keyring: GpgHome, fingerprint: string, armored: 
   } finally {
     await home.cleanup();
   }
+}
+
+/**
+ * The message a queued delivery will put on the wire, as the worker writes
+ * it: the stored bytes of a plain message, or an encrypted copy rendered
+ * from its email's stored payload and the delivery's own key packets.
+ */
+export async function queuedMessage(store: Store, where: { deliveryId?: string; emailId?: string } = {}): Promise<Buffer> {
+  const [filter, params] = where.deliveryId ? ['id = ?', [where.deliveryId]] : where.emailId ? ['email_id = ?', [where.emailId]] : ['1 = 1', []];
+  const row = await store.sql.get<{ body: Buffer | null; body_kind: string; email_id: string | null }>(`SELECT body, body_kind, email_id FROM deliveries WHERE ${filter} ORDER BY created_ms, id LIMIT 1`, params);
+  if (!row?.body) throw new Error('no queued delivery with a body');
+  if (row.body_kind === 'raw') return row.body;
+  const payload = await store.outbox.payload(row.email_id!);
+  if (!payload) throw new Error('the sealed copy has no stored payload');
+  return renderCopy({ head: payload.head, tail: payload.tail }, row.body, payload.shared);
 }

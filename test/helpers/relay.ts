@@ -18,6 +18,7 @@ import { createMetrics } from '../../src/metrics.js';
 import { EncryptionPool } from '../../src/pgp/pool.js';
 import { GENERATED_KEY_FILE, loadOrCreateRelayKey, type RelayKey } from '../../src/pgp/relay-key.js';
 import { KeyService } from '../../src/services/keys.js';
+import { InFlightBudget, defaultInFlightBytes } from '../../src/services/budget.js';
 import { RateLimiter } from '../../src/services/rate-limit.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import type { Dialect } from '../../src/store/sql.js';
@@ -144,6 +145,7 @@ export async function createTestRelay(config: Partial<RelayConfig> = {}, options
     events: NO_EVENTS,
     notifyOutbox: () => undefined,
     sendLimiter: new RateLimiter(),
+    inFlight: new InFlightBudget({ limitBytes: defaultInFlightBytes(fullConfig.maxMessageBytes) }),
     // As main.ts: tests wrap their channels with watchChannel(name, channel, ctx.health).
     health: new ChannelHealth({ logger, metrics, now: clock.now }),
   };

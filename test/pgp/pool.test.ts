@@ -17,6 +17,7 @@ import { parsePublicKey, type ParsedPublicKey } from '../../src/pgp/keys.js';
 import { EncryptionPool } from '../../src/pgp/pool.js';
 import { loadOrCreateRelayKey, type RelayKey } from '../../src/pgp/relay-key.js';
 import { createGpgHome, type GeneratedKey, type GpgHome } from '../helpers/gpg.js';
+import { queuedMessage } from '../helpers/pgp-mime.js';
 import { createTestRelay } from '../helpers/relay.js';
 
 let gpg: GpgHome;
@@ -231,9 +232,8 @@ describe('the email pipeline over the pool', () => {
       .send({ to: ['alice@partner.test'], text: 'image attached', attachments: [{ filename: 'image.bin', contentType: 'application/octet-stream', content: image.toString('base64') }] });
     expect(res.status).toBe(202);
     expect(res.body.encrypted).toBe(true);
-    const row = (await t.ctx.store.sql.get<{ body: Buffer }>('SELECT body FROM deliveries'))!;
     await gpg.importKey(t.ctx.relayKey.publicArmored); // the test relays' shared key, not this file's
-    const result = await gpg.decrypt(await armoredPart(row.body));
+    const result = await gpg.decrypt(await armoredPart(await queuedMessage(t.ctx.store)));
     expect(result.goodSignatureFrom).toBe(t.ctx.relayKey.fingerprint);
     const inner = await simpleParser(result.plaintext);
     expect(inner.attachments[0]!.content.equals(image)).toBe(true);

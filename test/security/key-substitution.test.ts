@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createGpgHome, type GeneratedKey, type GpgHome } from '../helpers/gpg.js';
-import { armoredPartOf } from '../helpers/pgp-mime.js';
+import { armoredPartOf, queuedMessage } from '../helpers/pgp-mime.js';
 import { putMember } from '../../src/services/incidents.js';
 import { createTestRelay, type TestRelay } from '../helpers/relay.js';
 
@@ -40,8 +40,7 @@ async function declare(token: string): Promise<string> {
 }
 
 async function recipientsOfQueuedCopy(emailId: string): Promise<string[]> {
-  const row = (await relay.ctx.store.sql.get<{ body: Buffer }>('SELECT body FROM deliveries WHERE email_id = ?', [emailId]))!;
-  return gpg.recipientKeyIds(await armoredPartOf(row.body));
+  return gpg.recipientKeyIds(await armoredPartOf(await queuedMessage(relay.ctx.store, { emailId })));
 }
 
 describe('incident-scoped roster keys', () => {

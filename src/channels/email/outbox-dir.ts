@@ -18,7 +18,8 @@ export function createOutboxDirChannel(dir: string): Channel {
       try {
         const handle = await fs.promises.open(temp, 'w', 0o600);
         try {
-          await handle.writeFile(delivery.body);
+          if (Buffer.isBuffer(delivery.body)) await handle.writeFile(delivery.body);
+          else for (const chunk of delivery.body.chunks()) await handle.write(chunk);
           await handle.sync();
         } finally {
           await handle.close();

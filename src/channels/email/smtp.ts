@@ -3,6 +3,7 @@
  * are sent exactly as composed (raw), with the envelope from the outbox, so
  * nothing downstream of the policy can change the message.
  */
+import { Readable } from 'node:stream';
 import nodemailer from 'nodemailer';
 import type { SMTPPoolOptions } from 'nodemailer/lib/smtp-pool';
 import { isLoopbackHost } from '../../loopback.js';
@@ -223,7 +224,9 @@ export function createSmtpChannel(url: string, options: SmtpChannelOptions = {})
     async send(delivery: OutgoingDelivery): Promise<SendReceipt> {
       if (delivery.envelope.kind !== 'email') throw new DeliveryError('not an email envelope', false);
       try {
-        const info = await transport.sendMail({ envelope: { from: delivery.envelope.from, to: delivery.envelope.to }, raw: delivery.body });
+        // A chunked copy is streamed into DATA; nodemailer dot-stuffs it as it goes.
+        const raw = Buffer.isBuffer(delivery.body) ? delivery.body : Readable.from(delivery.body.chunks());
+        const info = await transport.sendMail({ envelope: { from: delivery.envelope.from, to: delivery.envelope.to }, raw });
         const refused = refusedRecipients(info);
         if (refused.length > 0 && info.accepted.length === 0) {
           // Nobody took it (nodemailer throws before DATA for SMTP; LMTP can

@@ -14,7 +14,7 @@ export function nudgeFor(delivery: OutgoingDelivery): { to: string; nudge: strin
   if (!E164.test(to)) throw new DeliveryError('the SMS envelope holds no E.164 number', false);
   const nudge = loadTemplate('sms-nudge');
   // Compared as bytes: the queue holds bytes, and no decoding may turn other text into the nudge.
-  if (!delivery.body.equals(Buffer.from(nudge, 'utf8'))) {
+  if (!Buffer.isBuffer(delivery.body) || !delivery.body.equals(Buffer.from(nudge, 'utf8'))) {
     throw new DeliveryError('refused: an SMS body other than the fixed nudge reached the channel (rule sms)', false);
   }
   return { to, nudge };
