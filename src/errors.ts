@@ -51,6 +51,8 @@ export const ERROR_CODES = {
   audience_invalid: { http: 422, smtp: '550 5.7.1' },
   audience_too_large: { http: 422, smtp: '550 5.7.1' },
   payload_too_large: { http: 413, smtp: '552 5.3.4' },
+  // RFC 3463 X.6.0: the content cannot be read as MIME. Permanent, so clients do not resend it.
+  message_unparsable: { http: 400, smtp: '550 5.6.0' },
   rate_limited: { http: 429, smtp: '451 4.3.0' },
   idempotency_key_reused: { http: 422, smtp: '550 5.7.1' },
   unavailable: { http: 503, smtp: '451 4.3.0' },

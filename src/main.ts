@@ -29,6 +29,7 @@ import { InFlightBudget, defaultInFlightBytes } from './services/budget.js';
 import { RateLimiter, StoreRateLimiter } from './services/rate-limit.js';
 import { openStore, type Store } from './store/index.js';
 import { startSmtpListener, type SmtpListener } from './smtp/listener.js';
+import { MimeReader } from './smtp/mime-pool.js';
 import { loadStatementPhrases } from './templates.js';
 import { loadOrCreateTlsCertificate, type TlsMaterial } from './smtp/tls.js';
 import { DeliveryWorker } from './workers/delivery.js';
@@ -195,6 +196,8 @@ async function assemble(config: RelayConfig, logger: Logger, now: () => Date, op
   httpServer.headersTimeout = 20_000;
   httpServer.requestTimeout = 120_000;
 
+  // Submitted MIME is parsed in worker threads under limits and a deadline (src/smtp/mime-pool.ts).
+  const mimeReader = new MimeReader();
   let smtp: SmtpListener | undefined;
   let slackWatchdog: ReturnType<typeof startSlackWatchdog> | undefined;
   let maintenance: Periodic | undefined;
@@ -202,6 +205,7 @@ async function assemble(config: RelayConfig, logger: Logger, now: () => Date, op
   const shutdown = async (): Promise<void> => {
     // Listeners first: no new submissions; those in flight finish before the store closes.
     await smtp?.close();
+    await mimeReader.close();
     if (httpServer.listening) {
       const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
       // Idle keep-alive sockets would hold close() open until they time out.
@@ -240,7 +244,7 @@ async function assemble(config: RelayConfig, logger: Logger, now: () => Date, op
   let generatedAdminToken: string | undefined;
   try {
     httpPort = await listen(httpServer, config.httpPort, config.httpHost);
-    smtp = await startSmtpListener(ctx, { host: config.smtpHost, port: config.smtpPort, tls });
+    smtp = await startSmtpListener(ctx, { host: config.smtpHost, port: config.smtpPort, tls, mimeReader });
     // Only once the listeners are up: a start that fails (port in use, bad
     // TLS file) must not have created, and then lost, the one-time token.
     generatedAdminToken = await ensureBootstrapAdmin(store, { adminToken: config.adminToken, adminEmail: `admin@${config.mailDomain}`, now: now(), logger });

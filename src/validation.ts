@@ -5,8 +5,8 @@
  */
 import { z } from 'zod';
 import { invalid } from './errors.js';
+import { checkAddress, isAddress, normaliseAddress, shownAddress } from './mail/address.js';
 
-const CONTROL = /[\r\n\0]/;
 // What the composer (src/mime/compose.ts) refuses in a header: C0 controls
 // and DEL, and the Unicode line breaks (NEL, U+2028, U+2029) some readers
 // honour. Refused here too, so a value is never stored (a roster name) that
@@ -21,21 +21,18 @@ export const headerText = (max: number) =>
     .max(max)
     .refine((s) => !NOT_ONE_LINE.test(s), { message: 'must not contain CR, LF, NUL, other control characters or Unicode line separators' });
 
-// Deliberately narrower than RFC 5321: no quoted local parts, no comments, no
-// IP literals. Responders' addresses are ordinary mailbox names.
-const EMAIL = /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$/;
-
-/** True for an address the relay accepts. */
+/** True for an address the relay accepts (the one grammar: src/mail/address.ts). */
 export function isEmailAddress(value: string): boolean {
-  return value.length <= 254 && EMAIL.test(value) && !value.startsWith('.') && !value.includes('..') && !value.split('@')[0]!.endsWith('.');
+  return isAddress(value);
 }
 
-/** An email address, lowercased. */
-export const emailAddress = z
-  .string()
-  .max(254)
-  .refine(isEmailAddress, { message: 'must be an email address such as name@corp.example' })
-  .transform((s) => s.toLowerCase());
+/** An email address, normalised (lowercase, A-label domain); a refusal says what is wrong with it and what to do. */
+export const emailAddress = z.string().transform((value, ctx) => {
+  const checked = checkAddress(value);
+  if (checked.ok) return checked.address;
+  ctx.addIssue({ code: 'custom', message: `"${shownAddress(value)}" ${checked.hint}`, input: value });
+  return z.NEVER;
+});
 
 // RFC 5322 §3.6.4 msg-id, in the dot-atom-like form every mail client writes:
 // "<" id-left "@" id-right ">", printable ASCII without whitespace, and no '<',
@@ -55,10 +52,9 @@ export const messageId = z.string().refine(isMessageId, { message: 'must be a Me
 /** An E.164 phone number. */
 export const phoneNumber = z.string().regex(/^\+[1-9]\d{6,14}$/, 'must be an E.164 number such as +15555550100');
 
-/** Lowercases and checks a path parameter that must be an email address. */
+/** Checks and normalises a path parameter that must be an email address. */
 export function emailParam(value: string): string {
-  if (!isEmailAddress(value)) throw invalid(`"${value.slice(0, 80).replace(CONTROL, '?')}" is not an email address`);
-  return value.toLowerCase();
+  return normaliseAddress(value, 'The address in the path');
 }
 
 /** Parses `input` with `schema` or throws invalid_request listing each bad field. */

@@ -16,10 +16,20 @@ function isBodyParserError(err: unknown): err is BodyParserError {
   return typeof err === 'object' && err !== null && typeof (err as { type?: unknown }).type === 'string' && typeof (err as { status?: unknown }).status === 'number';
 }
 
+// express 5's router decodes path parameters with decodeURIComponent and
+// passes the URIError on, marked 400 (router/lib/layer.js decodeParam).
+function isBadPercentEscape(err: unknown): boolean {
+  return err instanceof URIError && (err as URIError & { status?: unknown }).status === 400;
+}
+
 /** Converts any thrown value into the RelayError the client is shown. */
 export function toRelayError(err: unknown): RelayError | undefined {
   const known = asRelayError(err);
   if (known) return known;
+  if (isBadPercentEscape(err)) {
+    // The client's mistake, not ours: a 400 with a hint, never a 500 with a stack trace in the log.
+    return new RelayError('invalid_request', 'The URL path holds a malformed percent-escape (a % not followed by two hex digits, or bytes that are not UTF-8); write % as %25 and encode the rest as UTF-8.');
+  }
   if (isBodyParserError(err)) {
     switch (err.type) {
       case 'entity.too.large':

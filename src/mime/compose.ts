@@ -11,6 +11,7 @@ import { isAscii } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { encode as qpEncode, wrap as qpWrap } from 'nodemailer/lib/qp';
 import { RelayError } from '../errors.js';
+import { checkAddress } from '../mail/address.js';
 import { isMessageId } from '../validation.js';
 
 /** The only subject any outbound email ever carries (SPEC §2, rule `subject`). */
@@ -182,22 +183,17 @@ function messageHeaders(m: EnvelopeHeaders): string[] {
   return headers;
 }
 
-// Printable ASCII excluding the specials that would end an addr-spec early or
-// start another one; a conservative dot-atom form is all the roster ever holds.
-const LOCAL_PART = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/;
-const DOMAIN = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
-
+// The relay's one address grammar (src/mail/address.ts), checked again here so
+// no caller that skipped validation can put a routed or malformed address in a header.
 function addrSpec(address: string, field: string): string {
   assertHeaderSafe(address, `${field}.address`);
-  const at = address.lastIndexOf('@');
-  const local = address.slice(0, at);
-  const domain = address.slice(at + 1);
-  if (at <= 0 || address.length > 254 || !LOCAL_PART.test(local) || !DOMAIN.test(domain)) {
-    throw new RelayError('invalid_request', `${field}.address is not a plain email address (local@domain); correct it and resend.`, {
-      details: { field: `${field}.address` },
+  const checked = checkAddress(address);
+  if (!checked.ok) {
+    throw new RelayError('invalid_request', `${field}.address ${checked.hint}; correct it and resend.`, {
+      details: { field: `${field}.address`, reason: checked.fault },
     });
   }
-  return address;
+  return checked.address;
 }
 
 function mailbox(a: Address, field: string): string {
@@ -356,12 +352,26 @@ function topicOf(topic: string | undefined): string | undefined {
   return topic;
 }
 
+// A `<body` start tag: the name is followed by something that cannot continue it.
+const BODY_TAG = /<body(?![A-Za-z0-9_])/i;
+
+/** The end of the first `<body …>` start tag, or -1; linear in the length of `html`. */
+export function bodyTagEnd(html: string): number {
+  // Same result as /<body\b[^>]*>/i, which retried `[^>]*` from every `<body`
+  // to the end of the input: quadratic, and 2 MB of `<body` froze the relay for
+  // hours. The first `<body` decides: the first `>` after it closes it, and if
+  // there is none, no later `<body` can have one either.
+  const start = BODY_TAG.exec(html);
+  if (start === null) return -1;
+  const close = html.indexOf('>', start.index + 5);
+  return close < 0 ? -1 : close + 1;
+}
+
 function withHtmlTopic(html: string, topic: string | undefined): string {
   if (topic === undefined) return html;
   const line = `<p>Topic: ${escapeHtml(topic)}</p>${CRLF}`;
-  const body = /<body\b[^>]*>/i.exec(html);
-  if (body === null) return line + html;
-  const at = body.index + body[0].length;
+  const at = bodyTagEnd(html);
+  if (at < 0) return line + html;
   return html.slice(0, at) + CRLF + line + html.slice(at);
 }
 

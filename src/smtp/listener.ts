@@ -19,11 +19,11 @@ import { MAX_RECIPIENTS, submitEmail } from '../services/emails.js';
 import type { Caller } from '../services/incidents.js';
 import type { Incident } from '../store/incidents.js';
 import { isLoopbackHost } from '../loopback.js';
-import { isEmailAddress } from '../validation.js';
 import { authenticate, createAuthGuard, type AuthGuard } from './auth.js';
 import { ipKey } from './backoff.js';
 import { possibleIncidents, recipientRefusal, resolveIncident } from './incident-resolution.js';
-import { parseSubmission } from './parse.js';
+import type { MimeReader } from './mime-pool.js';
+import { envelopeAddress, parseSubmission } from './parse.js';
 import { acceptedText, closingError, errorCodeOf, smtpError, type SmtpStage } from './replies.js';
 
 /** Limits of the listener; the defaults suit a submission service for people, tests shrink them. */
@@ -59,6 +59,8 @@ export interface SmtpListenerOptions {
   limits?: Partial<SmtpLimits>;
   /** Shared back-off state; tests pass their own. */
   guard?: AuthGuard;
+  /** Reads submitted MIME off the event loop; the relay owns (and closes) it. Default: the process's shared reader. */
+  mimeReader?: MimeReader;
 }
 
 /** A listening submission server. */
@@ -211,7 +213,7 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
       mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
       rcptTo: session.envelope.rcptTo.map((r) => r.address),
     };
-    const { submission, xIncident } = await parseSubmission(raw, envelope);
+    const { submission, xIncident } = await parseSubmission(raw, envelope, options.mimeReader);
     // Reading a large message takes time; the token must still be live when the message is accepted.
     const caller = await liveCaller(ctx, session);
     found.incident = await resolveIncident(ctx, caller, { xIncident, subject: submission.subject });
@@ -293,7 +295,8 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
       state.rcptFailure = undefined;
       const check = async (): Promise<void> => {
         const caller = await liveCaller(ctx, session);
-        const from = address.address.trim().toLowerCase();
+        // A routed or malformed address is refused for what it is (with a hint), not as somebody else's.
+        const from = address.address.trim() === '' ? '' : envelopeAddress(address.address, 'MAIL FROM');
         if (from !== caller.email) {
           throw new RelayError('sender_mismatch', `You are authenticated as ${caller.email}; you cannot send as ${from === '' ? '<>' : from}. Use your own address as the sender.`, {
             rule: 'sender',
@@ -309,11 +312,10 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
 
     onRcptTo(address, session, callback) {
       const state = stateOf(session);
-      const rcpt = address.address.trim().toLowerCase();
       const check = async (): Promise<void> => {
         // RCPT replies tell who is on a roster: a revoked token learns nothing more.
         const caller = await liveCaller(ctx, session);
-        if (!isEmailAddress(rcpt)) throw new RelayError('invalid_request', `"${rcpt.slice(0, 80)}" is not an email address such as name@corp.example.`);
+        const rcpt = envelopeAddress(address.address, 'RCPT TO');
         const refusal = await recipientRefusal(ctx, caller, rcpt);
         if (refusal) {
           state.refusedRecipients.push(rcpt);

@@ -3,18 +3,22 @@
  * EmailSubmission the HTTP route builds, so both feed one pipeline.
  *
  * The envelope decides who receives the message: header-only recipients are
- * ignored, envelope recipients absent from To/Cc are Bcc. Only the content is
+ * not delivered to, envelope recipients absent from To/Cc are Bcc. Every
+ * address in the envelope and in To/Cc/From/Sender must still pass the
+ * relay's one address grammar (src/mail/address.ts): a routed address is
+ * refused wherever it appears, never ignored. Only the content is
  * taken from the message; every client header (X-*, User-Agent, Received, …)
  * is dropped because the composer writes all headers itself. What the client
  * claimed as its sender (MAIL FROM, From:, Sender:) goes to the policy's
- * `sender` rule.
+ * `sender` rule. The MIME is read off the event loop (src/smtp/mime-pool.ts).
  */
-import addressparser, { type Address as ParsedAddress } from 'nodemailer/lib/addressparser';
-import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
-import { invalid } from '../errors.js';
+import { RelayError, invalid } from '../errors.js';
+import { addressHint, normaliseAddress, shownAddress } from '../mail/address.js';
 import type { Attachment } from '../mime/compose.js';
 import type { EmailSubmission } from '../services/emails.js';
-import { isEmailAddress, isMessageId } from '../validation.js';
+import { isMessageId } from '../validation.js';
+import { sharedMimeReader, type MimeReader } from './mime-pool.js';
+import type { MimeAddress } from './mime-read.js';
 
 /** The SMTP envelope of one transaction, addresses as the client gave them. */
 export interface SmtpEnvelope {
@@ -33,25 +37,45 @@ const CONTENT_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/[a-z0-9][a-z0-9!#$&^_.+
 const MAX_REFERENCES = 100;
 const MAX_SUBJECT = 998;
 
-function flatten(list: readonly ParsedAddress[]): string[] {
-  return list.flatMap((a) => (a.group ? flatten(a.group) : [a.address]));
+/**
+ * An envelope address (MAIL FROM, RCPT TO) by the relay's one grammar,
+ * normalised; RelayError invalid_request with the hint otherwise.
+ * smtp-server has already dropped an RFC 5321 source route (`<@a,@b:user@c>`
+ * becomes `user@c`, as §4.1.2 and appendix C say a server must accept and
+ * should ignore it), so no route ever reaches the relay from the envelope; a
+ * quoted local part (`<"x"@c>`) arrives with its quotes and is refused here.
+ */
+export function envelopeAddress(value: string, command: 'MAIL FROM' | 'RCPT TO'): string {
+  return normaliseAddress(value.trim(), command);
 }
 
-function addressesOf(field: AddressObject | AddressObject[] | undefined): Set<string> {
-  const objects = field === undefined ? [] : Array.isArray(field) ? field : [field];
-  return new Set(objects.flatMap((o) => flatten(o.value as ParsedAddress[])).map((a) => a.trim().toLowerCase()).filter((a) => a !== ''));
+/**
+ * Every address in a header's parsed list, normalised, groups flattened. A
+ * routed or malformed address is refused, not ignored, even in a header the
+ * relay does not deliver by. An entry without an address (a bare name, an
+ * empty group) gives '' when `keepEmpty`, and nothing otherwise.
+ */
+function headerAddresses(list: readonly MimeAddress[], header: string, keepEmpty: boolean): string[] {
+  return list.flatMap((a): string[] => {
+    if (a.group !== undefined) {
+      // "@relay:user@domain" without angle brackets parses as a group named "@relay".
+      if ((a.name ?? '').trim().startsWith('@')) {
+        throw new RelayError('invalid_request', `The ${header}: header holds "${shownAddress(`${a.name ?? ''}:`)}...": ${addressHint('source_route')}.`, {
+          details: { field: header, reason: 'source_route' },
+        });
+      }
+      return headerAddresses(a.group, header, keepEmpty);
+    }
+    const address = (a.address ?? '').trim();
+    if (address === '') return keepEmpty ? [''] : [];
+    return [normaliseAddress(address, `The ${header}: header address`)];
+  });
 }
 
-// The value of every raw header line named `key`, unfolded (RFC 5322 §2.2.3).
-// mailparser keeps only the last From:, so a second From: would go unseen otherwise.
-function rawHeaderValues(mail: ParsedMail, key: string): string[] {
-  return mail.headerLines.filter((h) => h.key === key).map((h) => h.line.slice(h.line.indexOf(':') + 1).replace(/\r?\n[ \t]/g, ' ').trim());
-}
-
-function claimedSenders(mail: ParsedMail, mailFrom: string): string[] {
-  const header = ['from', 'sender'].flatMap((key) => rawHeaderValues(mail, key).flatMap((value) => flatten(addressparser(value))));
+function claimedSenders(from: readonly MimeAddress[], sender: readonly MimeAddress[], mailFrom: string): string[] {
   // An empty or unparsable mailbox is a claim too: it is not the authenticated address, so `sender` refuses it.
-  return [...new Set([mailFrom, ...header].map((a) => a.trim().toLowerCase()))];
+  const envelope = mailFrom.trim() === '' ? '' : envelopeAddress(mailFrom, 'MAIL FROM');
+  return [...new Set([envelope, ...headerAddresses(from, 'From', true), ...headerAddresses(sender, 'Sender', true)])];
 }
 
 function messageIds(values: readonly string[], header: string): string[] {
@@ -74,16 +98,19 @@ function attachmentName(name: string | undefined, index: number): string {
   return cleaned === '' ? `attachment-${index + 1}` : cleaned;
 }
 
-/** Parses the DATA bytes and maps them, with the envelope, to an EmailSubmission; RelayError invalid_request when they cannot be carried. */
-export async function parseSubmission(raw: Buffer, envelope: SmtpEnvelope): Promise<ParsedSubmission> {
-  // keepCidLinks/skip*: take the parts as they are; rewriting HTML or linkifying text is not the relay's business.
-  const mail = await simpleParser(raw, { keepCidLinks: true, skipImageLinks: true, skipTextToHtml: true, skipTextLinks: true });
+/**
+ * Reads the DATA bytes (in a worker thread, under the limits and deadline of
+ * `reader`) and maps them, with the envelope, to an EmailSubmission. RelayError
+ * invalid_request when they cannot be carried; payload_too_large or
+ * message_unparsable when the MIME itself is over the limits or unreadable.
+ */
+export async function parseSubmission(raw: Buffer, envelope: SmtpEnvelope, reader: MimeReader = sharedMimeReader()): Promise<ParsedSubmission> {
+  const envelopeRecipients = [...new Set(envelope.rcptTo.map((a) => envelopeAddress(a, 'RCPT TO')))];
+  const mail = await reader.read(raw);
 
-  const envelopeRecipients = [...new Set(envelope.rcptTo.map((a) => a.trim().toLowerCase()))];
-  const bad = envelopeRecipients.find((a) => !isEmailAddress(a));
-  if (bad !== undefined) throw invalid(`"${bad.slice(0, 80)}" is not an email address such as name@corp.example.`);
-  const toHeader = addressesOf(mail.to);
-  const ccHeader = addressesOf(mail.cc);
+  const toHeader = new Set(headerAddresses(mail.to, 'To', false));
+  const ccHeader = new Set(headerAddresses(mail.cc, 'Cc', false));
+  const claimed = claimedSenders(mail.from, mail.sender, envelope.mailFrom);
   const to = envelopeRecipients.filter((a) => toHeader.has(a));
   const cc = envelopeRecipients.filter((a) => !toHeader.has(a) && ccHeader.has(a));
   const bcc = envelopeRecipients.filter((a) => !toHeader.has(a) && !ccHeader.has(a));
@@ -93,7 +120,7 @@ export async function parseSubmission(raw: Buffer, envelope: SmtpEnvelope): Prom
   if (subject.length > MAX_SUBJECT) throw invalid(`The subject is ${subject.length} characters; at most ${MAX_SUBJECT}.`);
 
   const inReplyToIds = messageIds(mail.inReplyTo ? [mail.inReplyTo] : [], 'In-Reply-To');
-  const references = messageIds(mail.references === undefined ? [] : Array.isArray(mail.references) ? mail.references : [mail.references], 'References');
+  const references = messageIds(mail.references, 'References');
   // In-Reply-To may name several parents (RFC 5322 §3.6.4); the extra ones still belong to the chain.
   const chain = [...new Set([...references, ...inReplyToIds.slice(1)])];
   if (chain.length > MAX_REFERENCES) throw invalid(`The References header names ${chain.length} messages; at most ${MAX_REFERENCES}.`);
@@ -101,7 +128,8 @@ export async function parseSubmission(raw: Buffer, envelope: SmtpEnvelope): Prom
   const attachments: Attachment[] = mail.attachments.map((a, i) => ({
     filename: attachmentName(a.filename, i),
     contentType: CONTENT_TYPE.test(a.contentType) ? a.contentType.toLowerCase() : 'application/octet-stream',
-    content: a.content,
+    // A worker's Buffer arrives as a Uint8Array view; a Buffer over the same bytes, not a copy.
+    content: Buffer.from(a.content.buffer, a.content.byteOffset, a.content.byteLength),
   }));
 
   return {
@@ -110,13 +138,15 @@ export async function parseSubmission(raw: Buffer, envelope: SmtpEnvelope): Prom
       cc,
       bcc,
       subject: subject === '' ? undefined : subject,
-      text: mail.text ?? '',
-      html: typeof mail.html === 'string' && mail.html !== '' ? mail.html : undefined,
+      text: mail.text,
+      html: mail.html,
       inReplyTo: inReplyToIds[0],
       references: chain.length > 0 ? chain : undefined,
       attachments,
-      claimedSenders: claimedSenders(mail, envelope.mailFrom),
+      claimedSenders: claimed,
+      // Kept only as an alias for chain lookups, never written to a header; one that is not a well-formed Message-ID is just not kept.
+      clientMessageId: mail.messageId !== undefined && isMessageId(mail.messageId) ? mail.messageId : undefined,
     },
-    xIncident: rawHeaderValues(mail, 'x-incident'),
+    xIncident: mail.xIncident,
   };
 }

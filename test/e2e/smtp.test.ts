@@ -30,12 +30,17 @@ const auth = (token: string) => ({ Authorization: `Bearer ${token}` });
 let keyring: GpgHome;
 let counsel: GeneratedKey;
 let icKey: GeneratedKey;
+let secKey: GeneratedKey;
 let tls: TlsMaterial;
 let tlsDir: string;
 
 beforeAll(async () => {
   keyring = await createGpgHome();
-  [counsel, icKey] = await Promise.all([keyring.generateKey('counsel@lawfirm.example', 'Outside Counsel'), keyring.generateKey('ic@corp.example', 'Incident Commander')]);
+  [counsel, icKey, secKey] = await Promise.all([
+    keyring.generateKey('counsel@lawfirm.example', 'Outside Counsel'),
+    keyring.generateKey('ic@corp.example', 'Incident Commander'),
+    keyring.generateKey('sec@corp.example', 'Security'),
+  ]);
   tlsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-smtp-tls-'));
   tls = await loadOrCreateTlsCertificate({ dataDir: tlsDir });
 }, 120_000);
@@ -319,6 +324,37 @@ describe('accepted mail', () => {
       ['data', 'invalid_request'],
       ['data', 'invalid_request'],
     ]);
+  });
+
+  it('a reply written from the Sent folder (In-Reply-To the client\'s own Message-ID) stays in its encrypted thread', async () => {
+    // Thunderbird keeps its own Message-ID (in the sender's own, internal domain) in the Sent copy; the relay writes its own on the wire.
+    const clientId = '<5F3A9C.1@CORP.example>';
+    const first = await client('ic@corp.example', ic).sendMail({ from: 'ic@corp.example', to: 'counsel@lawfirm.example', text: 'privileged', messageId: clientId });
+    expect(first.response).toMatch(/encrypted/);
+    // The reply drops counsel and names only the client's id (the domain part in another case, as RFC 5322 allows).
+    const replyFromSent = () =>
+      client('ic@corp.example', ic).sendMail({
+        from: 'ic@corp.example',
+        to: 'sec@corp.example',
+        text: '> privileged\nquoted from the Sent copy',
+        inReplyTo: '<5F3A9C.1@corp.EXAMPLE>',
+        references: ['<5F3A9C.1@corp.EXAMPLE>'],
+      });
+    // sec has no key: a thread that touched counsel is never sent in clear, so the reply is refused.
+    const failure = await refusal(replyFromSent());
+    expect(failure.responseCode).toBe(550);
+    expect(failure.response).toMatch(/^550 5\.7\.1 missing_public_key: This message must be encrypted \(external-chain\) but there is no public key for sec@corp\.example\./);
+    // With sec's key on file the same reply goes out encrypted.
+    const updated = await relay.request.put('/v1/incidents/amber-otter/roster/sec@corp.example').set(auth(ic)).send({ name: 'sec', role: 'security', publicKey: secKey.armoredPublic });
+    expect(updated.status).toBe(200);
+    const sent = await replyFromSent();
+    expect(sent.response).toMatch(/encrypted, 1 recipient\(s\)$/);
+    await worker.drain();
+    const mails = await upstream.waitFor(2);
+    const toSec = mails.find((m) => m.to.includes('sec@corp.example'))!;
+    expect(toSec.raw.toString('latin1')).not.toContain('quoted from the Sent copy');
+    const opened = await decryptAs(keyring, secKey.fingerprint, await armoredPartOf(toSec.raw), relay.ctx.relayKey.publicArmored);
+    expect(opened.plaintext.toString('utf8')).toContain('quoted from the Sent copy');
   });
 
   it('audits the session outcome when the client leaves', async () => {

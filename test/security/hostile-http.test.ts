@@ -14,10 +14,11 @@ import path from 'node:path';
 import { simpleParser } from 'mailparser';
 import * as openpgp from 'openpgp';
 import { pino } from 'pino';
+import supertest from 'supertest';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createOutboxDirChannel } from '../../src/channels/email/outbox-dir.js';
 import { testConfig } from '../../src/config.js';
-import { jsonBodyLimit } from '../../src/http/app.js';
+import { createApp, jsonBodyLimit } from '../../src/http/app.js';
 import { startRelay } from '../../src/main.js';
 import { RateLimiter } from '../../src/services/rate-limit.js';
 import { DeliveryWorker } from '../../src/workers/delivery.js';
@@ -472,6 +473,94 @@ describe('header injection in every header-bound field', () => {
     expect(head.split('\r\n').filter((l) => /^subject:/i.test(l))).toEqual(['Subject: Attorney Work Project']);
     expect(head).not.toMatch(/^bcc:/im);
     await relay.ctx.store.sql.run('DELETE FROM deliveries WHERE email_id = ?', [res.body.id]);
+  });
+});
+
+describe('source-routed addresses (issue 10 item 1)', () => {
+  const HINTS = {
+    percent: 'source routing (%) is not allowed; address the recipient directly as name@their-domain',
+    bang: 'bang paths (!) are not allowed; address the recipient directly as name@their-domain',
+    route: 'source routes (@host:...) are not allowed; address the recipient directly as name@their-domain',
+    quoted: 'quoted local parts ("..."@ or \\) are not accepted; use the plain address name@domain',
+  };
+  const ROUTED: [string, string, string][] = [
+    ['the percent hack', 'counsel%lawfirm.example@corp.example', HINTS.percent],
+    ['a bang path', 'lawfirm.example!counsel@corp.example', HINTS.bang],
+    ['a source route', '@lawfirm.example:counsel@corp.example', HINTS.route],
+    ['a quoted local part', '"counsel@lawfirm.example"@corp.example', HINTS.quoted],
+  ];
+
+  it.each(ROUTED.flatMap(([name, address, hint]) => (['to', 'cc', 'bcc'] as const).map((field) => [`${field} with ${name}`, field, address, hint] as const)))(
+    'email %s → 400 invalid_request naming the field and the hint, nothing queued',
+    async (_name, field, address, hint) => {
+      const res = await relay.request
+        .post(emailsUrl())
+        .set(auth())
+        .send({ to: ['sec@corp.example'], ...{ [field]: field === 'to' ? ['sec@corp.example', address] : [address] }, text: 'x' });
+      expect(res.status).toBe(400);
+      const index = field === 'to' ? 1 : 0;
+      expect(res.body.error).toEqual({
+        code: 'invalid_request',
+        message: `Invalid request body: ${field}.${index} "${address}" ${hint}`,
+        details: { fields: [{ field: `${field}.${index}`, problem: `"${address}" ${hint}` }] },
+      });
+      expect(await count('deliveries')).toBe(0);
+    },
+  );
+
+  it.each(ROUTED)('roster entry for %s → 400 with the hint, roster unchanged (it would have passed as internal and gone out in clear)', async (_name, address, hint) => {
+    const res = await relay.request.put(`/v1/incidents/${codename}/roster/${encodeURIComponent(address)}`).set(auth()).send({ name: 'Counsel', role: 'external' });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toEqual({ code: 'invalid_request', message: `The address in the path "${address}" ${hint}.`, details: { field: 'The address in the path', reason: expect.any(String) } });
+    expect(await count('roster', `email = '${address.replace(/'/g, "''")}'`)).toBe(0);
+  });
+
+  it.each(ROUTED)('key upload, token and incident commander with %s → 400, nothing stored or issued', async (_name, address, hint) => {
+    const tokens = await count('tokens');
+    const incidents = await count('incidents');
+    const key = await relay.request.put(`/v1/keys/${encodeURIComponent(address)}`).set(auth(relay.admin)).send({ publicKey: counselKey.publicKey });
+    expect([key.status, key.body.error.message]).toEqual([400, `The address in the path "${address}" ${hint}.`]);
+    const token = await relay.request.post('/v1/tokens').set(auth(relay.admin)).send({ email: address, role: 'responder' });
+    expect([token.status, token.body.error.message]).toEqual([400, `Invalid request body: email "${address}" ${hint}`]);
+    const incident = await relay.request.post('/v1/incidents').set(auth(relay.admin)).send({ commander: address });
+    expect([incident.status, incident.body.error.message]).toEqual([400, `Invalid request body: commander "${address}" ${hint}`]);
+    expect(await count('tokens')).toBe(tokens);
+    expect(await count('incidents')).toBe(incidents);
+    expect(await count('public_keys', `email = '${address.replace(/'/g, "''")}'`)).toBe(0);
+  });
+
+  it('an SMS to a routed address → 400, nothing queued', async () => {
+    const res = await relay.request.post(`/v1/incidents/${codename}/sms`).set(auth()).send({ to: ['sec@corp.example', 'counsel%lawfirm.example@corp.example'] });
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe('invalid_request');
+    expect(await count('deliveries')).toBe(0);
+  });
+});
+
+describe('malformed percent-escapes in path parameters (issue 10 item 18)', () => {
+  it.each([
+    ['DELETE', '/v1/tokens/%zz'],
+    ['GET', `/v1/incidents/%E0%A4%A`],
+    ['PUT', `/v1/incidents/:c/roster/a%zz@corp.example`],
+    ['GET', `/v1/incidents/:c/emails/%`],
+    ['GET', '/v1/keys/%C0%AFx@corp.example'],
+  ])('%s %s → 400 invalid_request, no stack trace logged as an error', async (method, url) => {
+    const lines: { level: number; msg: string; err?: { stack?: string } }[] = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) });
+    const app = createApp({ ...relay.ctx, logger });
+    const path = url.replace(':c', codename);
+    const r = supertest(app);
+    const req = method === 'GET' ? r.get(path) : method === 'PUT' ? r.put(path).send({ name: 'A', role: 'security' }) : r.delete(path);
+    const res = await req.set(auth(relay.admin));
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual({
+      error: {
+        code: 'invalid_request',
+        message: 'The URL path holds a malformed percent-escape (a % not followed by two hex digits, or bytes that are not UTF-8); write % as %25 and encode the rest as UTF-8.',
+      },
+    });
+    expect(lines.filter((l) => l.level >= 50)).toEqual([]);
+    expect(lines.some((l) => l.err?.stack !== undefined)).toBe(false);
   });
 });
 

@@ -79,8 +79,9 @@ describe('content', () => {
       ['attachment-3.csv', 'text/csv', Buffer.from('no name').toString('hex')],
     ]);
     expect(xIncident).toEqual(['amber-otter']);
-    // The submission has no field a client header could land in.
-    expect(Object.keys(submission).sort()).toEqual(['attachments', 'bcc', 'cc', 'claimedSenders', 'html', 'inReplyTo', 'references', 'subject', 'text', 'to']);
+    // The submission has no field a client header could land in; the client's Message-ID is kept only as an alias for chain lookups.
+    expect(Object.keys(submission).sort()).toEqual(['attachments', 'bcc', 'cc', 'claimedSenders', 'clientMessageId', 'html', 'inReplyTo', 'references', 'subject', 'text', 'to']);
+    expect(submission.clientMessageId).toMatch(/^<[^<>@]+@[^<>@]+>$/);
   });
 
   it('names an attachment that has no name', async () => {
