@@ -59,7 +59,9 @@ export interface FakeSlack {
   removeMember(channelId: string, userId: string): void;
   /** Someone edits the topic in Slack. */
   setTopic(channelId: string, topic: string): void;
-  /** A channel that is not ours already has `name` (conversations.create answers name_taken). */
+  /** Someone renames the channel in Slack (Slack would let a member with the right to). */
+  renameChannel(channelId: string, name: string): void;
+  /** A channel that is not ours already has `name` (conversations.create and conversations.rename answer name_taken). */
   takeName(name: string): void;
   /** conversations.kick refuses this user with restricted_action, as Slack does for some workspace owners. */
   protect(userId: string): void;
@@ -122,6 +124,10 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     topic: { value: c.topic, creator: '', last_set: 0 },
     purpose: { value: '', creator: '', last_set: 0 },
   });
+  const checkName = (name: string, self?: FakeChannel): void => {
+    if (!/^[a-z0-9][a-z0-9_-]{0,79}$/.test(name)) throw new SlackFailure('invalid_name_specials');
+    if (takenNames.has(name) || [...channels.values()].some((c) => c !== self && c.name === name)) throw new SlackFailure('name_taken');
+  };
   const newChannel = (name: string, isPrivate: boolean, members: string[]): FakeChannel => {
     const channel: FakeChannel = { id: `C${String(++seq).padStart(8, '0')}`, name, isPrivate, archived: false, members: new Set(members), topic: '', messages: [], pins: new Set() };
     channels.set(channel.id, channel);
@@ -132,9 +138,16 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     'auth.test': () => ({ url: 'https://fake.slack.test/', team: 'Fake Corp', user: 'incident-relay', team_id: 'T0FAKE', user_id: botUserId, bot_id: 'B0RELAY' }),
     'conversations.create': (p) => {
       const name = str(p, 'name');
-      if (!/^[a-z0-9][a-z0-9_-]{0,79}$/.test(name)) throw new SlackFailure('invalid_name_specials');
-      if (takenNames.has(name) || [...channels.values()].some((c) => c.name === name)) throw new SlackFailure('name_taken');
+      checkName(name);
       return { channel: channelJson(newChannel(name, bool(p, 'is_private'), [botUserId])) };
+    },
+    'conversations.rename': (p) => {
+      const channel = channelOf(p, { writable: true });
+      if (!channel.members.has(botUserId)) throw new SlackFailure('not_in_channel');
+      const name = str(p, 'name');
+      checkName(name, channel);
+      channel.name = name;
+      return { channel: channelJson(channel) };
     },
     'conversations.setTopic': (p) => {
       const channel = channelOf(p, { writable: true });
@@ -275,6 +288,9 @@ export async function startFakeSlack(options: FakeSlackOptions = {}): Promise<Fa
     },
     setTopic(channelId, topic) {
       channels.get(channelId)!.topic = topic;
+    },
+    renameChannel(channelId, name) {
+      channels.get(channelId)!.name = name;
     },
     takeName(name) {
       takenNames.add(name);

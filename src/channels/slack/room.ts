@@ -9,6 +9,10 @@
  * archive); every Slack call goes through the SlackQueue. Every trigger
  * (creation, roster change, watchdog, on-demand sync) runs the same
  * idempotent `ensureRoom`, so a failed step is simply retried by the next one.
+ *
+ * What the room must do is decided by the pure planner in src/policy/chat.ts
+ * (rules `chat` and `codename`); this module looks at Slack, asks the
+ * planner, carries the plan out and audits each change.
  */
 import type { WebClient } from '@slack/web-api';
 import type { IncidentEvents, RelayContext } from '../../context.js';
@@ -16,11 +20,12 @@ import type { AuditOutcome } from '../../store/audit.js';
 import type { Repositories } from '../../store/index.js';
 import type { Incident, RosterMember } from '../../store/incidents.js';
 import type { SlackChannelStore, SlackChannel, SlackChannelChange, SlackChannelState } from '../../store/slack.js';
-import { loadTemplate, renderTemplate } from '../../templates.js';
+import { MAX_NAME_ATTEMPTS, channelLoss, channelName, channelNameAttempt, planRoom, type ChatDecision, type ChatMember, type ChatPlan, type ObservedChannel } from '../../policy/chat.js';
+import type { RuleOutcome } from '../../policy/decision.js';
+import { loadTemplate } from '../../templates.js';
 import { SlackCallError, SlackQueue, type SlackQueueOptions } from './queue.js';
 
-/** Every topic of an incident channel starts with this (rule `chat`). */
-export const TOPIC_PREFIX = 'Attorney Work Project';
+export { TOPIC_PREFIX, channelName } from '../../policy/chat.js';
 
 /** A roster member's standing in the room, shown as `slackStatus`. */
 export type SlackMemberStatus = 'pending' | 'member' | 'not_found' | 'invite_failed' | 'removed';
@@ -37,10 +42,14 @@ export interface ReconcileResult {
   /** Slack user ids added to the channel. */
   invited: string[];
   topicRestored: boolean;
+  /** The channel had been renamed in Slack and was renamed back to the room's name. */
+  nameRestored: boolean;
   /** Roster emails with no Slack account. */
   notFound: string[];
   /** Invites or kicks Slack refused. A refused kick leaves the room failed: someone off the roster is still in it. */
   failed: Array<{ action: 'invite' | 'kick'; slackUserId: string; email: string | null; error: string }>;
+  /** Rules `chat` and `codename` as this pass found the room (empty when it made no plan). */
+  rules: RuleOutcome[];
 }
 
 /** Options for the room. */
@@ -56,20 +65,16 @@ export interface SlackRoomOptions {
 // the same actions found necessary by a reconciliation are corrections of drift.
 type Trigger = 'event' | 'sync';
 
-// Slack's channel-name limit; a suffix must fit inside it.
-const MAX_CHANNEL_NAME = 80;
-const MAX_NAME_ATTEMPTS = 50;
 const MAX_MEMBER_PAGES = 1000;
+// Names tried per pass when renaming back: conversations.rename is Slack's tier 2
+// (about 20 a minute), so a squatted name costs a few calls, not a rate limit.
+const MAX_RENAME_TRIES = 5;
 
-/** The channel name for the n-th attempt: the codename, then codename-2, -3… (never anything descriptive). */
-export function channelName(codename: string, attempt: number): string {
-  if (attempt <= 1) return codename;
-  const suffix = `-${attempt}`;
-  return codename.slice(0, MAX_CHANNEL_NAME - suffix.length).replace(/-+$/, '') + suffix;
+/** Corrections Slack refused this pass; the room stays failed until they go through. */
+interface Refusals {
+  kicks: ReconcileResult['failed'];
+  rename?: { error: string; previousLength: number };
 }
-
-/** A channel we can no longer use as the room, and why. */
-type ChannelCheck = { usable: true; topic: string } | { usable: false; why: string };
 
 /** The Slack room manager: incident hooks, reconciliation, archive. */
 export class SlackRoom {
@@ -215,7 +220,7 @@ export class SlackRoom {
 
   // ---- the room ----
 
-  /** Brings the open incident's room in line: channel, topic, welcome, members. Never throws for Slack failures. */
+  /** Brings the open incident's room in line: look, plan (src/policy/chat.ts), carry out. Never throws for Slack failures. */
   private async ensureRoom(incidentId: string, actor: string | null, trigger: Trigger): Promise<ReconcileResult> {
     const incident = await this.ctx.store.incidents.byId(incidentId);
     const result = emptyResult(incident?.codename ?? '');
@@ -223,44 +228,134 @@ export class SlackRoom {
     let room = (await this.channels.get(incidentId)) ?? (await this.save(this.ctx.store, incidentId, { state: 'pending', reason: null }));
     try {
       const botId = await this.bot();
-      let topic: string | undefined;
-      if (room.channelId !== null) {
-        const check = await this.checkChannel(room.channelId);
-        if (check.usable) {
-          topic = check.topic;
-        } else {
-          // The bot can no longer manage this channel (deleted, archived, made public, or the bot removed):
-          // start a new private room rather than leave the incident without one.
-          const lost = room;
-          room = await this.ctx.store.transaction(async (tx) => {
-            await this.audit(tx, 'slack.channel_lost', incidentId, actor, 'failed', { channelId: lost.channelId, error: check.why });
-            return this.save(tx, incidentId, { channelId: null, name: null, welcomeTs: null, state: 'pending', reason: `channel lost: ${check.why}` });
-          });
+      let created = false;
+      for (;;) {
+        if (room.channelId === null) {
+          room = await this.createChannel(incident, actor);
+          created = true;
         }
-      }
-      if (room.channelId === null) room = await this.createChannel(incident, actor);
-      const channelId = room.channelId!;
-      if (topic === undefined || !topic.startsWith(TOPIC_PREFIX)) {
-        await this.call('conversations.setTopic', () => this.client.conversations.setTopic({ channel: channelId, topic: renderTemplate(loadTemplate('slack-topic'), { codename: incident.codename }) }));
-        if (topic !== undefined) {
-          // Length only: the edited topic may hold exactly what must not be repeated (rule `codename`).
-          await this.audit(this.ctx.store, 'slack.topic_restored', incidentId, actor, 'corrected', { channelId, previousLength: topic.length });
-          result.topicRestored = true;
+        const channelId = room.channelId!;
+        const channel = await this.observe(channelId, botId);
+        const lost = channel === null || channelLoss(channel, botId) !== undefined;
+        const decision = planRoom({
+          codename: incident.codename,
+          incidentStatus: incident.status,
+          room: { name: room.name, state: room.state, welcomePosted: room.welcomeTs !== null },
+          channel,
+          created,
+          botUserId: botId,
+          roster: lost ? [] : await this.resolveRoster(incident),
+          templates: { topic: loadTemplate('slack-topic'), welcome: loadTemplate('slack-welcome') },
+          archiveOnClose: this.ctx.config.slackArchiveOnClose,
+        });
+        result.rules = decision.rules;
+        const replace = decision.plan.replace;
+        if (replace === undefined) {
+          room = await this.carryOut(incident, room, channelId, channel!, decision, actor, trigger, result);
+          break;
         }
+        // A channel this very pass created is already unusable: something is wrong on Slack's side; do not loop.
+        if (created) throw new SlackCallError('conversations.create', `new channel unusable (${replace})`, false);
+        // The bot can no longer manage this channel (deleted, archived, made public, or the bot removed):
+        // start a new private room rather than leave the incident without one.
+        const previous = room;
+        room = await this.ctx.store.transaction(async (tx) => {
+          await this.audit(tx, 'slack.channel_lost', incidentId, actor, 'failed', { channelId: previous.channelId, error: replace, rules: decision.rules });
+          return this.save(tx, incidentId, { channelId: null, name: null, welcomeTs: null, state: 'pending', reason: `channel lost: ${replace}` });
+        });
       }
-      if (room.welcomeTs === null) {
-        const posted = await this.call('chat.postMessage', () => this.client.chat.postMessage({ channel: channelId, text: renderTemplate(loadTemplate('slack-welcome'), { codename: incident.codename }) }));
-        if (posted.ts === undefined) throw new SlackCallError('chat.postMessage', 'no_ts', false);
-        room = await this.save(this.ctx.store, incidentId, { state: room.state, welcomeTs: posted.ts });
-      }
-      if (room.state !== 'ready') await this.pin(channelId, room.welcomeTs!);
-      await this.syncMembers(incident, channelId, botId, actor, trigger, result);
-      const refused = result.failed.filter((f) => f.action === 'kick');
-      room = refused.length === 0 ? await this.save(this.ctx.store, incidentId, { state: 'ready', reason: null }) : await this.kickRefused(room, actor, refused);
     } catch (err) {
       room = await this.failed(incidentId, room, actor, err);
     }
     return withRoom(result, room);
+  }
+
+  /**
+   * Carries out the plan, in this order: kick (nobody off the roster reads on
+   * while the rest is fixed), rename, topic, welcome, invites. A correction
+   * Slack refuses for good is recorded and the rest still done; the room is
+   * then failed until it goes through.
+   */
+  private async carryOut(
+    incident: Incident,
+    room: SlackChannel,
+    channelId: string,
+    observed: ObservedChannel,
+    decision: ChatDecision,
+    actor: string | null,
+    trigger: Trigger,
+    result: ReconcileResult,
+  ): Promise<SlackChannel> {
+    const { plan } = decision;
+    const refusals: Refusals = { kicks: [] };
+    await this.kick(incident, channelId, plan.kick, actor, trigger, result);
+    refusals.kicks = result.failed.filter((f) => f.action === 'kick');
+    if (plan.rename !== undefined) {
+      const renamed = await this.restoreName(incident, room, channelId, plan.rename, observed.name.length, actor);
+      if (typeof renamed === 'string') refusals.rename = { error: renamed, previousLength: observed.name.length };
+      else {
+        room = renamed;
+        result.nameRestored = true;
+      }
+    }
+    if (plan.setTopic !== undefined) {
+      const topic = plan.setTopic;
+      await this.call('conversations.setTopic', () => this.client.conversations.setTopic({ channel: channelId, topic }));
+      if (plan.topicRestore) {
+        // Length only: the edited topic may hold exactly what must not be repeated (rule `codename`).
+        await this.audit(this.ctx.store, 'slack.topic_restored', incident.id, actor, 'corrected', { channelId, previousLength: observed.topic.length });
+        result.topicRestored = true;
+      }
+    }
+    if (plan.postWelcome !== undefined) {
+      const text = plan.postWelcome;
+      const posted = await this.call('chat.postMessage', () => this.client.chat.postMessage({ channel: channelId, text }));
+      if (posted.ts === undefined) throw new SlackCallError('chat.postMessage', 'no_ts', false);
+      room = await this.save(this.ctx.store, incident.id, { state: room.state, welcomeTs: posted.ts });
+    }
+    if (plan.pinWelcome) await this.pin(channelId, room.welcomeTs!);
+    await this.invite(incident, channelId, plan, actor, trigger, result);
+
+    // The decision that led to changes is audited with every rule's outcome, in the
+    // transaction that records the room's new state (each change has its own event too).
+    const changed = result.kicked.length > 0 || result.invited.length > 0 || result.nameRestored || result.topicRestored;
+    const recordDecision = async (tx: Pick<Repositories, 'audit'>): Promise<void> => {
+      if (changed && decision.rules.some((r) => r.result === 'fail')) {
+        await this.audit(tx, 'slack.reconciled', incident.id, actor, trigger === 'sync' ? 'corrected' : 'ok', { channelId, rules: decision.rules });
+      }
+    };
+    if (refusals.kicks.length > 0 || refusals.rename !== undefined) return this.refused(room, actor, refusals, recordDecision);
+    return this.ctx.store.transaction(async (tx) => {
+      await recordDecision(tx);
+      return this.save(tx, incident.id, { state: 'ready', reason: null });
+    });
+  }
+
+  /**
+   * Renames the channel back to the room's name. When another channel has
+   * taken that name meanwhile, the next suffixes are tried (as at creation:
+   * never anything descriptive) and the name taken is stored. Answers the
+   * updated room, or Slack's error code when it refused for good.
+   */
+  private async restoreName(incident: Incident, room: SlackChannel, channelId: string, wanted: string, previousLength: number, actor: string | null): Promise<SlackChannel | string> {
+    const first = channelNameAttempt(incident.codename, wanted) ?? 1;
+    const last = Math.min(MAX_NAME_ATTEMPTS, first + MAX_RENAME_TRIES - 1);
+    for (let attempt = first; attempt <= last; attempt++) {
+      const name = channelName(incident.codename, attempt);
+      try {
+        await this.call('conversations.rename', () => this.client.conversations.rename({ channel: channelId, name }));
+      } catch (err) {
+        if (err instanceof SlackCallError && err.code === 'name_taken') continue;
+        if (err instanceof SlackCallError && !err.transient) return err.code;
+        throw err;
+      }
+      return this.ctx.store.transaction(async (tx) => {
+        // The length of the name it had, never the name: it may describe the incident (rule `codename`).
+        await this.audit(tx, 'slack.name_restored', incident.id, actor, 'corrected', { channelId, name, previousLength });
+        return this.save(tx, incident.id, { state: room.state, name });
+      });
+    }
+    return 'name_taken';
   }
 
   private async createChannel(incident: Incident, actor: string | null): Promise<SlackChannel> {
@@ -286,18 +381,25 @@ export class SlackRoom {
     throw new SlackCallError('conversations.create', 'name_taken', false);
   }
 
-  private async checkChannel(channelId: string): Promise<ChannelCheck> {
+  /** What Slack shows of the channel: null when it answers channel_not_found; members only read while the channel is still usable. */
+  private async observe(channelId: string, botId: string): Promise<ObservedChannel | null> {
     let info;
     try {
       info = await this.call('conversations.info', () => this.client.conversations.info({ channel: channelId }));
     } catch (err) {
       // A private channel the bot is not in answers channel_not_found, exactly like a deleted one.
-      if (err instanceof SlackCallError && err.code === 'channel_not_found') return { usable: false, why: 'channel_not_found' };
+      if (err instanceof SlackCallError && err.code === 'channel_not_found') return null;
       throw err;
     }
-    if (info.channel?.is_archived === true) return { usable: false, why: 'is_archived' };
-    if (info.channel?.is_private === false) return { usable: false, why: 'not_private' };
-    return { usable: true, topic: info.channel?.topic?.value ?? '' };
+    const channel: ObservedChannel = {
+      name: info.channel?.name ?? '',
+      topic: info.channel?.topic?.value ?? '',
+      isPrivate: info.channel?.is_private !== false,
+      archived: info.channel?.is_archived === true,
+      members: null,
+    };
+    if (channelLoss(channel, botId) !== undefined) return channel;
+    return { ...channel, members: await this.channelMembers(channelId) };
   }
 
   private async pin(channelId: string, ts: string): Promise<void> {
@@ -308,24 +410,15 @@ export class SlackRoom {
     }
   }
 
-  /** Members := roster + bot: kick the rest, invite the missing. */
-  private async syncMembers(incident: Incident, channelId: string, botId: string, actor: string | null, trigger: Trigger, result: ReconcileResult): Promise<void> {
-    const wanted = new Map<string, RosterMember>();
-    for (const member of await this.ctx.store.incidents.roster(incident.id)) {
-      const slackUserId = await this.slackIdOf(incident, member, actor, result);
-      if (slackUserId !== undefined && slackUserId !== botId) wanted.set(slackUserId, member);
-    }
-    const present = await this.channelMembers(channelId);
-
-    for (const slackUserId of present) {
-      // The bot is never kicked: it would lose the room it is meant to keep.
-      if (slackUserId === botId || wanted.has(slackUserId)) continue;
+  /** Removes the planned members (not on the roster) from the channel; a refusal is recorded in result.failed. */
+  private async kick(incident: Incident, channelId: string, kick: readonly string[], actor: string | null, trigger: Trigger, result: ReconcileResult): Promise<void> {
+    for (const slackUserId of kick) {
       try {
         await this.call('conversations.kick', () => this.client.conversations.kick({ channel: channelId, user: slackUserId }));
       } catch (err) {
         if (err instanceof SlackCallError && err.code === 'not_in_channel') continue;
         if (err instanceof SlackCallError && !err.transient) {
-          // Audited by ensureRoom when the room's state changes, not on every pass.
+          // Audited when the room's state changes, not on every pass.
           result.failed.push({ action: 'kick', slackUserId, email: null, error: err.code });
           continue;
         }
@@ -340,42 +433,60 @@ export class SlackRoom {
       });
       result.kicked.push(slackUserId);
     }
+  }
 
-    for (const [slackUserId, member] of wanted) {
-      if (present.has(slackUserId)) {
-        if (member.slackStatus !== 'member') await this.ctx.store.incidents.setSlackStatus(incident.id, member.email, 'member', slackUserId);
-        continue;
-      }
+  /** Records who Slack does not know, confirms who is already in, and invites the missing. */
+  private async invite(incident: Incident, channelId: string, plan: ChatPlan, actor: string | null, trigger: Trigger, result: ReconcileResult): Promise<void> {
+    const roster = new Map((await this.ctx.store.incidents.roster(incident.id)).map((m) => [m.email, m]));
+    for (const email of plan.notFound) {
+      // Audited once per finding, not on every watchdog pass.
+      await this.ctx.store.transaction(async (tx) => {
+        if (roster.get(email)?.slackStatus !== 'not_found') await this.audit(tx, 'slack.user_not_found', incident.id, actor, 'failed', { email });
+        await tx.incidents.setSlackStatus(incident.id, email, 'not_found');
+      });
+      result.notFound.push(email);
+    }
+    for (const { email, slackUserId } of plan.confirm) await this.ctx.store.incidents.setSlackStatus(incident.id, email, 'member', slackUserId);
+    for (const { email, slackUserId } of plan.invite) {
       try {
         await this.call('conversations.invite', () => this.client.conversations.invite({ channel: channelId, users: slackUserId }));
       } catch (err) {
         if (err instanceof SlackCallError && err.code === 'already_in_channel') {
           // Joined between our look at the members and the invite: nothing was done, so nothing to audit.
-          await this.ctx.store.incidents.setSlackStatus(incident.id, member.email, 'member', slackUserId);
+          await this.ctx.store.incidents.setSlackStatus(incident.id, email, 'member', slackUserId);
           continue;
         }
         if (err instanceof SlackCallError && !err.transient) {
           const status: SlackMemberStatus = err.code === 'user_not_found' ? 'not_found' : 'invite_failed';
           await this.ctx.store.transaction(async (tx) => {
-            if (member.slackStatus !== status) await this.audit(tx, 'slack.invite_failed', incident.id, actor, 'failed', { channelId, slackUserId, email: member.email, error: err.code });
-            await tx.incidents.setSlackStatus(incident.id, member.email, status);
+            if (roster.get(email)?.slackStatus !== status) await this.audit(tx, 'slack.invite_failed', incident.id, actor, 'failed', { channelId, slackUserId, email, error: err.code });
+            await tx.incidents.setSlackStatus(incident.id, email, status);
           });
-          if (status === 'not_found') result.notFound.push(member.email);
-          result.failed.push({ action: 'invite', slackUserId, email: member.email, error: err.code });
+          if (status === 'not_found') result.notFound.push(email);
+          result.failed.push({ action: 'invite', slackUserId, email, error: err.code });
           continue;
         }
         throw err;
       }
       await this.ctx.store.transaction(async (tx) => {
-        await tx.incidents.setSlackStatus(incident.id, member.email, 'member', slackUserId);
-        await this.audit(tx, 'slack.invited', incident.id, actor, trigger === 'sync' ? 'corrected' : 'ok', { channelId, slackUserId, email: member.email });
+        await tx.incidents.setSlackStatus(incident.id, email, 'member', slackUserId);
+        await this.audit(tx, 'slack.invited', incident.id, actor, trigger === 'sync' ? 'corrected' : 'ok', { channelId, slackUserId, email });
       });
       result.invited.push(slackUserId);
     }
   }
 
-  /** The member's Slack user id: the one on the roster, else looked up by email (and kept). Not found is recorded. */
-  private async slackIdOf(incident: Incident, member: RosterMember, actor: string | null, result: ReconcileResult): Promise<string | undefined> {
+  /** The active roster with each member's Slack user id: the one on the roster, else looked up by email (and kept); null when Slack has none. */
+  private async resolveRoster(incident: Incident): Promise<ChatMember[]> {
+    const members: ChatMember[] = [];
+    for (const member of await this.ctx.store.incidents.roster(incident.id)) {
+      members.push({ email: member.email, slackUserId: await this.slackIdOf(incident, member), slackStatus: member.slackStatus });
+    }
+    return members;
+  }
+
+  /** The member's Slack user id: the one on the roster, else looked up by email (and kept); null when Slack does not know them. */
+  private async slackIdOf(incident: Incident, member: RosterMember): Promise<string | null> {
     if (member.slackUserId !== null) return member.slackUserId;
     let found: string | undefined;
     try {
@@ -384,17 +495,9 @@ export class SlackRoom {
     } catch (err) {
       if (!(err instanceof SlackCallError && err.code === 'users_not_found')) throw err;
     }
-    if (found !== undefined) {
-      await this.ctx.store.incidents.setSlackStatus(incident.id, member.email, member.slackStatus ?? 'pending', found);
-      return found;
-    }
-    // Audited once per finding, not on every watchdog pass.
-    await this.ctx.store.transaction(async (tx) => {
-      if (member.slackStatus !== 'not_found') await this.audit(tx, 'slack.user_not_found', incident.id, actor, 'failed', { email: member.email });
-      await tx.incidents.setSlackStatus(incident.id, member.email, 'not_found');
-    });
-    result.notFound.push(member.email);
-    return undefined;
+    if (found === undefined) return null;
+    await this.ctx.store.incidents.setSlackStatus(incident.id, member.email, member.slackStatus ?? 'pending', found);
+    return found;
   }
 
   private async channelMembers(channelId: string): Promise<Set<string>> {
@@ -416,7 +519,19 @@ export class SlackRoom {
   private async archive(incidentId: string, actor: string | null): Promise<void> {
     const incident = await this.ctx.store.incidents.byId(incidentId);
     const room = await this.channels.get(incidentId);
-    if (!incident || incident.status !== 'closed' || !room || room.state === 'archived' || !this.ctx.config.slackArchiveOnClose || this.stopped) return;
+    if (!incident || incident.status !== 'closed' || !room || this.stopped) return;
+    const { plan } = planRoom({
+      codename: incident.codename,
+      incidentStatus: incident.status,
+      room: { name: room.name, state: room.state, welcomePosted: room.welcomeTs !== null },
+      channel: undefined,
+      created: false,
+      botUserId: '',
+      roster: [],
+      templates: { topic: loadTemplate('slack-topic'), welcome: loadTemplate('slack-welcome') },
+      archiveOnClose: this.ctx.config.slackArchiveOnClose,
+    });
+    if (plan.archive !== true) return;
     if (room.channelId === null) {
       // Setup never got as far as a channel; there is nothing left to close.
       await this.save(this.ctx.store, incidentId, { state: 'archived', reason: null });
@@ -459,13 +574,22 @@ export class SlackRoom {
     await repos.audit.append({ type, actor, incidentId, outcome, data });
   }
 
-  /** Someone off the roster could not be removed: the room is failed until they are; audited when that changes. */
-  private kickRefused(room: SlackChannel, actor: string | null, refused: ReconcileResult['failed']): Promise<SlackChannel> {
-    const reason = `conversations.kick: ${refused.map((f) => `${f.error} (${f.slackUserId})`).join(', ')}`;
-    this.ctx.logger.warn({ incidentId: room.incidentId, reason }, 'slack room: a non-roster member could not be removed');
+  /**
+   * Someone off the roster could not be removed, or the name could not be
+   * restored: the room is failed until that goes through; audited when the
+   * reason changes, not on every pass.
+   */
+  private refused(room: SlackChannel, actor: string | null, refusals: Refusals, recordDecision: (tx: Pick<Repositories, 'audit'>) => Promise<void>): Promise<SlackChannel> {
+    const parts: string[] = [];
+    if (refusals.kicks.length > 0) parts.push(`conversations.kick: ${refusals.kicks.map((f) => `${f.error} (${f.slackUserId})`).join(', ')}`);
+    if (refusals.rename !== undefined) parts.push(`conversations.rename: ${refusals.rename.error}`);
+    const reason = parts.join('; ');
+    this.ctx.logger.warn({ incidentId: room.incidentId, reason }, 'slack room: a correction was refused');
     return this.ctx.store.transaction(async (tx) => {
+      await recordDecision(tx);
       if (room.state !== 'failed' || room.reason !== reason) {
-        for (const f of refused) await this.audit(tx, 'slack.kick_failed', room.incidentId, actor, 'failed', { channelId: room.channelId, slackUserId: f.slackUserId, error: f.error });
+        for (const f of refusals.kicks) await this.audit(tx, 'slack.kick_failed', room.incidentId, actor, 'failed', { channelId: room.channelId, slackUserId: f.slackUserId, error: f.error });
+        if (refusals.rename !== undefined) await this.audit(tx, 'slack.rename_failed', room.incidentId, actor, 'failed', { channelId: room.channelId, error: refusals.rename.error, previousLength: refusals.rename.previousLength });
       }
       return this.save(tx, room.incidentId, { state: 'failed', reason });
     });
@@ -486,7 +610,7 @@ export class SlackRoom {
 }
 
 function emptyResult(codename: string): ReconcileResult {
-  return { codename, state: null, channelId: null, name: null, reason: null, kicked: [], invited: [], topicRestored: false, notFound: [], failed: [] };
+  return { codename, state: null, channelId: null, name: null, reason: null, kicked: [], invited: [], topicRestored: false, nameRestored: false, notFound: [], failed: [], rules: [] };
 }
 
 function withRoom(result: ReconcileResult, room: SlackChannel | undefined): ReconcileResult {

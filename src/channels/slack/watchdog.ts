@@ -1,7 +1,8 @@
 /**
  * The Slack watchdog: every RELAY_SLACK_SYNC_INTERVAL it reconciles each open
- * incident's room (kicks non-roster members, restores the topic, re-invites
- * the missing, retries a failed setup) and archives rooms of closed incidents.
+ * incident's room (kicks non-roster members, renames the channel back and
+ * restores the exact topic, re-invites the missing, retries a failed setup)
+ * and archives rooms of closed incidents; what to do is src/policy/chat.ts's plan.
  * With several relays on one database it runs on one of them at a time.
  */
 import { startPeriodic, type Periodic, type PeriodicDeps } from '../../workers/periodic.js';

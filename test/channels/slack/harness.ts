@@ -1,6 +1,7 @@
 /** Shared set-up for the Slack room tests: a fake Slack, a relay wired to it, and small helpers. */
 import { expect } from 'vitest';
 import type { RelayConfig } from '../../../src/config.js';
+import type { Dialect } from '../../../src/store/sql.js';
 import type { AuditEvent } from '../../../src/store/audit.js';
 import { startFakeSlack, type FakeChannel, type FakeSlack, type FakeSlackOptions } from '../../helpers/fake-slack.js';
 import { createTestRelay, type TestRelay } from '../../helpers/relay.js';
@@ -28,9 +29,9 @@ export function addPeople(fake: FakeSlack): Workspace['users'] {
   return { ic: fake.addUser('ic@corp.example', 'UIC0000001'), deputy: fake.addUser('deputy@corp.example', 'UDEPUTY001'), sec: fake.addUser('sec@corp.example', 'USEC000001') };
 }
 
-/** A relay with Slack on, pointed at `fake`. */
-export function slackRelay(fake: FakeSlack, config: Partial<RelayConfig> = {}): Promise<TestRelay> {
-  return createTestRelay({ slackBotToken: fake.token, slackApiUrl: fake.url, slackSyncInterval: 200, ...config }, { slack: { queue: FAST_QUEUE } });
+/** A relay with Slack on, pointed at `fake`, on the default store backend or the one given. */
+export function slackRelay(fake: FakeSlack, config: Partial<RelayConfig> = {}, backend?: Dialect): Promise<TestRelay> {
+  return createTestRelay({ slackBotToken: fake.token, slackApiUrl: fake.url, slackSyncInterval: 200, ...config }, { slack: { queue: FAST_QUEUE }, ...(backend !== undefined ? { backend } : {}) });
 }
 
 /** Declares an incident as `token`, expecting 201; returns the answer body. */

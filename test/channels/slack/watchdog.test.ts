@@ -64,7 +64,7 @@ describe('the watchdog', () => {
     expect(kicked.map((e) => [e.actor, e.outcome, e.data])).toEqual([[null, 'corrected', { channelId: room.id, slackUserId: 'UINTRUDER1', email: null }]]);
   });
 
-  it('restores a topic edited in Slack, and leaves one that keeps the prefix', async () => {
+  it('restores a topic edited in Slack, and one that keeps the prefix but adds details, to the exact template', async () => {
     watchdog = startWatchdog();
     fake.setTopic(room.id, 'Ransomware on the payments database');
     await waitFor(() => room.topic === 'Attorney Work Project | sapphire-unicorn', PERIOD * 10, 'the topic to be restored');
@@ -73,11 +73,15 @@ describe('the watchdog', () => {
     expect(restored.map((e) => [e.outcome, e.data])).toEqual([['corrected', { channelId: room.id, previousLength: 'Ransomware on the payments database'.length }]]);
     expect(JSON.stringify(await relay.ctx.store.sql.all('SELECT data FROM audit_events'))).not.toContain('Ransomware');
 
-    // Rule `chat` asks that the topic start with the prefix; what follows is the room's business.
+    // Rule `codename`: the prefix alone is not enough; anything after it may describe the incident.
     fake.setTopic(room.id, 'Attorney Work Project | sapphire-unicorn | bridge at 15:00');
+    await waitFor(() => room.topic === 'Attorney Work Project | sapphire-unicorn', PERIOD * 10, 'the detailed topic to be restored');
+    await waitFor(async () => (await auditOf(relay, 'sapphire-unicorn', 'slack.topic_restored')).length > 1, PERIOD * 10, 'the second restore to be audited');
     const calls = fake.calls.length;
     await waitFor(() => fake.calls.slice(calls).filter((c) => c.method === 'conversations.info').length >= 2, PERIOD * 10, 'two more passes');
-    expect(room.topic).toBe('Attorney Work Project | sapphire-unicorn | bridge at 15:00');
+    // Once exact, it is left alone: no pass sets it again.
+    expect(fake.calls.slice(calls).filter((c) => c.method === 'conversations.setTopic')).toEqual([]);
+    expect(room.topic).toBe('Attorney Work Project | sapphire-unicorn');
   });
 
   it('re-invites a roster member who left or was removed in Slack', async () => {
@@ -97,7 +101,16 @@ describe('the watchdog', () => {
     const replacement = channel(fake, 'sapphire-unicorn-2');
     expect(replacement.isPrivate).toBe(true);
     expect([...replacement.members].sort()).toEqual([fake.botUserId, ws.users.ic, ws.users.deputy].sort());
-    expect((await auditOf(relay, 'sapphire-unicorn', 'slack.channel_lost')).map((e) => e.data)).toEqual([{ channelId: room.id, error: 'channel_not_found' }]);
+    expect((await auditOf(relay, 'sapphire-unicorn', 'slack.channel_lost')).map((e) => e.data)).toEqual([
+      {
+        channelId: room.id,
+        error: 'channel_not_found',
+        rules: [
+          { rule: 'chat', result: 'fail', reason: 'the channel cannot be seen (deleted, or the bot removed from it): a new private channel replaces it' },
+          { rule: 'codename', result: 'skip', reason: 'the channel is being replaced; the new one is checked next' },
+        ],
+      },
+    ]);
   });
 
   it('runs on one relay at a time: another replica skips its passes while this one holds the slack-watchdog lease', async () => {
@@ -146,14 +159,20 @@ describe('POST /v1/incidents/:codename/slack/sync', () => {
       kicked: ['UINTRUDER1'],
       invited: [],
       topicRestored: true,
+      nameRestored: false,
       notFound: [],
       failed: [],
+      rules: [
+        { rule: 'chat', result: 'fail', reason: 'the topic does not start with Attorney Work Project (14 characters): set back; 1 member(s) not on the roster: kicked' },
+        { rule: 'codename', result: 'fail', reason: 'the topic is not exactly the template (14 characters): set back' },
+      ],
     });
     expect((await auditOf(relay, 'sapphire-unicorn', 'slack.kicked'))[0]!.actor).toBe('ic@corp.example');
 
     const asAdmin = await relay.request.post('/v1/incidents/sapphire-unicorn/slack/sync').set(auth(relay.admin));
     expect(asAdmin.status).toBe(200);
-    expect(asAdmin.body).toMatchObject({ kicked: [], invited: [], topicRestored: false });
+    expect(asAdmin.body).toMatchObject({ kicked: [], invited: [], topicRestored: false, nameRestored: false });
+    expect(asAdmin.body.rules.map((r: { result: string }) => r.result)).toEqual(['pass', 'pass']);
   });
 
   it('reports a member Slack will not let it remove: the room is failed, audited once, until they are gone', async () => {
