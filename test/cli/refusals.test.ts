@@ -106,7 +106,7 @@ describe('exit codes', () => {
       code: 5,
       stdout: '',
       stderr:
-        'error unavailable: Slack is off on this relay: an admin sets SLACK_BOT_TOKEN (see docs/slack.md) to manage incident rooms.\n  rule: chat\n  slack: off\n  what to do: nothing to retry: an admin turns Slack on by setting SLACK_BOT_TOKEN on the relay\n',
+        'error unavailable: Slack is off on this relay: an admin sets SLACK_BOT_TOKEN to manage incident rooms (README, \"Installing the Slack app\").\n  rule: chat\n  slack: off\n  what to do: nothing to retry: an admin turns Slack on by setting SLACK_BOT_TOKEN on the relay\n',
     });
   });
 

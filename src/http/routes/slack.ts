@@ -27,7 +27,7 @@ export function slackRoutes(ctx: RelayContext): Router {
       const { incident } = await authorizeIncident(ctx, caller, param(req, 'codename'), COMMANDERS);
       const room = ctx.slack;
       if (room === undefined) {
-        throw new RelayError('unavailable', 'Slack is off on this relay: an admin sets SLACK_BOT_TOKEN (see docs/slack.md) to manage incident rooms.', {
+        throw new RelayError('unavailable', 'Slack is off on this relay: an admin sets SLACK_BOT_TOKEN to manage incident rooms (README, "Installing the Slack app").', {
           rule: 'chat',
           details: { slack: 'off' },
         });

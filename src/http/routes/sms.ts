@@ -60,7 +60,7 @@ const MESSAGE_SID = /^(SM|MM)[0-9a-f]{32}$/i;
 export function twilioWebhookRoutes(ctx: RelayContext): Router {
   const router = Router();
   router.use(TWILIO_WEBHOOK_PATH, (_req, _res, next) => {
-    if (!ctx.config.twilio) throw new RelayError('not_found', 'Twilio is not configured on this relay, so it takes no inbound SMS (see docs/sms.md).');
+    if (!ctx.config.twilio) throw new RelayError('not_found', 'Twilio is not configured on this relay, so it takes no inbound SMS (README, "Inbound replies: POST /webhooks/twilio/sms").');
     next();
   });
   router
@@ -74,7 +74,7 @@ export function twilioWebhookRoutes(ctx: RelayContext): Router {
       if (!valid) {
         // Never the parameters: they hold the message text.
         ctx.logger.warn({ path: req.path }, 'inbound SMS webhook with a missing or bad X-Twilio-Signature');
-        throw new RelayError('forbidden', 'X-Twilio-Signature does not match this request. Configure the webhook URL in Twilio exactly as the relay is reached (see docs/sms.md).');
+        throw new RelayError('forbidden', 'X-Twilio-Signature does not match this request. Configure the webhook URL in Twilio exactly as the relay is reached, and pass the Host header through any proxy (README, "Inbound replies: POST /webhooks/twilio/sms").');
       }
       const from = typeof params['From'] === 'string' ? params['From'] : '';
       const sid = typeof params['MessageSid'] === 'string' && MESSAGE_SID.test(params['MessageSid']) ? params['MessageSid'] : undefined;
