@@ -1,7 +1,7 @@
 /**
  * Starting a worker thread whose code is a module of this package, both when
  * built (`dist/…/x.js`) and when run from TypeScript sources under tsx or
- * vitest (`src/…/x.ts`). The same steps as src/pgp/pool.ts's own copy.
+ * vitest (`src/…/x.ts`): the encryption pool and the MIME reader use it.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';

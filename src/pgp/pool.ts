@@ -9,14 +9,11 @@
  * nothing is queued for those messages, and the next task gets a new worker.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { PrivateKey, PublicKey } from 'openpgp';
 import { RelayError } from '../errors.js';
+import { startModuleWorker } from '../worker-thread.js';
 import type { SealedParts } from './encrypt.js';
 import type { Encryptor } from './pgp-mime.js';
 
@@ -99,33 +96,8 @@ function keyForm(key: PublicKey): { ref: string; binary: Uint8Array } {
   return form;
 }
 
-/** Where the worker code is: the built .js beside this module, or the .ts source under tsx/vitest. */
-function workerEntry(): { url: URL; typescript: boolean } {
-  const js = new URL('./pool-worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(js))) return { url: js, typescript: false };
-  const ts = new URL('./pool-worker.ts', import.meta.url);
-  if (existsSync(fileURLToPath(ts))) return { url: ts, typescript: true };
-  throw new Error(`encryption pool: no pool-worker.js or pool-worker.ts next to ${fileURLToPath(import.meta.url)}; rebuild with npm run build`);
-}
-
-// tsx's ESM API entry, resolved from this package so it works whatever the cwd is.
-// (The require condition of tsx/esm/api is not usable from a worker, so read the import one.)
-function tsxEsmApi(): string {
-  const require = createRequire(import.meta.url);
-  const manifest = require.resolve('tsx/package.json');
-  const exportsField = (JSON.parse(readFileSync(manifest, 'utf8')) as { exports?: Record<string, { import?: { default?: string } }> }).exports;
-  const entry = exportsField?.['./esm/api']?.import?.default;
-  if (!entry) throw new Error('encryption pool: running from TypeScript sources needs tsx (devDependency) with an ./esm/api export');
-  return pathToFileURL(path.join(path.dirname(manifest), entry)).href;
-}
-
 function startWorker(data: PoolWorkerData): Worker {
-  const entry = workerEntry();
-  if (!entry.typescript) return new Worker(entry.url, { workerData: data });
-  // Node 20 does not apply `--import tsx` in a worker's execArgv to the entry
-  // module, so register tsx's loader inside the worker before importing it.
-  const bootstrap = `import(${JSON.stringify(tsxEsmApi())}).then((api) => { api.register(); return import(${JSON.stringify(entry.url.href)}); });`;
-  return new Worker(bootstrap, { eval: true, workerData: data });
+  return startModuleWorker(import.meta.url, 'pool-worker', { workerData: data });
 }
 
 function lostError(reason: string): RelayError {
@@ -261,8 +233,6 @@ export class EncryptionPool implements Encryptor {
 
   private spawn(slot: Slot): Worker {
     const worker = startWorker(this.data);
-    // Idle workers do not keep the process alive; a task's timer does while it is pending.
-    worker.unref();
     slot.worker = worker;
     slot.known = new Set();
     slot.forgetNext = false;
@@ -272,6 +242,9 @@ export class EncryptionPool implements Encryptor {
     worker.on('error', (err: Error) => {
       failure = err.message;
     });
+    // After the listeners: adding a 'message' listener refs the worker again.
+    // Idle workers do not keep the process alive; a task's timer does while it is pending.
+    worker.unref();
     worker.on('exit', (code) => {
       if (slot.worker !== worker) return;
       slot.worker = undefined;
