@@ -126,7 +126,9 @@ const Cleartext = openpgp.CleartextMessage as unknown as new (text: string, sign
  */
 export async function clearsignedCheckpoint(checkpoint: AuditCheckpoint): Promise<string> {
   const signature = await openpgp.readSignature({ armoredSignature: checkpoint.signature });
-  return new Cleartext(checkpointText(checkpoint), signature).armor();
+  // openpgp keeps the signed lines in their canonical CRLF form; the armor around them is LF.
+  // One line ending throughout: a clearsigned text is verified over canonical line ends anyway (RFC 4880 §7.1).
+  return new Cleartext(checkpointText(checkpoint), signature).armor().replace(/\r\n/g, '\n');
 }
 
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
