@@ -228,6 +228,20 @@ describe.each(BACKENDS)('signed audit checkpoints (%s)', (backend) => {
     expect(await verifyOverHttp(r)).toMatchObject({ ok: false, events: 2, checkpoints: { signed: 1, verified: 0, failed: [{ seq: 3, reason: 'missing_event' }] } });
   });
 
+  it('finds an edit before the newest checkpoint that leaves the hashes alone with ?full=true; the default recomputes only the tail', async () => {
+    const { r, decisionSeq } = await withBccMessage(backend);
+    const checkpoint = await signNow(r);
+    await behindTheTriggers(r.ctx.store, 'audit_events', async () => {
+      const row = await r.ctx.store.sql.get<{ data: string }>('SELECT data FROM audit_events WHERE seq = ?', [decisionSeq]);
+      const data = JSON.parse(row!.data) as { recipients: { bcc: string[] } };
+      data.recipients.bcc = [];
+      await r.ctx.store.sql.run('UPDATE audit_events SET data = ? WHERE seq = ?', [JSON.stringify(data), decisionSeq]);
+    });
+    // The documented limit of the default (SECURITY.md): events before the checkpoint are not recomputed.
+    expect(await verifyOverHttp(r)).toMatchObject({ ok: true, from: checkpoint.seq });
+    expect(await verifyOverHttp(r, '?full=true')).toMatchObject({ ok: false, brokenAt: decisionSeq, from: 0, checkpoints: { signed: 1, verified: 1 } });
+  });
+
   it('refuses malformed fields before any signature is checked, so no field can move text between lines', async () => {
     relay = await createTestRelay({}, { backend });
     const r = relay;
