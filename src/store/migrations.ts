@@ -497,6 +497,8 @@ CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
   FOR EACH ROW EXECUTE FUNCTION audit_checkpoints_append_only();
 CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
   FOR EACH ROW EXECUTE FUNCTION audit_checkpoints_append_only();
+CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_checkpoints_append_only();
 `,
   },
 ];
