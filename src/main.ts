@@ -23,6 +23,7 @@ import { createLogger } from './logger.js';
 import { createMetrics } from './metrics.js';
 import { EncryptionPool } from './pgp/pool.js';
 import { loadOrCreateRelayKey } from './pgp/relay-key.js';
+import { AuditVerifier, startAuditCheckpoints } from './services/audit-checkpoints.js';
 import { ensureBootstrapAdmin } from './services/bootstrap.js';
 import { KeyService } from './services/keys.js';
 import { InFlightBudget, defaultInFlightBytes } from './services/budget.js';
@@ -201,6 +202,7 @@ async function assemble(config: RelayConfig, logger: Logger, now: () => Date, op
   let smtp: SmtpListener | undefined;
   let slackWatchdog: ReturnType<typeof startSlackWatchdog> | undefined;
   let maintenance: Periodic | undefined;
+  let auditCheckpoints: Periodic | undefined;
   let stopping: Promise<void> | undefined;
   const shutdown = async (): Promise<void> => {
     // Listeners first: no new submissions; those in flight finish before the store closes.
@@ -214,6 +216,7 @@ async function assemble(config: RelayConfig, logger: Logger, now: () => Date, op
     }
     await slackWatchdog?.stop();
     await maintenance?.stop();
+    await auditCheckpoints?.stop();
     await slackRoom?.stop();
     await worker.stop();
     smtpChannel?.close();
@@ -260,6 +263,9 @@ async function assemble(config: RelayConfig, logger: Logger, now: () => Date, op
     const removed = await maintenancePass(store, now());
     if (removed.idempotencyKeys > 0 || removed.payloads > 0) logger.info(removed, 'maintenance: removed expired idempotency keys and orphan payloads');
   });
+  // Signed checkpoints of the audit chain: every 5 minutes or 10,000 events, one relay at a time (lease audit-checkpoint).
+  const checkpointDeps = { store, relayKey: relayKey.key, now, logger };
+  auditCheckpoints = startAuditCheckpoints(periodicDeps, checkpointDeps, new AuditVerifier(checkpointDeps));
   return { ctx, httpPort, httpServer, smtpPort: smtp.port, tls, generatedAdminToken, stop };
 }
 

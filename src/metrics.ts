@@ -14,6 +14,8 @@ export interface Metrics {
   upstreamFailures: Counter<'channel' | 'problem'>;
   /** 1 while a channel's upstream works (or has not failed yet), 0 while it has an UpstreamProblem. */
   channelHealthy: Gauge<'channel'>;
+  /** SMTP connections that never authenticated and failed AUTH attempts, by reason (counted, not audited one by one). */
+  smtpUnauthenticated: Counter<'reason'>;
 }
 
 /** Where gauges read the store's state when /metrics is scraped. */
@@ -70,5 +72,11 @@ export function createMetrics(withDefaults = false, sources: MetricSources = {})
       registers: [registry],
     }),
     channelHealthy: new Gauge({ name: 'relay_channel_healthy', help: '1 while the channel can deliver, 0 while its upstream has a problem', labelNames: ['channel'], registers: [registry] }),
+    smtpUnauthenticated: new Counter({
+      name: 'relay_smtp_unauthenticated_total',
+      help: 'SMTP connections closed without authenticating (reason connection, before_greeting) and failed AUTH attempts (reason unknown_token, bad_username, …) on this replica',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
   };
 }

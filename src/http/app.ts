@@ -8,6 +8,7 @@ import { RelayError } from '../errors.js';
 import { authenticate } from './auth.js';
 import { errorHandler, notFoundHandler, sendError } from './errors.js';
 import { adminRoutes } from './routes/admin.js';
+import { auditHeadsRoutes } from './routes/audit-heads.js';
 import { emailRoutes } from './routes/emails.js';
 import { incidentRoutes } from './routes/incidents.js';
 import { keyRoutes } from './routes/keys.js';
@@ -72,6 +73,7 @@ export function createApp(ctx: RelayContext): Express {
   app.use('/v1', express.json({ limit: jsonBodyLimit(ctx.config.maxMessageBytes), strict: true, type: ['application/json', 'application/*+json'] }));
   app.use('/v1', express.text({ limit: '64kb', type: 'text/plain' }));
   app.use(adminRoutes(ctx));
+  app.use(auditHeadsRoutes(ctx));
   app.use(tokenRoutes(ctx));
   app.use(incidentRoutes(ctx));
   app.use(keyRoutes(ctx));

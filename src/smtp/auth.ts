@@ -1,7 +1,11 @@
 /**
  * SMTP AUTH (PLAIN and LOGIN): username = the responder's email address,
  * password = their relay token. The token must belong to that address. Wrong
- * credentials are audited (never the password) and feed the back-off.
+ * credentials feed the back-off and are counted for the listener's periodic
+ * summary (unauthenticated.ts), not audited one by one: anyone who reaches the
+ * port could otherwise grow the audit log at will. The one exception is a
+ * valid token presented for another address, which only a token holder can
+ * cause: it is audited with the token's id so an admin can revoke it.
  */
 import { createHash } from 'node:crypto';
 import type { RelayContext } from '../context.js';
@@ -9,6 +13,7 @@ import { RelayError } from '../errors.js';
 import type { Caller } from '../services/incidents.js';
 import { isEmailAddress } from '../validation.js';
 import { ADDRESS_BACKOFF, Backoff, IP_BACKOFF, ipKey } from './backoff.js';
+import type { UnauthenticatedTally } from './unauthenticated.js';
 
 /** What the client presented. */
 export interface AuthAttempt {
@@ -21,7 +26,7 @@ export interface AuthAttempt {
   sessionId: string;
 }
 
-/** Why an attempt failed, as audited. */
+/** Why an attempt failed, as counted (and, for token_of_other_user, audited). */
 export type AuthFailureReason = 'unknown_token' | 'token_of_other_user' | 'authzid_mismatch' | 'bad_username' | 'backoff';
 
 /** The back-off state shared by every session of one listener. */
@@ -48,32 +53,41 @@ function auditedUsername(username: string): Record<string, string> {
 /**
  * Checks one attempt: the caller on success; RelayError `unauthenticated` for
  * wrong credentials, `rate_limited` (with retryAfter) while the address or the
- * client IP is backing off. Every failure is audited as `smtp.auth_failed`.
+ * client IP is backing off. Every failure is counted in `tally`;
+ * `token_of_other_user` is also audited as `smtp.auth_failed`.
  */
-export async function authenticate(ctx: RelayContext, guard: AuthGuard, attempt: AuthAttempt): Promise<Caller> {
-  const now = ctx.now();
+export async function authenticate(
+  deps: Pick<RelayContext, 'store' | 'now'>,
+  guard: AuthGuard,
+  attempt: AuthAttempt,
+  tally: Pick<UnauthenticatedTally, 'authFailure'>,
+): Promise<Caller> {
+  const now = deps.now();
   const username = attempt.username.trim().toLowerCase();
   const addressKey = `user:${username}`;
   const ip = ipKey(attempt.remoteAddress);
-  const audit = (reason: AuthFailureReason, extra: Record<string, unknown> = {}): Promise<unknown> =>
-    ctx.store.audit.append({
+  const noteFailure = async (reason: AuthFailureReason, extra: Record<string, unknown> = {}): Promise<void> => {
+    tally.authFailure(reason, attempt.remoteAddress, username);
+    if (reason !== 'token_of_other_user') return;
+    await deps.store.audit.append({
       type: 'smtp.auth_failed',
-      actor: isEmailAddress(username) ? username : null,
+      actor: username,
       outcome: 'refused',
       data: { via: 'smtp', session: attempt.sessionId, ip, method: attempt.method, reason, ...auditedUsername(username), ...extra },
     });
+  };
 
   const waitMs = Math.max(guard.byAddress.blockedFor(addressKey, now), guard.byIp.blockedFor(ip, now));
   if (waitMs > 0) {
-    // Not counted as a failure: the credentials were not looked at.
-    await audit('backoff', { retryAfterSeconds: Math.ceil(waitMs / 1000) });
+    // Not a failure for the back-off (the credentials were not looked at); counted for the summary.
+    await noteFailure('backoff');
     const seconds = Math.ceil(waitMs / 1000);
     throw new RelayError('rate_limited', `Too many failed logins for this address or from this network; try again in ${seconds} s.`, { retryAfter: seconds });
   }
 
   const fail = async (reason: AuthFailureReason, extra: Record<string, unknown> = {}): Promise<never> => {
     const blockedMs = Math.max(guard.byAddress.fail(addressKey, now), guard.byIp.fail(ip, now));
-    await audit(reason, { ...extra, ...(blockedMs > 0 ? { backoffSeconds: Math.ceil(blockedMs / 1000) } : {}) });
+    await noteFailure(reason, { ...extra, ...(blockedMs > 0 ? { backoffSeconds: Math.ceil(blockedMs / 1000) } : {}) });
     throw new RelayError('unauthenticated', BAD_CREDENTIALS);
   };
 
@@ -81,7 +95,7 @@ export async function authenticate(ctx: RelayContext, guard: AuthGuard, attempt:
   // RFC 4616 §2: an authorization identity other than the authentication identity asks to act as someone else.
   const authzid = attempt.authzid.trim().toLowerCase();
   if (authzid !== '' && authzid !== username) return fail('authzid_mismatch');
-  const record = attempt.password === '' ? undefined : await ctx.store.tokens.verify(attempt.password);
+  const record = attempt.password === '' ? undefined : await deps.store.tokens.verify(attempt.password);
   if (!record) return fail('unknown_token');
   // The token id is not secret; it lets an admin revoke a token that someone else presented.
   if (record.email.toLowerCase() !== username) return fail('token_of_other_user', { tokenId: record.id });

@@ -25,6 +25,7 @@ import { possibleIncidents, recipientRefusal, resolveIncident } from './incident
 import type { MimeReader } from './mime-pool.js';
 import { envelopeAddress, parseSubmission } from './parse.js';
 import { acceptedText, closingError, errorCodeOf, smtpError, type SmtpStage } from './replies.js';
+import { UnauthenticatedTally } from './unauthenticated.js';
 
 /** Limits of the listener; the defaults suit a submission service for people, tests shrink them. */
 export interface SmtpLimits {
@@ -61,14 +62,21 @@ export interface SmtpListenerOptions {
   guard?: AuthGuard;
   /** Reads submitted MIME off the event loop; the relay owns (and closes) it. Default: the process's shared reader. */
   mimeReader?: MimeReader;
+  /** How often the summary of unauthenticated clients is audited (default 5 minutes; also at close). */
+  summaryIntervalMs?: number;
 }
+
+/** Default SmtpListenerOptions.summaryIntervalMs. */
+export const UNAUTHENTICATED_SUMMARY_INTERVAL_MS = 5 * 60_000;
 
 /** A listening submission server. */
 export interface SmtpListener {
   host: string;
   port: number;
-  /** Stops accepting, lets open sessions finish (up to closeTimeoutMs), and waits for submissions in flight. */
+  /** Stops accepting, lets open sessions finish (up to closeTimeoutMs), waits for submissions in flight, and audits the last summary. */
   close(): Promise<void>;
+  /** Audits the `smtp.unauthenticated_summary` of what unauthenticated clients did since the last one, if anything (as the timer does). */
+  summarizeUnauthenticated(): Promise<void>;
 }
 
 interface SessionState {
@@ -138,6 +146,7 @@ function readMessage(stream: SMTPServerDataStream, max: number): Promise<Buffer>
 export async function startSmtpListener(ctx: RelayContext, options: SmtpListenerOptions): Promise<SmtpListener> {
   const limits: SmtpLimits = { ...DEFAULT_SMTP_LIMITS, ...options.limits };
   const guard = options.guard ?? createAuthGuard();
+  const tally = new UnauthenticatedTally(ctx.metrics.smtpUnauthenticated, ctx.now());
   const sessions = new Map<string, SessionState>();
   const inFlight = new Set<Promise<void>>();
   const max = ctx.config.maxMessageBytes;
@@ -261,14 +270,19 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
       }
       const attempt = async (): Promise<Caller> => {
         if (auth.method !== 'PLAIN' && auth.method !== 'LOGIN') throw new RelayError('unauthenticated', 'Use AUTH PLAIN or AUTH LOGIN.');
-        return authenticate(ctx, guard, {
-          method: auth.method,
-          username: auth.username ?? '',
-          password: auth.password ?? '',
-          authzid: auth.authzid ?? '',
-          remoteAddress: session.remoteAddress ?? '',
-          sessionId: session.id,
-        });
+        return authenticate(
+          ctx,
+          guard,
+          {
+            method: auth.method,
+            username: auth.username ?? '',
+            password: auth.password ?? '',
+            authzid: auth.authzid ?? '',
+            remoteAddress: session.remoteAddress ?? '',
+            sessionId: session.id,
+          },
+          tally,
+        );
       };
       attempt().then(
         (caller) => {
@@ -357,27 +371,29 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
     onClose(session) {
       const state = sessions.get(session.id);
       sessions.delete(session.id);
-      const refusedTotal = state ? Object.values(state.refused).reduce((a, b) => a + (b ?? 0), 0) : 0;
+      if (state?.user === undefined) {
+        // Never authenticated: counted for the periodic summary, not audited one by one (issue 10 §16).
+        tally.connection(session.remoteAddress ?? '', state ? { cut: state.cutReason } : { beforeGreeting: true });
+        return;
+      }
+      const refusedTotal = Object.values(state.refused).reduce((a, b) => a + (b ?? 0), 0);
       audit({
         type: 'smtp.session',
-        actor: state?.user ?? null,
-        outcome: !state || refusedTotal > 0 || state.authFailures > 0 || state.cutReason ? 'refused' : 'ok',
-        data: state
-          ? {
-              via: 'smtp',
-              session: session.id,
-              ip: state.ip,
-              tls: session.secure === true,
-              user: state.user ?? null,
-              authFailures: state.authFailures,
-              accepted: state.accepted,
-              refused: state.refused,
-              aborted: state.aborted,
-              seconds: Math.round((Date.now() - state.startedAt) / 1000),
-              ...(state.cutReason ? { cut: state.cutReason } : {}),
-            }
-          : // Closed before the greeting: over maxClients, or gone at once.
-            { via: 'smtp', session: session.id, ip: ipKey(session.remoteAddress ?? ''), cut: 'before_greeting' },
+        actor: state.user,
+        outcome: refusedTotal > 0 || state.authFailures > 0 || state.cutReason ? 'refused' : 'ok',
+        data: {
+          via: 'smtp',
+          session: session.id,
+          ip: state.ip,
+          tls: session.secure === true,
+          user: state.user,
+          authFailures: state.authFailures,
+          accepted: state.accepted,
+          refused: state.refused,
+          aborted: state.aborted,
+          seconds: Math.round((Date.now() - state.startedAt) / 1000),
+          ...(state.cutReason ? { cut: state.cutReason } : {}),
+        },
       });
     },
   });
@@ -398,6 +414,16 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
   );
   sweep.unref();
 
+  // One audit event per interval for everything unauthenticated clients did, and only when they did something.
+  const summarize = async (): Promise<void> => {
+    const summary = tally.take(ctx.replicaId, ctx.now());
+    if (!summary) return;
+    audit({ type: 'smtp.unauthenticated_summary', actor: null, outcome: 'refused', data: { ...summary } });
+    await Promise.allSettled([...inFlight]);
+  };
+  const summaries = setInterval(() => void summarize(), options.summaryIntervalMs ?? UNAUTHENTICATED_SUMMARY_INTERVAL_MS);
+  summaries.unref();
+
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
@@ -411,13 +437,17 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
   return {
     host: options.host,
     port,
+    summarizeUnauthenticated: summarize,
     close: () =>
       (closing ??= (async () => {
         clearInterval(sweep);
+        clearInterval(summaries);
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await Promise.allSettled([...inFlight]);
-        // onClose handlers run on setImmediate after the sockets close; let them audit before the store goes.
+        // onClose handlers run on setImmediate after the sockets close; let them audit (and count) before the store goes.
         await new Promise((resolve) => setImmediate(resolve));
+        await summarize();
+        await Promise.allSettled([...inFlight]);
       })()),
   };
 }

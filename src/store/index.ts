@@ -12,6 +12,7 @@ import { IdempotencyStore } from './idempotency.js';
 import { IncidentStore } from './incidents.js';
 import { KeyStore } from './keys.js';
 import { LeaseStore } from './leases.js';
+import { CheckpointStore } from './checkpoints.js';
 import { SendLimitStore } from './limits.js';
 import { migrate } from './migrate.js';
 import { Outbox } from './outbox.js';
@@ -36,6 +37,8 @@ export interface Repositories {
   settings: SettingsStore;
   leases: LeaseStore;
   sendLimits: SendLimitStore;
+  /** Signed checkpoints of the audit chain's head. */
+  checkpoints: CheckpointStore;
 }
 
 /** The store of one relay. */
@@ -75,6 +78,7 @@ function repositories(sql: SqlExecutor, now: () => Date, inTransaction: InTransa
     settings: new SettingsStore(sql),
     leases: new LeaseStore(sql),
     sendLimits: new SendLimitStore(sql),
+    checkpoints: new CheckpointStore(sql),
   };
 }
 

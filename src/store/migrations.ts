@@ -460,4 +460,45 @@ CREATE TABLE email_payloads (
 ALTER TABLE deliveries ADD COLUMN body_kind TEXT NOT NULL DEFAULT 'raw' CHECK (body_kind IN ('raw', 'sealed'));
 `,
   },
+  {
+    version: 10,
+    name: 'audit_checkpoints',
+    // Signed checkpoints of the audit chain's head (issue 10 §16-17): the
+    // relay key signs (seq, hash, at, fingerprint) so a chain rewritten and
+    // re-hashed behind the store no longer matches; verification starts from
+    // the newest checkpoint that still holds. Append-only, like the chain.
+    sqlite: `
+CREATE TABLE audit_checkpoints (
+  seq         INTEGER PRIMARY KEY,
+  hash        TEXT NOT NULL,
+  at          TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  signature   TEXT NOT NULL
+);
+CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+  BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;
+CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+  BEGIN SELECT RAISE(ABORT, 'audit_checkpoints is append-only'); END;
+`,
+    postgres: `
+CREATE TABLE audit_checkpoints (
+  seq         BIGINT PRIMARY KEY,
+  hash        TEXT NOT NULL,
+  at          TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  signature   TEXT NOT NULL
+);
+CREATE FUNCTION audit_checkpoints_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'audit_checkpoints is append-only';
+END;
+$$;
+CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+  FOR EACH ROW EXECUTE FUNCTION audit_checkpoints_append_only();
+CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+  FOR EACH ROW EXECUTE FUNCTION audit_checkpoints_append_only();
+CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_checkpoints_append_only();
+`,
+  },
 ];

@@ -327,7 +327,7 @@ describe('audit', () => {
     expect(JSON.stringify(await relay.ctx.store.sql.all('SELECT * FROM audit_events'))).not.toContain('BEGIN PGP');
 
     const good = await relay.request.get('/v1/audit/verify').set(auth(relay.admin));
-    expect(good.body).toEqual({ ok: true, events: 3, head: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(good.body).toEqual({ ok: true, events: 3, head: expect.stringMatching(/^[0-9a-f]{64}$/), from: 0, checkpoints: { signed: 0, verified: 0 } });
     expect((await relay.request.get('/v1/audit/verify').set(auth(ic))).status).toBe(403);
 
     // Behind the store, as an attacker with the database would.

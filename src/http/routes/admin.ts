@@ -1,9 +1,14 @@
 /** /healthz, /metrics and /v1/audit/verify. */
 import { Router } from 'express';
+import { z } from 'zod';
 import type { RelayContext } from '../../context.js';
 import { RelayError } from '../../errors.js';
+import { AuditVerifier } from '../../services/audit-checkpoints.js';
+import { parseInput } from '../../validation.js';
 import { authenticate, requireAdmin } from '../auth.js';
 import { methodNotAllowed } from '../errors.js';
+
+const VerifyQuery = z.strictObject({ full: z.enum(['true', 'false']).optional() });
 
 /** Health (no auth; upstream warnings without reply text), metrics and audit verification (admin). */
 export function adminRoutes(ctx: RelayContext): Router {
@@ -32,11 +37,14 @@ export function adminRoutes(ctx: RelayContext): Router {
       res.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
     })
     .all(methodNotAllowed);
+  // One verifier per app: it remembers signatures it has checked, and concurrent requests share a pass.
+  const verifier = new AuditVerifier(ctx);
   router
     .route('/v1/audit/verify')
-    .get(async (_req, res) => {
+    .get(async (req, res) => {
       requireAdmin(res);
-      res.json(await ctx.store.audit.verify());
+      const { full } = parseInput(VerifyQuery, req.query, 'query');
+      res.json(await verifier.verify({ full: full === 'true' }));
     })
     .all(methodNotAllowed);
   return router;
