@@ -29,6 +29,23 @@ export const CHECKPOINT_MAX_AGE_MS = 5 * 60_000;
 export const CHECKPOINT_MAX_EVENTS = 10_000;
 /** The named lease under which one relay at a time signs checkpoints. */
 export const CHECKPOINT_LEASE = 'audit-checkpoint';
+/**
+ * How often the whole chain is recomputed from genesis by the checkpoint job:
+ * the default verify recomputes only the tail after the newest checkpoint, so
+ * an edit before it that leaves the stored hashes alone is found by this pass.
+ */
+export const FULL_VERIFY_INTERVAL_MS = 24 * 60 * 60_000;
+// The settings row holding the outcome of the last full verification (any relay's).
+const FULL_VERIFY_SETTING = 'audit_full_verification';
+
+/** The outcome of the last full verification, as stored and as the verify answer shows it. */
+export interface FullVerification {
+  at: string;
+  ok: boolean;
+  events: number;
+  brokenAt?: number;
+  failures?: number;
+}
 
 // Checkpoints are read in pages; between pages the loop is free for requests.
 const CHECKPOINT_PAGE = 200;
@@ -73,6 +90,11 @@ export interface AuditReport extends AuditVerification {
     /** The first failures, oldest first. */
     failed?: CheckpointFailure[];
   };
+  /**
+   * The last full recomputation from genesis (daily, by the checkpoint job, or
+   * any `?full=true`). When it failed, `ok` is false until one passes again.
+   */
+  lastFullVerification?: FullVerification;
 }
 
 /** The text a checkpoint's signature is over: fixed lines, no trailing newline. */
@@ -135,7 +157,7 @@ const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(r
 
 /** What verification reads and checks against. */
 export interface AuditVerifierDeps {
-  store: Pick<Repositories, 'audit' | 'checkpoints'>;
+  store: Pick<Repositories, 'audit' | 'checkpoints' | 'settings'>;
   relayKey: Pick<RelayKey, 'publicKey'>;
   now: () => Date;
 }
@@ -201,16 +223,34 @@ export class AuditVerifier {
       },
     });
     failed.sort((a, b) => a.seq - b.seq);
+    const ok = chain.ok && failures === 0;
+    let lastFull: FullVerification | undefined;
+    if (full) {
+      // Any relay's full pass is every relay's answer from now on.
+      lastFull = { at: this.deps.now().toISOString(), ok, events: chain.events, ...(chain.brokenAt !== undefined ? { brokenAt: chain.brokenAt } : {}), ...(failures > 0 ? { failures } : {}) };
+      await store.settings.put(FULL_VERIFY_SETTING, JSON.stringify(lastFull));
+    } else {
+      const stored = await store.settings.get(FULL_VERIFY_SETTING);
+      lastFull = stored === undefined ? undefined : (JSON.parse(stored) as FullVerification);
+    }
     return {
       ...chain,
-      ok: chain.ok && failures === 0,
+      // Fail closed: tampering a full pass found stays reported until a full pass is clean.
+      ok: ok && lastFull?.ok !== false,
       checkpoints: {
         signed,
         verified,
         ...(latest ? { latest: { seq: latest.seq, hash: latest.hash, at: latest.at } } : {}),
         ...(failures > 0 ? { failures, failed } : {}),
       },
+      ...(lastFull ? { lastFullVerification: lastFull } : {}),
     };
+  }
+
+  /** The last full verification's outcome, when one was stored. */
+  async lastFull(): Promise<FullVerification | undefined> {
+    const stored = await this.deps.store.settings.get(FULL_VERIFY_SETTING);
+    return stored === undefined ? undefined : (JSON.parse(stored) as FullVerification);
   }
 
   private async check(checkpoint: CheckpointAgainstChain, full: boolean): Promise<CheckpointFailureReason | undefined> {
@@ -292,11 +332,31 @@ export interface AuditCheckpointJobOptions {
   policy?: CheckpointPolicy;
 }
 
-/** Runs createCheckpoint every CHECKPOINT_CHECK_INTERVAL_MS under the named lease `audit-checkpoint`: one relay signs at a time. */
+/**
+ * Recomputes the whole chain from genesis when the last full pass is older
+ * than `intervalMs` (or there was none); its outcome is stored and carried by
+ * every later verify answer. Logs an error when it finds the chain broken.
+ */
+export async function fullVerificationIfDue(deps: CheckpointDeps, verifier: AuditVerifier, intervalMs = FULL_VERIFY_INTERVAL_MS): Promise<FullVerification | undefined> {
+  const last = await verifier.lastFull();
+  if (last !== undefined && deps.now().getTime() - Date.parse(last.at) < intervalMs) return undefined;
+  const report = await verifier.verify({ full: true });
+  if (!report.ok) {
+    deps.logger.error({ brokenAt: report.brokenAt, failures: report.checkpoints.failures }, 'the daily full verification found the audit chain broken: see GET /v1/audit/verify?full=true');
+  }
+  return report.lastFullVerification;
+}
+
+/**
+ * Runs createCheckpoint every CHECKPOINT_CHECK_INTERVAL_MS, and the full
+ * verification once a day, under the named lease `audit-checkpoint`: one
+ * relay at a time.
+ */
 export function startAuditCheckpoints(periodic: PeriodicDeps, deps: CheckpointDeps, verifier: AuditVerifier, options: AuditCheckpointJobOptions = {}): Periodic {
   return startPeriodic(periodic, CHECKPOINT_LEASE, options.checkIntervalMs ?? CHECKPOINT_CHECK_INTERVAL_MS, async () => {
     const outcome = await createCheckpoint(deps, verifier, options.policy);
     if ('signed' in outcome) deps.logger.debug({ seq: outcome.signed.seq }, 'signed an audit checkpoint');
+    await fullVerificationIfDue(deps, verifier);
   });
 }
 

@@ -7,7 +7,7 @@
  */
 import * as openpgp from 'openpgp';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AuditVerifier, checkpointText, createCheckpoint, signCheckpoint, type AuditReport, type CheckpointDeps } from '../../src/services/audit-checkpoints.js';
+import { AuditVerifier, FULL_VERIFY_INTERVAL_MS, fullVerificationIfDue, checkpointText, createCheckpoint, signCheckpoint, type AuditReport, type CheckpointDeps } from '../../src/services/audit-checkpoints.js';
 import { eventHash, type AuditRow } from '../../src/store/audit.js';
 import type { AuditCheckpoint } from '../../src/store/checkpoints.js';
 import type { Store } from '../../src/store/index.js';
@@ -146,7 +146,8 @@ describe.each(BACKENDS)('signed audit checkpoints (%s)', (backend) => {
       from: 9,
       checkpoints: { signed: 4, verified: 4, latest: { seq: 9, hash: expect.stringMatching(/^[0-9a-f]{64}$/), at: r.clock.now().toISOString() } },
     });
-    expect(await verifyOverHttp(r, '?full=true')).toEqual({ ...report, from: 0 });
+    // A full pass records its outcome, which later answers carry.
+    expect(await verifyOverHttp(r, '?full=true')).toEqual({ ...report, from: 0, lastFullVerification: { at: r.clock.now().toISOString(), ok: true, events: report.events } });
   });
 
   it('catches the rewrite of the issue: a Bcc recipient erased and the chain re-hashed, with the triggers restored', async () => {
@@ -240,6 +241,27 @@ describe.each(BACKENDS)('signed audit checkpoints (%s)', (backend) => {
     // The documented limit of the default (SECURITY.md): events before the checkpoint are not recomputed.
     expect(await verifyOverHttp(r)).toMatchObject({ ok: true, from: checkpoint.seq });
     expect(await verifyOverHttp(r, '?full=true')).toMatchObject({ ok: false, brokenAt: decisionSeq, from: 0, checkpoints: { signed: 1, verified: 1 } });
+    // From then on the default answer carries that finding and fails closed.
+    expect(await verifyOverHttp(r)).toMatchObject({ ok: false, from: checkpoint.seq, lastFullVerification: { ok: false, brokenAt: decisionSeq } });
+  });
+
+  it('the checkpoint job recomputes the whole chain once a day, and the default verify reports what it found', async () => {
+    const { r, decisionSeq } = await withBccMessage(backend);
+    const verifier = new AuditVerifier(r.ctx);
+    await signNow(r);
+    // A clean first pass, stored; not due again within the day.
+    expect(await fullVerificationIfDue(depsOf(r), verifier)).toMatchObject({ ok: true });
+    expect(await fullVerificationIfDue(depsOf(r), verifier)).toBeUndefined();
+    await behindTheTriggers(r.ctx.store, 'audit_events', async () => {
+      const row = await r.ctx.store.sql.get<{ data: string }>('SELECT data FROM audit_events WHERE seq = ?', [decisionSeq]);
+      const data = JSON.parse(row!.data) as { recipients: { bcc: string[] } };
+      data.recipients.bcc = [];
+      await r.ctx.store.sql.run('UPDATE audit_events SET data = ? WHERE seq = ?', [JSON.stringify(data), decisionSeq]);
+    });
+    expect(await verifyOverHttp(r)).toMatchObject({ ok: true, lastFullVerification: { ok: true } });
+    r.clock.advance(FULL_VERIFY_INTERVAL_MS + 1);
+    expect(await fullVerificationIfDue(depsOf(r), verifier)).toMatchObject({ ok: false, brokenAt: decisionSeq });
+    expect(await verifyOverHttp(r)).toMatchObject({ ok: false, lastFullVerification: { ok: false, brokenAt: decisionSeq } });
   });
 
   it('refuses malformed fields before any signature is checked, so no field can move text between lines', async () => {
