@@ -116,7 +116,25 @@ export interface AuditVerification {
   events: number;
   head: string;
   brokenAt?: number;
-  checkpoints?: { signed: number; verified: number; latest?: unknown };
+  /** Events up to this seq were not recomputed (0: from genesis). */
+  from?: number;
+  checkpoints?: {
+    signed: number;
+    verified: number;
+    latest?: { seq: number; hash: string; at: string };
+    failures?: number;
+    failed?: Array<{ seq: number; reason: string; event?: number }>;
+  };
+  lastFullVerification?: { at: string; ok: boolean; events: number; brokenAt?: number; failures?: number };
+}
+
+/** One signed checkpoint of the audit chain (GET /v1/audit/heads). */
+export interface AuditCheckpointView {
+  seq: number;
+  hash: string;
+  at: string;
+  fingerprint: string;
+  signature: string;
 }
 
 /** POST …/sms. */

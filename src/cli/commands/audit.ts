@@ -1,7 +1,7 @@
 /** `audit`: list events with filters, verify the hash chain, export as JSON lines. */
 import fs from 'node:fs';
 import type { Command } from 'commander';
-import type { AuditEventView, AuditVerification } from '../api-types.js';
+import type { AuditCheckpointView, AuditEventView, AuditVerification } from '../api-types.js';
 import type { App } from '../app.js';
 import { apiPath } from '../client.js';
 import { CliError, EXIT } from '../exit.js';
@@ -60,23 +60,79 @@ export function registerAudit(program: Command, app: App): void {
 
   audit
     .command('verify')
-    .description('recompute the whole hash chain at the relay (admin); exits 1 if it is broken')
-    .action(async (_opts: unknown, cmd: Command) => {
+    .description('check the audit chain at the relay (admin): every signed checkpoint, and the events after the newest; --full recomputes from the first event. Exits 1 if anything does not hold')
+    .option('--full', 'recompute every event from the first, and check every checkpoint signature afresh')
+    .action(async (opts: { full?: boolean }, cmd: Command) => {
       const session = app.session(cmd);
-      const result = await session.client().get<AuditVerification>('/v1/audit/verify');
+      const result = await session.client().get<AuditVerification>(opts.full ? '/v1/audit/verify?full=true' : '/v1/audit/verify');
+      const failed = result.checkpoints?.failed ?? [];
+      const last = result.lastFullVerification;
       session.out.result(result, () => {
         const fields: [string, unknown][] = [
-          ['chain', result.ok ? 'intact' : `BROKEN at event ${result.brokenAt ?? '?'}`],
+          ['chain', result.brokenAt === undefined ? 'intact' : `BROKEN at event ${result.brokenAt}`],
           ['events', result.events],
           ['head', result.head],
         ];
+        if (result.from !== undefined && result.from > 0) fields.push(['recomputed', `events after ${result.from} (the newest checkpoint that holds); --full for all`]);
         if (result.checkpoints) fields.push(['signed checkpoints', `${result.checkpoints.verified} of ${result.checkpoints.signed} verified`]);
+        for (const f of failed) fields.push([`checkpoint ${f.seq}`, `FAILED: ${f.reason}${f.event !== undefined ? ` (recorded by event ${f.event})` : ''}`]);
+        if (last) fields.push(['last full verification', `${formatTime(last.at)}: ${last.ok ? 'intact' : `BROKEN${last.brokenAt !== undefined ? ` at event ${last.brokenAt}` : ''}`} (${last.events} events)`]);
         return renderFields(fields);
       });
       if (!result.ok) {
-        session.out.error([`error audit_broken: The audit chain does not verify from event ${result.brokenAt ?? '?'} on: an event was edited, inserted or removed behind the relay's back.`, '  what to do: keep a copy of the database as it is (evidence) and tell the security team']);
+        const where =
+          result.brokenAt !== undefined
+            ? `from event ${result.brokenAt} on`
+            : failed.length > 0
+              ? `at signed checkpoint ${failed.map((f) => `${f.seq} (${f.reason})`).join(', ')}`
+              : last && !last.ok
+                ? `(the last full verification, ${formatTime(last.at)}, found it broken${last.brokenAt !== undefined ? ` at event ${last.brokenAt}` : ''})`
+                : '';
+        session.out.error([`error audit_broken: The audit chain does not verify ${where}: an event or a checkpoint was edited, inserted or removed behind the relay's back.`, '  what to do: keep a copy of the database as it is (evidence), export the signed heads (incident-relay audit heads), and tell the security team']);
         session.exitCode = EXIT.failure;
       }
+    });
+
+  audit
+    .command('heads')
+    .description("export the audit chain's signed checkpoints (admin), so a copy kept elsewhere proves the history; --text writes clearsigned texts gpg can check against the relay key")
+    .option('--text', 'one clearsigned text per checkpoint (check each with gpg --verify after importing incident-relay relay-key)')
+    .option('-o, --output <file>', 'write to this file (created readable by you only) instead of stdout')
+    .addHelpText('after', '\nExample:\n  incident-relay audit heads -o heads-$(date +%F).json')
+    .action(async (opts: { text?: boolean; output?: string }, cmd: Command) => {
+      const session = app.session(cmd);
+      const client = session.client();
+      const chunks: string[] = [];
+      if (opts.text) {
+        // Clearsigned texts page by the X-Next-Cursor header.
+        for (let cursor: string | null = ''; cursor !== null; ) {
+          const answer = await client.request('GET', `/v1/audit/heads?format=text&limit=1000${cursor === '' ? '' : `&cursor=${encodeURIComponent(cursor)}`}`, { accept: 'text/plain' });
+          chunks.push(typeof answer.body === 'string' ? answer.body : '');
+          const next = answer.headers.get('x-next-cursor');
+          cursor = next !== null && next !== '' ? next : null;
+        }
+      } else {
+        const heads: AuditCheckpointView[] = [];
+        for await (const page of allPages<AuditCheckpointView>(client, '/v1/audit/heads', 'checkpoints', { limit: '1000' })) heads.push(...page);
+        chunks.push(JSON.stringify({ checkpoints: heads }, null, 2) + '\n');
+      }
+      if (opts.output === undefined) {
+        session.out.raw(chunks.join(''));
+        return;
+      }
+      let fd: number;
+      try {
+        fd = fs.openSync(opts.output, 'wx', 0o600);
+      } catch (err) {
+        throw new CliError('output', `Cannot create ${opts.output}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}.`, EXIT.failure, 'choose a new file name; an existing file is not overwritten');
+      }
+      try {
+        fs.writeSync(fd, chunks.join(''));
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      session.out.note(`Wrote the signed heads to ${opts.output}.`);
     });
 
   filtered(audit.command('export').description('every matching event as JSON lines, oldest first, page by page'))
