@@ -75,6 +75,7 @@ export async function sendNudges(ctx: RelayContext, caller: Caller, incident: In
       sender: caller.email,
       senderOnRoster: (await tx.incidents.activeMember(incident.id, caller.email)) !== undefined,
       incidentStatus: incident.status,
+      securityMembers: (await tx.incidents.roster(incident.id)).filter((m) => m.role === 'security').length,
       nudge,
       body: request.body,
       to: listed,
