@@ -63,8 +63,8 @@ export interface RelayConfig {
   logLevel: string;
   /** RELAY_SECURITY_TEAM: addresses (lowercased) that join every new incident's roster as `security` (rule `security-team`). */
   securityTeam: string[];
-  /** RELAY_ANNOUNCEMENT_FROM: the From of announcements, so no responder's address reaches the audience. */
-  announcementFrom: string;
+  /** RELAY_ANNOUNCEMENT_FROM: the From of announcements, so no responder's address reaches the audience; undefined = announcements@ the mail domain (announcementSender). */
+  announcementFrom: string | undefined;
   /** RELAY_ANNOUNCEMENT_MAX_AUDIENCE: the most addresses one announcement may go to. */
   announcementMaxAudience: number;
 }
@@ -261,8 +261,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
 
   const keysDir = get('RELAY_KEYS_DIR') ?? (fs.existsSync('keys') ? 'keys' : undefined);
 
-  const announcementFrom = (get('RELAY_ANNOUNCEMENT_FROM') ?? `announcements@${mailDomain}`).toLowerCase();
-  if (!isEmailAddress(announcementFrom)) throw new ConfigError('RELAY_ANNOUNCEMENT_FROM', `an email address such as communications@corp.example (got ${JSON.stringify(announcementFrom.slice(0, 80))})`);
+  const announcementFrom = get('RELAY_ANNOUNCEMENT_FROM')?.toLowerCase();
+  if (announcementFrom !== undefined && !isEmailAddress(announcementFrom)) {
+    throw new ConfigError('RELAY_ANNOUNCEMENT_FROM', `an email address such as communications@corp.example (got ${JSON.stringify(announcementFrom.slice(0, 80))})`);
+  }
 
   return {
     dataDir: path.resolve(get('RELAY_DATA_DIR') ?? './data'),
@@ -304,6 +306,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
       'a whole number of addresses between 1 and 100000',
     ),
   };
+}
+
+/** The From (and MAIL FROM) of announcements: RELAY_ANNOUNCEMENT_FROM, else announcements@RELAY_MAIL_DOMAIN. */
+export function announcementSender(config: Pick<RelayConfig, 'announcementFrom' | 'mailDomain'>): string {
+  return config.announcementFrom ?? `announcements@${config.mailDomain}`;
 }
 
 /**

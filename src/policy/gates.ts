@@ -16,6 +16,8 @@ import { createHash } from 'node:crypto';
 import { RelayError } from '../errors.js';
 import type { RosterRole } from '../store/incidents.js';
 import { fail, pass, skip, type Decision, type RuleOutcome } from './decision.js';
+import { checkSecurityTeam } from './security-team.js';
+import type { AnnouncementPlan } from './statement.js';
 
 /** Roles whose approval fills the second slot of an external announcement. */
 export const COUNSEL_ROLES: readonly RosterRole[] = ['legal', 'communications'];
@@ -168,4 +170,42 @@ export function approvalRefusal(input: ApproverInput): RelayError | undefined {
     });
   }
   return undefined;
+}
+
+/** Everything the send step decides on, each part already decided. */
+export interface SendInput {
+  incidentStatus: 'open' | 'closed';
+  /** Rule `security-team`: active members with role security. */
+  securityMembers: number;
+  /** The content checks (checkAnnouncement) at the time of sending. */
+  content: Decision<AnnouncementPlan>;
+  /** The release gates (decideRelease) at the time of sending. */
+  release: Decision<ReleasePlan>;
+}
+
+/**
+ * Whether an announcement goes out now: the incident is open, it has a
+ * security member (rule `security-team`, as for all mail of the incident),
+ * the content still passes its checks (dates and the roster move on), and the
+ * release gates hold. Every rule is listed; the refusal is the first failure's,
+ * in that order.
+ */
+export function decideSend(input: SendInput): Decision<{ content: AnnouncementPlan; release: ReleasePlan }> {
+  const rules: RuleOutcome[] = [];
+  let error: RelayError | undefined;
+  if (input.incidentStatus === 'open') rules.push(pass('incident-open', 'incident is open'));
+  else {
+    rules.push(fail('incident-open', 'incident is closed'));
+    error ??= new RelayError('incident_closed', 'This incident is closed and sends nothing more; the commander reopens it first. Nothing was sent.', { rule: 'incident-open' });
+  }
+  const security = checkSecurityTeam(input.securityMembers, 'email');
+  rules.push(security.outcome);
+  if (security.error) error ??= security.error;
+  rules.push(...input.content.rules, ...input.release.rules);
+  if (input.content.outcome === 'refuse') error ??= input.content.error;
+  if (input.release.outcome === 'refuse') error ??= input.release.error;
+  if (error || input.content.outcome === 'refuse' || input.release.outcome === 'refuse') {
+    return { outcome: 'refuse', rules, error: error! };
+  }
+  return { outcome: 'accept', rules, plan: { content: input.content.plan, release: input.release.plan } };
 }

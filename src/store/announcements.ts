@@ -197,6 +197,11 @@ export class AnnouncementStore {
     return changes === 1;
   }
 
+  /** The content no longer passes its checks: back to draft (its approvals stay bound to the hash). */
+  async markUnchecked(id: string, at: Date): Promise<void> {
+    await this.sql.run("UPDATE announcements SET checked_hash = NULL, state = 'draft', updated_at = ? WHERE id = ? AND state <> 'sent'", [at.toISOString(), id]);
+  }
+
   /** Records that the checks passed for `contentHash`, and the state that follows. False when the content changed meanwhile. */
   async markChecked(id: string, contentHash: string, state: 'checked' | 'approved', at: Date): Promise<boolean> {
     const changes = await this.sql.run("UPDATE announcements SET checked_hash = ?, state = ?, updated_at = ? WHERE id = ? AND content_hash = ? AND state <> 'sent'", [
@@ -225,16 +230,18 @@ export class AnnouncementStore {
 
   /** Every approval of the announcement, live and voided, oldest first. */
   async approvals(announcementId: string): Promise<Approval[]> {
-    const rows = await this.sql.all<ApprovalRow>('SELECT * FROM announcement_approvals WHERE announcement_id = ? ORDER BY approved_at, id', [announcementId]);
+    const rows = await this.sql.all<ApprovalRow>('SELECT * FROM announcement_approvals WHERE announcement_id = ? ORDER BY ordinal', [announcementId]);
     return rows.map(toApproval);
   }
 
   /** Records an approval of `contentHash`; false when `approver` already has a live one (the unique index decides, across relays too). */
   async approve(a: { id: string; announcementId: string; approver: string; role: string; contentHash: string; at: Date }): Promise<boolean> {
+    // The ordinal keeps approvals in the order given, whatever the clock says (call it with the announcement locked).
     const changes = await this.sql.run(
-      `INSERT INTO announcement_approvals (id, announcement_id, approver, role, content_hash, approved_at) VALUES (?, ?, ?, ?, ?, ?)
+      `INSERT INTO announcement_approvals (id, announcement_id, ordinal, approver, role, content_hash, approved_at)
+       SELECT ?, ?, COALESCE(MAX(ordinal), 0) + 1, ?, ?, ?, ? FROM announcement_approvals WHERE announcement_id = ?
        ON CONFLICT (announcement_id, approver) WHERE voided_at IS NULL DO NOTHING`,
-      [a.id, a.announcementId, a.approver, a.role, a.contentHash, a.at.toISOString()],
+      [a.id, a.announcementId, a.approver, a.role, a.contentHash, a.at.toISOString(), a.announcementId],
     );
     return changes === 1;
   }

@@ -495,6 +495,7 @@ CREATE UNIQUE INDEX announcements_email ON announcements (email_id) WHERE email_
 CREATE TABLE announcement_approvals (
   id              TEXT PRIMARY KEY,
   announcement_id TEXT NOT NULL REFERENCES announcements(id),
+  ordinal         INTEGER NOT NULL,
   approver        TEXT NOT NULL,
   role            TEXT NOT NULL,
   content_hash    TEXT NOT NULL,
@@ -543,6 +544,7 @@ CREATE UNIQUE INDEX announcements_email ON announcements (email_id) WHERE email_
 CREATE TABLE announcement_approvals (
   id              TEXT PRIMARY KEY,
   announcement_id TEXT NOT NULL REFERENCES announcements(id),
+  ordinal         INTEGER NOT NULL,
   approver        TEXT NOT NULL,
   role            TEXT NOT NULL,
   content_hash    TEXT NOT NULL,
