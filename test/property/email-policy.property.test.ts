@@ -613,7 +613,17 @@ function expect_(spec: MessageSpec, roster: ReadonlySet<string>, always: boolean
   const badSubject = request.subject !== undefined && (request.subject.length > 998 || NOT_ONE_LINE.test(request.subject));
   const offRoster = recipients.filter((a) => !roster.has(a));
   const keyless = encrypt ? recipients.filter((a) => !keyed.has(a)) : [];
-  const why = badSubject ? 'bad subject' : offRoster.length > 0 ? `off roster: ${offRoster.join(', ')}` : keyless.length > 0 ? `no key: ${keyless.join(', ')}` : '';
+  // Rule security-team: the run puts internal members on as security, so the incident has one when any is on.
+  const noSecurity = ![...roster].some((a) => a !== SENDER && oracleInternal(a));
+  const why = badSubject
+    ? 'bad subject'
+    : offRoster.length > 0
+      ? `off roster: ${offRoster.join(', ')}`
+      : noSecurity
+        ? 'no security member'
+        : keyless.length > 0
+          ? `no key: ${keyless.join(', ')}`
+          : '';
   return {
     refuse: why !== '',
     why,
