@@ -293,6 +293,26 @@ describe.each(BACKENDS)('announcements end to end (%s)', (backend) => {
     expect(cancelled.map((e) => [e.data['reason'], e.data['announcementId']])).toEqual(AUDIENCE.map(() => ['announcement_approval_required', id]));
   });
 
+  it('a copy for an address outside the approved audience is cancelled, whatever put it in the queue; the others go', async () => {
+    await ruleOut();
+    const id = (await draft(comms, { kind: 'external', title: TITLE, text: TEXT, audience: { addresses: ['cto@client.example'] } })).body.id as string;
+    await act(comms, id, 'check');
+    await act(ic, id, 'approve');
+    await act(legal, id, 'approve');
+    const sent = await act(comms, id, 'send');
+    expect(sent.status).toBe(202);
+    // A copy nobody approved, riding on the announcement's email (as a bug or a hand in the database would put it).
+    await relay.ctx.store.outbox.enqueue(
+      [{ id: 'smuggled', channel: 'email', emailId: sent.body.emailId, incidentId: (await relay.ctx.store.incidents.byCodename(codename))!.id, envelope: { kind: 'email', from: 'announcements@corp.example', to: ['spy@evil.example'] }, body: Buffer.from('x') }],
+      relay.clock.now(),
+    );
+    await worker.drain();
+    expect((await upstream.waitFor(1)).map((m) => m.to)).toEqual([['cto@client.example']]);
+    expect(upstream.received).toHaveLength(1);
+    expect((await relay.ctx.store.outbox.get('smuggled'))?.status).toBe('cancelled');
+    expect((await events('email.delivery_cancelled')).map((e) => [e.data['deliveryId'], e.data['reason']])).toEqual([['smuggled', 'not_in_announcement_audience']]);
+  });
+
   it('an approver who leaves the roster takes their approval with them, for the copies still queued', async () => {
     await ruleOut();
     const id = (await draft(comms, { kind: 'external', title: TITLE, text: TEXT, audience: { addresses: ['cto@client.example'] } })).body.id as string;
