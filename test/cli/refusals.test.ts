@@ -302,6 +302,8 @@ describe('output', () => {
       'send', 'emails list', 'emails status', 'nudge', 'slack sync',
       'audit list', 'audit verify', 'audit export',
       'tokens create', 'tokens list', 'tokens revoke', 'relay-key',
+      'announce list', 'announce draft', 'announce edit', 'announce show', 'announce check', 'announce approve', 'announce send', 'announce internal-source',
+      'audiences list', 'audiences show', 'audiences set', 'audiences delete',
     ];
     for (const command of commands) {
       const res = await runCli([...command.split(' '), '--help'], { home });
