@@ -130,7 +130,13 @@ function contentFacts(a: Pick<Announcement, 'kind' | 'title' | 'text' | 'audienc
  * all (a title that cannot be a header, too long, an audience over the
  * maximum or with non-addresses); what it says is judged by the checks.
  */
-async function prepareContent(repos: Pick<Repositories, 'announcements'>, config: AnnouncementDeps['config'], input: AnnouncementInput): Promise<AnnouncementContent> {
+async function prepareContent(
+  repos: Pick<Repositories, 'announcements'>,
+  config: AnnouncementDeps['config'],
+  input: AnnouncementInput,
+  // An edit that leaves the audience alone keeps the addresses (and list name) the draft read; a list is not read again.
+  kept?: Pick<Announcement, 'audience' | 'audienceList'>,
+): Promise<AnnouncementContent> {
   const title = typeof input.title === 'string' ? input.title.trim() : '';
   if (title === '') throw invalid('The title is empty; give the announcement a title with its date.', { field: 'title' });
   if (title.length > MAX_TITLE_LENGTH) throw invalid(`The title has ${title.length} characters; keep it to ${MAX_TITLE_LENGTH}.`, { field: 'title' });
@@ -147,6 +153,10 @@ async function prepareContent(repos: Pick<Repositories, 'announcements'>, config
   if (text.length > MAX_TEXT_LENGTH) throw invalid(`The text has ${text.length} characters; an announcement has at most ${MAX_TEXT_LENGTH}. Shorten it, or link to the details.`, { field: 'text' });
   if (text.includes('\0')) throw invalid('The text contains a NUL character; remove it.', { field: 'text' });
 
+  if (kept !== undefined) {
+    const content = { kind: input.kind, title, text, audience: kept.audience };
+    return { ...content, audienceList: kept.audienceList, contentHash: announcementHash(content) };
+  }
   const given = input.audience.addresses ?? [];
   const max = config.announcementMaxAudience;
   // Counted before any address is read: the work stays bounded by the limit.
@@ -281,8 +291,12 @@ export async function editAnnouncement(deps: AnnouncementDeps, caller: Caller, i
       await assertAuthorOrCommander(tx, caller, incident, a, 'edit');
       assertNotSent(a);
       assertOpen(incident);
-      const audience: AudienceInput = patch.audience ?? { addresses: a.audience };
-      const content = await prepareContent(tx, deps.config, { kind: patch.kind ?? a.kind, title: patch.title ?? a.title, text: patch.text ?? a.text, audience });
+      const content = await prepareContent(
+        tx,
+        deps.config,
+        { kind: patch.kind ?? a.kind, title: patch.title ?? a.title, text: patch.text ?? a.text, audience: patch.audience ?? {} },
+        patch.audience === undefined ? a : undefined,
+      );
       if (content.contentHash === a.contentHash && content.audienceList === a.audienceList) return a;
       const now = deps.now();
       await tx.announcements.edit(a.id, content, now);

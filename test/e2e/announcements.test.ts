@@ -379,5 +379,13 @@ describe.each(BACKENDS)('announcements end to end (%s)', (backend) => {
     // A later change of the list does not change the draft (its approvals bind what was read).
     await relay.request.put('/v1/audiences/press').set(auth(relay.admin)).send({ addresses: ['other@paper.example'] });
     expect((await relay.request.get(path(`/${created.body.id}`)).set(auth(comms))).body.audience.count).toBe(3);
+    // Nor does an edit that leaves the audience alone: it keeps what was read, and the list's name.
+    const retitled = await relay.request.patch(path(`/${created.body.id}`)).set(auth(comms)).send({ title: `Update, ${today}` });
+    expect(retitled.body.audience).toEqual({ addresses: ['cto@client.example', 'desk@news.example', 'tips@paper.example'], list: 'press', count: 3 });
+    // Naming the list again reads it as it is now.
+    const reread = await relay.request.patch(path(`/${created.body.id}`)).set(auth(comms)).send({ audience: { list: 'press' } });
+    expect(reread.body.audience).toEqual({ addresses: ['other@paper.example'], list: 'press', count: 1 });
+    // Only the author or a commander edits.
+    expect((await relay.request.patch(path(`/${created.body.id}`)).set(auth(legal)).send({ title: 'x' })).body.error.code).toBe('forbidden');
   });
 });
