@@ -6,6 +6,7 @@ import path from 'node:path';
 import fs from 'node:fs';
 import { z } from 'zod';
 import { isLoopbackHost } from './loopback.js';
+import { isEmailAddress } from './validation.js';
 
 export type Duration = number; // milliseconds
 
@@ -60,6 +61,12 @@ export interface RelayConfig {
   slackArchiveOnClose: boolean;
   smtpAllowInsecureAuth: boolean;
   logLevel: string;
+  /** RELAY_SECURITY_TEAM: addresses (lowercased) that join every new incident's roster as `security` (rule `security-team`). */
+  securityTeam: string[];
+  /** RELAY_ANNOUNCEMENT_FROM: the From of announcements, so no responder's address reaches the audience; undefined = announcements@ the mail domain (announcementSender). */
+  announcementFrom: string | undefined;
+  /** RELAY_ANNOUNCEMENT_MAX_AUDIENCE: the most addresses one announcement may go to. */
+  announcementMaxAudience: number;
 }
 
 /** Every variable the relay reads; anything else starting with RELAY_ is refused as a likely typo. */
@@ -96,6 +103,9 @@ export const CONFIG_VARIABLES = [
   'RELAY_SLACK_ARCHIVE_ON_CLOSE',
   'RELAY_SMTP_ALLOW_INSECURE_AUTH',
   'RELAY_LOG_LEVEL',
+  'RELAY_SECURITY_TEAM',
+  'RELAY_ANNOUNCEMENT_FROM',
+  'RELAY_ANNOUNCEMENT_MAX_AUDIENCE',
 ] as const;
 
 /** Variables whose values are never printed. */
@@ -178,6 +188,17 @@ function field<T>(variable: string, schema: z.ZodType<T>, raw: string | undefine
   return result.data;
 }
 
+/** A comma-separated list of addresses, lowercased, each once; empty when unset. */
+function addressList(variable: string, raw: string | undefined): string[] {
+  const entries = (raw ?? '')
+    .split(',')
+    .map((a) => a.trim())
+    .filter((a) => a !== '');
+  const bad = entries.find((a) => !isEmailAddress(a));
+  if (bad !== undefined) throw new ConfigError(variable, `a comma-separated list of email addresses such as secops@corp.example,ciso@corp.example (${JSON.stringify(bad.slice(0, 80))} is not one)`);
+  return [...new Set(entries.map((a) => a.toLowerCase()))];
+}
+
 /** Reads and validates the configuration; throws ConfigError naming the first bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
   const known = new Set<string>(CONFIG_VARIABLES);
@@ -240,6 +261,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
 
   const keysDir = get('RELAY_KEYS_DIR') ?? (fs.existsSync('keys') ? 'keys' : undefined);
 
+  const announcementFrom = get('RELAY_ANNOUNCEMENT_FROM')?.toLowerCase();
+  if (announcementFrom !== undefined && !isEmailAddress(announcementFrom)) {
+    throw new ConfigError('RELAY_ANNOUNCEMENT_FROM', `an email address such as communications@corp.example (got ${JSON.stringify(announcementFrom.slice(0, 80))})`);
+  }
+
   return {
     dataDir: path.resolve(get('RELAY_DATA_DIR') ?? './data'),
     databaseUrl: databaseUrl('RELAY_DATABASE_URL', get('RELAY_DATABASE_URL'), field('RELAY_DATABASE_ALLOW_INSECURE', bool, get('RELAY_DATABASE_ALLOW_INSECURE') ?? 'false', 'true or false')),
@@ -271,7 +297,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
     slackArchiveOnClose: field('RELAY_SLACK_ARCHIVE_ON_CLOSE', bool, get('RELAY_SLACK_ARCHIVE_ON_CLOSE') ?? 'true', 'true or false'),
     smtpAllowInsecureAuth,
     logLevel: field('RELAY_LOG_LEVEL', z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), get('RELAY_LOG_LEVEL') ?? 'info', 'one of fatal, error, warn, info, debug, trace, silent'),
+    securityTeam: addressList('RELAY_SECURITY_TEAM', get('RELAY_SECURITY_TEAM')),
+    announcementFrom,
+    announcementMaxAudience: field(
+      'RELAY_ANNOUNCEMENT_MAX_AUDIENCE',
+      z.string().regex(/^\d{1,6}$/).transform(Number).pipe(z.number().int().min(1).max(100_000)),
+      get('RELAY_ANNOUNCEMENT_MAX_AUDIENCE') ?? '5000',
+      'a whole number of addresses between 1 and 100000',
+    ),
   };
+}
+
+/** The From (and MAIL FROM) of announcements: RELAY_ANNOUNCEMENT_FROM, else announcements@RELAY_MAIL_DOMAIN. */
+export function announcementSender(config: Pick<RelayConfig, 'announcementFrom' | 'mailDomain'>): string {
+  return config.announcementFrom ?? `announcements@${config.mailDomain}`;
 }
 
 /**

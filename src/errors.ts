@@ -50,6 +50,15 @@ export const ERROR_CODES = {
   incident_details_exposed: { http: 422, smtp: '550 5.7.1' },
   audience_invalid: { http: 422, smtp: '550 5.7.1' },
   audience_too_large: { http: 422, smtp: '550 5.7.1' },
+  // Issue 14: the security team, and announcements beyond the roster.
+  security_team_missing: { http: 409, smtp: '550 5.7.1' },
+  security_team_protected: { http: 403, smtp: '550 5.7.1' },
+  internal_source_not_ruled_out: { http: 409, smtp: '550 5.7.1' },
+  approval_required: { http: 409, smtp: '550 5.7.1' },
+  approval_not_allowed: { http: 403, smtp: '550 5.7.1' },
+  already_approved: { http: 409, smtp: '550 5.7.1' },
+  announcement_not_checked: { http: 409, smtp: '550 5.7.1' },
+  announcement_sent: { http: 409, smtp: '550 5.7.1' },
   payload_too_large: { http: 413, smtp: '552 5.3.4' },
   // RFC 3463 X.6.0: the content cannot be read as MIME. Permanent, so clients do not resend it.
   message_unparsable: { http: 400, smtp: '550 5.6.0' },

@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, MAX_TIMER_MS, parseDuration, testConfig, type RelayConfig } from '../src/config.js';
+import { announcementSender, ConfigError, loadConfig, MAX_TIMER_MS, parseDuration, testConfig, type RelayConfig } from '../src/config.js';
 
 // Valid secrets present in every invalid case below: whatever variable is at
 // fault, none of these may appear in the message.
@@ -43,6 +43,9 @@ const DEFAULTS: Array<[keyof RelayConfig, unknown]> = [
   ['slackArchiveOnClose', true],
   ['smtpAllowInsecureAuth', false],
   ['logLevel', 'info'],
+  ['securityTeam', []],
+  ['announcementFrom', undefined],
+  ['announcementMaxAudience', 5000],
 ];
 
 describe('loadConfig defaults (SPEC §7)', () => {
@@ -92,6 +95,8 @@ const VALID: Array<[string, Record<string, string>, Partial<RelayConfig>]> = [
   ['tls pair', { RELAY_TLS_CERT: '/etc/relay/cert.pem', RELAY_TLS_KEY: '/etc/relay/key.pem' }, { tlsCert: '/etc/relay/cert.pem', tlsKey: '/etc/relay/key.pem' }],
   ['keys dir resolved', { RELAY_KEYS_DIR: 'some/keys' }, { keysDir: path.resolve('some/keys') }],
   ['message size', { RELAY_MAX_MESSAGE_BYTES: '1048576' }, { maxMessageBytes: 1_048_576 }],
+  ['security team lowercased, trimmed, each once', { RELAY_SECURITY_TEAM: ' SecOps@Corp.example, ciso@corp.example,secops@corp.example,' }, { securityTeam: ['secops@corp.example', 'ciso@corp.example'] }],
+  ['announcement sender and audience maximum', { RELAY_ANNOUNCEMENT_FROM: 'Press@Corp.example', RELAY_ANNOUNCEMENT_MAX_AUDIENCE: '100000' }, { announcementFrom: 'press@corp.example', announcementMaxAudience: 100_000 }],
 ];
 
 describe('loadConfig accepts good values', () => {
@@ -152,6 +157,12 @@ const INVALID: Array<[variable: string, env: Record<string, string>]> = [
   ['RELAY_TLS_KEY', { RELAY_TLS_CERT: '/etc/relay/cert.pem' }],
   ['RELAY_TLS_CERT', { RELAY_TLS_KEY: '/etc/relay/key.pem' }],
   ['RELAY_LOG_LEVEL', { RELAY_LOG_LEVEL: 'verbose' }],
+  ['RELAY_SECURITY_TEAM', { RELAY_SECURITY_TEAM: 'secops@corp.example,security team' }],
+  ['RELAY_SECURITY_TEAM', { RELAY_SECURITY_TEAM: 'secops' }],
+  ['RELAY_ANNOUNCEMENT_FROM', { RELAY_ANNOUNCEMENT_FROM: 'Corp Press <press@corp.example>' }],
+  ['RELAY_ANNOUNCEMENT_MAX_AUDIENCE', { RELAY_ANNOUNCEMENT_MAX_AUDIENCE: '0' }],
+  ['RELAY_ANNOUNCEMENT_MAX_AUDIENCE', { RELAY_ANNOUNCEMENT_MAX_AUDIENCE: '100001' }],
+  ['RELAY_ANNOUNCEMENT_MAX_AUDIENCE', { RELAY_ANNOUNCEMENT_MAX_AUDIENCE: '5k' }],
   ['RELAY_FOO', { RELAY_FOO: 'bar' }],
   // A typo of a secret's name: refused by name, value not echoed.
   ['RELAY_ADMIN_TOKN', { RELAY_ADMIN_TOKN: 'short-s3cret' }],
@@ -216,8 +227,22 @@ describe('loadConfig refuses bad values, naming the variable', () => {
     });
   });
 
+  it('names the address that is not one in RELAY_SECURITY_TEAM', () => {
+    expect(() => loadConfig({ RELAY_SECURITY_TEAM: 'secops@corp.example,security team' })).toThrow(
+      'RELAY_SECURITY_TEAM: a comma-separated list of email addresses such as secops@corp.example,ciso@corp.example ("security team" is not one)',
+    );
+  });
+
   it('reads only RELAY_ names it knows; other prefixes are left to other software', () => {
     expect(() => loadConfig({ TWILIO_REGION: 'ie1', SLACK_SIGNING_SECRET: 'x', PATH: '/usr/bin' })).not.toThrow();
+  });
+});
+
+describe('announcementSender', () => {
+  it('is RELAY_ANNOUNCEMENT_FROM, else announcements@ the mail domain, so no responder\'s address is the sender', () => {
+    expect(announcementSender(loadConfig({ RELAY_INTERNAL_DOMAINS: 'corp.example' }))).toBe('announcements@corp.example');
+    expect(announcementSender(loadConfig({ RELAY_MAIL_DOMAIN: 'relay.corp.example' }))).toBe('announcements@relay.corp.example');
+    expect(announcementSender(loadConfig({ RELAY_ANNOUNCEMENT_FROM: 'press@corp.example' }))).toBe('press@corp.example');
   });
 });
 

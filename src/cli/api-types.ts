@@ -141,3 +141,49 @@ export interface AuditCheckpointView {
 export interface NudgeAnswer {
   results: { email: string; status: string; reason?: string }[];
 }
+
+/** One rule's outcome, as decisions list them. */
+export interface RuleOutcomeView {
+  rule: string;
+  result: 'pass' | 'fail' | 'skip';
+  reason: string;
+}
+
+/** An announcement (issue 14): GET …/announcements/:id and the answers of draft, edit, check and approve. */
+export interface AnnouncementView {
+  id: string;
+  codename: string;
+  kind: 'internal' | 'external';
+  title: string;
+  text: string;
+  audience: { addresses: string[]; list: string | null; count: number };
+  state: 'draft' | 'checked' | 'approved' | 'sent';
+  author: string;
+  createdAt: string;
+  updatedAt: string;
+  contentHash: string;
+  checked: boolean;
+  approvals: { approver: string; role: string; approvedAt: string; current: boolean; voidedAt: string | null; voidedBy: string | null; voidReason: string | null }[];
+  release: { ready: boolean; rules: RuleOutcomeView[] };
+  sent: { at: string; by: string; emailId: string; messageId: string | null } | null;
+}
+
+/** The 202 of POST …/announcements/:id/send. */
+export interface AnnouncementSent {
+  id: string;
+  state: 'sent';
+  emailId: string;
+  messageId: string;
+  status: string;
+  copies: number;
+  encrypted: number;
+}
+
+/** GET /v1/audiences entries (addresses only for one list, to admins). */
+export interface AudienceView {
+  name: string;
+  count: number;
+  addresses?: string[];
+  updatedBy: string;
+  updatedAt: string;
+}

@@ -13,6 +13,7 @@ import { ENV } from './config.js';
 import { EXIT } from './exit.js';
 import { Output } from './output.js';
 import { reportError } from './report.js';
+import { registerAnnounce } from './commands/announce.js';
 import { registerAudit } from './commands/audit.js';
 import { registerEmails } from './commands/emails.js';
 import { registerIncidents } from './commands/incidents.js';
@@ -89,6 +90,7 @@ export function buildProgram(app: App): Command {
   registerKeys(program, app);
   registerEmails(program, app);
   registerNudge(program, app);
+  registerAnnounce(program, app);
   registerAudit(program, app);
   registerTokens(program, app);
   registerRelayKey(program, app);

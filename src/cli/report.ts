@@ -15,6 +15,8 @@ export interface ErrorContext {
   idempotencyKey?: string;
   /** Where the token came from, to say which one the relay refused. */
   tokenSource?: string;
+  /** The announcement a command worked on. */
+  announcementId?: string;
 }
 
 /** The report of one failure. */
@@ -59,7 +61,30 @@ export function hintsFor(err: ApiError, context: ErrorContext): string[] {
       return [
         ...(recipients.length > 0 ? recipients : ['<email>']).map((r) => `a commander or deputy adds them: incident-relay roster add ${codename} ${sanitize(r)} --role ROLE`),
         'or send without them',
+        `people outside the response team hear through an approved announcement: incident-relay announce draft ${codename} --help`,
       ];
+    case 'security_team_missing':
+      return [`a commander or deputy adds one: incident-relay roster add ${codename} EMAIL --role security   (or an admin sets RELAY_SECURITY_TEAM for every new incident)`];
+    case 'security_team_protected':
+      return ['only an admin removes or demotes a member of RELAY_SECURITY_TEAM: ask one'];
+    case 'internal_source_not_ruled_out':
+      return [`once forensics shows it, the commander records it: incident-relay announce internal-source ${codename} --ruled-out --note "…"`];
+    case 'approval_required':
+      return [`ask the commander and a member with role legal or communications (not the author): incident-relay announce approve ${codename} ${sanitize(context.announcementId ?? '<id>')}`];
+    case 'approval_not_allowed':
+      return ['the commander and members with role legal or communications approve, never the announcement\'s author'];
+    case 'already_approved':
+      return ['the second approval must come from someone else'];
+    case 'announcement_not_checked':
+      return [`check it first: incident-relay announce check ${codename} ${sanitize(context.announcementId ?? '<id>')}`];
+    case 'announcement_sent':
+      return [`it went out as it is; to correct it, write a new, dated one: incident-relay announce draft ${codename} …`];
+    case 'statement_rejected':
+    case 'incident_details_exposed':
+    case 'audience_invalid':
+      return [`edit it (incident-relay announce edit ${codename} ${sanitize(context.announcementId ?? '<id>')} …) and check it again`];
+    case 'audience_too_large':
+      return ['split the audience into several announcements, or ask an admin about RELAY_ANNOUNCEMENT_MAX_AUDIENCE'];
     case 'incident_closed':
       return [`the commander reopens it (incident-relay reopen ${codename}) or declares a new incident (incident-relay declare)`];
     case 'not_found':

@@ -8,6 +8,7 @@ import { RelayError } from '../errors.js';
 import { authenticate } from './auth.js';
 import { errorHandler, notFoundHandler, sendError } from './errors.js';
 import { adminRoutes } from './routes/admin.js';
+import { announcementRoutes } from './routes/announcements.js';
 import { auditHeadsRoutes } from './routes/audit-heads.js';
 import { emailRoutes } from './routes/emails.js';
 import { incidentRoutes } from './routes/incidents.js';
@@ -80,6 +81,7 @@ export function createApp(ctx: RelayContext): Express {
   app.use(slackRoutes(ctx));
   app.use(emailRoutes(ctx));
   app.use(smsRoutes(ctx));
+  app.use(announcementRoutes(ctx));
   app.use(notFoundHandler);
   app.use(errorHandler(ctx.logger));
   return app;

@@ -4,6 +4,7 @@
  */
 import { RelayError } from '../errors.js';
 import { fail, pass, skip, type Decision, type RuleOutcome } from './decision.js';
+import { checkSecurityTeam } from './security-team.js';
 import { foldForMatching, words } from './normalise.js';
 import { findTerms, termOf, type Term } from './terms.js';
 
@@ -35,6 +36,8 @@ export interface EmailPolicyInput {
   incidentStatus: 'open' | 'closed';
   /** Active roster addresses, lowercased. */
   roster: ReadonlySet<string>;
+  /** Rule `security-team`: how many active members of the roster have role `security`. */
+  securityMembers: number;
   to: readonly string[];
   cc: readonly string[];
   bcc: readonly string[];
@@ -117,12 +120,20 @@ export function decideEmail(input: EmailPolicyInput): Decision<EmailPlan> {
   } else {
     rules.push(fail('roster', `${outsiders.length} recipient(s) not on the roster`));
     refuse(
-      new RelayError('recipient_not_on_roster', `Not on the response roster: ${outsiders.join(', ')}. Nothing was sent to anyone; ask the commander to add them, or remove them.`, {
-        rule: 'roster',
-        details: { recipients: outsiders },
-      }),
+      new RelayError(
+        'recipient_not_on_roster',
+        `Not on the response roster: ${outsiders.join(', ')}. Nothing was sent to anyone; ask the commander to add them, or remove them. To tell people outside the response team, write an announcement (POST /v1/incidents/:codename/announcements): it goes out once approved.`,
+        {
+          rule: 'roster',
+          details: { recipients: outsiders },
+        },
+      ),
     );
   }
+
+  const security = checkSecurityTeam(input.securityMembers, 'email');
+  rules.push(security.outcome);
+  if (security.error) refuse(security.error);
 
   if (!encrypt) rules.push(skip('encryption', 'all recipients internal, chain internal, RELAY_ENCRYPT=external'));
   else {

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { RelayError } from '../errors.js';
 import { isEmailAddress } from '../validation.js';
 import { fail, pass, skip, type Decision, type RuleOutcome } from './decision.js';
+import { checkSecurityTeam } from './security-team.js';
 
 /** Why a named member gets no nudge. */
 export type SmsSkipReason = 'no_phone' | 'recently_nudged' | 'removed';
@@ -34,6 +35,8 @@ export interface SmsPolicyInput {
   /** True when the sender is an active member of this incident's roster. */
   senderOnRoster: boolean;
   incidentStatus: 'open' | 'closed';
+  /** Rule `security-team`: how many active members of the roster have role `security`. */
+  securityMembers: number;
   /** The fixed nudge, exactly as templates/sms-nudge.txt holds it. */
   nudge: string;
   /** The body the client sent, if any. Only ever compared and fingerprinted, never kept. */
@@ -137,6 +140,10 @@ export function decideSms(input: SmsPolicyInput): Decision<SmsPlan> {
   } else {
     rules.push(pass('roster', `sender and ${listed.length} recipient(s) are, or were, on the roster`));
   }
+
+  const security = checkSecurityTeam(input.securityMembers, 'SMS');
+  rules.push(security.outcome);
+  if (security.error) refuse(security.error);
 
   const bodyOk = isPermittedSmsBody(input.body, input.nudge);
   if (!bodyOk) {

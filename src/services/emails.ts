@@ -183,6 +183,7 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
     claimedSenders: message.claimedSenders ?? [],
     incidentStatus: incident.status,
     roster: new Set(roster.map((m) => m.email)),
+    securityMembers: roster.filter((m) => m.role === 'security').length,
     to: message.to,
     cc: message.cc,
     bcc: message.bcc,

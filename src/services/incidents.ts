@@ -95,6 +95,7 @@ export async function createIncident(ctx: RelayContext, caller: Caller, input: {
       if (!created) return undefined;
       await tx.incidents.upsertMember(created.id, { email: commander, name: commander.split('@')[0]!, role: 'commander' }, at);
       await tx.audit.append({ type: 'incident.created', actor: caller.email, incidentId: created.id, outcome: 'ok', data: { codename, commander } });
+      await enlistSecurityTeam(tx, ctx.config.securityTeam, created, commander, at);
       return created;
     });
     if (incident) {
@@ -104,6 +105,41 @@ export async function createIncident(ctx: RelayContext, caller: Caller, input: {
     if (chosen !== undefined) throw invalid(`The codename "${chosen}" is taken; choose another or leave it out to get one.`, { field: 'codename' });
   }
   throw new RelayError('unavailable', 'Could not find a free codename; try again.', { retryAfter: 1 });
+}
+
+/**
+ * Rule `security-team`: RELAY_SECURITY_TEAM joins every new incident's roster
+ * as `security`, in the transaction that creates it, each addition audited.
+ * The commander keeps their role when they are on the team too.
+ */
+async function enlistSecurityTeam(tx: Repositories, team: readonly string[], incident: Incident, commander: string, at: Date): Promise<void> {
+  for (const email of team) {
+    if (email === commander) continue;
+    const { member } = await tx.incidents.upsertMember(incident.id, { email, name: email.split('@')[0]!, role: 'security' }, at);
+    await tx.audit.append({
+      type: 'roster.added',
+      actor: null,
+      incidentId: incident.id,
+      outcome: 'ok',
+      data: { email: member.email, role: member.role, phone: false, slackUserId: null, source: 'RELAY_SECURITY_TEAM' },
+    });
+  }
+}
+
+/**
+ * A member of RELAY_SECURITY_TEAM serving as `security` stays unless an admin
+ * removes or demotes them: the playbook has the security team always
+ * included, and a commander or deputy must not be able to drop them quietly.
+ * `change` is the new role, or 'removed'.
+ */
+export async function assertSecurityTeamKept(tx: Pick<Repositories, 'incidents'>, caller: Caller, incident: Incident, email: string, change: RosterRole | 'removed', team: readonly string[]): Promise<void> {
+  if (caller.role === 'admin' || change === 'security' || !team.includes(email)) return;
+  if ((await tx.incidents.activeMember(incident.id, email))?.role !== 'security') return;
+  throw new RelayError(
+    'security_team_protected',
+    `${email} is on the security team (RELAY_SECURITY_TEAM), which is always included: only an admin may ${change === 'removed' ? 'remove them from' : 'change their role on'} this roster. Nothing was changed; ask an admin if they must go.`,
+    { rule: 'security-team', details: { email } },
+  );
 }
 
 /** Closes an open incident; closing a closed one is a no-op. */
@@ -151,11 +187,15 @@ export async function putMember(
   incident: Incident,
   input: MemberInput & { publicKey?: string | undefined },
 ): Promise<{ member: RosterMember; created: boolean; key: KeyMetadata | null }> {
-  await ctx.store.transaction((tx) => assertMayChange(tx, caller, incident, input.email, input.role));
+  await ctx.store.transaction(async (tx) => {
+    await assertMayChange(tx, caller, incident, input.email, input.role);
+    await assertSecurityTeamKept(tx, caller, incident, input.email, input.role, ctx.config.securityTeam);
+  });
   const parsedKey = input.publicKey === undefined ? undefined : await ctx.keys.validate(input.email, input.publicKey);
   const result = await ctx.store.transaction(async (tx) => {
     // Again inside the transaction: the roster may have changed while the key was checked.
     await assertMayChange(tx, caller, incident, input.email, input.role);
+    await assertSecurityTeamKept(tx, caller, incident, input.email, input.role, ctx.config.securityTeam);
     const { member, created } = await tx.incidents.upsertMember(incident.id, input, ctx.now());
     await tx.audit.append({
       type: created ? 'roster.added' : 'roster.updated',
@@ -181,6 +221,7 @@ export async function putMember(
 export async function removeMember(ctx: RelayContext, caller: Caller, incident: Incident, email: string): Promise<Cancellation[]> {
   const cancelled = await ctx.store.transaction(async (tx) => {
     await assertMayChange(tx, caller, incident, email);
+    await assertSecurityTeamKept(tx, caller, incident, email, 'removed', ctx.config.securityTeam);
     if (!(await tx.incidents.removeMember(incident.id, email, ctx.now()))) return undefined;
     const done = await tx.outbox.cancelForMember(incident.id, email, `cancelled: ${email} left the roster before it was sent`, randomUUID);
     await tx.audit.append({ type: 'roster.removed', actor: caller.email, incidentId: incident.id, outcome: 'ok', data: { email, cancelledDeliveries: done.length } });

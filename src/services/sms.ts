@@ -75,6 +75,7 @@ export async function sendNudges(ctx: RelayContext, caller: Caller, incident: In
       sender: caller.email,
       senderOnRoster: (await tx.incidents.activeMember(incident.id, caller.email)) !== undefined,
       incidentStatus: incident.status,
+      securityMembers: (await tx.incidents.roster(incident.id)).filter((m) => m.role === 'security').length,
       nudge,
       body: request.body,
       to: listed,
@@ -146,7 +147,9 @@ export async function receiveInboundSms(ctx: RelayContext, inbound: { from: stri
       const last = await tx.sms.lastNudgeMs(h.email, inbound.from);
       if (last !== undefined && now.getTime() - last < ctx.config.smsNudgeInterval) recent = true;
     }
-    const reply = answering === undefined ? 'none' : recent ? 'recently_nudged' : 'nudge';
+    // Rule security-team holds for this SMS too: no reply until the incident has a security member.
+    const noSecurity = answering !== undefined && !(await tx.incidents.roster(answering.incidentId)).some((m) => m.role === 'security');
+    const reply = answering === undefined ? 'none' : noSecurity ? 'security_team_missing' : recent ? 'recently_nudged' : 'nudge';
     let smsId: string | undefined;
     if (reply === 'nudge' && answering) {
       smsId = randomUUID();

@@ -6,6 +6,7 @@
  * outside src/store/ sees a database driver.
  */
 import fs from 'node:fs';
+import { AnnouncementStore } from './announcements.js';
 import { AuditLog, type InTransaction } from './audit.js';
 import type { Backend } from './backend.js';
 import { IdempotencyStore } from './idempotency.js';
@@ -39,6 +40,7 @@ export interface Repositories {
   sendLimits: SendLimitStore;
   /** Signed checkpoints of the audit chain's head. */
   checkpoints: CheckpointStore;
+  announcements: AnnouncementStore;
 }
 
 /** The store of one relay. */
@@ -79,6 +81,7 @@ function repositories(sql: SqlExecutor, now: () => Date, inTransaction: InTransa
     leases: new LeaseStore(sql),
     sendLimits: new SendLimitStore(sql),
     checkpoints: new CheckpointStore(sql),
+    announcements: new AnnouncementStore(sql),
   };
 }
 

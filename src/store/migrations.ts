@@ -461,6 +461,112 @@ ALTER TABLE deliveries ADD COLUMN body_kind TEXT NOT NULL DEFAULT 'raw' CHECK (b
 `,
   },
   {
+    version: 9,
+    name: 'announcements',
+    // Issue 14: announcements are the one way anything about an incident
+    // reaches people off its roster. A draft's content hash binds its
+    // approvals (an edit voids them; at most one live approval per person);
+    // email_id marks the email whose deliveries the worker checks against the
+    // announcement instead of the roster. Audiences are admin-kept lists. The
+    // commander's "internal source ruled out" record lives on the incident.
+    sqlite: `
+CREATE TABLE announcements (
+  id            TEXT PRIMARY KEY,
+  incident_id   TEXT NOT NULL REFERENCES incidents(id),
+  kind          TEXT NOT NULL CHECK (kind IN ('internal', 'external')),
+  title         TEXT NOT NULL,
+  text          TEXT NOT NULL,
+  audience      TEXT NOT NULL,
+  audience_list TEXT,
+  content_hash  TEXT NOT NULL,
+  checked_hash  TEXT,
+  state         TEXT NOT NULL CHECK (state IN ('draft', 'checked', 'approved', 'sent')),
+  author        TEXT NOT NULL,
+  created_at    TEXT NOT NULL,
+  updated_at    TEXT NOT NULL,
+  sent_at       TEXT,
+  sent_by       TEXT,
+  sent_hash     TEXT,
+  email_id      TEXT REFERENCES emails(id)
+);
+CREATE INDEX announcements_incident ON announcements (incident_id, created_at);
+CREATE UNIQUE INDEX announcements_email ON announcements (email_id) WHERE email_id IS NOT NULL;
+
+CREATE TABLE announcement_approvals (
+  id              TEXT PRIMARY KEY,
+  announcement_id TEXT NOT NULL REFERENCES announcements(id),
+  ordinal         INTEGER NOT NULL,
+  approver        TEXT NOT NULL,
+  role            TEXT NOT NULL,
+  content_hash    TEXT NOT NULL,
+  approved_at     TEXT NOT NULL,
+  voided_at       TEXT,
+  voided_by       TEXT,
+  void_reason     TEXT
+);
+CREATE INDEX announcement_approvals_of ON announcement_approvals (announcement_id);
+CREATE UNIQUE INDEX announcement_approvals_live ON announcement_approvals (announcement_id, approver) WHERE voided_at IS NULL;
+
+CREATE TABLE audiences (
+  name       TEXT PRIMARY KEY,
+  addresses  TEXT NOT NULL,
+  updated_by TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+
+ALTER TABLE incidents ADD COLUMN internal_source_at TEXT;
+ALTER TABLE incidents ADD COLUMN internal_source_by TEXT;
+ALTER TABLE incidents ADD COLUMN internal_source_note TEXT;
+`,
+    postgres: `
+CREATE TABLE announcements (
+  id            TEXT PRIMARY KEY,
+  incident_id   TEXT NOT NULL REFERENCES incidents(id),
+  kind          TEXT NOT NULL CHECK (kind IN ('internal', 'external')),
+  title         TEXT NOT NULL,
+  text          TEXT NOT NULL,
+  audience      TEXT NOT NULL,
+  audience_list TEXT,
+  content_hash  TEXT NOT NULL,
+  checked_hash  TEXT,
+  state         TEXT NOT NULL CHECK (state IN ('draft', 'checked', 'approved', 'sent')),
+  author        TEXT NOT NULL,
+  created_at    TEXT NOT NULL,
+  updated_at    TEXT NOT NULL,
+  sent_at       TEXT,
+  sent_by       TEXT,
+  sent_hash     TEXT,
+  email_id      TEXT REFERENCES emails(id)
+);
+CREATE INDEX announcements_incident ON announcements (incident_id, created_at);
+CREATE UNIQUE INDEX announcements_email ON announcements (email_id) WHERE email_id IS NOT NULL;
+
+CREATE TABLE announcement_approvals (
+  id              TEXT PRIMARY KEY,
+  announcement_id TEXT NOT NULL REFERENCES announcements(id),
+  ordinal         INTEGER NOT NULL,
+  approver        TEXT NOT NULL,
+  role            TEXT NOT NULL,
+  content_hash    TEXT NOT NULL,
+  approved_at     TEXT NOT NULL,
+  voided_at       TEXT,
+  voided_by       TEXT,
+  void_reason     TEXT
+);
+CREATE INDEX announcement_approvals_of ON announcement_approvals (announcement_id);
+CREATE UNIQUE INDEX announcement_approvals_live ON announcement_approvals (announcement_id, approver) WHERE voided_at IS NULL;
+
+CREATE TABLE audiences (
+  name       TEXT PRIMARY KEY,
+  addresses  TEXT NOT NULL,
+  updated_by TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+
+ALTER TABLE incidents ADD COLUMN internal_source_at TEXT, ADD COLUMN internal_source_by TEXT, ADD COLUMN internal_source_note TEXT;
+`,
+  },
+  {
     version: 10,
     name: 'audit_checkpoints',
     // Signed checkpoints of the audit chain's head (issue 10 §16-17): the

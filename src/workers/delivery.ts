@@ -7,7 +7,13 @@
  *   a delivery whose relay died is taken over when its lease expires. While a
  *   send runs, its lease is renewed.
  * - Every attempt re-checks the envelope against the incident's roster: a
- *   recipient (or sender) who left the roster is cancelled, not sent to.
+ *   recipient (or sender) who left the roster is cancelled, not sent to. The
+ *   copies of an announcement go to people off the roster by design: they are
+ *   checked instead against the announcement (still the content that was
+ *   approved, its release gates still met, the recipient in its audience).
+ * - Rule `security-team` holds for the whole life of a message: while the
+ *   incident has no active security member, its deliveries wait (retried with
+ *   backoff until RELAY_DELIVERY_MAX_AGE), neither sent nor dropped.
  * - Transient failures retry with exponential backoff and jitter until
  *   RELAY_DELIVERY_MAX_AGE; permanent ones fail.
  * - A delivery stays queued until its outcome is committed, so a crash
@@ -21,8 +27,11 @@ import { randomUUID } from 'node:crypto';
 import type { RelayContext } from '../context.js';
 import { DeliveryError, type Channel, type ChunkedBody, type RefusedRecipient, type SendReceipt } from '../channels/channel.js';
 import { renderCopyChunks, renderedCopyLength } from '../pgp/pgp-mime.js';
+import { decideRelease } from '../policy/gates.js';
 import { cancellationEvent } from '../services/incidents.js';
+import type { Announcement } from '../store/announcements.js';
 import type { AuditInput } from '../store/audit.js';
+import type { RosterMember } from '../store/incidents.js';
 import type { Repositories } from '../store/index.js';
 import type { Delivery, DeliveryChannel, DeliverySplit, EmailPayload, Envelope } from '../store/outbox.js';
 
@@ -256,8 +265,10 @@ export class DeliveryWorker {
       });
       return;
     }
-    const envelope = await this.rosterCheck(delivery);
+    const roster = delivery.incidentId === null ? undefined : await ctx.store.incidents.roster(delivery.incidentId);
+    const envelope = await this.rosterCheck(delivery, roster);
     if (envelope === undefined) return;
+    if (roster !== undefined && (await this.heldForSecurityTeam(delivery, roster))) return;
     let receipt: SendReceipt;
     try {
       receipt = await this.withBody(delivery, delivery.body, (body) => channel.send({ id: delivery.id, envelope, body }));
@@ -343,10 +354,12 @@ export class DeliveryWorker {
    * Messages of a closed incident that were accepted before it closed are
    * still delivered (rule `incident-open` refuses new messages only).
    */
-  private async rosterCheck(delivery: Delivery): Promise<Envelope | undefined> {
+  private async rosterCheck(delivery: Delivery, roster: readonly RosterMember[] | undefined): Promise<Envelope | undefined> {
     const { store } = this.ctx;
-    if (delivery.incidentId === null) return delivery.envelope;
-    const active = new Set((await store.incidents.roster(delivery.incidentId)).map((m) => m.email));
+    if (delivery.incidentId === null || roster === undefined) return delivery.envelope;
+    const announcement = delivery.emailId === null ? undefined : await store.announcements.byEmail(delivery.emailId);
+    if (announcement !== undefined) return this.announcementCheck(delivery, announcement, roster);
+    const active = new Set(roster.map((m) => m.email));
     const envelope = delivery.envelope;
     let gone: string[] | 'all' = [];
     if (envelope.kind === 'sms') {
@@ -364,6 +377,91 @@ export class DeliveryWorker {
     this.ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: 'cancelled' });
     if (gone === 'all' || envelope.kind === 'sms' || cancelled?.recipients.length === envelope.to.length) return undefined;
     return { ...envelope, to: envelope.to.filter((r) => !gone.includes(r)) };
+  }
+
+  /**
+   * The envelope of an announcement copy to send now: the announcement must
+   * still be the content that was sent (its hash unchanged), its release gates
+   * met as they were at send (internal source still ruled out; for an
+   * external one, the approvals of that content still live and their givers
+   * still on the roster in their roles), and each recipient in its audience.
+   * Otherwise the copy is cancelled, not sent. Undefined when nothing is left.
+   */
+  private async announcementCheck(delivery: Delivery, announcement: Announcement, roster: readonly RosterMember[]): Promise<Envelope | undefined> {
+    const { store } = this.ctx;
+    const envelope = delivery.envelope;
+    let reason: string | undefined;
+    if (envelope.kind !== 'email' || announcement.incidentId !== delivery.incidentId) reason = 'announcement_mismatch';
+    else if (announcement.state !== 'sent' || announcement.sentHash === null || announcement.sentHash !== announcement.contentHash) reason = 'announcement_changed';
+    else {
+      const release = decideRelease({
+        kind: announcement.kind,
+        author: announcement.author,
+        contentHash: announcement.sentHash,
+        approvals: await store.announcements.approvals(announcement.id),
+        roster: new Map(roster.map((m) => [m.email, m.role])),
+        internalSource: await store.announcements.internalSource(announcement.incidentId),
+      });
+      if (release.outcome === 'refuse') reason = `announcement_${release.error.code}`;
+    }
+    const audience = this.audienceOf(announcement);
+    const gone: string[] | 'all' = reason !== undefined ? 'all' : envelope.kind === 'email' ? envelope.to.filter((r) => !audience.has(r)) : 'all';
+    if (gone !== 'all' && gone.length === 0) return envelope;
+    const incidentId = delivery.incidentId!;
+    const why = reason ?? 'not_in_announcement_audience';
+    const cancelled = await this.writeNow(delivery, async (tx) => {
+      const done = await tx.outbox.cancelRecipients(delivery.id, gone, `cancelled: ${why.replace(/_/g, ' ')}`, randomUUID);
+      if (done) {
+        const event = cancellationEvent(done, null, incidentId, why);
+        await tx.audit.append({ ...event, data: { ...event.data, announcementId: announcement.id } });
+      }
+      return done;
+    });
+    this.ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: 'cancelled' });
+    if (gone === 'all' || envelope.kind !== 'email' || cancelled?.recipients.length === envelope.to.length) return undefined;
+    return { ...envelope, to: envelope.to.filter((r) => !gone.includes(r)) };
+  }
+
+  // The audiences of the announcements being sent, parsed once each (a list may hold thousands).
+  private readonly audiences = new Map<string, Set<string>>();
+
+  private audienceOf(announcement: Announcement): Set<string> {
+    const key = `${announcement.id} ${announcement.contentHash}`;
+    let audience = this.audiences.get(key);
+    if (audience === undefined) {
+      if (this.audiences.size >= 16) this.audiences.delete(this.audiences.keys().next().value!);
+      this.audiences.set(key, (audience = new Set(announcement.audience)));
+    }
+    return audience;
+  }
+
+  /**
+   * Rule `security-team` at send time: with no active security member on the
+   * incident's roster, the delivery is held (its attempt counted, retried with
+   * backoff, failed only after RELAY_DELIVERY_MAX_AGE) rather than sent or
+   * dropped. True when it was held.
+   */
+  private async heldForSecurityTeam(delivery: Delivery, roster: readonly RosterMember[]): Promise<boolean> {
+    if (roster.some((m) => m.role === 'security')) return false;
+    const now = this.ctx.now().getTime();
+    const wait = backoffMs(delivery.attempts, this.baseBackoffMs, this.maxBackoffMs, this.random);
+    const giveUp = now + wait - delivery.createdMs > this.ctx.config.deliveryMaxAge;
+    const held = 'held: the incident has no active member with role security (rule security-team); add one to release it';
+    const error = giveUp ? `gave up after RELAY_DELIVERY_MAX_AGE: ${held}` : held;
+    const refs = { deliveryId: delivery.id, emailId: delivery.emailId ?? undefined, smsId: delivery.smsId ?? undefined, attempt: delivery.attempts + 1 };
+    await this.record(delivery, async (tx) => {
+      const changed = giveUp ? await tx.outbox.markFailed(delivery.id, error) : await tx.outbox.markRetry(delivery.id, error, new Date(now + wait));
+      if (!changed) return;
+      await tx.audit.append({
+        actor: null,
+        incidentId: delivery.incidentId,
+        type: giveUp ? `${delivery.channel}.delivery_failed` : `${delivery.channel}.delivery_held`,
+        outcome: giveUp ? 'failed' : 'retry',
+        data: { ...refs, error, rule: 'security-team', ...(giveUp ? {} : { retryInMs: wait }) },
+      });
+    });
+    this.ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: giveUp ? 'failed' : 'retry' });
+    return true;
   }
 
   /** Writes in one transaction now, or throws (the delivery then stays queued under our lease and is retried later). */

@@ -76,7 +76,7 @@ describe('exit codes', () => {
     const outsider = await asIc(['send', codename, '--to', 'nosy@corp.example', '--text', 'x', '--json']);
     expect(outsider.code).toBe(3);
     expect(JSON.parse(outsider.stdout)).toEqual({
-      error: { code: 'recipient_not_on_roster', message: 'Not on the response roster: nosy@corp.example. Nothing was sent to anyone; ask the commander to add them, or remove them.', rule: 'roster', details: { recipients: ['nosy@corp.example'] } },
+      error: { code: 'recipient_not_on_roster', message: 'Not on the response roster: nosy@corp.example. Nothing was sent to anyone; ask the commander to add them, or remove them. To tell people outside the response team, write an announcement (POST /v1/incidents/:codename/announcements): it goes out once approved.', rule: 'roster', details: { recipients: ['nosy@corp.example'] } },
       exitCode: 3,
     });
     expect(outsider.stderr).toContain(`  what to do: a commander or deputy adds them: incident-relay roster add ${codename} nosy@corp.example --role ROLE\n`);
@@ -302,6 +302,8 @@ describe('output', () => {
       'send', 'emails list', 'emails status', 'nudge', 'slack sync',
       'audit list', 'audit verify', 'audit export',
       'tokens create', 'tokens list', 'tokens revoke', 'relay-key',
+      'announce list', 'announce draft', 'announce edit', 'announce show', 'announce check', 'announce approve', 'announce send', 'announce internal-source',
+      'audiences list', 'audiences show', 'audiences set', 'audiences delete',
     ];
     for (const command of commands) {
       const res = await runCli([...command.split(' '), '--help'], { home });

@@ -344,6 +344,8 @@ describe('audit and idempotency', () => {
 
 describe('leaving the roster', () => {
   it('cancels the queued copies a removed member would receive and the mail they sent; the rest is still delivered', async () => {
+    // sec leaves below; a second security member keeps the incident's mail flowing (rule security-team).
+    await addMember('soc@corp.example', 'security');
     upstream.failWith = 451;
     const toBoth = await send({ to: ['sec@corp.example', 'exec@corp.example'], text: 'to both' });
     const sec = await relay.tokenFor('sec@corp.example');

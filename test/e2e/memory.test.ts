@@ -186,6 +186,8 @@ describe.skipIf(NEEDS_INTEGRATION)('the built relay, over HTTP, with a real upst
         RELAY_INTERNAL_DOMAINS: 'corp.example',
         RELAY_SMTP_UPSTREAM: upstream.url,
         RELAY_LOG_LEVEL: 'error',
+        // Rule security-team: every incident starts with a security member, so its mail may go.
+        RELAY_SECURITY_TEAM: 'sec@corp.example',
       }),
       temp.make('relay-memory-cwd-'),
     );

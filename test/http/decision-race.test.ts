@@ -24,6 +24,8 @@ async function setUp(duringCompose: (relay: TestRelay, codename: string) => Prom
   const ic = await relay.tokenFor('ic@corp.example');
   const { body } = await relay.request.post('/v1/incidents').set(auth(ic)).send({});
   await relay.request.put(`/v1/incidents/${body.codename}/roster/counsel@lawfirm.example`).set(auth(ic)).send({ name: 'Counsel', role: 'external', publicKey: counsel.armoredPublic });
+  // Rule security-team: mail goes only once the incident has a security member.
+  await relay.request.put(`/v1/incidents/${body.codename}/roster/sec@corp.example`).set(auth(ic)).send({ name: 'Security', role: 'security' });
   const inner = inThreadEncryptor(relay.ctx.relayKey.privateKey);
   const racing: Encryptor = {
     seal: async (payload, copies, date) => {

@@ -223,6 +223,8 @@ describe('the email pipeline over the pool', () => {
     const ic = await t.tokenFor('ic@corp.example');
     const auth = { Authorization: `Bearer ${ic}` };
     const { body } = await t.request.post('/v1/incidents').set(auth).send({ codename: 'amber-otter' });
+    // Rule security-team: the incident's mail goes only once it has a security member.
+    await t.request.put(`/v1/incidents/${body.codename}/roster/sec@corp.example`).set(auth).send({ name: 'Sec', role: 'security' });
     await t.request.put(`/v1/incidents/${body.codename}/roster/alice@partner.test`).set(auth).send({ name: 'Alice', role: 'external', publicKey: alice.armoredPublic });
     const image = Buffer.alloc(6_000_000, 'disk image ');
     // Regression: the base64 check was a grouped regex that overflowed V8's stack from ~4 MB on (HTTP 500).

@@ -11,6 +11,7 @@ function input(overrides: Partial<EmailPolicyInput> = {}): EmailPolicyInput {
     claimedSenders: [],
     incidentStatus: 'open',
     roster: new Set(ROSTER),
+    securityMembers: 1,
     to: ['sec@corp.example'],
     cc: [],
     bcc: [],
@@ -49,6 +50,8 @@ describe('decideEmail: each rule alone', () => {
     ['external chain, internal recipient without key', { chainExternal: true, to: ['exec@corp.example'] }, 'missing_public_key', { encryption: 'fail' }],
     ['RELAY_ENCRYPT=always', { encryptMode: 'always' }, null, { encryption: 'pass' }],
     ['Bcc recipient', { bcc: ['exec@corp.example'] }, null, { bcc: 'pass' }],
+    ['no security member on the roster', { securityMembers: 0 }, 'security_team_missing', { 'security-team': 'fail' }],
+    ['two security members', { securityMembers: 2 }, null, { 'security-team': 'pass' }],
   ])('%s', (_name, overrides, code, expected) => {
     const decision = decideEmail(input(overrides));
     if (code === null) expect(decision.outcome).toBe('accept');
@@ -58,7 +61,46 @@ describe('decideEmail: each rule alone', () => {
     }
     expect(outcomes(input(overrides))).toMatchObject(expected);
     // Every rule is always listed.
-    expect(decision.rules.map((r) => r.rule).sort()).toEqual(['bcc', 'codename', 'encryption', 'incident-open', 'roster', 'sender', 'subject']);
+    expect(decision.rules.map((r) => r.rule).sort()).toEqual(['bcc', 'codename', 'encryption', 'incident-open', 'roster', 'security-team', 'sender', 'subject']);
+  });
+});
+
+describe('decideEmail: rule security-team', () => {
+  it('refuses with 409 and says how to add a security member; the reason is computed', () => {
+    const d = decideEmail(input({ securityMembers: 0, to: ['counsel@lawfirm.example'] }));
+    expect(d.outcome).toBe('refuse');
+    if (d.outcome !== 'refuse') return;
+    expect(d.error.httpStatus).toBe(409);
+    expect(d.error.toJSON()).toEqual({
+      error: {
+        code: 'security_team_missing',
+        rule: 'security-team',
+        message:
+          'No email is sent for this incident until a member with role security is on its roster: the security team is always included. Nothing was sent; a commander or deputy adds one with PUT /v1/incidents/:codename/roster/:email {"name": "…", "role": "security"}, or an admin sets RELAY_SECURITY_TEAM so every new incident starts with them.',
+      },
+    });
+    expect(d.rules.find((r) => r.rule === 'security-team')).toEqual({ rule: 'security-team', result: 'fail', reason: 'no active member with role security on the roster' });
+    expect(decideEmail(input({ securityMembers: 3 })).rules.find((r) => r.rule === 'security-team')).toEqual({ rule: 'security-team', result: 'pass', reason: '3 active security member(s) on the roster' });
+  });
+
+  it('an outsider is named before the missing security member', () => {
+    const d = decideEmail(input({ securityMembers: 0, to: ['nosy@corp.example'] }));
+    expect(d.outcome === 'refuse' && d.error.code).toBe('recipient_not_on_roster');
+  });
+});
+
+describe('decideEmail: the roster refusal names announcements as the way out', () => {
+  it('says nothing was sent, how to add them, and that announcements reach people off the roster', () => {
+    const d = decideEmail(input({ to: ['press@news.example'] }));
+    expect(d.outcome === 'refuse' && d.error.toJSON()).toEqual({
+      error: {
+        code: 'recipient_not_on_roster',
+        rule: 'roster',
+        message:
+          'Not on the response roster: press@news.example. Nothing was sent to anyone; ask the commander to add them, or remove them. To tell people outside the response team, write an announcement (POST /v1/incidents/:codename/announcements): it goes out once approved.',
+        details: { recipients: ['press@news.example'] },
+      },
+    });
   });
 });
 

@@ -24,6 +24,7 @@ function input(overrides: Partial<SmsPolicyInput> = {}): SmsPolicyInput {
     sender: 'ic@corp.example',
     senderOnRoster: true,
     incidentStatus: 'open',
+    securityMembers: 1,
     nudge: NUDGE,
     body: undefined,
     to: ['sec@corp.example'],
@@ -97,6 +98,7 @@ describe('decideSms: recipients and refusals', () => {
     ['one member', {}, null, { results: [{ email: 'sec@corp.example', status: 'queued' }] }],
     ['closed incident', { incidentStatus: 'closed' }, 'incident_closed', {}],
     ['sender off the roster', { senderOnRoster: false }, 'forbidden', {}],
+    ['no security member on the roster', { securityMembers: 0 }, 'security_team_missing', {}],
     ['a raw phone number', { to: ['+15555550101'] }, 'invalid_request', {}],
     ['a phone number with separators', { to: ['(555) 555-0101'] }, 'invalid_request', {}],
     ['a phone number beside a member', { to: ['sec@corp.example', '+15555559999'] }, 'invalid_request', {}],
@@ -146,12 +148,41 @@ describe('decideSms: recipients and refusals', () => {
     expect(decision.outcome).toBe('refuse');
     if (decision.outcome !== 'refuse') return;
     expect(decision.error.code).toBe('incident_closed');
-    expect(Object.fromEntries(decision.rules.map((r) => [r.rule, r.result]))).toEqual({ codename: 'pass', 'incident-open': 'fail', roster: 'fail', sms: 'fail' });
+    expect(Object.fromEntries(decision.rules.map((r) => [r.rule, r.result]))).toEqual({ codename: 'pass', 'incident-open': 'fail', roster: 'fail', 'security-team': 'pass', sms: 'fail' });
   });
 
   it('refuses blocked text even when every recipient is fine', () => {
     const decision = decideSms(input({ to: 'roster', body: `${NUDGE}!` }));
     expect(decision.outcome).toBe('refuse');
+  });
+});
+
+describe('decideSms: rule security-team', () => {
+  it.each<[number, string | null, string, string]>([
+    [0, 'security_team_missing', 'fail', 'no active member with role security on the roster'],
+    [1, null, 'pass', '1 active security member(s) on the roster'],
+    [3, null, 'pass', '3 active security member(s) on the roster'],
+  ])('%i security member(s)', (securityMembers, code, result, reason) => {
+    const decision = decideSms(input({ securityMembers }));
+    expect(decision.outcome === 'refuse' ? decision.error.code : null).toBe(code);
+    expect(decision.rules.find((r) => r.rule === 'security-team')).toEqual({ rule: 'security-team', result, reason });
+  });
+
+  it('refuses with 409, nothing queued, and says how to add one', () => {
+    const decision = decideSms(input({ securityMembers: 0, to: 'roster' }));
+    expect(decision.outcome).toBe('refuse');
+    if (decision.outcome !== 'refuse') return;
+    expect(decision.error.httpStatus).toBe(409);
+    expect(decision.error.toJSON()).toEqual({
+      error: {
+        code: 'security_team_missing',
+        rule: 'security-team',
+        message:
+          'No SMS is sent for this incident until a member with role security is on its roster: the security team is always included. Nothing was sent; a commander or deputy adds one with PUT /v1/incidents/:codename/roster/:email {"name": "…", "role": "security"}, or an admin sets RELAY_SECURITY_TEAM so every new incident starts with them.',
+      },
+    });
+    // The other rules are still computed and listed.
+    expect(Object.fromEntries(decision.rules.map((r) => [r.rule, r.result]))).toEqual({ codename: 'pass', 'incident-open': 'pass', roster: 'pass', 'security-team': 'fail', sms: 'pass' });
   });
 });
 

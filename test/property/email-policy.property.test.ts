@@ -68,6 +68,8 @@ const policyInput: fc.Arbitrary<EmailPolicyInput> = fc
     hasSubject: fc.boolean(),
     chainExternal: fc.boolean(),
     always: fc.boolean(),
+    // Mostly one or more, so the other rules get exercised; sometimes none (rule security-team).
+    securityMembers: fc.constantFrom(1, 1, 2, 0),
   })
   .map((r): EmailPolicyInput => {
     const keys = new Map<string, KeyState>();
@@ -81,6 +83,7 @@ const policyInput: fc.Arbitrary<EmailPolicyInput> = fc
       claimedSenders,
       incidentStatus: r.closed ? 'closed' : 'open',
       roster: new Set(POOL.filter((a) => !r.notOnRoster.includes(a))),
+      securityMembers: r.securityMembers,
       to: r.to,
       cc: r.cc,
       bcc: r.bcc,
@@ -102,11 +105,12 @@ function oracle(input: EmailPolicyInput) {
   const external = everyone.some((a) => !oracleInternal(a));
   const encrypt = external || input.chainExternal || input.encryptMode === 'always';
   const keyless = encrypt ? everyone.filter((a) => input.keys.get(a)?.state !== 'usable') : [];
-  const refuse = closed || spoof || senderOff || offRoster.length > 0 || keyless.length > 0;
-  return { everyone, closed, spoof, senderOff, offRoster, external, encrypt, keyless, refuse };
+  const noSecurity = input.securityMembers === 0;
+  const refuse = closed || spoof || senderOff || offRoster.length > 0 || noSecurity || keyless.length > 0;
+  return { everyone, closed, spoof, senderOff, offRoster, noSecurity, external, encrypt, keyless, refuse };
 }
 
-const RULES: RuleId[] = ['subject', 'codename', 'incident-open', 'sender', 'roster', 'encryption', 'bcc'];
+const RULES: RuleId[] = ['subject', 'codename', 'incident-open', 'sender', 'roster', 'security-team', 'encryption', 'bcc'];
 
 describe('decideEmail properties (pure)', () => {
   it('refuses exactly when a rule is broken, lists every rule once, and names the right failures', () => {
@@ -122,6 +126,7 @@ describe('decideEmail properties (pure)', () => {
         expect(result['incident-open']).toBe(o.closed ? 'fail' : 'pass');
         expect(result['sender']).toBe(o.spoof ? 'fail' : 'pass');
         expect(result['roster']).toBe(o.senderOff || o.offRoster.length > 0 ? 'fail' : 'pass');
+        expect(result['security-team']).toBe(o.noSecurity ? 'fail' : 'pass');
         expect(result['encryption']).toBe(!o.encrypt ? 'skip' : o.keyless.length > 0 ? 'fail' : 'pass');
         if (d.outcome === 'refuse') {
           // The refusal is the first failure in rule order, and names who is at fault.
@@ -133,7 +138,9 @@ describe('decideEmail properties (pure)', () => {
                 ? 'forbidden'
                 : o.offRoster.length > 0
                   ? 'recipient_not_on_roster'
-                  : o.keyless.some((a) => input.keys.get(a) === undefined || input.keys.get(a)?.state === 'missing')
+                  : o.noSecurity
+                    ? 'security_team_missing'
+                    : o.keyless.some((a) => input.keys.get(a) === undefined || input.keys.get(a)?.state === 'missing')
                     ? 'missing_public_key'
                     : 'unusable_public_key';
           expect(d.error.code).toBe(expected);
@@ -606,7 +613,17 @@ function expect_(spec: MessageSpec, roster: ReadonlySet<string>, always: boolean
   const badSubject = request.subject !== undefined && (request.subject.length > 998 || NOT_ONE_LINE.test(request.subject));
   const offRoster = recipients.filter((a) => !roster.has(a));
   const keyless = encrypt ? recipients.filter((a) => !keyed.has(a)) : [];
-  const why = badSubject ? 'bad subject' : offRoster.length > 0 ? `off roster: ${offRoster.join(', ')}` : keyless.length > 0 ? `no key: ${keyless.join(', ')}` : '';
+  // Rule security-team: the run puts internal members on as security, so the incident has one when any is on.
+  const noSecurity = ![...roster].some((a) => a !== SENDER && oracleInternal(a));
+  const why = badSubject
+    ? 'bad subject'
+    : offRoster.length > 0
+      ? `off roster: ${offRoster.join(', ')}`
+      : noSecurity
+        ? 'no security member'
+        : keyless.length > 0
+          ? `no key: ${keyless.join(', ')}`
+          : '';
   return {
     refuse: why !== '',
     why,

@@ -39,17 +39,24 @@ async function declare(token: string): Promise<string> {
   return res.body.codename as string;
 }
 
+/** An incident whose mail may go: rule security-team wants a security member on its roster. */
+async function declareForMail(token: string): Promise<string> {
+  const codename = await declare(token);
+  expect((await relay.request.put(`/v1/incidents/${codename}/roster/soc@corp.example`).set(auth(token)).send({ name: 'SOC', role: 'security' })).status).toBe(201);
+  return codename;
+}
+
 async function recipientsOfQueuedCopy(emailId: string): Promise<string[]> {
   return gpg.recipientKeyIds(await armoredPartOf(await queuedMessage(relay.ctx.store, { emailId })));
 }
 
 describe('incident-scoped roster keys', () => {
   it("a key vouched for in one's own incident does not replace counsel's key in another", async () => {
-    const a = await declare(ic);
+    const a = await declareForMail(ic);
     const added = await relay.request.put(`/v1/incidents/${a}/roster/counsel@lawfirm.example`).set(auth(ic)).send({ name: 'Counsel', role: 'external', publicKey: counselReal.armoredPublic });
     expect(added.body.key.fingerprint).toBe(counselReal.fingerprint);
 
-    const b = await declare(mallory);
+    const b = await declareForMail(mallory);
     const swapped = await relay.request.put(`/v1/incidents/${b}/roster/counsel@lawfirm.example`).set(auth(mallory)).send({ name: 'Counsel', role: 'external', publicKey: counselFake.armoredPublic });
     expect(swapped.status).toBe(201);
     expect(swapped.body.key.fingerprint).toBe(counselFake.fingerprint);
@@ -65,9 +72,9 @@ describe('incident-scoped roster keys', () => {
   });
 
   it("without any key for counsel in incident A, another incident's key is not borrowed", async () => {
-    const b = await declare(mallory);
+    const b = await declareForMail(mallory);
     await relay.request.put(`/v1/incidents/${b}/roster/counsel@lawfirm.example`).set(auth(mallory)).send({ name: 'Counsel', role: 'external', publicKey: counselFake.armoredPublic });
-    const a = await declare(ic);
+    const a = await declareForMail(ic);
     await relay.request.put(`/v1/incidents/${a}/roster/counsel@lawfirm.example`).set(auth(ic)).send({ name: 'Counsel', role: 'external' });
     const res = await relay.request.post(`/v1/incidents/${a}/emails`).set(auth(ic)).send({ to: ['counsel@lawfirm.example'], text: 'privileged' });
     expect(res.status).toBe(422);
@@ -77,12 +84,12 @@ describe('incident-scoped roster keys', () => {
   it("falls back to the owner's relay-wide key, and an incident key takes precedence in its incident", async () => {
     const counsel = await relay.tokenFor('counsel@lawfirm.example');
     expect((await relay.request.put('/v1/keys/counsel@lawfirm.example').set(auth(counsel)).send({ publicKey: counselReal.armoredPublic })).status).toBe(200);
-    const a = await declare(ic);
+    const a = await declareForMail(ic);
     await relay.request.put(`/v1/incidents/${a}/roster/counsel@lawfirm.example`).set(auth(ic)).send({ name: 'Counsel', role: 'external' });
     const viaOwner = await relay.request.post(`/v1/incidents/${a}/emails`).set(auth(ic)).send({ to: ['counsel@lawfirm.example'], text: 'x' });
     expect(await recipientsOfQueuedCopy(viaOwner.body.id)).toEqual([counselReal.encryptionSubkeyFingerprint!.slice(-16)]);
 
-    const b = await declare(mallory);
+    const b = await declareForMail(mallory);
     await relay.request.put(`/v1/incidents/${b}/roster/counsel@lawfirm.example`).set(auth(mallory)).send({ name: 'Counsel', role: 'external', publicKey: counselFake.armoredPublic });
     const inB = await relay.request.post(`/v1/incidents/${b}/emails`).set(auth(mallory)).send({ to: ['counsel@lawfirm.example'], text: 'x' });
     expect(await recipientsOfQueuedCopy(inB.body.id)).toEqual([counselFake.encryptionSubkeyFingerprint!.slice(-16)]);

@@ -335,7 +335,7 @@ const ROWS: Row[] = [
       const entry = `+${'1 '.repeat(2.5 * MB)}x`;
       const body = 'ä'.repeat(5 * MB);
       return () => {
-        const decision = decideSms({ sender: 'ic@corp.example', senderOnRoster: true, incidentStatus: 'open', nudge: 'Please join Slack ASAP.', body, to: [entry], members: new Map(), nowMs: 0, intervalMs: 0 });
+        const decision = decideSms({ sender: 'ic@corp.example', senderOnRoster: true, incidentStatus: 'open', securityMembers: 1, nudge: 'Please join Slack ASAP.', body, to: [entry], members: new Map(), nowMs: 0, intervalMs: 0 });
         expect(decision.outcome === 'refuse' && decision.error.code).toBe('invalid_request');
       };
     },

@@ -28,7 +28,8 @@ interface SendOptions {
   idempotencyKey?: string;
 }
 
-async function bodyText(opts: SendOptions, stdin: App['environment']['stdin']): Promise<string> {
+/** The body from --text, --file PATH or --file - (stdin), bounded; a usage error when neither or both. */
+export async function bodyText(opts: Pick<SendOptions, 'text' | 'file'>, stdin: App['environment']['stdin']): Promise<string> {
   if (opts.text !== undefined && opts.file !== undefined) throw usageError('Give the body with --text or --file, not both.');
   if (opts.text !== undefined) return opts.text;
   if (opts.file === undefined) throw usageError('No body.', 'give it with --text "…", --file PATH, or --file - to read stdin');

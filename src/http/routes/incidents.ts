@@ -7,6 +7,7 @@ import { ROSTER_ROLES, type Incident, type RosterMember } from '../../store/inci
 import { emailAddress, emailParam, headerText, parseInput, phoneNumber } from '../../validation.js';
 import { callerOf, param } from '../auth.js';
 import { methodNotAllowed } from '../errors.js';
+import { internalSourceView } from '../../services/announcements.js';
 import { slackRoomView } from './slack.js';
 
 const CreateIncident = z.strictObject({
@@ -41,6 +42,8 @@ export async function incidentView(ctx: RelayContext, incident: Incident): Promi
     closedAt: incident.closedAt,
     // The Slack room's state (pending, ready, failed with reason, archived); null when there is none.
     slack: await slackRoomView(ctx, incident.id),
+    // Rule internal-source: the commander's record that forensics ruled out an internal source, or null.
+    internalSourceRuledOut: await internalSourceView(ctx, incident),
   };
 }
 
