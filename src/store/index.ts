@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import { AuditLog, type InTransaction } from './audit.js';
 import type { Backend } from './backend.js';
+import { ConsoleSessionStore } from './console-sessions.js';
 import { IdempotencyStore } from './idempotency.js';
 import { IncidentStore } from './incidents.js';
 import { KeyStore } from './keys.js';
@@ -39,6 +40,8 @@ export interface Repositories {
   sendLimits: SendLimitStore;
   /** Signed checkpoints of the audit chain's head. */
   checkpoints: CheckpointStore;
+  /** Web console sessions (issue 13). */
+  consoleSessions: ConsoleSessionStore;
 }
 
 /** The store of one relay. */
@@ -79,6 +82,7 @@ function repositories(sql: SqlExecutor, now: () => Date, inTransaction: InTransa
     leases: new LeaseStore(sql),
     sendLimits: new SendLimitStore(sql),
     checkpoints: new CheckpointStore(sql),
+    consoleSessions: new ConsoleSessionStore(sql),
   };
 }
 
