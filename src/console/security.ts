@@ -42,10 +42,23 @@ export function ownOrigin(req: Request): string | undefined {
   return `${isHttps(req) ? 'https' : 'http'}://${host.toLowerCase()}`;
 }
 
-/** Why a state-changing request was refused by the Origin check; undefined when it passes. */
+/**
+ * Why a state-changing request was refused by the Origin check; undefined
+ * when it passes. It passes when Origin is the console's own origin, or when
+ * Origin is `null` and the browser's Sec-Fetch-Site says `same-origin`:
+ * under `Referrer-Policy: no-referrer` browsers send `Origin: null` even for
+ * a form posted to its own origin (Fetch, "append a request `Origin`
+ * header"), and Sec-Fetch-Site is set by the browser alone (no page script
+ * can set it), so together they say the form was the console's own. A
+ * missing Origin, another origin, or `null` from anywhere else is refused.
+ */
 export function originProblem(req: Request): string | undefined {
   const origin = req.get('origin');
   if (origin === undefined) return 'The request carried no Origin header, so the relay cannot tell that it came from the console itself.';
+  if (origin === 'null') {
+    if (req.get('sec-fetch-site') === 'same-origin') return undefined;
+    return 'The request came from an opaque origin (Origin: null) that the browser did not mark as the console\'s own (Sec-Fetch-Site: same-origin).';
+  }
   const own = ownOrigin(req);
   if (own === undefined || origin.toLowerCase() !== own) {
     return `The request came from another origin (${origin.slice(0, 100)}) than the console (${own ?? 'unknown'}).`;

@@ -230,15 +230,34 @@ describe.each(BACKENDS)('the console on %s', (backend) => {
   });
 
   describe('the Origin check', () => {
+    it('lets through the console\'s own forms: its origin, or Origin: null (no-referrer) that the browser marks Sec-Fetch-Site: same-origin', async () => {
+      const cookie = await signIn(icToken);
+      expect((await post('/console/incidents', cookie, ORIGIN).type('form').send({ codename: '' })).status).toBe(303);
+      expect((await post('/console/incidents', cookie, 'null').set('Sec-Fetch-Site', 'same-origin').type('form').send({ codename: '' })).status).toBe(303);
+    });
+
     it('refuses a state-changing request with a foreign or missing Origin with 403 and a page that says why; nothing changes', async () => {
       const cookie = await signIn(icToken);
       const before = (await relay.ctx.store.incidents.list()).length;
-      for (const origin of ['http://evil.example', 'http://relay.test:8081', 'https://relay.test:8080', 'null', null]) {
-        const res = await post('/console/incidents', cookie, origin).type('form').send({ codename: '' });
-        expect(res.status, String(origin)).toBe(403);
+      const cases: Array<[string | null, string | undefined, string]> = [
+        ['http://evil.example', undefined, 'came from another origin'],
+        ['http://relay.test:8081', undefined, 'came from another origin'],
+        ['https://relay.test:8080', undefined, 'came from another origin'],
+        // A client that is not a browser may claim same-origin; the Origin still decides.
+        ['http://evil.example', 'same-origin', 'came from another origin'],
+        ['null', undefined, 'opaque origin'],
+        ['null', 'cross-site', 'opaque origin'],
+        ['null', 'same-site', 'opaque origin'],
+        [null, 'same-origin', 'carried no Origin header'],
+      ];
+      for (const [origin, site, why] of cases) {
+        let request = post('/console/incidents', cookie, origin);
+        if (site !== undefined) request = request.set('Sec-Fetch-Site', site);
+        const res = await request.type('form').send({ codename: '' });
+        expect(res.status, `${origin} ${site}`).toBe(403);
         expect(res.text).toContain('<code>forbidden</code>');
         expect(res.text).toContain('Nothing was changed.');
-        expect(res.text).toContain(origin === null ? 'carried no Origin header' : 'came from another origin');
+        expect(res.text).toContain(why);
       }
       expect((await relay.ctx.store.incidents.list()).length).toBe(before);
       // Sign-out and sign-in too: nobody can sign a browser in or out from another site.

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { Router, type Request, type Response } from 'express';
 import type { RelayContext } from '../../context.js';
 import { RelayError, asRelayError } from '../../errors.js';
-import { submitEmail } from '../../services/emails.js';
+import { internalMatcher, submitEmail } from '../../services/emails.js';
 import { AUDIT_READERS, COMMANDERS, ROSTER_MANAGERS, commanderOf, permits, putMember, removeMember, type IncidentAccess } from '../../services/incidents.js';
 import { syncSlackRoom } from '../../services/slack.js';
 import { sendNudges } from '../../services/sms.js';
@@ -36,7 +36,7 @@ async function pageData(ctx: RelayContext, res: Response, access: IncidentAccess
   const { caller } = activeOf(res);
   const { incident, member } = access;
   const members = await ctx.store.incidents.roster(incident.id);
-  const keys = await keyInfos(ctx.keys, members.map((m) => m.email), incident.id, ctx.now());
+  const keys = await keyInfos(ctx.keys, members.map((m) => m.email), incident.id, ctx.now(), internalMatcher(ctx.config.internalDomains));
   const room = await ctx.store.slackChannels.get(incident.id);
   return {
     signedIn: signedInOf(res),
@@ -118,7 +118,7 @@ export function incidentRoutes(ctx: RelayContext): Router {
   router.get('/incidents/:codename/roster/:email', loadIncident(ctx, ROSTER_MANAGERS), async (req, res) => {
     const { incident } = accessOf(res);
     const { email, member } = await memberOf(res, req);
-    const key = (await keyInfos(ctx.keys, [email], incident.id, ctx.now())).get(email) ?? { status: 'missing' as const };
+    const key = (await keyInfos(ctx.keys, [email], incident.id, ctx.now(), internalMatcher(ctx.config.internalDomains))).get(email) ?? { status: 'missing' as const };
     sendPage(res, memberPage(signedInOf(res), incident, member, key));
   });
 
@@ -134,7 +134,7 @@ export function incidentRoutes(ctx: RelayContext): Router {
     } catch (err) {
       const known = asRelayError(err);
       if (!known) throw err;
-      const key = (await keyInfos(ctx.keys, [email], incident.id, ctx.now())).get(email) ?? { status: 'missing' as const };
+      const key = (await keyInfos(ctx.keys, [email], incident.id, ctx.now(), internalMatcher(ctx.config.internalDomains))).get(email) ?? { status: 'missing' as const };
       sendPage(res, memberPage(signedInOf(res), incident, member, key, { draft: memberDraftOf(form), error: known }), known.httpStatus, known.retryAfter);
     }
   });

@@ -34,6 +34,12 @@ function compact(value: unknown): string {
     const shown = value.slice(0, MAX_LIST).map(compact).join(', ');
     return value.length > MAX_LIST ? `${shown} (+${value.length - MAX_LIST} more)` : shown || 'none';
   }
+  // Per-member results (SMS decisions): "sec@corp.example queued, ic@corp.example skipped (no_phone)".
+  if (Array.isArray(value) && value.every((v) => typeof v === 'object' && v !== null && typeof (v as { email?: unknown }).email === 'string')) {
+    const line = (v: Record<string, unknown>): string => [v['email'], v['status'], v['reason'] !== undefined ? `(${compact(v['reason'])})` : undefined].filter((x) => x !== undefined).map(String).join(' ');
+    const shown = value.slice(0, MAX_LIST).map((v) => line(v as Record<string, unknown>)).join(', ');
+    return value.length > MAX_LIST ? `${shown} (+${value.length - MAX_LIST} more)` : shown;
+  }
   const json = JSON.stringify(value) ?? '';
   return json.length > MAX_TEXT ? `${json.slice(0, MAX_TEXT)}…` : json;
 }

@@ -18,6 +18,8 @@ export type KeyStatus = 'usable' | 'expired' | 'revoked' | 'unusable' | 'missing
 /** The key that holds for a member in this incident. */
 export interface KeyInfo {
   status: KeyStatus;
+  /** True when the address is outside the company: mail to it is encrypted, so a missing key matters. */
+  external?: boolean | undefined;
   fingerprint?: string | undefined;
   expiresAt?: string | null | undefined;
   /** Why it is unusable (the `unusable_public_key` reason). */
@@ -78,12 +80,14 @@ export interface IncidentPage {
   maxMessageBytes: number;
 }
 
-const KEY_TONES: Readonly<Record<KeyStatus, 'good' | 'bad' | 'warn'>> = { usable: 'good', expired: 'bad', revoked: 'bad', unusable: 'bad', missing: 'warn' };
+const KEY_TONES: Readonly<Record<KeyStatus, 'good' | 'bad' | 'warn' | 'neutral'>> = { usable: 'good', expired: 'bad', revoked: 'bad', unusable: 'bad', missing: 'warn' };
 
 /** The key cell: status first (in words), then the fingerprint's last 16 hex digits and the expiry. */
 export function keyCell(key: KeyInfo): SafeHtml {
   const label = key.status === 'unusable' && key.reason ? `unusable (${key.reason})` : key.status;
-  return html`${badge(label, KEY_TONES[key.status])}${key.fingerprint ? html` <code>${key.fingerprint.slice(-16)}</code>` : ''}${key.expiresAt ? html`<br><span class="hint">expires ${time(key.expiresAt)}</span>` : ''}`;
+  // A missing key is a warning for someone outside the company (their mail is encrypted), not for an insider.
+  const tone = key.status === 'missing' && key.external === false ? 'neutral' : KEY_TONES[key.status];
+  return html`${badge(label, tone)}${key.fingerprint ? html` <code>${key.fingerprint.slice(-16)}</code>` : ''}${key.expiresAt ? html`<br><span class="hint">expires ${time(key.expiresAt)}</span>` : ''}`;
 }
 
 function slackCell(status: string | null): SafeHtml {
@@ -156,7 +160,7 @@ function recipientGroup(field: 'to' | 'cc' | 'bcc', legend: string, roster: read
   return html`<fieldset class="recipients" data-group="${field}">
     <legend>${legend}</legend>
     ${roster.map(
-      ({ member }, i) => html`<label class="check" for="${field}-${i}"><input type="checkbox" id="${field}-${i}" name="${field}" value="${member.email}"${ticked.includes(member.email) ? html` checked` : ''}> ${member.name} &lt;${member.email}&gt;</label>`,
+      ({ member, key }, i) => html`<label class="check" for="${field}-${i}"><input type="checkbox" id="${field}-${i}" name="${field}" value="${member.email}"${ticked.includes(member.email) ? html` checked` : ''}> ${member.name} &lt;${member.email}&gt;${key.external && key.status !== 'usable' ? html` <span class="hint">(outside the company, no usable key)</span>` : ''}</label>`,
     )}
   </fieldset>`;
 }
@@ -194,6 +198,7 @@ ${draft.text ?? ''}</textarea>
       <label for="compose-attachments">Attachments (optional)</label>
       <input id="compose-attachments" name="attachments" type="file" multiple aria-describedby="compose-attachments-hint">
     </p>
+    ${page.composeDraft ? html`<p class="hint"><strong>Choose the attachments again:</strong> browsers do not keep files across a refused send.</p>` : ''}
     <p id="compose-attachments-hint" class="hint">Up to ${limitMb} MB in all. Mail to anyone outside the company is signed and encrypted; it is refused, never sent in clear, when someone lacks a usable key.</p>
     <p><button type="submit">Send</button></p>
   </form>
