@@ -10,7 +10,6 @@ import fs from 'node:fs';
 import type { Response } from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SESSION_IDLE_MS } from '../../src/console/sessions.js';
-import { CONSOLE_CSP } from '../../src/console/security.js';
 import { SIGNIN_REFUSED, SIGNIN_SUMMARY_INTERVAL_MS } from '../../src/console/signin.js';
 import { createGpgHome, type GeneratedKey, type GpgHome } from '../helpers/gpg.js';
 import { BACKENDS, createTestRelay, type TestRelay } from '../helpers/relay.js';
@@ -36,7 +35,10 @@ function sessionCookieOf(res: Response): string {
 }
 
 function expectSecurityHeaders(res: Response): void {
-  expect(res.headers['content-security-policy']).toBe(CONSOLE_CSP);
+  // Spelled out, not the constant: a weakened constant must fail here.
+  expect(res.headers['content-security-policy']).toBe(
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+  );
   expect(res.headers['referrer-policy']).toBe('no-referrer');
   expect(res.headers['x-frame-options']).toBe('DENY');
   expect(res.headers['cache-control']).toBe('no-store');
