@@ -430,6 +430,10 @@ describe.each(BACKENDS)('the console on %s', (backend) => {
       const admin = await signIn(relay.admin);
       const adminPage = await get(`/console/incidents/${codename}/audit`, admin);
       expect(adminPage.text).toContain('Audit chain verified');
+      // The same verification as GET /v1/audit/verify, with its signed checkpoints.
+      const api = await relay.request.get('/v1/audit/verify').set('Authorization', `Bearer ${relay.admin}`);
+      expect(adminPage.text).toContain(`${api.body.events} events, head <code>${api.body.head.slice(0, 16)}…</code>`);
+      expect(adminPage.text).toContain(`Signed checkpoints: ${api.body.checkpoints.verified} of ${api.body.checkpoints.signed} hold`);
     });
 
     it('edits and removes a member through confirmation pages', async () => {

@@ -1,6 +1,7 @@
 /** The incident's audit timeline: the API's readers (commander, deputy, scribe, admin), and for admins the chain check. */
 import { Router } from 'express';
 import type { RelayContext } from '../../context.js';
+import { AuditVerifier } from '../../services/audit-checkpoints.js';
 import { AUDIT_READERS } from '../../services/incidents.js';
 import type { AuditEvent, AuditLog } from '../../store/audit.js';
 import { auditPage } from '../views/audit.js';
@@ -36,12 +37,14 @@ export async function newestEvents(audit: Pick<AuditLog, 'listForIncident'>, inc
 /** GET /console/incidents/:codename/audit. */
 export function auditRoutes(ctx: RelayContext): Router {
   const router = Router();
+  // As GET /v1/audit/verify's: checked signatures are remembered, concurrent checks share a pass.
+  const verifier = new AuditVerifier(ctx);
   router.get('/incidents/:codename/audit', loadIncident(ctx, AUDIT_READERS), async (_req, res) => {
     const { caller } = activeOf(res);
     const { incident } = accessOf(res);
     const { events, truncated } = await newestEvents(ctx.store.audit, incident.id);
-    // The whole chain's check is an admin's (GET /v1/audit/verify).
-    const verification = caller.role === 'admin' ? await ctx.store.audit.verify() : undefined;
+    // The whole chain's check is an admin's (GET /v1/audit/verify), with the same verifier and checkpoints.
+    const verification = caller.role === 'admin' ? await verifier.verify() : undefined;
     sendPage(res, auditPage({ signedIn: signedInOf(res), incident, events, truncated, verification }));
   });
   return router;

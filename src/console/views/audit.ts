@@ -4,7 +4,8 @@
  * no content by construction (it refuses body, subject, token… fields), so
  * the summary shows what is there: addresses, ids, rule outcomes, counts.
  */
-import type { AuditEvent, AuditVerification } from '../../store/audit.js';
+import type { AuditReport } from '../../services/audit-checkpoints.js';
+import type { AuditEvent } from '../../store/audit.js';
 import type { Incident } from '../../store/incidents.js';
 import { html, type SafeHtml } from '../html.js';
 import { badge, incidentPath, time } from './common.js';
@@ -18,8 +19,8 @@ export interface AuditPage {
   events: AuditEvent[];
   /** True when older events exist than those shown. */
   truncated: boolean;
-  /** The whole chain's verification, for admins; undefined for everyone else. */
-  verification?: AuditVerification | undefined;
+  /** The whole chain's verification with its signed checkpoints (GET /v1/audit/verify's), for admins; undefined for everyone else. */
+  verification?: AuditReport | undefined;
 }
 
 const OUTCOME_TONES: Readonly<Record<string, 'good' | 'bad' | 'warn' | 'neutral'>> = { ok: 'good', refused: 'bad', failed: 'bad', retry: 'warn', corrected: 'warn' };
@@ -70,20 +71,28 @@ export function summarise(data: Record<string, unknown>): SafeHtml {
   })}${entries.length > 20 ? html`<li>… ${entries.length - 20} more fields</li>` : ''}</ul>`;
 }
 
-function verificationBlock(v: AuditVerification | undefined): SafeHtml {
+function checkpointLine(v: AuditReport): SafeHtml {
+  const c = v.checkpoints;
+  const from = v.from > 0 ? ` Recomputed from the signed checkpoint at event ${v.from}.` : ' Recomputed from the first event.';
+  return html`<p>Signed checkpoints: ${c.verified} of ${c.signed} hold${c.latest ? html`, the newest at event ${c.latest.seq} (${time(c.latest.at)})` : ''}.${from}${
+    c.failures ? html` ${badge(`${c.failures} failed`, 'bad')} ${(c.failed ?? []).map((f) => `event ${f.seq}: ${f.reason}`).join('; ')}` : ''
+  }</p>`;
+}
+
+function verificationBlock(v: AuditReport | undefined): SafeHtml {
   if (v === undefined) return html``;
   return v.ok
-    ? html`<section class="flash" role="status" aria-labelledby="chain-title"><h2 id="chain-title">Audit chain verified</h2><p>${badge('intact', 'good')} ${v.events} events, head <code>${v.head.slice(0, 16)}…</code>. Export the head regularly: a chain cut at its end still verifies (see SECURITY.md).</p></section>`
-    : html`<section class="refusal" role="alert" aria-labelledby="chain-title"><h2 id="chain-title">Audit chain broken</h2><p>${badge('broken', 'bad')} The chain does not hold from event ${v.brokenAt ?? '?'} on (${v.events} events). Someone changed the log behind the relay's back: keep the database file as evidence and tell the admins.</p></section>`;
+    ? html`<section class="flash" role="status" aria-labelledby="chain-title"><h2 id="chain-title">Audit chain verified</h2><p>${badge('intact', 'good')} ${v.events} events, head <code>${v.head.slice(0, 16)}…</code>.</p>${checkpointLine(v)}</section>`
+    : html`<section class="refusal" role="alert" aria-labelledby="chain-title"><h2 id="chain-title">Audit chain broken</h2><p>${badge('broken', 'bad')} ${
+        v.brokenAt !== undefined ? `The chain does not hold from event ${v.brokenAt} on` : 'A signed checkpoint or the last full verification does not hold'
+      } (${v.events} events). Someone changed the log behind the relay's back: keep the database as evidence and tell the admins.</p>${checkpointLine(v)}</section>`;
 }
 
 /**
  * The timeline page.
  *
  * TODO(api-routes, second pass): filters (type, actor, since, until) and
- * paging through readIncidentAudit / auditQuery (src/services/audit-views.ts)
- * and the verification with signed checkpoints (GET /v1/audit/verify's
- * `checkpoints`, audit-integrity).
+ * paging through readIncidentAudit / auditQuery (src/services/audit-views.ts).
  */
 export function auditPage(page: AuditPage): SafeHtml {
   const { incident } = page;
