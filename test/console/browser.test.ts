@@ -117,6 +117,17 @@ async function checkScreen(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
 }
 
+/**
+ * The one-shot result the page shows after a post, once it is there. A post
+ * to the incident page redirects back to the same URL, so waiting for the
+ * URL alone could return before the new page has loaded.
+ */
+async function flash(page: Page, text: string): Promise<string> {
+  const section = page.locator('section.flash', { hasText: text });
+  await section.waitFor({ timeout: 20_000 });
+  return (await section.textContent()) ?? '';
+}
+
 async function signIn(context: BrowserContext, token: string): Promise<Page> {
   const page = await context.newPage();
   await page.goto(`${base}/console`);
@@ -155,7 +166,7 @@ describe('the console in Chromium', () => {
     codename = decodeURIComponent(ic.url().split('/').pop()!);
     expect(await ic.title()).toBe(`${codename} · incident-relay`);
     expect(await ic.getByRole('heading', { level: 1 }).textContent()).toBe(codename);
-    expect(await ic.getByRole('status').first().textContent()).toContain(`Declared ${codename}.`);
+    expect(await flash(ic, 'Declared')).toContain(`Declared ${codename}.`);
 
     // Outside counsel, with their key from a file.
     await ic.getByLabel('Email address').fill('counsel@lawfirm.example');
@@ -163,7 +174,7 @@ describe('the console in Chromium', () => {
     await ic.getByLabel('Role').selectOption('external');
     await ic.getByLabel('Public key file (optional)').setInputFiles(keyFile);
     await ic.getByRole('button', { name: 'Add to roster' }).click();
-    await ic.waitForURL(`${base}/console/incidents/${codename}`);
+    await flash(ic, 'Added counsel@lawfirm.example');
     const counselRow = ic.getByRole('row').filter({ hasText: 'counsel@lawfirm.example' });
     expect(await counselRow.textContent()).toContain('usable');
     expect(await counselRow.textContent()).toContain(counsel.fingerprint.slice(-16));
@@ -174,7 +185,7 @@ describe('the console in Chromium', () => {
     await ic.getByLabel('Role').selectOption('security');
     await ic.getByLabel('Phone for SMS nudges (optional)').fill('+15555550100');
     await ic.getByRole('button', { name: 'Add to roster' }).click();
-    await ic.waitForURL(`${base}/console/incidents/${codename}`);
+    await flash(ic, 'Added sec@corp.example');
     await checkScreen(ic, '03-incident');
 
     // Compose: to counsel, a topic, a message and an attachment.
@@ -183,8 +194,7 @@ describe('the console in Chromium', () => {
     await ic.getByLabel('Message').fill('Call at 3pm.');
     await ic.getByLabel('Attachments (optional)').setInputFiles(attachmentFile);
     await ic.getByRole('button', { name: 'Send', exact: true }).click();
-    await ic.waitForURL(`${base}/console/incidents/${codename}`);
-    expect(await ic.getByRole('status').first().textContent()).toContain('Email queued, encrypted');
+    expect(await flash(ic, 'Email queued')).toContain('Email queued, encrypted');
     await checkScreen(ic, '04-sent');
 
     const [mail] = await upstream.waitFor(1, 20_000);
@@ -199,7 +209,7 @@ describe('the console in Chromium', () => {
 
     // The SMS nudge to everyone: who got it and who was skipped, and why.
     await ic.getByRole('button', { name: 'Nudge everyone on the roster' }).click();
-    await ic.waitForURL(`${base}/console/incidents/${codename}`);
+    await flash(ic, 'SMS nudge');
     const results = ic.getByRole('table', { name: 'Who gets “Please join Slack ASAP.”' });
     expect(await results.getByRole('row').allTextContents()).toEqual([
       'MemberResultWhy',
@@ -231,11 +241,12 @@ describe('the console in Chromium', () => {
     await ic.getByLabel('Name', { exact: true }).fill('Carol');
     await ic.getByLabel('Role').selectOption('external');
     await ic.getByRole('button', { name: 'Add to roster' }).click();
-    await ic.waitForURL(`${base}/console/incidents/${codename}`);
+    await flash(ic, 'Added carol@lawfirm.example');
     await ic.getByRole('group', { name: 'To', exact: true }).getByLabel('Carol <carol@lawfirm.example>').check();
     await ic.getByLabel('Message').fill('Draft for Carol');
     await ic.getByRole('button', { name: 'Send', exact: true }).click();
     const alert = ic.getByRole('alert');
+    await alert.waitFor();
     expect(await alert.textContent()).toContain('missing_public_key');
     expect(await ic.getByRole('link', { name: 'Add a usable key for carol@lawfirm.example' }).count()).toBe(1);
     // The script moves the keyboard to the refusal, and the draft is kept.
@@ -245,7 +256,7 @@ describe('the console in Chromium', () => {
 
     await ic.getByRole('button', { name: 'Sign out' }).click();
     await ic.waitForURL(`${base}/console/sign-in?notice=signed_out`);
-    expect(await ic.getByRole('status').textContent()).toContain('You are signed out.');
+    expect(await flash(ic, 'signed out')).toContain('You are signed out.');
     expect(await icContext.cookies()).toEqual([]);
     await ic.goto(`${base}/console/incidents/${codename}`);
     expect(ic.url()).toBe(`${base}/console/sign-in?notice=required`);
@@ -338,8 +349,7 @@ describe('the console in Chromium', () => {
       expect(await focusOutline()).toEqual({ focusVisible: true, style: 'solid', width: '3px' });
       const before = upstream.received.length;
       await page.keyboard.press('Enter');
-      await page.waitForURL(`${base}/console/incidents/${codename}`);
-      expect(await page.getByRole('status').first().textContent()).toContain('Email queued, not encrypted');
+      expect(await flash(page, 'Email queued')).toContain('Email queued, not encrypted');
       const mails = await upstream.waitFor(before + 1, 20_000);
       expect(mails[mails.length - 1]!.to).toEqual(['sec@corp.example']);
       expect(mails[mails.length - 1]!.raw.toString('utf8')).toContain('Sent with the keyboard only.');
