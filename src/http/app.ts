@@ -3,6 +3,7 @@
  * translates; the policy and the pipeline live elsewhere.
  */
 import express, { type Express, type RequestHandler } from 'express';
+import { consoleRouter } from '../console/index.js';
 import type { RelayContext } from '../context.js';
 import { RelayError } from '../errors.js';
 import { authenticate } from './auth.js';
@@ -64,6 +65,9 @@ export function createApp(ctx: RelayContext): Express {
 
   // Twilio's inbound webhook: signed rather than bearer-authenticated, with its own form parser.
   app.use(twilioWebhookRoutes(ctx));
+
+  // The web console (issue 13): its own session, body parsers, headers and HTML errors.
+  app.use('/console', consoleRouter(ctx));
 
   // Authenticate before parsing, and parse only under /v1: nobody without a
   // token makes us read a large body, and no path outside the API (/healthz,

@@ -49,10 +49,22 @@ export async function authorizeIncident(
   if (!incident || (!member && caller.role !== 'admin')) {
     throw new RelayError('not_found', `No incident "${codename.slice(0, 80)}" that you are on the roster of.`);
   }
-  if (caller.role !== 'admin' && allowed !== 'roster' && !allowed.includes(member!.role)) {
-    throw new RelayError('forbidden', `Your roster role (${member!.role}) may not do this; it needs one of: ${allowed.join(', ')}, or an admin.`);
+  if (!permits(caller, member, allowed)) {
+    throw new RelayError('forbidden', `Your roster role (${member!.role}) may not do this; it needs one of: ${allowed === 'roster' ? 'roster' : allowed.join(', ')}, or an admin.`);
   }
   return { incident, member };
+}
+
+/**
+ * Whether a caller with this roster entry (undefined: not on the roster)
+ * may do what needs `allowed`: the one statement of the rule that
+ * authorizeIncident enforces, for screens that show only what the caller can
+ * do (the console hides the roster forms from a scribe).
+ */
+export function permits(caller: Pick<Caller, 'role'>, member: Pick<RosterMember, 'role'> | undefined, allowed: readonly RosterRole[] | 'roster' = 'roster'): boolean {
+  if (caller.role === 'admin') return true;
+  if (member === undefined) return false;
+  return allowed === 'roster' || allowed.includes(member.role);
 }
 
 /** The commander's address, for the incident view. */
@@ -249,4 +261,9 @@ export function cancellationEvent(c: Cancellation, actor: string | null, inciden
       reason,
     },
   };
+}
+
+/** The incidents a caller may see: an admin every one, anyone else those whose active roster holds them. Newest first. */
+export async function visibleIncidents(ctx: Pick<RelayContext, 'store'>, caller: Caller): Promise<Incident[]> {
+  return ctx.store.incidents.list(caller.role === 'admin' ? undefined : caller.email);
 }

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import { AnnouncementStore } from './announcements.js';
 import { AuditLog, type InTransaction } from './audit.js';
 import type { Backend } from './backend.js';
+import { ConsoleSessionStore } from './console-sessions.js';
 import { IdempotencyStore } from './idempotency.js';
 import { IncidentStore } from './incidents.js';
 import { KeyStore } from './keys.js';
@@ -41,6 +42,8 @@ export interface Repositories {
   /** Signed checkpoints of the audit chain's head. */
   checkpoints: CheckpointStore;
   announcements: AnnouncementStore;
+  /** Web console sessions (issue 13). */
+  consoleSessions: ConsoleSessionStore;
 }
 
 /** The store of one relay. */
@@ -82,6 +85,7 @@ function repositories(sql: SqlExecutor, now: () => Date, inTransaction: InTransa
     sendLimits: new SendLimitStore(sql),
     checkpoints: new CheckpointStore(sql),
     announcements: new AnnouncementStore(sql),
+    consoleSessions: new ConsoleSessionStore(sql),
   };
 }
 

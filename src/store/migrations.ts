@@ -607,4 +607,40 @@ CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoint
   FOR EACH STATEMENT EXECUTE FUNCTION audit_checkpoints_append_only();
 `,
   },
+  {
+    version: 11,
+    name: 'console_sessions',
+    // Sessions of the web console (issue 13), in the database so that every
+    // replica behind a load balancer knows them. The cookie holds a random id;
+    // only its SHA-256 is stored, so a copy of the database signs nobody in.
+    // The token id lets a revoked token end its sessions at the next request;
+    // `flash` is the one-shot result shown after a POST-redirect-GET
+    // (addresses and statuses, never message content).
+    sqlite: `
+CREATE TABLE console_sessions (
+  id_hash      TEXT PRIMARY KEY,
+  token_id     TEXT NOT NULL,
+  email        TEXT NOT NULL,
+  created_at   TEXT NOT NULL,
+  last_seen_at TEXT NOT NULL,
+  expires_at   TEXT NOT NULL,
+  flash        TEXT
+);
+CREATE INDEX console_sessions_token ON console_sessions (token_id);
+CREATE INDEX console_sessions_expires ON console_sessions (expires_at);
+`,
+    postgres: `
+CREATE TABLE console_sessions (
+  id_hash      TEXT PRIMARY KEY,
+  token_id     TEXT NOT NULL,
+  email        TEXT NOT NULL,
+  created_at   TEXT NOT NULL,
+  last_seen_at TEXT NOT NULL,
+  expires_at   TEXT NOT NULL,
+  flash        TEXT
+);
+CREATE INDEX console_sessions_token ON console_sessions (token_id);
+CREATE INDEX console_sessions_expires ON console_sessions (expires_at);
+`,
+  },
 ];

@@ -1,8 +1,8 @@
 /** On-demand reconciliation of an incident's Slack room (SPEC §4, rule `chat`). */
 import { Router } from 'express';
 import type { RelayContext } from '../../context.js';
-import { RelayError } from '../../errors.js';
 import { COMMANDERS, authorizeIncident } from '../../services/incidents.js';
+import { syncSlackRoom } from '../../services/slack.js';
 import { callerOf, param } from '../auth.js';
 import { methodNotAllowed } from '../errors.js';
 
@@ -25,25 +25,7 @@ export function slackRoutes(ctx: RelayContext): Router {
       const caller = callerOf(res);
       // Authorize first, so a non-member learns nothing, not even whether Slack is on.
       const { incident } = await authorizeIncident(ctx, caller, param(req, 'codename'), COMMANDERS);
-      const room = ctx.slack;
-      if (room === undefined) {
-        throw new RelayError('unavailable', 'Slack is off on this relay: an admin sets SLACK_BOT_TOKEN to manage incident rooms (README, "Installing the Slack app").', {
-          rule: 'chat',
-          details: { slack: 'off' },
-        });
-      }
-      if (incident.status !== 'open') {
-        throw new RelayError('incident_closed', `${incident.codename} is closed; its room is no longer reconciled.`, { rule: 'incident-open' });
-      }
-      const result = await room.reconcile(incident, caller.email);
-      if (result.state !== 'ready') {
-        const retryAfter = Math.ceil(ctx.config.slackSyncInterval / 1000);
-        throw new RelayError('unavailable', `Slack did not let the room be reconciled (${result.reason ?? 'unknown'}); the watchdog tries again within ${retryAfter}s.`, {
-          rule: 'chat',
-          details: { ...result },
-          retryAfter,
-        });
-      }
+      const result = await syncSlackRoom(ctx, caller, incident);
       res.json(result);
     })
     .all(methodNotAllowed);

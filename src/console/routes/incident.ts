@@ -1,0 +1,224 @@
+/**
+ * One incident: its page, and the roster, email, nudge and Slack actions.
+ * Each action is authorized by authorizeIncident with the roles its API
+ * route uses, before the body is read, and carried out by the same service
+ * (putMember, removeMember, submitEmail, sendNudges, syncSlackRoom). A
+ * refusal re-renders the page with the refusal and the form as it was
+ * filled; a success leaves a one-shot result and redirects (POST, redirect, GET).
+ */
+import { randomUUID } from 'node:crypto';
+import { Router, type Request, type Response } from 'express';
+import type { RelayContext } from '../../context.js';
+import { RelayError, asRelayError } from '../../errors.js';
+import { internalMatcher, submitEmail } from '../../services/emails.js';
+import { AUDIT_READERS, COMMANDERS, ROSTER_MANAGERS, commanderOf, permits, putMember, removeMember, type IncidentAccess } from '../../services/incidents.js';
+import { syncSlackRoom } from '../../services/slack.js';
+import { sendNudges } from '../../services/sms.js';
+import type { RosterMember } from '../../store/incidents.js';
+import { emailParam } from '../../validation.js';
+import { leaveFlash, takeFlash, type Flash } from '../flash.js';
+import { composeInput, idempotencyKeyOf, memberInput, nudgeInput } from '../forms.js';
+import { keyInfos } from '../keys.js';
+import type { FormData } from '../multipart.js';
+import { incidentPath } from '../views/common.js';
+import { memberPage, removePage } from '../views/confirm.js';
+import { incidentPage, type ComposeDraft, type IncidentPage, type MemberDraft } from '../views/incident.js';
+import { accessOf, activeOf, formOf, loadIncident, multipartBody, param, sendPage, signedInOf, urlencodedBody } from './common.js';
+
+// The roster form carries one key file (at most 64 KiB) and a few short fields.
+const ROSTER_FORM_LIMIT = 128 * 1024;
+
+/** What a refused form held, to fill it in again. */
+type Drafts = Pick<IncidentPage, 'memberDraft' | 'composeDraft'>;
+
+/** Everything the incident page shows, read through the same store and services as the API's views. */
+async function pageData(ctx: RelayContext, res: Response, access: IncidentAccess, extra: { flash?: Flash | undefined; error?: RelayError | undefined } & Drafts = {}): Promise<IncidentPage> {
+  const { caller } = activeOf(res);
+  const { incident, member } = access;
+  const members = await ctx.store.incidents.roster(incident.id);
+  const keys = await keyInfos(ctx.keys, members.map((m) => m.email), incident.id, ctx.now(), internalMatcher(ctx.config.internalDomains));
+  const room = await ctx.store.slackChannels.get(incident.id);
+  return {
+    signedIn: signedInOf(res),
+    incident,
+    commander: await commanderOf(ctx, incident),
+    roster: members.map((m) => ({ member: m, key: keys.get(m.email) ?? { status: 'missing' } })),
+    slack: room ? { state: room.state, name: room.name, reason: room.reason } : null,
+    slackOn: ctx.slack !== undefined,
+    can: {
+      manageRoster: permits(caller, member, ROSTER_MANAGERS),
+      command: permits(caller, member, COMMANDERS),
+      // The sender rule: only an active member sends, and only while the incident is open.
+      send: member !== undefined && incident.status === 'open',
+      readAudit: permits(caller, member, AUDIT_READERS),
+    },
+    idempotency: { email: randomUUID(), sms: randomUUID() },
+    maxMessageBytes: ctx.config.maxMessageBytes,
+    ...extra,
+  };
+}
+
+function memberDraftOf(form: FormData): MemberDraft {
+  const first = (name: string): string | undefined => form.all(name)[0];
+  return { email: first('email'), name: first('name'), role: first('role'), phone: first('phone'), slackUserId: first('slackUserId') };
+}
+
+function composeDraftOf(form: FormData): ComposeDraft {
+  return { to: form.all('to'), cc: form.all('cc'), bcc: form.all('bcc'), subject: form.all('subject')[0], text: form.all('text')[0] };
+}
+
+/** The incident page and its actions. */
+export function incidentRoutes(ctx: RelayContext): Router {
+  const router = Router();
+
+  /** Runs `act`; a refusal re-renders the incident page with it (and the form's values), at the refusal's status. */
+  async function orRefusal(res: Response, drafts: () => Drafts, act: () => Promise<void>): Promise<void> {
+    try {
+      await act();
+    } catch (err) {
+      const known = asRelayError(err);
+      if (!known) throw err;
+      const access = accessOf(res);
+      // Re-read: the refusal may say the incident was closed meanwhile.
+      const incident = (await ctx.store.incidents.byId(access.incident.id)) ?? access.incident;
+      sendPage(res, incidentPage(await pageData(ctx, res, { ...access, incident }, { error: known, ...drafts() })), known.httpStatus, known.retryAfter);
+    }
+  }
+
+  router.get('/incidents/:codename', loadIncident(ctx), async (_req, res) => {
+    const { session } = activeOf(res);
+    sendPage(res, incidentPage(await pageData(ctx, res, accessOf(res), { flash: await takeFlash(ctx, session) })));
+  });
+
+  router.post('/incidents/:codename/roster', loadIncident(ctx, ROSTER_MANAGERS), ...multipartBody(ROSTER_FORM_LIMIT), async (req, res) => {
+    const { caller, session } = activeOf(res);
+    const { incident } = accessOf(res);
+    let form: FormData | undefined;
+    await orRefusal(
+      res,
+      () => ({ memberDraft: form ? memberDraftOf(form) : {} }),
+      async () => {
+        form = formOf(req);
+        const { member, created, key } = await putMember(ctx, caller, incident, memberInput(form));
+        const keyText = key ? ` Key ${key.fingerprint.slice(-16)} on file.` : ' No key on file.';
+        await leaveFlash(ctx, session, { kind: 'notice', text: `${created ? 'Added' : 'Updated'} ${member.email} as ${member.role}.${keyText}` });
+        res.redirect(303, incidentPath(incident.codename));
+      },
+    );
+  });
+
+  // One roster entry: its edit page, and removal with a confirmation step.
+  async function memberOf(res: Response, req: Request): Promise<{ email: string; member: RosterMember }> {
+    const email = emailParam(param(req, 'email'));
+    const member = await ctx.store.incidents.activeMember(accessOf(res).incident.id, email);
+    if (!member) throw new RelayError('not_found', `${email} is not an active member of this roster.`);
+    return { email, member };
+  }
+
+  router.get('/incidents/:codename/roster/:email', loadIncident(ctx, ROSTER_MANAGERS), async (req, res) => {
+    const { incident } = accessOf(res);
+    const { email, member } = await memberOf(res, req);
+    const key = (await keyInfos(ctx.keys, [email], incident.id, ctx.now(), internalMatcher(ctx.config.internalDomains))).get(email) ?? { status: 'missing' as const };
+    sendPage(res, memberPage(signedInOf(res), incident, member, key));
+  });
+
+  router.post('/incidents/:codename/roster/:email', loadIncident(ctx, ROSTER_MANAGERS), ...multipartBody(ROSTER_FORM_LIMIT), async (req, res) => {
+    const { caller, session } = activeOf(res);
+    const { incident } = accessOf(res);
+    const { email, member } = await memberOf(res, req);
+    const form = formOf(req);
+    try {
+      const { key } = await putMember(ctx, caller, incident, memberInput(form, email));
+      await leaveFlash(ctx, session, { kind: 'notice', text: `Saved ${email}.${key ? ` Key ${key.fingerprint.slice(-16)} on file.` : ' No key on file.'}` });
+      res.redirect(303, incidentPath(incident.codename));
+    } catch (err) {
+      const known = asRelayError(err);
+      if (!known) throw err;
+      const key = (await keyInfos(ctx.keys, [email], incident.id, ctx.now(), internalMatcher(ctx.config.internalDomains))).get(email) ?? { status: 'missing' as const };
+      sendPage(res, memberPage(signedInOf(res), incident, member, key, { draft: memberDraftOf(form), error: known }), known.httpStatus, known.retryAfter);
+    }
+  });
+
+  router.get('/incidents/:codename/roster/:email/remove', loadIncident(ctx, ROSTER_MANAGERS), async (req, res) => {
+    const { member } = await memberOf(res, req);
+    sendPage(res, removePage(signedInOf(res), accessOf(res).incident, member));
+  });
+
+  router.post('/incidents/:codename/roster/:email/remove', loadIncident(ctx, ROSTER_MANAGERS), async (req, res) => {
+    const { caller, session } = activeOf(res);
+    const { incident } = accessOf(res);
+    const { email, member } = await memberOf(res, req);
+    try {
+      const cancelled = await removeMember(ctx, caller, incident, email);
+      const note = cancelled.length > 0 ? ` ${cancelled.length} queued delivery(ies) to or from them cancelled.` : '';
+      await leaveFlash(ctx, session, { kind: 'notice', text: `Removed ${email} from the roster.${note}` });
+      res.redirect(303, incidentPath(incident.codename));
+    } catch (err) {
+      const known = asRelayError(err);
+      if (!known) throw err;
+      sendPage(res, removePage(signedInOf(res), incident, member, known), known.httpStatus, known.retryAfter);
+    }
+  });
+
+  router.post('/incidents/:codename/emails', loadIncident(ctx), ...multipartBody(composeLimit(ctx.config.maxMessageBytes)), async (req, res) => {
+    const { caller, session } = activeOf(res);
+    const { incident } = accessOf(res);
+    let form: FormData | undefined;
+    await orRefusal(
+      res,
+      () => ({ composeDraft: form ? composeDraftOf(form) : undefined }),
+      async () => {
+        form = formOf(req);
+        const accepted = await submitEmail(ctx, caller, incident, composeInput(form), { via: 'http', idempotencyKey: idempotencyKeyOf(form) });
+        await leaveFlash(ctx, session, { kind: 'email', id: accepted.id, messageId: accepted.messageId, encrypted: accepted.encrypted, recipients: accepted.recipients });
+        // TODO(api-routes, second pass): show the email in the emails list
+        // (listEmails / emailStatus from src/services/emails.ts) with its
+        // delivery status, attempts and last error, refreshed by console.js.
+        res.redirect(303, incidentPath(incident.codename));
+      },
+    );
+  });
+
+  router.post('/incidents/:codename/sms', loadIncident(ctx), ...urlencodedBody(), async (req, res) => {
+    const { caller, session } = activeOf(res);
+    const { incident } = accessOf(res);
+    await orRefusal(
+      res,
+      () => ({}),
+      async () => {
+        const form = formOf(req);
+        const accepted = await sendNudges(ctx, caller, incident, nudgeInput(form), { idempotencyKey: idempotencyKeyOf(form) });
+        await leaveFlash(ctx, session, { kind: 'nudge', results: accepted.results.map((r) => ({ email: r.email, status: r.status, ...(r.reason ? { reason: r.reason } : {}) })) });
+        res.redirect(303, incidentPath(incident.codename));
+      },
+    );
+  });
+
+  router.post('/incidents/:codename/slack/sync', loadIncident(ctx, COMMANDERS), async (_req, res) => {
+    const { caller, session } = activeOf(res);
+    const { incident } = accessOf(res);
+    await orRefusal(
+      res,
+      () => ({}),
+      async () => {
+        const result = await syncSlackRoom(ctx, caller, incident);
+        await leaveFlash(ctx, session, {
+          kind: 'slack',
+          name: result.name,
+          kicked: result.kicked.length,
+          invited: result.invited.length,
+          topicRestored: result.topicRestored,
+          notFound: result.notFound,
+        });
+        res.redirect(303, incidentPath(incident.codename));
+      },
+    );
+  });
+
+  return router;
+}
+
+/** The compose form's byte limit: a message at RELAY_MAX_MESSAGE_BYTES plus room for the form's fields and part headers. */
+export function composeLimit(maxMessageBytes: number): number {
+  return maxMessageBytes + 256 * 1024;
+}

@@ -1,0 +1,68 @@
+/** The incidents list, declaring, and closing (with its confirmation page). */
+import { Router } from 'express';
+import type { RelayContext } from '../../context.js';
+import { asRelayError } from '../../errors.js';
+import { COMMANDERS, closeIncident, commanderOf, createIncident, permits, visibleIncidents } from '../../services/incidents.js';
+import { leaveFlash, takeFlash } from '../flash.js';
+import { declareInput } from '../forms.js';
+import { incidentPath } from '../views/common.js';
+import { closePage } from '../views/confirm.js';
+import { incidentsPage, type IncidentRow, type StatusFilter } from '../views/incidents.js';
+import { accessOf, activeOf, formOf, loadIncident, sendPage, signedInOf, urlencodedBody } from './common.js';
+
+// The list shows at most this many incidents (newest first).
+const MAX_LISTED = 500;
+
+function statusFilter(value: unknown): StatusFilter {
+  return value === 'closed' || value === 'all' ? value : 'open';
+}
+
+/** GET/POST /console/incidents, GET/POST /console/incidents/:codename/close. */
+export function incidentsRoutes(ctx: RelayContext): Router {
+  const router = Router();
+
+  async function rows(caller: ReturnType<typeof activeOf>['caller'], status: StatusFilter): Promise<IncidentRow[]> {
+    const incidents = (await visibleIncidents(ctx, caller)).filter((i) => status === 'all' || i.status === status).slice(0, MAX_LISTED);
+    return Promise.all(
+      incidents.map(async (incident) => ({
+        incident,
+        commander: await commanderOf(ctx, incident),
+        mayClose: permits(caller, await ctx.store.incidents.activeMember(incident.id, caller.email), COMMANDERS),
+      })),
+    );
+  }
+
+  router.get('/incidents', async (req, res) => {
+    const { caller, session } = activeOf(res);
+    const status = statusFilter(req.query['status']);
+    sendPage(res, incidentsPage({ signedIn: signedInOf(res), isAdmin: caller.role === 'admin', status, rows: await rows(caller, status), flash: await takeFlash(ctx, session) }));
+  });
+
+  router.post('/incidents', ...urlencodedBody(), async (req, res) => {
+    const { caller, session } = activeOf(res);
+    const form = formOf(req);
+    try {
+      const incident = await createIncident(ctx, caller, declareInput(form));
+      await leaveFlash(ctx, session, { kind: 'notice', text: `Declared ${incident.codename}. Add the response team to its roster.` });
+      res.redirect(303, incidentPath(incident.codename));
+    } catch (err) {
+      const known = asRelayError(err);
+      if (!known) throw err;
+      const draft = { codename: form.all('codename')[0], commander: form.all('commander')[0] };
+      sendPage(res, incidentsPage({ signedIn: signedInOf(res), isAdmin: caller.role === 'admin', status: 'open', rows: await rows(caller, 'open'), error: known, draft }), known.httpStatus, known.retryAfter);
+    }
+  });
+
+  router.get('/incidents/:codename/close', loadIncident(ctx, COMMANDERS), (_req, res) => {
+    sendPage(res, closePage(signedInOf(res), accessOf(res).incident));
+  });
+
+  router.post('/incidents/:codename/close', loadIncident(ctx, COMMANDERS), async (_req, res) => {
+    const { caller, session } = activeOf(res);
+    const incident = await closeIncident(ctx, caller, accessOf(res).incident);
+    await leaveFlash(ctx, session, { kind: 'notice', text: `${incident.codename} is closed. It accepts no new messages; queued ones are still delivered.` });
+    res.redirect(303, incidentPath(incident.codename));
+  });
+
+  return router;
+}

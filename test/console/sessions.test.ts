@@ -1,0 +1,123 @@
+/**
+ * Console sessions in the store, on both backends: only the id's hash is
+ * kept; idle expiry, the absolute cap and a revoked token each end a
+ * session at its next request (deleted and audited, never the token); the
+ * flash is read once; ended sessions are purged at the next sign-in.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { leaveFlash, takeFlash } from '../../src/console/flash.js';
+import { SESSION_IDLE_MS, SESSION_MAX_MS, endSession, hashSessionId, openSession, resumeSession } from '../../src/console/sessions.js';
+import type { Caller } from '../../src/services/incidents.js';
+import type { Store } from '../../src/store/index.js';
+import { BACKENDS, TestClock, openTestStore } from '../helpers/relay.js';
+
+const opened: Store[] = [];
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((s) => s.close()));
+});
+
+describe.each(BACKENDS)('console sessions on %s', (backend) => {
+  async function setup(): Promise<{ store: Store; clock: TestClock; caller: Caller; token: string; deps: { store: Store; now: () => Date } }> {
+    const clock = new TestClock(new Date('2026-11-28T10:00:00.000Z'));
+    const store = await openTestStore(backend, clock.now);
+    opened.push(store);
+    const { record, token } = await store.tokens.create({ email: 'ic@corp.example', role: 'responder', at: clock.now() });
+    return { store, clock, caller: { tokenId: record.id, email: record.email, role: record.role }, token, deps: { store, now: clock.now } };
+  }
+
+  it('stores only the SHA-256 of the session id, never the id or the token, and audits the sign-in without them', async () => {
+    const { store, caller, token, deps } = await setup();
+    const { id } = await openSession(deps, caller, '127.0.0.1');
+    expect(id).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const rows = await store.sql.all<Record<string, unknown>>('SELECT * FROM console_sessions');
+    expect(rows).toEqual([
+      {
+        id_hash: hashSessionId(id),
+        token_id: caller.tokenId,
+        email: 'ic@corp.example',
+        created_at: '2026-11-28T10:00:00.000Z',
+        last_seen_at: '2026-11-28T10:00:00.000Z',
+        expires_at: '2026-11-28T22:00:00.000Z',
+        flash: null,
+      },
+    ]);
+    const everything = JSON.stringify(await store.sql.all('SELECT * FROM audit_events')) + JSON.stringify(rows);
+    expect(everything).not.toContain(id);
+    expect(everything).not.toContain(token);
+    const [event] = await store.sql.all<{ type: string; data: string }>("SELECT type, data FROM audit_events WHERE type = 'console.signed_in'");
+    expect(JSON.parse(event!.data)).toEqual({ tokenId: caller.tokenId, role: 'responder', session: hashSessionId(id).slice(0, 16), ip: '127.0.0.1' });
+  });
+
+  it('a live session resumes as its token\'s caller; an unknown or malformed id does not', async () => {
+    const { caller, deps } = await setup();
+    const { id } = await openSession(deps, caller, '127.0.0.1');
+    expect(await resumeSession(deps, id)).toMatchObject({ active: { caller } });
+    expect(await resumeSession(deps, 'A'.repeat(43))).toEqual({ ended: 'unknown' });
+    expect(await resumeSession(deps, `${id}x`)).toEqual({ ended: 'unknown' });
+    expect(await resumeSession(deps, hashSessionId(id))).toEqual({ ended: 'unknown' });
+  });
+
+  it(`ends after ${SESSION_IDLE_MS / 60_000} minutes without a request, and a request before that keeps it alive`, async () => {
+    const { store, clock, caller, deps } = await setup();
+    const { id } = await openSession(deps, caller, '127.0.0.1');
+    clock.advance(SESSION_IDLE_MS - 1000);
+    expect(await resumeSession(deps, id)).toHaveProperty('active');
+    clock.advance(SESSION_IDLE_MS - 1000);
+    expect(await resumeSession(deps, id)).toHaveProperty('active');
+    clock.advance(SESSION_IDLE_MS);
+    expect(await resumeSession(deps, id)).toEqual({ ended: 'idle' });
+    expect(await store.consoleSessions.get(hashSessionId(id))).toBeUndefined();
+    const ended = await store.sql.all<{ actor: string; data: string }>("SELECT actor, data FROM audit_events WHERE type = 'console.signed_out'");
+    expect(ended.map((e) => [e.actor, JSON.parse(e.data).reason])).toEqual([['ic@corp.example', 'idle']]);
+    // Gone for good: the same id again is unknown, and nothing more is audited.
+    expect(await resumeSession(deps, id)).toEqual({ ended: 'unknown' });
+  });
+
+  it(`ends ${SESSION_MAX_MS / 3_600_000} hours after sign-in however active it is`, async () => {
+    const { clock, caller, deps } = await setup();
+    const { id } = await openSession(deps, caller, '127.0.0.1');
+    // A request every 15 minutes: never idle, up to the last step before the cap.
+    const step = SESSION_IDLE_MS / 2;
+    for (let t = step; t < SESSION_MAX_MS; t += step) {
+      clock.advance(step);
+      expect(await resumeSession(deps, id)).toHaveProperty('active');
+    }
+    clock.advance(step);
+    expect(await resumeSession(deps, id)).toEqual({ ended: 'expired' });
+  });
+
+  it('a revoked token ends its sessions at their next request', async () => {
+    const { store, clock, caller, deps } = await setup();
+    const first = await openSession(deps, caller, '127.0.0.1');
+    const second = await openSession(deps, caller, '10.0.0.2');
+    expect(await store.consoleSessions.countForToken(caller.tokenId)).toBe(2);
+    await store.tokens.revoke(caller.tokenId, clock.now());
+    expect(await resumeSession(deps, first.id)).toEqual({ ended: 'token_revoked' });
+    expect(await resumeSession(deps, second.id)).toEqual({ ended: 'token_revoked' });
+    expect(await store.consoleSessions.countForToken(caller.tokenId)).toBe(0);
+  });
+
+  it('sign-out deletes the session and is audited once; ended sessions are purged at the next sign-in', async () => {
+    const { store, clock, caller, deps } = await setup();
+    const { id, session } = await openSession(deps, caller, '127.0.0.1');
+    const stale = await openSession(deps, caller, '127.0.0.1');
+    await endSession(deps, session, 'signed_out');
+    await endSession(deps, session, 'signed_out');
+    expect(await resumeSession(deps, id)).toEqual({ ended: 'unknown' });
+    expect(await store.sql.all("SELECT type FROM audit_events WHERE type = 'console.signed_out'")).toHaveLength(1);
+    clock.advance(SESSION_IDLE_MS + 1);
+    await openSession(deps, caller, '127.0.0.1');
+    expect(await store.consoleSessions.get(hashSessionId(stale.id))).toBeUndefined();
+    const [last] = await store.sql.all<{ data: string }>("SELECT data FROM audit_events WHERE type = 'console.signed_in' ORDER BY seq DESC LIMIT 1");
+    expect(JSON.parse(last!.data)).toMatchObject({ endedSessionsPurged: 1 });
+  });
+
+  it('a flash is shown once', async () => {
+    const { caller, deps } = await setup();
+    const { id } = await openSession(deps, caller, '127.0.0.1');
+    const resumed = async () => ((await resumeSession(deps, id)) as { active: { session: Parameters<typeof takeFlash>[1] } }).active.session;
+    await leaveFlash(deps, await resumed(), { kind: 'nudge', results: [{ email: 'sec@corp.example', status: 'queued' }, { email: 'ic@corp.example', status: 'skipped', reason: 'no_phone' }] });
+    expect(await takeFlash(deps, await resumed())).toEqual({ kind: 'nudge', results: [{ email: 'sec@corp.example', status: 'queued' }, { email: 'ic@corp.example', status: 'skipped', reason: 'no_phone' }] });
+    expect(await takeFlash(deps, await resumed())).toBeUndefined();
+  });
+});
