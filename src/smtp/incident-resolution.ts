@@ -73,7 +73,7 @@ export async function recipientRefusal(ctx: Pick<RelayContext, 'store'>, caller:
   const where = candidates.length === 1 ? `the response roster of ${candidates[0]!.codename}` : 'the roster of any open incident you are on';
   return new RelayError(
     'recipient_not_on_roster',
-    `${address} is not on ${where}. The whole message will be refused, so nothing reaches anyone; remove them, or ask the commander to add them.`,
+    `${address} is not on ${where}. The whole message will be refused, so nothing reaches anyone; remove them, or ask the commander to add them. People outside the response team hear only through an approved announcement.`,
     { rule: 'roster', details: { recipients: [address] } },
   );
 }

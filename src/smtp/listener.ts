@@ -209,7 +209,7 @@ export async function startSmtpListener(ctx: RelayContext, options: SmtpListener
     await liveCaller(ctx, session);
     if (state.refusedRecipients.length > 0) {
       const outsiders = [...new Set(state.refusedRecipients)];
-      throw new RelayError('recipient_not_on_roster', `Not on the response roster: ${outsiders.join(', ')}. Nothing was sent to anyone; remove them, or ask the commander to add them.`, {
+      throw new RelayError('recipient_not_on_roster', `Not on the response roster: ${outsiders.join(', ')}. Nothing was sent to anyone; remove them, or ask the commander to add them. People outside the response team hear only through an approved announcement.`, {
         rule: 'roster',
         details: { recipients: outsiders },
       });

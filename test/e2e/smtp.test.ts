@@ -376,7 +376,7 @@ describe('off-roster recipients', () => {
     expect(err.code).toBe('EENVELOPE');
     expect(err.responseCode).toBe(550);
     expect(err.response).toBe(
-      '550 5.7.1 recipient_not_on_roster: nosy@corp.example is not on the response roster of amber-otter. The whole message will be refused, so nothing reaches anyone; remove them, or ask the commander to add them.',
+      '550 5.7.1 recipient_not_on_roster: nosy@corp.example is not on the response roster of amber-otter. The whole message will be refused, so nothing reaches anyone; remove them, or ask the commander to add them. People outside the response team hear only through an approved announcement.',
     );
     await expectNothingDelivered();
   });
@@ -399,7 +399,7 @@ describe('off-roster recipients', () => {
     const [go, done] = await r.data(message(['From: ic@corp.example', 'To: sec@corp.example, exec@corp.example', 'Subject: hi']));
     expect(go.code).toBe(354);
     expect(done!.code).toBe(550);
-    expect(done!.text).toBe('5.7.1 recipient_not_on_roster: Not on the response roster: nosy@corp.example. Nothing was sent to anyone; remove them, or ask the commander to add them.');
+    expect(done!.text).toBe('5.7.1 recipient_not_on_roster: Not on the response roster: nosy@corp.example. Nothing was sent to anyone; remove them, or ask the commander to add them. People outside the response team hear only through an approved announcement.');
     // The refusal belongs to that transaction only: a clean one on the same connection goes through.
     expect((await r.command('MAIL FROM:<ic@corp.example>')).code).toBe(250);
     expect((await r.command('RCPT TO:<sec@corp.example>')).code).toBe(250);
