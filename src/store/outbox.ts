@@ -313,14 +313,15 @@ export class Outbox {
 
   /** Records a delivery and purges its body: only metadata stays (SPEC §6). False when it was no longer queued. */
   async markSent(id: string, providerId: string, at: Date): Promise<boolean> {
-    const changes = await this.sql.run(
+    const row = await this.sql.get<{ body_kind: BodyKind }>(
       `UPDATE deliveries SET status = 'sent', body = NULL, attempts = attempts + 1, provider_id = ?, sent_at = ?, last_error = NULL,
          lease_owner = NULL, lease_until_ms = NULL
-       WHERE id = ? AND status = 'queued'`,
+       WHERE id = ? AND status = 'queued'
+       RETURNING body_kind`,
       [providerId, at.toISOString(), id],
     );
-    await this.purgePayloadOf(id);
-    return changes === 1;
+    if (row?.body_kind === 'sealed') await this.purgePayloadOf(id);
+    return row !== undefined;
   }
 
   /** Run after a change that took a delivery out of the queue: its email's payload goes when no copy waits for it. */
@@ -345,12 +346,12 @@ export class Outbox {
 
   /** Gives up: the body is purged too, since it will never be sent. */
   async markFailed(id: string, error: string): Promise<boolean> {
-    const changes = await this.sql.run(
-      "UPDATE deliveries SET status = 'failed', body = NULL, attempts = attempts + 1, last_error = ?, lease_owner = NULL, lease_until_ms = NULL WHERE id = ? AND status = 'queued'",
+    const row = await this.sql.get<{ body_kind: BodyKind }>(
+      "UPDATE deliveries SET status = 'failed', body = NULL, attempts = attempts + 1, last_error = ?, lease_owner = NULL, lease_until_ms = NULL WHERE id = ? AND status = 'queued' RETURNING body_kind",
       [error, id],
     );
-    await this.purgePayloadOf(id);
-    return changes === 1;
+    if (row?.body_kind === 'sealed') await this.purgePayloadOf(id);
+    return row !== undefined;
   }
 
   /**
@@ -360,7 +361,7 @@ export class Outbox {
    * own. Undefined when the delivery is no longer queued or holds none of them.
    */
   async cancelRecipients(deliveryId: string, recipients: readonly string[] | 'all', reason: string, newId: () => string): Promise<Cancellation | undefined> {
-    const row = await this.sql.get<DeliveryRow>("SELECT id, channel, email_id, sms_id, envelope FROM deliveries WHERE id = ? AND status = 'queued'", [deliveryId]);
+    const row = await this.sql.get<DeliveryRow>("SELECT id, channel, email_id, sms_id, envelope, body_kind FROM deliveries WHERE id = ? AND status = 'queued'", [deliveryId]);
     if (!row) return undefined;
     const envelope = JSON.parse(row.envelope) as Envelope;
     const all = envelope.kind === 'sms' ? [envelope.to] : envelope.to;
@@ -372,7 +373,7 @@ export class Outbox {
         "UPDATE deliveries SET status = 'cancelled', body = NULL, last_error = ?, lease_owner = NULL, lease_until_ms = NULL WHERE id = ? AND status = 'queued'",
         [reason, deliveryId],
       );
-      await this.purgePayloadOf(deliveryId);
+      if (row.body_kind === 'sealed') await this.purgePayloadOf(deliveryId);
       return base;
     }
     const cancelledId = newId();
