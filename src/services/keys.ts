@@ -237,14 +237,22 @@ export class KeyService {
 
   /** Withdraws the key of `email` (relay-wide, or in `incidentId`), audited as `key.withdrawn`; false when there was none. */
   async withdraw(email: string, incidentId: string | null, actor: string | null): Promise<boolean> {
-    const withdrawn = await this.store.transaction(async (tx) => {
-      const current = incidentId === null ? await tx.keys.get(email) : (await tx.keys.allFor(email)).find((k) => k.incidentId === incidentId);
-      if (!current || !(await tx.keys.remove(email, incidentId))) return false;
-      await tx.audit.append({ type: 'key.withdrawn', actor, incidentId, outcome: 'ok', data: { email, fingerprint: current.fingerprint, scope: incidentId === null ? 'relay' : 'incident' } });
-      return true;
-    });
-    if (withdrawn) this.parsed.delete(`${incidentId ?? '*'} ${email}`);
+    const withdrawn = await this.store.transaction((tx) => this.withdrawIn(tx, email, incidentId, actor));
+    if (withdrawn) this.forget(email, incidentId);
     return withdrawn;
+  }
+
+  /** withdraw, in the caller's transaction `tx` (then call forget once it committed). */
+  async withdrawIn(tx: Repositories, email: string, incidentId: string | null, actor: string | null): Promise<boolean> {
+    const current = (await tx.keys.allFor(email)).find((k) => k.incidentId === incidentId);
+    if (!current || !(await tx.keys.remove(email, incidentId))) return false;
+    await tx.audit.append({ type: 'key.withdrawn', actor, incidentId, outcome: 'ok', data: { email, fingerprint: current.fingerprint, scope: incidentId === null ? 'relay' : 'incident' } });
+    return true;
+  }
+
+  /** Drops the parsed copy of a key that is no longer on file. */
+  forget(email: string, incidentId: string | null): void {
+    this.parsed.delete(`${incidentId ?? '*'} ${email}`);
   }
 
   /**
