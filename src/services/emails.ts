@@ -230,7 +230,8 @@ function withKeyHint(error: RelayError, caller: Caller, incident: Incident, rost
   const role = roster.find((m) => m.email === caller.email)?.role;
   const hints: string[] = [];
   if (caller.role === 'admin' || (role !== undefined && ROSTER_MANAGERS.includes(role))) {
-    for (const a of addresses) hints.push(`re-add ${a} with ${key} as publicKey: PUT /v1/incidents/${incident.codename}/roster/${a} (or PATCH it with publicKey alone)`);
+    const which = error.code === 'unusable_public_key' ? 'a current key as publicKey' : 'publicKey';
+    for (const a of addresses) hints.push(`re-add ${a} with ${which}: PUT /v1/incidents/${incident.codename}/roster/${a}`);
   } else {
     if (addresses.includes(caller.email)) hints.push(`upload ${key} of yours with PUT /v1/keys/${caller.email}`);
     const others = addresses.filter((a) => a !== caller.email);

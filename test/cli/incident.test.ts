@@ -115,7 +115,7 @@ describe('a whole incident from login to close', () => {
     expect(res.code).toBe(3);
     expect(res.stdout).toBe('');
     expect(res.stderr.split('\n')).toEqual([
-      'error missing_public_key: This message must be encrypted (external-recipient) but there is no public key for carol@lawfirm.example. Nothing was sent; upload their key with PUT /v1/keys/:email.',
+      `error missing_public_key: This message must be encrypted (external-recipient) but there is no public key for carol@lawfirm.example. Nothing was sent; re-add carol@lawfirm.example with publicKey: PUT /v1/incidents/${codename}/roster/carol@lawfirm.example.`,
       '  rule: encryption',
       '  recipients: carol@lawfirm.example',
       `  what to do: incident-relay roster update ${codename} carol@lawfirm.example --key FILE   (or --key-from-gpg carol@lawfirm.example)`,
