@@ -110,14 +110,23 @@ export function redactBcc(event: AuditEvent, reader: string, emails: ReadonlyMap
   }
   if (hidden.size === 0) return event;
   let removed = 0;
+  // Inside longer text too (an upstream's reply quotes the address it refused). Literal alternatives: linear in the text.
+  const within = new RegExp([...hidden].map((a) => a.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'), 'gi');
+  const isHidden = (v: unknown): boolean => typeof v === 'string' && hidden.has(v.toLowerCase());
   const walk = (value: unknown): unknown => {
     if (typeof value === 'string') {
-      if (!hidden.has(value.toLowerCase())) return value;
-      removed += 1;
-      return '(hidden)';
+      if (isHidden(value)) {
+        removed += 1;
+        return '(hidden)';
+      }
+      return value.replace(within, () => {
+        removed += 1;
+        return '(hidden)';
+      });
     }
     if (Array.isArray(value)) {
-      const kept = value.filter((v) => !(typeof v === 'string' && hidden.has(v.toLowerCase())));
+      // An entry that is a hidden address, or is about one ({recipient, code, error}), goes whole.
+      const kept = value.filter((v) => !(isHidden(v) || (isRecord(v) && Object.values(v).some(isHidden))));
       removed += value.length - kept.length;
       return kept.map(walk);
     }
