@@ -127,6 +127,12 @@ describe.each(BACKENDS)('revoking and withdrawing keys (%s)', (backend) => {
   });
 
   it('takes a revoked copy of the stored key through the roster, and revokes every stored copy of it, in every incident', async () => {
+    // The relay-wide copy comes from RELAY_KEYS_DIR this time.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-keys-'));
+    fs.writeFileSync(path.join(dir, 'counsel.asc'), counsel.armoredPublic);
+    expect((await relay.request.delete(`/v1/keys/${COUNSEL}`).set(auth(owner))).status).toBe(204);
+    expect(await relay.ctx.keys.loadDirectory(dir, pino({ level: 'silent' }))).toEqual({ filed: 1, skipped: 0 });
+    expect((await relay.ctx.store.keys.get(COUNSEL))!.source).toBe('keys-dir');
     const other = (await relay.request.post('/v1/incidents').set(auth(ic)).send({})).body.codename;
     expect((await relay.request.put(`/v1/incidents/${other}/roster/${COUNSEL}`).set(auth(ic)).send({ name: 'C', role: 'external', publicKey: counsel.armoredPublic })).status).toBe(201);
     const exported = await (async () => {
@@ -153,11 +159,10 @@ describe.each(BACKENDS)('revoking and withdrawing keys (%s)', (backend) => {
     expect(events.every((e) => e.actor === 'deputy@corp.example' && e.data['via'] === 'revoked-key')).toBe(true);
     expect((await send()).body.error).toMatchObject({ code: 'unusable_public_key' });
     // The keys directory cannot bring the unrevoked key back at the next start.
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-keys-'));
-    fs.writeFileSync(path.join(dir, 'counsel.asc'), counsel.armoredPublic);
     await relay.ctx.keys.loadDirectory(dir, pino({ level: 'silent' }));
     fs.rmSync(dir, { recursive: true, force: true });
     expect(await keyNow()).toMatchObject({ status: 'revoked' });
+    expect((await relay.request.get(`/v1/keys/${COUNSEL}`).set(auth(ic))).body).toMatchObject({ scope: 'relay', status: 'revoked' });
   });
 
   it('refuses a revocation of another key (revocation_mismatch) and a revoked key that is not on file (unusable_public_key); nothing changes', async () => {
