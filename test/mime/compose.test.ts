@@ -427,6 +427,20 @@ describe('composeEncryptedEnvelope', () => {
     ]);
   });
 
+  it('names the signer only by a hex fingerprint in its OpenPGP header: anything else is a relay bug, refused', () => {
+    expect(topHeaders(composeEncryptedEnvelope(headers, ARMOR, { fingerprint: SIGNER.fingerprint.toLowerCase() }))).toContain(`OpenPGP: id=${SIGNER.fingerprint}`);
+    for (const fingerprint of ['', 'ABCDEF', `${SIGNER.fingerprint}\r\nBcc: x@example.com`, 'Z'.repeat(40), `${SIGNER.fingerprint}; url=http://evil.example/`]) {
+      let err: unknown;
+      try {
+        composeEncryptedEnvelopeParts(headers, { fingerprint });
+      } catch (e) {
+        err = e;
+      }
+      expect(err, fingerprint).toBeInstanceOf(RelayError);
+      expect((err as RelayError).code).toBe('internal');
+    }
+  });
+
   it('splits into head and tail around the armor: head + armor + tail is the envelope composeEncryptedEnvelope writes', () => {
     const parts = composeEncryptedEnvelopeParts({ ...headers, inReplyTo: '<x@example.com>' }, SIGNER);
     const armor = Buffer.from(ARMOR.trim().replace(/\n/g, '\r\n'), 'latin1');
