@@ -53,7 +53,22 @@ export async function readRevocation(text: string): Promise<RevocationInput | un
   }
   // Not a key: a bare revocation certificate is one signature packet under PUBLIC KEY BLOCK (or SIGNATURE) armor.
   if (!/^-----BEGIN PGP (PUBLIC KEY BLOCK|SIGNATURE)-----/.test(begins[0]!)) return undefined;
-  return { kind: 'certificate', certificates: [armored] };
+  return (await holdsKeyRevocation(armored)) ? { kind: 'certificate', certificates: [armored] } : undefined;
+}
+
+// openpgp reads packets against a table of the classes it may build; its
+// type says Map, but it is indexed as a plain object (util.constructAllowedPackets).
+const SIGNATURES_ONLY = { [openpgp.enums.packet.signature]: openpgp.SignaturePacket } as unknown as Parameters<typeof openpgp.PacketList.fromBinary>[1];
+
+/** True when `armored` is nothing but signature packets, one of them a key revocation: anything else is not a certificate (and the key parser says what it is). */
+async function holdsKeyRevocation(armored: string): Promise<boolean> {
+  try {
+    const { data } = await openpgp.unarmor(armored);
+    const packets = await openpgp.PacketList.fromBinary(data, SIGNATURES_ONLY);
+    return packets.length > 0 && packets.every((p) => p instanceof openpgp.SignaturePacket) && packets.some((p) => (p as openpgp.SignaturePacket).signatureType === openpgp.enums.signature.keyRevocation);
+  } catch {
+    return false;
+  }
 }
 
 /** Why a revocation does not apply to a key. */
