@@ -17,7 +17,7 @@ export function authenticate(ctx: RelayContext): RequestHandler {
     }
     const caller: Caller = { tokenId: record.id, email: record.email, role: record.role };
     res.locals['caller'] = caller;
-    await recordTokenUse(ctx, record.id, ctx.now());
+    await recordTokenUse(ctx.store, record.id, ctx.now(), (err) => ctx.logger.warn({ err, tokenId: record.id }, 'could not record a token use'));
     next();
   };
 }

@@ -5,7 +5,7 @@
  */
 import type { RelayContext } from '../context.js';
 import { RelayError } from '../errors.js';
-import type { Repositories } from '../store/index.js';
+import type { Repositories, Store } from '../store/index.js';
 import type { TokenRecord, TokenRole } from '../store/tokens.js';
 import { authorizeIncident, type Caller } from './incidents.js';
 
@@ -49,19 +49,20 @@ const recorded = new WeakMap<object, Map<string, number>>();
 /**
  * Notes that token `id` was used at `now`: at most one write a minute per
  * token (TOKEN_USE_RESOLUTION_MS). Never fails the request: last use is
- * bookkeeping, and a store that cannot write must not turn into a 500 here.
+ * bookkeeping, and a store that cannot write must not turn into a 500 here;
+ * `onError` hears about it (the HTTP listener logs it).
  */
-export async function recordTokenUse(ctx: Pick<RelayContext, 'store' | 'logger'>, id: string, now: Date): Promise<void> {
-  let seen = recorded.get(ctx.store);
-  if (seen === undefined) recorded.set(ctx.store, (seen = new Map()));
+export async function recordTokenUse(store: Pick<Store, 'tokens'>, id: string, now: Date, onError?: (err: unknown) => void): Promise<void> {
+  let seen = recorded.get(store);
+  if (seen === undefined) recorded.set(store, (seen = new Map()));
   const last = seen.get(id);
   if (last !== undefined && now.getTime() - last < TOKEN_USE_RESOLUTION_MS) return;
   seen.set(id, now.getTime());
   try {
-    await ctx.store.tokens.markUsed(id, now, TOKEN_USE_RESOLUTION_MS);
+    await store.tokens.markUsed(id, now, TOKEN_USE_RESOLUTION_MS);
   } catch (err) {
     seen.delete(id);
-    ctx.logger.warn({ err, tokenId: id }, 'could not record a token use');
+    onError?.(err);
   }
 }
 

@@ -103,6 +103,6 @@ export async function authenticate(
 
   guard.byAddress.succeed(addressKey);
   // An SMTP login is a use of the token too (GET /v1/tokens lastUsedAt).
-  await recordTokenUse(ctx, record.id, now);
+  await recordTokenUse(deps.store, record.id, now);
   return { tokenId: record.id, email: record.email.toLowerCase(), role: record.role };
 }
