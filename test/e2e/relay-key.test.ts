@@ -81,6 +81,8 @@ describe('the relay key, for recipients without an account', () => {
   it('is named by fingerprint in every encrypted mail, and verifies its signature in gpg', async () => {
     const ic = ((await (await api('POST', '/v1/tokens', admin, { email: 'ic@corp.example', role: 'responder' })).json()) as { token: string }).token;
     const codename = ((await (await api('POST', '/v1/incidents', ic, {})).json()) as { codename: string }).codename;
+    // Rule security-team: nothing goes out before a security member is on the roster.
+    expect((await api('PUT', `/v1/incidents/${codename}/roster/sec@corp.example`, ic, { name: 'Sec', role: 'security' })).status).toBe(201);
     expect((await api('PUT', `/v1/incidents/${codename}/roster/counsel@lawfirm.example`, ic, { name: 'Outside Counsel', role: 'external', publicKey: counsel.armoredPublic })).status).toBe(201);
     const sent = await api('POST', `/v1/incidents/${codename}/emails`, ic, { to: ['counsel@lawfirm.example'], subject: 'Briefing', text: 'Call at 3pm.' });
     expect(sent.status).toBe(202);

@@ -112,6 +112,8 @@ describe.each(BACKENDS)('incidents and rosters (%s)', (backend) => {
     });
 
     it('reopens a closed incident for the commander or an admin, audited; a deputy may not; mail flows again', async () => {
+      // Rule security-team: mail needs a security member on the roster.
+      expect((await relay.request.put(`/v1/incidents/${codename}/roster/sec@corp.example`).set(auth(ic)).send({ name: 'Sec', role: 'security' })).status).toBe(201);
       expect((await relay.request.patch(`/v1/incidents/${codename}`).set(auth(ic)).send({ status: 'closed' })).status).toBe(200);
       const send = () => relay.request.post(`/v1/incidents/${codename}/emails`).set(auth(ic)).send({ to: ['deputy@corp.example'], text: 'x' });
       expect((await send()).status).toBe(409);

@@ -79,6 +79,7 @@ describe.each(BACKENDS)('policy preview (%s)', (backend) => {
       'incident-open': 'pass',
       sender: 'pass',
       roster: 'fail',
+      'security-team': 'pass',
       encryption: 'fail',
       bcc: 'pass',
     });
@@ -137,7 +138,7 @@ describe.each(BACKENDS)('policy preview (%s)', (backend) => {
         bytes: Buffer.byteLength('SECRET-SUBJECTSECRET-BODY'),
       },
     });
-    expect((event.data['rules'] as unknown[]).length).toBe(7);
+    expect((event.data['rules'] as unknown[]).length).toBe(8);
     expect(JSON.stringify(event)).not.toMatch(/SECRET-/);
   });
 
