@@ -21,6 +21,8 @@ export interface IncidentEvents {
   /** May return a promise: what must be stored before the roster answer goes out (Slack: the invite marked pending). Never rejects. */
   rosterChanged(incident: Incident, member: RosterMember): void | Promise<void>;
   incidentClosed(incident: Incident): void;
+  /** A closed incident was opened again (issue 12 §5): the Slack room comes back. */
+  incidentReopened(incident: Incident): void;
 }
 
 export interface RelayContext {
@@ -57,4 +59,5 @@ export const NO_EVENTS: IncidentEvents = {
   incidentCreated: () => undefined,
   rosterChanged: () => undefined,
   incidentClosed: () => undefined,
+  incidentReopened: () => undefined,
 };

@@ -64,6 +64,8 @@ export const ERROR_CODES = {
   message_unparsable: { http: 400, smtp: '550 5.6.0' },
   rate_limited: { http: 429, smtp: '451 4.3.0' },
   idempotency_key_reused: { http: 422, smtp: '550 5.7.1' },
+  // A revocation certificate (or revoked key) that does not verify against any key on file for the address.
+  revocation_mismatch: { http: 422, smtp: '550 5.7.1' },
   unavailable: { http: 503, smtp: '451 4.3.0' },
   internal: { http: 500, smtp: '451 4.3.0' },
 } as const satisfies Record<string, CodeSpec>;

@@ -13,7 +13,7 @@ import { announcementRoutes } from './routes/announcements.js';
 import { auditHeadsRoutes } from './routes/audit-heads.js';
 import { emailRoutes } from './routes/emails.js';
 import { incidentRoutes } from './routes/incidents.js';
-import { keyRoutes } from './routes/keys.js';
+import { keyRoutes, relayKeyRoutes } from './routes/keys.js';
 import { slackRoutes } from './routes/slack.js';
 import { smsRoutes, twilioWebhookRoutes } from './routes/sms.js';
 import { tokenRoutes } from './routes/tokens.js';
@@ -68,6 +68,9 @@ export function createApp(ctx: RelayContext): Express {
 
   // The web console (issue 13): its own session, body parsers, headers and HTML errors.
   app.use('/console', consoleRouter(ctx));
+
+  // The relay's public key needs no token (issue 12 §8): counsel checks signatures without an account.
+  app.use(relayKeyRoutes(ctx));
 
   // Authenticate before parsing, and parse only under /v1: nobody without a
   // token makes us read a large body, and no path outside the API (/healthz,

@@ -3,6 +3,7 @@ import type { Request, RequestHandler, Response } from 'express';
 import type { RelayContext } from '../context.js';
 import { RelayError } from '../errors.js';
 import type { Caller } from '../services/incidents.js';
+import { recordTokenUse } from '../services/tokens.js';
 
 /** Checks `Authorization: Bearer <token>` and records the caller in res.locals. */
 export function authenticate(ctx: RelayContext): RequestHandler {
@@ -16,6 +17,7 @@ export function authenticate(ctx: RelayContext): RequestHandler {
     }
     const caller: Caller = { tokenId: record.id, email: record.email, role: record.role };
     res.locals['caller'] = caller;
+    await recordTokenUse(ctx.store, record.id, ctx.now(), (err) => ctx.logger.warn({ err, tokenId: record.id }, 'could not record a token use'));
     next();
   };
 }

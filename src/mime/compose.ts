@@ -87,10 +87,21 @@ export function composeProtectedPart(m: MessageContent): Buffer {
   return finish({ headers: [...parts.headers, ...messageHeaders(m)], body: parts.body, bytes: parts.bytes });
 }
 
+/**
+ * The key that signs encrypted mail, named in its outer `OpenPGP:` header
+ * (draft-josefsson-openpgp-mailnews-header §2: `id=` the fingerprint) so a
+ * recipient without an account can fetch GET /v1/relay-key and check it. No
+ * `url=`: the relay has no stable public address to name.
+ */
+export interface Signer {
+  /** 40 (v4) or 64 (v6) hex digits. */
+  fingerprint: string;
+}
+
 /** Wrap one ASCII-armored OpenPGP message (text, or its bytes) in an RFC 3156 multipart/encrypted message. */
-export function composeEncryptedEnvelope(m: EnvelopeHeaders, armoredMessage: string | Uint8Array): Buffer {
+export function composeEncryptedEnvelope(m: EnvelopeHeaders, armoredMessage: string | Uint8Array, signer: Signer): Buffer {
   const armored = byteSlot(armoredBytes(armoredMessage));
-  return finish(encryptedEnvelope(m, armored.token, armored.bytes));
+  return finish(encryptedEnvelope(m, signer, armored.token, armored.bytes));
 }
 
 /** The bytes of an RFC 3156 message before and after its armored OpenPGP message; the same for every copy of one message. */
@@ -106,9 +117,9 @@ export interface EnvelopeParts {
  * boundary is not checked against it, which is safe because that armor holds
  * base64 and BEGIN/END lines alone, and every boundary contains `_`.
  */
-export function composeEncryptedEnvelopeParts(m: EnvelopeHeaders): EnvelopeParts {
+export function composeEncryptedEnvelopeParts(m: EnvelopeHeaders, signer: Signer): EnvelopeParts {
   const token = `\x00${randomBytes(8).toString('hex')}\x00`;
-  const text = finishText(encryptedEnvelope(m, token));
+  const text = finishText(encryptedEnvelope(m, signer, token));
   const at = text.indexOf(token);
   const head = text.slice(0, at);
   const tail = text.slice(at + token.length);
@@ -119,7 +130,7 @@ export function composeEncryptedEnvelopeParts(m: EnvelopeHeaders): EnvelopeParts
 }
 
 /** The multipart/encrypted entity with `armorToken` where the armored message goes. */
-function encryptedEnvelope(m: EnvelopeHeaders, armorToken: string, armorBytes?: Map<string, Buffer>): Part {
+function encryptedEnvelope(m: EnvelopeHeaders, signer: Signer, armorToken: string, armorBytes?: Map<string, Buffer>): Part {
   // RFC 3156 §4: part 1 identifies the version, part 2 holds the OpenPGP message.
   const version: Part = {
     headers: ['Content-Type: application/pgp-encrypted', 'Content-Description: PGP/MIME version identification'],
@@ -141,10 +152,20 @@ function encryptedEnvelope(m: EnvelopeHeaders, armorToken: string, armorBytes?: 
     'This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)',
   );
   return {
-    headers: [...messageHeaders(outerAddresses(m)), 'MIME-Version: 1.0', ...envelope.headers],
+    headers: [...messageHeaders(outerAddresses(m)), openpgpHeader(signer), 'MIME-Version: 1.0', ...envelope.headers],
     body: envelope.body,
     ...(envelope.bytes ? { bytes: envelope.bytes } : {}),
   };
+}
+
+// A v4 (40) or v6 (64) fingerprint: nothing else may stand in this header.
+const FINGERPRINT = /^(?:[0-9A-F]{40}|[0-9A-F]{64})$/;
+
+/** `OpenPGP: id=<fingerprint>`: the relay key, never anything a sender typed. */
+function openpgpHeader(signer: Signer): string {
+  const id = signer.fingerprint.toUpperCase();
+  if (!FINGERPRINT.test(id)) throw new RelayError('internal', 'The relay key fingerprint is not hex; this is a relay bug, report it.');
+  return `OpenPGP: id=${id}`;
 }
 
 /**

@@ -15,6 +15,8 @@ import { sealPayload, type SealedParts } from './encrypt.js';
 
 /** Signs with the relay key and encrypts once; wraps the session key for each copy's keys. */
 export interface Encryptor {
+  /** The fingerprint of the key it signs with (uppercase hex), which every encrypted copy names in its OpenPGP header. */
+  readonly signerFingerprint: string;
   /**
    * Takes ownership of `payload` (its memory may be moved to another thread).
    * `copies[i]` are the keys that may read copy i; the answer's keyPackets[i] is that copy's.
@@ -24,7 +26,7 @@ export interface Encryptor {
 
 /** An Encryptor that works in the calling thread. */
 export function inThreadEncryptor(signingKey: PrivateKey): Encryptor {
-  return { seal: (payload, copies, date) => sealPayload(payload, { copies, signingKey, date }) };
+  return { signerFingerprint: signingKey.getFingerprint().toUpperCase(), seal: (payload, copies, date) => sealPayload(payload, { copies, signingKey, date }) };
 }
 
 /** One copy of a message to seal: its envelope recipients and the keys that may read it. */
@@ -66,7 +68,9 @@ export interface OuterReferences {
  */
 export async function composeSealed(content: MessageContent, copies: CopyRequest[], encryptor: Encryptor, outer?: OuterReferences): Promise<SealedMessage> {
   // Headers first: a value the composer refuses costs no encryption.
-  const envelope = composeEncryptedEnvelopeParts(outer === undefined ? content : { ...content, inReplyTo: outer.inReplyTo, references: outer.references });
+  const envelope = composeEncryptedEnvelopeParts(outer === undefined ? content : { ...content, inReplyTo: outer.inReplyTo, references: outer.references }, {
+    fingerprint: encryptor.signerFingerprint,
+  });
   const sealed = await encryptor.seal(composeProtectedPart(content), copies.map((c) => c.keys), content.date);
   if (sealed.keyPackets.length !== copies.length) throw new Error('seal: one set of key packets per copy was expected');
   return {

@@ -113,6 +113,8 @@ export class EncryptionPool implements Encryptor {
   private readonly recycleAfterBytes: number;
   private nextId = 1;
   private closed = false;
+  /** The relay key's fingerprint: every copy this pool seals is signed by it. */
+  readonly signerFingerprint: string;
 
   constructor(
     signingKey: PrivateKey,
@@ -121,6 +123,7 @@ export class EncryptionPool implements Encryptor {
     if (!signingKey.isDecrypted()) throw new Error('encryption pool: the relay signing key must be decrypted');
     const size = Math.max(1, options.size ?? os.availableParallelism());
     this.data = { signingKey: signingKey.write() };
+    this.signerFingerprint = signingKey.getFingerprint().toUpperCase();
     this.timeoutMs = options.taskTimeoutMs ?? 120_000;
     this.maxCachedKeys = options.maxCachedKeys ?? 4096;
     this.recycleAfterBytes = options.recycleAfterBytes ?? 8 * 1024 * 1024;

@@ -77,13 +77,60 @@ function unique(addresses: readonly string[], except: ReadonlySet<string> = new 
   return [...seen];
 }
 
+/**
+ * What the policy finds in a draft, every problem at once (not only the one
+ * that refuses it first): the policy preview shows these, and decideEmail
+ * decides from exactly these. Pure.
+ */
+export interface EmailFindings {
+  /** To and Cc deduplicated, Bcc without the visible ones: as the plan has them. */
+  to: string[];
+  cc: string[];
+  bcc: string[];
+  /** Recipients outside the internal domains. */
+  externalRecipients: string[];
+  /** Why the message must be encrypted; null when it may go plain. */
+  encryptReason: EmailPlan['encryptReason'];
+  /** Recipients not on the roster (the sender's own standing is rule `roster` too, see decideEmail). */
+  offRoster: string[];
+  /** When encrypting: recipients without a key on file. */
+  missingKeys: string[];
+  /** When encrypting: recipients whose key cannot be used, and why. */
+  unusableKeys: { address: string; reason: string }[];
+}
+
+/** The findings of one draft; see EmailFindings. */
+export function emailFindings(input: EmailPolicyInput): EmailFindings {
+  const to = unique(input.to);
+  const cc = unique(input.cc, new Set(to));
+  const bcc = unique(input.bcc, new Set([...to, ...cc]));
+  const everyone = [...to, ...cc, ...bcc];
+  const externalRecipients = everyone.filter((a) => !input.isInternal(a));
+  const encryptReason: EmailPlan['encryptReason'] =
+    externalRecipients.length > 0 ? 'external-recipient' : input.chainExternal ? 'external-chain' : input.encryptMode === 'always' ? 'always' : null;
+  const encrypt = encryptReason !== null;
+  return {
+    to,
+    cc,
+    bcc,
+    externalRecipients,
+    encryptReason,
+    offRoster: everyone.filter((a) => !input.roster.has(a)),
+    missingKeys: encrypt ? everyone.filter((a) => (input.keys.get(a)?.state ?? 'missing') === 'missing') : [],
+    unusableKeys: encrypt
+      ? everyone.flatMap((a) => {
+          const key = input.keys.get(a);
+          return key?.state === 'unusable' ? [{ address: a, reason: key.reason }] : [];
+        })
+      : [],
+  };
+}
+
 /** Decides one email. Every rule is listed; the first failure's error is the refusal. */
 export function decideEmail(input: EmailPolicyInput): Decision<EmailPlan> {
   const rules: RuleOutcome[] = [];
-  const to = unique(input.to);
-  const cc = unique(input.cc, new Set(to));
-  const visible = new Set([...to, ...cc]);
-  const bcc = unique(input.bcc, visible);
+  const findings = emailFindings(input);
+  const { to, cc, bcc } = findings;
   const everyone = [...to, ...cc, ...bcc];
   let error: RelayError | undefined;
   const refuse = (e: RelayError): void => {
@@ -91,8 +138,8 @@ export function decideEmail(input: EmailPolicyInput): Decision<EmailPlan> {
   };
 
   rules.push(pass('subject', input.hasSubject ? 'Subject fixed to Attorney Work Project; the sender\'s subject moved to the Topic line' : 'Subject fixed to Attorney Work Project'));
-  const externalRecipient = everyone.some((a) => !input.isInternal(a));
-  const encryptReason: EmailPlan['encryptReason'] = externalRecipient ? 'external-recipient' : input.chainExternal ? 'external-chain' : input.encryptMode === 'always' ? 'always' : null;
+  const externalRecipient = findings.externalRecipients.length > 0;
+  const encryptReason = findings.encryptReason;
   const encrypt = encryptReason !== null;
 
   const codename = checkExposure(input.exposure, encrypt);
@@ -111,7 +158,7 @@ export function decideEmail(input: EmailPolicyInput): Decision<EmailPlan> {
     refuse(new RelayError('sender_mismatch', `You are authenticated as ${input.sender}; you cannot send as ${impostors.join(', ')}.`, { rule: 'sender', details: { claimed: impostors } }));
   }
 
-  const outsiders = everyone.filter((a) => !input.roster.has(a));
+  const outsiders = findings.offRoster;
   const senderOnRoster = input.roster.has(input.sender);
   if (outsiders.length === 0 && senderOnRoster) rules.push(pass('roster', `sender and ${everyone.length} recipient(s) are on the roster`));
   else if (!senderOnRoster) {
@@ -137,15 +184,12 @@ export function decideEmail(input: EmailPolicyInput): Decision<EmailPlan> {
 
   if (!encrypt) rules.push(skip('encryption', 'all recipients internal, chain internal, RELAY_ENCRYPT=external'));
   else {
-    const missing = everyone.filter((a) => (input.keys.get(a)?.state ?? 'missing') === 'missing');
-    const unusable = everyone.flatMap((a) => {
-      const key = input.keys.get(a);
-      return key?.state === 'unusable' ? [{ address: a, reason: key.reason }] : [];
-    });
+    const missing = findings.missingKeys;
+    const unusable = findings.unusableKeys;
     if (missing.length > 0) {
       rules.push(fail('encryption', `${encryptReason}: no public key for ${missing.length} recipient(s)`));
       refuse(
-        new RelayError('missing_public_key', `This message must be encrypted (${encryptReason}) but there is no public key for ${missing.join(', ')}. Nothing was sent; upload their key with PUT /v1/keys/:email.`, {
+        new RelayError('missing_public_key', `This message must be encrypted (${encryptReason}) but there is no public key for ${missing.join(', ')}. Nothing was sent.`, {
           rule: 'encryption',
           details: { recipients: missing },
         }),
@@ -153,7 +197,7 @@ export function decideEmail(input: EmailPolicyInput): Decision<EmailPlan> {
     } else if (unusable.length > 0) {
       rules.push(fail('encryption', `${encryptReason}: unusable key for ${unusable.length} recipient(s)`));
       refuse(
-        new RelayError('unusable_public_key', `This message must be encrypted but these keys cannot be used: ${unusable.map((u) => `${u.address} (${u.reason})`).join(', ')}. Nothing was sent; ask for current keys.`, {
+        new RelayError('unusable_public_key', `This message must be encrypted but these keys cannot be used: ${unusable.map((u) => `${u.address} (${u.reason})`).join(', ')}. Nothing was sent.`, {
           rule: 'encryption',
           details: { recipients: unusable.map((u) => u.address), reasons: Object.fromEntries(unusable.map((u) => [u.address, u.reason])) },
         }),

@@ -11,13 +11,14 @@ import type { Attachment, MessageContent } from '../mime/compose.js';
 import { composePlain } from '../mime/compose.js';
 import { composeSealed, inThreadEncryptor, type OuterReferences } from '../pgp/pgp-mime.js';
 import { createDomainMatcher } from '../policy/domains.js';
-import { decideEmail, type EmailPlan, type HeaderExposure } from '../policy/email.js';
+import type { Decision, RuleOutcome } from '../policy/decision.js';
+import { decideEmail, emailFindings, type EmailFindings, type EmailPlan, type EmailPolicyInput, type HeaderExposure } from '../policy/email.js';
 import type { Repositories } from '../store/index.js';
-import type { Incident } from '../store/incidents.js';
-import { normaliseMessageId, type BodyKind, type EmailPayload, type NewDelivery } from '../store/outbox.js';
+import type { Incident, RosterMember } from '../store/incidents.js';
+import { normaliseMessageId, summarise, type BodyKind, type DeliveryView, type EmailCursor, type EmailPayload, type EmailRecord, type NewDelivery } from '../store/outbox.js';
 import { assertRequestBytes, estimateRequestBytes } from './budget.js';
 import { rememberAnswer, replayAnswer, requestFingerprint, type IdempotencyUse } from './idempotency.js';
-import type { Caller } from './incidents.js';
+import { ROSTER_MANAGERS, type Caller } from './incidents.js';
 
 /** At most this many distinct recipients per message (To, Cc and Bcc together). */
 export const MAX_RECIPIENTS = 100;
@@ -154,16 +155,26 @@ function emailFingerprint(route: string, message: EmailSubmission): string {
   });
 }
 
-/** Runs one email through policy, composition and the outbox; resolves once it is durably queued. */
-export async function submitEmail(ctx: RelayContext, caller: Caller, incident: Incident, message: EmailSubmission, options: SubmitOptions): Promise<EmailAccepted> {
-  const started = process.hrtime.bigint();
-  const route = `email:${incident.id}`;
-  const idempotency: IdempotencyUse | undefined = options.idempotencyKey ? { key: options.idempotencyKey, route, fingerprint: emailFingerprint(route, message) } : undefined;
-  if (idempotency) {
-    const earlier = await replayAnswer<EmailAccepted>(ctx.store, caller, idempotency, ctx.now());
-    if (earlier) return earlier;
-  }
-  await ctx.sendLimiter.take(caller.tokenId, ctx.now());
+/** A draft's decision and what it was made from: the one step a send and a preview share. */
+interface Decided {
+  decision: Decision<EmailPlan>;
+  findings: EmailFindings;
+  roster: RosterMember[];
+  chain: ChainFacts;
+  /** Decoded content bytes (RELAY_MAX_MESSAGE_BYTES counts these). */
+  size: number;
+  /** The addresses as asked, deduplicated per field, for the audit log. */
+  recipients: { to: string[]; cc: string[]; bcc: string[] };
+}
+
+/**
+ * Checks the draft's shape, looks up the roster, the reply chain and the key
+ * states, and asks the policy (src/policy/email.ts) once. A send and a
+ * preview both come through here, so a preview says exactly what a send
+ * would decide. Bad input throws (invalid_request, payload_too_large); a
+ * policy refusal is returned as the decision, its hint fitted to the caller.
+ */
+async function decide(ctx: RelayContext, caller: Caller, incident: Incident, message: EmailSubmission): Promise<Decided> {
   const recipientCount = new Set([...message.to, ...message.cc, ...message.bcc]).size;
   if (message.to.length === 0) throw invalid('Name at least one recipient in "to".');
   if (recipientCount > MAX_RECIPIENTS) throw invalid(`At most ${MAX_RECIPIENTS} recipients per message; this one has ${recipientCount}.`);
@@ -177,8 +188,7 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
   const everyone = [...new Set([...message.to, ...message.cc, ...message.bcc, caller.email])];
   const isInternal = internalMatcher(ctx.config.internalDomains);
   const chain = await chainFacts(ctx.store, [...(message.inReplyTo ? [message.inReplyTo] : []), ...(message.references ?? [])], isInternal);
-  const names = new Map(roster.map((m) => [m.email, m.name]));
-  const decision = decideEmail({
+  const input: EmailPolicyInput = {
     sender: caller.email,
     claimedSenders: message.claimedSenders ?? [],
     incidentStatus: incident.status,
@@ -194,11 +204,59 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
     isInternal,
     encryptMode: ctx.config.encrypt,
     keys: await ctx.keys.keyStates(everyone, now, incident.id),
-    exposure: headerExposure(caller.email, message, names, incidentTerms(incident)),
-  });
+    exposure: headerExposure(caller.email, message, new Map(roster.map((m) => [m.email, m.name])), incidentTerms(incident)),
+  };
+  const decision = decideEmail(input);
+  return {
+    decision: decision.outcome === 'refuse' ? { ...decision, error: withKeyHint(decision.error, caller, incident, roster) } : decision,
+    findings: emailFindings(input),
+    roster,
+    chain,
+    size,
+    recipients: { to: [...new Set(message.to)], cc: [...new Set(message.cc)], bcc: [...new Set(message.bcc)] },
+  };
+}
+
+/**
+ * A key refusal says what this caller can do about it (issue 12 §7): a
+ * commander, deputy or admin re-adds the member with their key; the owner of
+ * an address uploads their own; anyone else asks the commander. The policy
+ * cannot say it: it does not know who is asking.
+ */
+function withKeyHint(error: RelayError, caller: Caller, incident: Incident, roster: readonly RosterMember[]): RelayError {
+  if (error.code !== 'missing_public_key' && error.code !== 'unusable_public_key') return error;
+  const addresses = Array.isArray(error.details?.['recipients']) ? (error.details['recipients'] as string[]) : [];
+  const key = error.code === 'unusable_public_key' ? 'a current key' : 'a key';
+  const role = roster.find((m) => m.email === caller.email)?.role;
+  const hints: string[] = [];
+  if (caller.role === 'admin' || (role !== undefined && ROSTER_MANAGERS.includes(role))) {
+    const which = error.code === 'unusable_public_key' ? 'a current key as publicKey' : 'publicKey';
+    for (const a of addresses) hints.push(`re-add ${a} with ${which}: PUT /v1/incidents/${incident.codename}/roster/${a}`);
+  } else {
+    if (addresses.includes(caller.email)) hints.push(`upload ${key} of yours with PUT /v1/keys/${caller.email}`);
+    const others = addresses.filter((a) => a !== caller.email);
+    const commander = roster.find((m) => m.role === 'commander')?.email;
+    if (others.length > 0) hints.push(`ask the incident's commander${commander ? ` (${commander})` : ''} to add ${key} for ${others.join(', ')}`);
+  }
+  if (hints.length === 0) return error;
+  return new RelayError(error.code, `${error.message.replace(/\.$/, ';')} ${hints.join('; ')}.`, { rule: error.rule, details: error.details });
+}
+
+/** Runs one email through policy, composition and the outbox; resolves once it is durably queued. */
+export async function submitEmail(ctx: RelayContext, caller: Caller, incident: Incident, message: EmailSubmission, options: SubmitOptions): Promise<EmailAccepted> {
+  const started = process.hrtime.bigint();
+  const route = `email:${incident.id}`;
+  const idempotency: IdempotencyUse | undefined = options.idempotencyKey ? { key: options.idempotencyKey, route, fingerprint: emailFingerprint(route, message) } : undefined;
+  if (idempotency) {
+    const earlier = await replayAnswer<EmailAccepted>(ctx.store, caller, idempotency, ctx.now());
+    if (earlier) return earlier;
+  }
+  await ctx.sendLimiter.take(caller.tokenId, ctx.now());
+  const { decision, roster, chain, size, recipients: recipientsOf } = await decide(ctx, caller, incident, message);
+  const now = ctx.now();
+  const names = new Map(roster.map((m) => [m.email, m.name]));
 
   const auditBase = { type: 'email.decision', actor: caller.email, incidentId: incident.id };
-  const recipientsOf = { to: [...new Set(message.to)], cc: [...new Set(message.cc)], bcc: [...new Set(message.bcc)] };
   if (decision.outcome === 'refuse') {
     await ctx.store.audit.append({ ...auditBase, outcome: 'refused', data: { via: options.via, code: decision.error.code, rules: decision.rules, recipients: recipientsOf, bytes: size } });
     ctx.metrics.decisions.inc({ channel: 'email', outcome: 'refused', code: decision.error.code });
@@ -258,7 +316,18 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
     if (idempotency && !(await rememberAnswer(tx, caller, idempotency, 202, answer, now))) {
       return 'raced'; // another request with this key committed first; queue nothing
     }
-    await tx.outbox.insertEmail({ id, incidentId: incident.id, messageId, sender: caller.email, encrypted: plan.encrypt, chainExternal: plan.chainExternal, recipients: answer.recipients, createdAt: now.toISOString() });
+    await tx.outbox.insertEmail({
+      id,
+      incidentId: incident.id,
+      messageId,
+      sender: caller.email,
+      encrypted: plan.encrypt,
+      chainExternal: plan.chainExternal,
+      recipients: answer.recipients,
+      // Kept apart so views that may not show Bcc recipients can take them out (issue 10 §5).
+      bcc: plan.bcc,
+      createdAt: now.toISOString(),
+    });
     if (message.clientMessageId !== undefined) await tx.outbox.addAlias(message.clientMessageId, id);
     if (payload !== undefined) await tx.outbox.insertPayload(id, payload);
     await tx.outbox.enqueue(deliveries, now);
@@ -377,14 +446,169 @@ function headerExposure(sender: string, message: EmailSubmission, names: Readonl
 
 /** The incident's private terms that no header may carry: its label, when it has one. */
 function incidentTerms(incident: Incident): string[] {
-  const label = (incident as Incident & { label?: string | null }).label;
-  return typeof label === 'string' && label !== '' ? [label] : [];
+  return incident.label !== null && incident.label !== '' ? [incident.label] : [];
 }
 
-/** The status view of SPEC §4 for GET .../emails/:id. */
-export async function emailStatus(ctx: Pick<RelayContext, 'store'>, incident: Incident, id: string): Promise<{ id: string; status: string; attempts: number; lastError?: string } | undefined> {
-  const email = await ctx.store.outbox.email(incident.id, id);
-  if (!email) return undefined;
-  const state = await ctx.store.outbox.emailDeliveryState(id);
-  return { id, status: state.status, attempts: state.attempts, ...(state.lastError ? { lastError: state.lastError } : {}) };
+/** The answer of a policy preview (POST …/emails?dryRun=true): what a send would do, and every problem at once. */
+export interface EmailPreview {
+  outcome: 'accept' | 'refuse';
+  encrypted: boolean;
+  encryptReason: EmailPlan['encryptReason'];
+  rules: RuleOutcome[];
+  recipients: { to: string[]; cc: string[]; bcc: string[] };
+  /** Recipients outside the company (they are why it is encrypted, when encryptReason is external-recipient). */
+  externalRecipients: string[];
+  offRoster: string[];
+  missingKeys: string[];
+  unusableKeys: { email: string; reason: string }[];
+  /** The refusal a send would get, as the API would answer it. */
+  error?: ReturnType<RelayError['toJSON']>['error'];
+}
+
+/**
+ * Runs a draft through the same decision as submitEmail and says what a send
+ * would do, without composing, queueing or sending anything. Rate-limited
+ * like a send (it costs the same lookups, and must not become a free oracle
+ * of who has a key); audited as `email.preview` with every rule's outcome.
+ * Bad input still throws, as for a send.
+ */
+export async function previewEmail(ctx: RelayContext, caller: Caller, incident: Incident, message: EmailSubmission, options: Pick<SubmitOptions, 'via'>): Promise<EmailPreview> {
+  await ctx.sendLimiter.take(caller.tokenId, ctx.now());
+  const { decision, findings, size, recipients } = await decide(ctx, caller, incident, message);
+  const preview: EmailPreview = {
+    outcome: decision.outcome,
+    encrypted: findings.encryptReason !== null,
+    encryptReason: findings.encryptReason,
+    rules: decision.rules,
+    recipients: { to: findings.to, cc: findings.cc, bcc: findings.bcc },
+    externalRecipients: findings.externalRecipients,
+    offRoster: findings.offRoster,
+    missingKeys: findings.missingKeys,
+    unusableKeys: findings.unusableKeys.map((u) => ({ email: u.address, reason: u.reason })),
+    ...(decision.outcome === 'refuse' ? { error: decision.error.toJSON().error } : {}),
+  };
+  await ctx.store.audit.append({
+    type: 'email.preview',
+    actor: caller.email,
+    incidentId: incident.id,
+    outcome: decision.outcome === 'accept' ? 'ok' : 'refused',
+    // Counts, not the lists: addresses are in `recipients`, where Bcc can be redacted for readers who may not see it.
+    data: {
+      via: options.via,
+      ...(decision.outcome === 'refuse' ? { code: decision.error.code } : {}),
+      encrypted: preview.encrypted,
+      encryptReason: preview.encryptReason,
+      rules: decision.rules,
+      recipients,
+      offRoster: preview.offRoster.length,
+      missingKeys: preview.missingKeys.length,
+      unusableKeys: preview.unusableKeys.length,
+      bytes: size,
+    },
+  });
+  ctx.metrics.decisions.inc({ channel: 'email-preview', outcome: decision.outcome === 'accept' ? 'accepted' : 'refused', code: decision.outcome === 'refuse' ? decision.error.code : '' });
+  return preview;
+}
+
+/** One copy of an email as the API shows it. */
+export interface DeliveryStatusView {
+  recipients: string[];
+  status: DeliveryView['status'];
+  attempts: number;
+  lastError?: string;
+}
+
+/** An email as GET …/emails and GET …/emails/:id show it (EmailSummary of the API contract). */
+export interface EmailView {
+  id: string;
+  messageId: string;
+  sender: string;
+  createdAt: string;
+  encrypted: boolean;
+  recipients: string[];
+  status: DeliveryView['status'];
+  attempts: number;
+  lastError?: string;
+  deliveries: DeliveryStatusView[];
+}
+
+/** The email with its copies' states. */
+export function emailView(email: EmailRecord, deliveries: readonly DeliveryView[]): EmailView {
+  const state = summarise(deliveries);
+  return {
+    id: email.id,
+    messageId: email.messageId,
+    sender: email.sender,
+    createdAt: email.createdAt,
+    encrypted: email.encrypted,
+    recipients: email.recipients,
+    status: state.status,
+    attempts: state.attempts,
+    ...(state.lastError !== null ? { lastError: state.lastError } : {}),
+    deliveries: deliveries.map((d) => ({ recipients: d.recipients, status: d.status, attempts: d.attempts, ...(d.lastError !== null ? { lastError: d.lastError } : {}) })),
+  };
+}
+
+/**
+ * Who sees which emails of an incident: admins and its commander all, anyone
+ * else only what they sent. Every reader it lets see an email may see its
+ * Bcc recipients (the sender, commanders, admins: issue 10 §5).
+ */
+function seesAll(caller: Caller, member: RosterMember | undefined): boolean {
+  return caller.role === 'admin' || member?.role === 'commander';
+}
+
+/** An opaque cursor for the email list: where the next page starts. */
+function encodeCursor(at: EmailCursor): string {
+  return Buffer.from(JSON.stringify([at.createdAt, at.id]), 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): EmailCursor {
+  try {
+    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string' && value[0].length <= 40 && value[1].length <= 100) {
+      return { createdAt: value[0], id: value[1] };
+    }
+  } catch {
+    // fall through
+  }
+  throw invalid('cursor is not one this relay gave out; start again without it.', { field: 'cursor' });
+}
+
+/** What GET …/emails asks for. */
+export interface EmailListQuery {
+  limit: number;
+  cursor?: string | undefined;
+  /** The relay's Message-ID or a client's own (SMTP), angle brackets included. */
+  messageId?: string | undefined;
+}
+
+/** One page of the incident's emails the caller may see, newest first, each with its delivery status. */
+export async function listEmails(
+  ctx: Pick<RelayContext, 'store'>,
+  caller: Caller,
+  access: { incident: Incident; member: RosterMember | undefined },
+  query: EmailListQuery,
+): Promise<{ emails: EmailView[]; next?: string }> {
+  const sender = seesAll(caller, access.member) ? undefined : caller.email;
+  let records: EmailRecord[];
+  let next: string | undefined;
+  if (query.messageId !== undefined) {
+    const found = await ctx.store.outbox.emailByMessageId(access.incident.id, query.messageId);
+    records = found !== undefined && (sender === undefined || found.sender === sender) ? [found] : [];
+  } else {
+    // One more than asked: whether there is a next page, without a COUNT.
+    const page = await ctx.store.outbox.listEmails({ incidentId: access.incident.id, sender, after: query.cursor === undefined ? undefined : decodeCursor(query.cursor), limit: query.limit + 1 });
+    records = page.slice(0, query.limit);
+    if (page.length > query.limit) next = encodeCursor(records[records.length - 1]!);
+  }
+  const deliveries = await ctx.store.outbox.deliveriesOfEmails(records.map((r) => r.id));
+  return { emails: records.map((r) => emailView(r, deliveries.get(r.id) ?? [])), ...(next !== undefined ? { next } : {}) };
+}
+
+/** GET …/emails/:id: the email with its delivery status, when the caller may see it (sender, commander, admin). */
+export async function emailStatus(ctx: Pick<RelayContext, 'store'>, caller: Caller, access: { incident: Incident; member: RosterMember | undefined }, id: string): Promise<EmailView | undefined> {
+  const email = await ctx.store.outbox.email(access.incident.id, id);
+  if (!email || !(seesAll(caller, access.member) || email.sender === caller.email)) return undefined;
+  return emailView(email, await ctx.store.outbox.deliveriesOf(id));
 }

@@ -75,8 +75,8 @@ export async function commanderOf(ctx: Pick<RelayContext, 'store'>, incident: In
 // Generated codenames tried before giving up; a clash at insert means another relay took it a moment ago.
 const CREATE_ATTEMPTS = 5;
 
-/** Declares an incident: codename (chosen or generated), commander on the roster. */
-export async function createIncident(ctx: RelayContext, caller: Caller, input: { commander?: string; codename?: string }): Promise<Incident> {
+/** Declares an incident: codename (chosen or generated), commander on the roster, and an optional private label. */
+export async function createIncident(ctx: RelayContext, caller: Caller, input: { commander?: string; codename?: string; label?: string | undefined }): Promise<Incident> {
   if (caller.role === 'admin' && input.commander === undefined) {
     throw invalid('An admin must name the commander: {"commander": "ic@corp.example"}.');
   }
@@ -103,10 +103,11 @@ export async function createIncident(ctx: RelayContext, caller: Caller, input: {
         const taken = await tx.incidents.codenames();
         codename = generateCodename((c) => taken.has(c));
       }
-      const created = await tx.incidents.create({ id: randomUUID(), codename, createdBy: caller.email, at });
+      const created = await tx.incidents.create({ id: randomUUID(), codename, createdBy: caller.email, at, label: input.label ?? null });
       if (!created) return undefined;
       await tx.incidents.upsertMember(created.id, { email: commander, name: commander.split('@')[0]!, role: 'commander' }, at);
-      await tx.audit.append({ type: 'incident.created', actor: caller.email, incidentId: created.id, outcome: 'ok', data: { codename, commander } });
+      // The label's length only: the audit log leaves the relay (exports, SIEMs) more easily than the incident view.
+      await tx.audit.append({ type: 'incident.created', actor: caller.email, incidentId: created.id, outcome: 'ok', data: { codename, commander, ...(input.label !== undefined ? { labelLength: input.label.length } : {}) } });
       await enlistSecurityTeam(tx, ctx.config.securityTeam, created, commander, at);
       return created;
     });
@@ -166,6 +167,31 @@ export async function closeIncident(ctx: RelayContext, caller: Caller, incident:
   return after;
 }
 
+/** Opens a closed incident again, so a mistaken close is not fatal; reopening an open one is a no-op. The Slack room comes back. */
+export async function reopenIncident(ctx: RelayContext, caller: Caller, incident: Incident): Promise<Incident> {
+  const changed = await ctx.store.transaction(async (tx) => {
+    const reopened = await tx.incidents.reopen(incident.id);
+    if (reopened) {
+      await tx.audit.append({ type: 'incident.reopened', actor: caller.email, incidentId: incident.id, outcome: 'ok', data: { codename: incident.codename, closedAt: incident.closedAt } });
+    }
+    return reopened;
+  });
+  const after = (await ctx.store.incidents.byId(incident.id))!;
+  if (changed) ctx.events.incidentReopened(after);
+  return after;
+}
+
+/** Sets (or, with null, clears) the incident's private label; audited by length, never the text. */
+export async function setIncidentLabel(ctx: Pick<RelayContext, 'store'>, caller: Caller, incident: Incident, label: string | null): Promise<Incident> {
+  await ctx.store.transaction(async (tx) => {
+    const current = await tx.incidents.byId(incident.id);
+    if (current === undefined || current.label === label) return;
+    await tx.incidents.setLabel(incident.id, label);
+    await tx.audit.append({ type: 'incident.labelled', actor: caller.email, incidentId: incident.id, outcome: 'ok', data: label === null ? { cleared: true } : { labelLength: label.length } });
+  });
+  return (await ctx.store.incidents.byId(incident.id))!;
+}
+
 /**
  * Roster changes need a commander, a deputy or an admin; and only a
  * commander or an admin hands out the commander role or touches a
@@ -187,6 +213,23 @@ async function assertMayChange(tx: Repositories, caller: Caller, incident: Incid
   }
 }
 
+/** The fields of a roster entry a PATCH may change; those left out keep their values. */
+export interface MemberPatch {
+  name?: string | undefined;
+  role?: RosterRole | undefined;
+  phone?: string | null | undefined;
+  slackUserId?: string | null | undefined;
+  /** An armored key or revocation; null withdraws the member's key in this incident. */
+  publicKey?: string | null | undefined;
+}
+
+/** What a roster change answers: the member, whether they are new, and the key in effect for them here. */
+export interface MemberChange {
+  member: RosterMember;
+  created: boolean;
+  key: KeyMetadata | null;
+}
+
 /**
  * Adds or updates a roster member, with their public key when given
  * (validated first; nothing changes if it is refused). That key holds in this
@@ -198,16 +241,62 @@ export async function putMember(
   caller: Caller,
   incident: Incident,
   input: MemberInput & { publicKey?: string | undefined },
-): Promise<{ member: RosterMember; created: boolean; key: KeyMetadata | null }> {
+): Promise<MemberChange> {
+  return changeMember(ctx, caller, incident, input.email, () => input, input.publicKey);
+}
+
+/**
+ * Changes only the given fields of an active member (issue 12 §6): a
+ * `publicKey` is checked as for PUT; `publicKey: null` withdraws their key in
+ * this incident; `phone: null` / `slackUserId: null` remove those.
+ */
+export async function patchMember(ctx: RelayContext, caller: Caller, incident: Incident, email: string, patch: MemberPatch): Promise<MemberChange> {
+  const merge = (current: RosterMember | undefined): MemberInput => {
+    if (current === undefined || current.status !== 'active') {
+      throw new RelayError('not_found', `${email} is not an active member of this roster; add them with PUT /v1/incidents/${incident.codename}/roster/${email}.`);
+    }
+    return {
+      email,
+      name: patch.name ?? current.name,
+      role: patch.role ?? current.role,
+      phone: patch.phone !== undefined ? patch.phone : current.phone,
+      slackUserId: patch.slackUserId !== undefined ? patch.slackUserId : current.slackUserId,
+    };
+  };
+  // Fail before any key work when there is nobody to patch.
+  merge(await ctx.store.incidents.member(incident.id, email));
+  return changeMember(ctx, caller, incident, email, merge, patch.publicKey);
+}
+
+/**
+ * The one roster write: permission (checked again in the transaction: the
+ * caller may have been demoted while a key was being validated), the entry
+ * built from the current one inside that transaction (so a PATCH never writes
+ * back a stale field), the key filed or withdrawn, all audited there.
+ *
+ * A revocation certificate given as publicKey is applied on its own first:
+ * it is signed by the key it revokes, so it stands whoever delivers it, and
+ * it revokes every stored copy of that key (KeyService.revoke).
+ */
+async function changeMember(
+  ctx: RelayContext,
+  caller: Caller,
+  incident: Incident,
+  email: string,
+  build: (current: RosterMember | undefined) => MemberInput,
+  publicKey: string | null | undefined,
+): Promise<MemberChange> {
   await ctx.store.transaction(async (tx) => {
-    await assertMayChange(tx, caller, incident, input.email, input.role);
-    await assertSecurityTeamKept(tx, caller, incident, input.email, input.role, ctx.config.securityTeam);
+    const role = build(await tx.incidents.member(incident.id, email)).role;
+    await assertMayChange(tx, caller, incident, email, role);
+    await assertSecurityTeamKept(tx, caller, incident, email, role, ctx.config.securityTeam);
   });
-  const parsedKey = input.publicKey === undefined ? undefined : await ctx.keys.validate(input.email, input.publicKey);
+  const revoked = typeof publicKey === 'string' ? await ctx.keys.revoke(email, publicKey, caller.email, incident.id) : undefined;
+  const parsedKey = typeof publicKey === 'string' && revoked === undefined ? await ctx.keys.validate(email, publicKey) : undefined;
   const result = await ctx.store.transaction(async (tx) => {
-    // Again inside the transaction: the roster may have changed while the key was checked.
-    await assertMayChange(tx, caller, incident, input.email, input.role);
-    await assertSecurityTeamKept(tx, caller, incident, input.email, input.role, ctx.config.securityTeam);
+    const input = build(await tx.incidents.member(incident.id, email));
+    await assertMayChange(tx, caller, incident, email, input.role);
+    await assertSecurityTeamKept(tx, caller, incident, email, input.role, ctx.config.securityTeam);
     const { member, created } = await tx.incidents.upsertMember(incident.id, input, ctx.now());
     await tx.audit.append({
       type: created ? 'roster.added' : 'roster.updated',
@@ -216,11 +305,23 @@ export async function putMember(
       outcome: 'ok',
       data: { email: member.email, role: member.role, phone: member.phone !== null, slackUserId: member.slackUserId },
     });
-    const key = parsedKey ? await ctx.keys.file(tx, input.email, parsedKey, 'roster', caller.email, incident.id) : null;
+    const key = parsedKey ? await ctx.keys.file(tx, email, parsedKey, 'roster', caller.email, incident.id) : null;
+    if (publicKey === null) await ctx.keys.withdrawIn(tx, email, incident.id, caller.email);
     return { member, created, key };
   });
+  if (publicKey === null) ctx.keys.forget(email, incident.id);
   await ctx.events.rosterChanged(incident, result.member);
-  return { ...result, key: result.key ?? (await ctx.keys.get(input.email, incident.id)) ?? null };
+  return { ...result, key: result.key ?? (await ctx.keys.get(email, incident.id)) ?? null };
+}
+
+/** Withdraws a member's key in this incident (commander, deputy or admin); the relay-wide key, if any, holds again. */
+export async function withdrawMemberKey(ctx: RelayContext, caller: Caller, incident: Incident, email: string): Promise<void> {
+  const withdrawn = await ctx.store.transaction(async (tx) => {
+    await assertMayChange(tx, caller, incident, email);
+    return ctx.keys.withdrawIn(tx, email, incident.id, caller.email);
+  });
+  if (!withdrawn) throw new RelayError('not_found', `No key of ${email} was filed with this roster; a relay-wide key is withdrawn by its owner or an admin (DELETE /v1/keys/${email}).`);
+  ctx.keys.forget(email, incident.id);
 }
 
 /**

@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import type { PublicKey } from 'openpgp';
 import { RelayError } from '../errors.js';
 import { assertUsableFor, parsePublicKey, type ParsedPublicKey } from '../pgp/keys.js';
+import { applyRevocation, readRevocation, revocationMismatch, type RevocationMismatch } from '../pgp/revocation.js';
 import type { Repositories, Store } from '../store/index.js';
 import type { StoredKey } from '../store/keys.js';
 import type { KeyState } from '../policy/email.js';
@@ -27,6 +28,27 @@ export interface KeyMetadata {
 
 function metadata(key: StoredKey): KeyMetadata {
   return { email: key.email, fingerprint: key.fingerprint, algorithm: key.algorithm, expiresAt: key.expiresAt };
+}
+
+/** Whether mail can be encrypted to a key now, as GET /v1/keys/:email and the roster show it. */
+export type KeyStatus = 'usable' | 'expired' | 'revoked' | 'unusable';
+
+/** A key as the API shows it: where it holds, and whether it can be used now (issue 12 §7). */
+export interface KeyView extends KeyMetadata {
+  /** `incident`: filed with a roster entry, holds in that incident only; `relay`: the address's relay-wide key. */
+  scope: 'incident' | 'relay';
+  status: KeyStatus;
+  /** Why it cannot be used (`unusable_public_key` reasons: expired, revoked, weak_key, …); absent when usable. */
+  reason?: string;
+}
+
+/** What a revocation did: the key it revoked and how many stored copies now carry it. */
+export interface RevocationApplied {
+  email: string;
+  fingerprint: string;
+  revoked: true;
+  /** Stored copies of that key revoked: relay-wide and per incident, under every address. */
+  copies: number;
 }
 
 /** Key validation, storage and lookup for sends. */
@@ -124,15 +146,113 @@ export class KeyService {
     return states;
   }
 
-  /** The parsed public keys of addresses whose state was found usable. */
-  async publicKeys(emails: readonly string[], incidentId: string | null): Promise<PublicKey[]> {
+  /**
+   * The parsed public keys of addresses whose state was found usable. A key
+   * that changed since (revoked or replaced while the message was being
+   * prepared) is checked again here, so a revocation that lands between the
+   * decision and the encryption still refuses the message.
+   */
+  async publicKeys(emails: readonly string[], incidentId: string | null, at: Date = this.now()): Promise<PublicKey[]> {
     const keys: PublicKey[] = [];
     for (const email of emails) {
       const parsed = await this.lookup(email, incidentId);
-      if (!parsed) throw new RelayError('missing_public_key', `No public key on file for ${email}.`, { rule: 'encryption', details: { recipients: [email] } });
+      if (!parsed) throw new RelayError('missing_public_key', `No public key on file for ${email}; nothing was sent.`, { rule: 'encryption', details: { recipients: [email] } });
+      if (this.usableCache.get(parsed) !== true) {
+        await assertUsableFor(parsed, email, at);
+        this.usableCache.set(parsed, true);
+      }
       keys.push(parsed.key);
     }
     return keys;
+  }
+
+  /** The key mail to `email` would use (in `incidentId` when given), with its scope and whether it is usable at `at`; undefined when none is on file. */
+  async view(email: string, incidentId: string | null, at: Date = this.now()): Promise<KeyView | undefined> {
+    const stored = await this.store.keys.getFor(email, incidentId);
+    if (!stored) return undefined;
+    const state = (await this.keyStates([email], at, incidentId)).get(email);
+    const base: KeyView = { ...metadata(stored), scope: stored.incidentId === null ? 'relay' : 'incident', status: 'usable' };
+    if (state === undefined || state.state === 'usable') return base;
+    if (state.state === 'missing') return undefined; // withdrawn between the two reads
+    const status: KeyStatus = state.reason === 'expired' || state.reason === 'revoked' ? state.reason : 'unusable';
+    return { ...base, status, reason: state.reason };
+  }
+
+  /**
+   * Applies a revocation for `email` when `text` is one: a revocation
+   * certificate, or a revoked copy of a key on file. It must verify against
+   * a key on file for `email` (relay-wide or in any incident); then every
+   * stored copy of that key (every scope, every address) is replaced by the
+   * revoked one in one transaction, each audited as `key.revoked`, so the
+   * next send to any of them is refused (`unusable_public_key`, revoked).
+   * Undefined when `text` is not a revocation (an ordinary key to upload).
+   */
+  async revoke(email: string, text: string, actor: string | null, requestedIn: string | null = null): Promise<RevocationApplied | undefined> {
+    const revocation = await readRevocation(text);
+    if (revocation === undefined) return undefined;
+    const at = this.now();
+    return this.store.transaction(async (tx) => {
+      const onFile = await tx.keys.allFor(email);
+      const fingerprints = [...new Set(onFile.map((k) => k.fingerprint))];
+      let matched: string | undefined;
+      let why: RevocationMismatch = 'other_key';
+      for (const fingerprint of fingerprints) {
+        const copy = onFile.find((k) => k.fingerprint === fingerprint)!;
+        const outcome = await applyRevocation((await parsePublicKey(copy.armored, at)).key, revocation, at);
+        if (typeof outcome !== 'string') {
+          matched = fingerprint;
+          break;
+        }
+        if (outcome !== 'other_key') why = outcome;
+      }
+      if (matched === undefined) {
+        // A revoked copy of a key that is not on file is just an unusable key: say so as an upload would.
+        if (revocation.kind === 'revoked-key' && why === 'other_key') return undefined;
+        throw revocationMismatch(email, fingerprints.length === 0 && why === 'other_key' ? 'other_key' : why, fingerprints);
+      }
+      const copies = await tx.keys.byFingerprint(matched);
+      for (const copy of copies) {
+        const current = (await parsePublicKey(copy.armored, at)).key;
+        // Already revoked: sending the certificate again changes nothing (and must not grow the stored key).
+        if (await current.isRevoked(undefined, undefined, at)) continue;
+        const revoked = await applyRevocation(current, revocation, at);
+        // Every copy is the same primary key, so the revocation verifies against each; if one did not, store nothing.
+        if (typeof revoked === 'string') throw new RelayError('internal', 'A stored copy of the key did not accept its revocation; nothing changed.');
+        const parsed = await parsePublicKey(revoked.armor(), at);
+        // Relay-wide copies become 'api': RELAY_KEYS_DIR must not bring the unrevoked key back at the next start.
+        const stored: StoredKey = { ...copy, armored: parsed.armored, algorithm: parsed.info.algorithm, expiresAt: parsed.info.expiresAt, source: copy.incidentId === null ? 'api' : copy.source, updatedAt: at.toISOString() };
+        await tx.keys.put(stored);
+        this.parsed.set(`${copy.incidentId ?? '*'} ${copy.email}`, { armored: parsed.armored, key: parsed });
+        await tx.audit.append({
+          type: 'key.revoked',
+          actor,
+          incidentId: copy.incidentId,
+          outcome: 'ok',
+          data: { email: copy.email, fingerprint: matched, scope: copy.incidentId === null ? 'relay' : 'incident', via: revocation.kind, ...(requestedIn !== null ? { requestedIn } : {}) },
+        });
+      }
+      return { email, fingerprint: matched, revoked: true as const, copies: copies.length };
+    });
+  }
+
+  /** Withdraws the key of `email` (relay-wide, or in `incidentId`), audited as `key.withdrawn`; false when there was none. */
+  async withdraw(email: string, incidentId: string | null, actor: string | null): Promise<boolean> {
+    const withdrawn = await this.store.transaction((tx) => this.withdrawIn(tx, email, incidentId, actor));
+    if (withdrawn) this.forget(email, incidentId);
+    return withdrawn;
+  }
+
+  /** withdraw, in the caller's transaction `tx` (then call forget once it committed). */
+  async withdrawIn(tx: Repositories, email: string, incidentId: string | null, actor: string | null): Promise<boolean> {
+    const current = (await tx.keys.allFor(email)).find((k) => k.incidentId === incidentId);
+    if (!current || !(await tx.keys.remove(email, incidentId))) return false;
+    await tx.audit.append({ type: 'key.withdrawn', actor, incidentId, outcome: 'ok', data: { email, fingerprint: current.fingerprint, scope: incidentId === null ? 'relay' : 'incident' } });
+    return true;
+  }
+
+  /** Drops the parsed copy of a key that is no longer on file. */
+  forget(email: string, incidentId: string | null): void {
+    this.parsed.delete(`${incidentId ?? '*'} ${email}`);
   }
 
   /**

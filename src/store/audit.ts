@@ -58,6 +58,23 @@ export interface VerifyOptions {
   recorded?: (records: CheckpointRecord[]) => Promise<void>;
 }
 
+/** What AuditLog.query selects; every field given must match. */
+export interface AuditFilter {
+  incidentId?: string | undefined;
+  /** Exactly this type. */
+  type?: string | undefined;
+  /** Types starting with this (`smtp.` for every SMTP event). */
+  typePrefix?: string | undefined;
+  actor?: string | undefined;
+  /** ISO time, inclusive. */
+  since?: string | undefined;
+  /** ISO time, exclusive. */
+  until?: string | undefined;
+  /** Only events with a greater sequence number (paging). */
+  after?: number | undefined;
+  limit: number;
+}
+
 export const GENESIS_HASH = '0'.repeat(64);
 
 // Field names that would carry content or secrets; the audit log refuses them
@@ -181,11 +198,44 @@ export class AuditLog {
 
   /** The incident's events in order, optionally after a sequence number. */
   async listForIncident(incidentId: string, options: { after?: number; limit?: number } = {}): Promise<AuditEvent[]> {
-    const rows = await this.sql.all<AuditRow>('SELECT * FROM audit_events WHERE incident_id = ? AND seq > ? ORDER BY seq LIMIT ?', [
-      incidentId,
-      options.after ?? 0,
-      Math.min(options.limit ?? 1000, 1000),
-    ]);
+    return this.query({ incidentId, after: options.after, limit: options.limit ?? 1000 });
+  }
+
+  /**
+   * Events matching every filter given, in chain order (seq) after `after`,
+   * at most `limit` (capped at 1000). Times compare as the ISO strings the
+   * log stores: `since` inclusive, `until` exclusive.
+   */
+  async query(filter: AuditFilter): Promise<AuditEvent[]> {
+    const where = ['seq > ?'];
+    const params: (string | number)[] = [filter.after ?? 0];
+    if (filter.incidentId !== undefined) {
+      where.push('incident_id = ?');
+      params.push(filter.incidentId);
+    }
+    if (filter.type !== undefined) {
+      where.push('type = ?');
+      params.push(filter.type);
+    }
+    if (filter.typePrefix !== undefined) {
+      // substr rather than LIKE: no wildcard in the prefix to escape, the same on both dialects.
+      where.push('substr(type, 1, ?) = ?');
+      params.push(filter.typePrefix.length, filter.typePrefix);
+    }
+    if (filter.actor !== undefined) {
+      where.push('actor = ?');
+      params.push(filter.actor);
+    }
+    if (filter.since !== undefined) {
+      where.push('at >= ?');
+      params.push(filter.since);
+    }
+    if (filter.until !== undefined) {
+      where.push('at < ?');
+      params.push(filter.until);
+    }
+    const limit = Math.max(1, Math.min(filter.limit, 1000));
+    const rows = await this.sql.all<AuditRow>(`SELECT * FROM audit_events WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ?`, [...params, limit]);
     return rows.map(toEvent);
   }
 

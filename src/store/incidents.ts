@@ -13,6 +13,8 @@ export interface Incident {
   createdBy: string;
   createdAt: string;
   closedAt: string | null;
+  /** Private one-line note for the roster and admins (issue 12); never written into anything the relay sends. */
+  label: string | null;
 }
 
 export interface RosterMember {
@@ -43,6 +45,7 @@ interface IncidentRow {
   created_by: string;
   created_at: string;
   closed_at: string | null;
+  label: string | null;
 }
 
 interface MemberRow {
@@ -60,7 +63,7 @@ interface MemberRow {
 }
 
 function toIncident(row: IncidentRow): Incident {
-  return { id: row.id, codename: row.codename, status: row.status, createdBy: row.created_by, createdAt: row.created_at, closedAt: row.closed_at };
+  return { id: row.id, codename: row.codename, status: row.status, createdBy: row.created_by, createdAt: row.created_at, closedAt: row.closed_at, label: row.label ?? null };
 }
 
 function toMember(row: MemberRow): RosterMember {
@@ -83,13 +86,11 @@ export class IncidentStore {
   constructor(private readonly sql: SqlExecutor) {}
 
   /** Creates the incident; undefined when its codename is taken (another relay may have just taken it). */
-  async create(incident: { id: string; codename: string; createdBy: string; at: Date }): Promise<Incident | undefined> {
-    const changes = await this.sql.run("INSERT INTO incidents (id, codename, status, created_by, created_at) VALUES (?, ?, 'open', ?, ?) ON CONFLICT (codename) DO NOTHING", [
-      incident.id,
-      incident.codename,
-      incident.createdBy,
-      incident.at.toISOString(),
-    ]);
+  async create(incident: { id: string; codename: string; createdBy: string; at: Date; label?: string | null }): Promise<Incident | undefined> {
+    const changes = await this.sql.run(
+      "INSERT INTO incidents (id, codename, status, created_by, created_at, label) VALUES (?, ?, 'open', ?, ?, ?) ON CONFLICT (codename) DO NOTHING",
+      [incident.id, incident.codename, incident.createdBy, incident.at.toISOString(), incident.label ?? null],
+    );
     return changes === 1 ? this.byId(incident.id) : undefined;
   }
 
@@ -112,14 +113,23 @@ export class IncidentStore {
     return row ? toIncident(row) : undefined;
   }
 
-  /** All incidents, or those whose active roster holds `email`. Newest first. */
-  async list(memberEmail?: string): Promise<Incident[]> {
-    const rows = memberEmail
-      ? await this.sql.all<IncidentRow>(
-          "SELECT i.* FROM incidents i JOIN roster r ON r.incident_id = i.id WHERE r.email = ? AND r.status = 'active' ORDER BY i.created_at DESC, i.codename",
-          [memberEmail],
-        )
-      : await this.sql.all<IncidentRow>('SELECT * FROM incidents ORDER BY created_at DESC, codename');
+  /** All incidents, or those whose active roster holds `email`, optionally only open or only closed ones. Newest first. */
+  async list(memberEmail?: string, status?: IncidentStatus): Promise<Incident[]> {
+    const where: string[] = [];
+    const params: string[] = [];
+    if (memberEmail !== undefined) {
+      where.push("r.email = ? AND r.status = 'active'");
+      params.push(memberEmail);
+    }
+    if (status !== undefined) {
+      where.push('i.status = ?');
+      params.push(status);
+    }
+    const join = memberEmail !== undefined ? ' JOIN roster r ON r.incident_id = i.id' : '';
+    const rows = await this.sql.all<IncidentRow>(
+      `SELECT i.* FROM incidents i${join}${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY i.created_at DESC, i.codename`,
+      params,
+    );
     return rows.map(toIncident);
   }
 
@@ -134,6 +144,16 @@ export class IncidentStore {
 
   async close(id: string, at: Date): Promise<boolean> {
     return (await this.sql.run("UPDATE incidents SET status = 'closed', closed_at = ? WHERE id = ? AND status = 'open'", [at.toISOString(), id])) === 1;
+  }
+
+  /** Opens a closed incident again (a mistaken close); false when it was not closed. */
+  async reopen(id: string): Promise<boolean> {
+    return (await this.sql.run("UPDATE incidents SET status = 'open', closed_at = NULL WHERE id = ? AND status = 'closed'", [id])) === 1;
+  }
+
+  /** Sets or clears the private label. */
+  async setLabel(id: string, label: string | null): Promise<void> {
+    await this.sql.run('UPDATE incidents SET label = ? WHERE id = ?', [label, id]);
   }
 
   async member(incidentId: string, email: string): Promise<RosterMember | undefined> {

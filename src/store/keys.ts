@@ -80,4 +80,27 @@ export class KeyStore {
     }
     return this.get(email);
   }
+
+  /** Every key on file for `email`: the relay-wide one first, then one per incident. */
+  async allFor(email: string): Promise<StoredKey[]> {
+    const relayWide = await this.sql.all<Row>('SELECT * FROM public_keys WHERE email = ?', [email]);
+    const incident = await this.sql.all<Row>('SELECT * FROM incident_keys WHERE email = ? ORDER BY incident_id', [email]);
+    return [...relayWide, ...incident].map(toStored);
+  }
+
+  /** Every stored copy of the key with this fingerprint: relay-wide and per incident, under any address. */
+  async byFingerprint(fingerprint: string): Promise<StoredKey[]> {
+    const relayWide = await this.sql.all<Row>('SELECT * FROM public_keys WHERE fingerprint = ? ORDER BY email', [fingerprint]);
+    const incident = await this.sql.all<Row>('SELECT * FROM incident_keys WHERE fingerprint = ? ORDER BY incident_id, email', [fingerprint]);
+    return [...relayWide, ...incident].map(toStored);
+  }
+
+  /** Withdraws the relay-wide key of `email` (incidentId null) or its key in one incident; false when there was none. */
+  async remove(email: string, incidentId: string | null): Promise<boolean> {
+    const changes =
+      incidentId === null
+        ? await this.sql.run('DELETE FROM public_keys WHERE email = ?', [email])
+        : await this.sql.run('DELETE FROM incident_keys WHERE incident_id = ? AND email = ?', [incidentId, email]);
+    return changes > 0;
+  }
 }

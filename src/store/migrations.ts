@@ -461,6 +461,36 @@ ALTER TABLE deliveries ADD COLUMN body_kind TEXT NOT NULL DEFAULT 'raw' CHECK (b
 `,
   },
   {
+    version: 8,
+    name: 'api_views',
+    // Issue 12's API: who issued a token and when it was last used (written at
+    // most once a minute per token, not per request); an incident's private
+    // label (shown to its roster and admins, never sent anywhere); an email's
+    // Bcc recipients apart from the rest, so views that may not show them can
+    // take them out (NULL for emails queued before this version: unknown, so
+    // such views hide every recipient of their delivery events); and indexes
+    // for the paged email list and the audit filters.
+    sqlite: `
+ALTER TABLE tokens ADD COLUMN created_by TEXT;
+ALTER TABLE tokens ADD COLUMN last_used_at TEXT;
+ALTER TABLE incidents ADD COLUMN label TEXT;
+ALTER TABLE emails ADD COLUMN bcc TEXT;
+CREATE INDEX emails_incident_created ON emails (incident_id, created_at, id);
+CREATE INDEX audit_events_type ON audit_events (type, seq);
+CREATE INDEX audit_events_actor ON audit_events (actor, seq);
+CREATE INDEX tokens_email ON tokens (email);
+`,
+    postgres: `
+ALTER TABLE tokens ADD COLUMN created_by TEXT, ADD COLUMN last_used_at TEXT;
+ALTER TABLE incidents ADD COLUMN label TEXT;
+ALTER TABLE emails ADD COLUMN bcc TEXT;
+CREATE INDEX emails_incident_created ON emails (incident_id, created_at, id);
+CREATE INDEX audit_events_type ON audit_events (type, seq);
+CREATE INDEX audit_events_actor ON audit_events (actor, seq);
+CREATE INDEX tokens_email ON tokens (email);
+`,
+  },
+  {
     version: 9,
     name: 'announcements',
     // Issue 14: announcements are the one way anything about an incident

@@ -89,7 +89,18 @@ export interface EmailRecord {
   encrypted: boolean;
   chainExternal: boolean;
   recipients: string[];
+  /**
+   * Which of `recipients` were Bcc: views that may not show Bcc recipients
+   * take these out. Null for emails queued before migration 8 (unknown).
+   */
+  bcc: string[] | null;
   createdAt: string;
+}
+
+/** Where a page of the email list starts: after this email, newest first. */
+export interface EmailCursor {
+  createdAt: string;
+  id: string;
 }
 
 /** A message of a reply chain as the store knows it. */
@@ -137,6 +148,7 @@ interface EmailRow {
   encrypted: number;
   external_chain: number;
   recipients: string;
+  bcc: string | null;
   created_at: string;
 }
 
@@ -167,6 +179,7 @@ function toEmail(row: EmailRow): EmailRecord {
     encrypted: row.encrypted === 1,
     chainExternal: row.external_chain === 1,
     recipients: JSON.parse(row.recipients) as string[],
+    bcc: row.bcc === null || row.bcc === undefined ? null : (JSON.parse(row.bcc) as string[]),
     createdAt: row.created_at,
   };
 }
@@ -422,8 +435,9 @@ export class Outbox {
     return (await this.sql.get<{ n: number }>("SELECT COUNT(*) AS n FROM deliveries WHERE status = 'queued' AND channel = ?", [channel]))?.n ?? 0;
   }
 
-  async insertEmail(email: EmailRecord): Promise<void> {
-    await this.sql.run('INSERT INTO emails (id, incident_id, message_id, sender, encrypted, external_chain, recipients, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
+  /** Records an accepted email (`bcc` left out: unknown, as for emails older than migration 8). */
+  async insertEmail(email: Omit<EmailRecord, 'bcc'> & { bcc?: string[] | null }): Promise<void> {
+    await this.sql.run('INSERT INTO emails (id, incident_id, message_id, sender, encrypted, external_chain, recipients, bcc, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', [
       email.id,
       email.incidentId,
       normaliseMessageId(email.messageId),
@@ -431,8 +445,49 @@ export class Outbox {
       email.encrypted ? 1 : 0,
       email.chainExternal ? 1 : 0,
       JSON.stringify(email.recipients),
+      email.bcc === undefined || email.bcc === null ? null : JSON.stringify(email.bcc),
       email.createdAt,
     ]);
+  }
+
+  /**
+   * One page of an incident's emails, newest first (created_at, then id), from
+   * `after` on; only `sender`'s when given. At most `limit` rows.
+   */
+  async listEmails(query: { incidentId: string; sender?: string | undefined; after?: EmailCursor | undefined; limit: number }): Promise<EmailRecord[]> {
+    const where = ['incident_id = ?'];
+    const params: (string | number)[] = [query.incidentId];
+    if (query.sender !== undefined) {
+      where.push('sender = ?');
+      params.push(query.sender);
+    }
+    if (query.after !== undefined) {
+      where.push('(created_at < ? OR (created_at = ? AND id < ?))');
+      params.push(query.after.createdAt, query.after.createdAt, query.after.id);
+    }
+    const rows = await this.sql.all<EmailRow>(`SELECT * FROM emails WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ?`, [...params, query.limit]);
+    return rows.map(toEmail);
+  }
+
+  /** The incident's email with this Message-ID: the relay's own, or a client's alias of it (SMTP). */
+  async emailByMessageId(incidentId: string, messageId: string): Promise<EmailRecord | undefined> {
+    const id = normaliseMessageId(messageId);
+    const row = await this.sql.get<EmailRow>(
+      'SELECT * FROM emails WHERE incident_id = ? AND (message_id = ? OR id IN (SELECT email_id FROM message_aliases WHERE alias = ?))',
+      [incidentId, id, id],
+    );
+    return row ? toEmail(row) : undefined;
+  }
+
+  /** The emails with these ids (any incident), by id; unknown ids are absent. */
+  async emailsById(ids: readonly string[]): Promise<Map<string, EmailRecord>> {
+    const found = new Map<string, EmailRecord>();
+    const wanted = [...new Set(ids)];
+    for (let i = 0; i < wanted.length; i += LOOKUP_SLICE) {
+      const slice = wanted.slice(i, i + LOOKUP_SLICE);
+      for (const row of await this.sql.all<EmailRow>(`SELECT * FROM emails WHERE id IN (${placeholders(slice.length)})`, slice)) found.set(row.id, toEmail(row));
+    }
+    return found;
   }
 
   /** Keeps a client's own Message-ID (SMTP) as another name of the relay's email, for replies written from a Sent folder. */
@@ -470,14 +525,28 @@ export class Outbox {
 
   /** The copies of an email and their states. */
   async deliveriesOf(emailId: string): Promise<DeliveryView[]> {
-    const rows = await this.sql.all<Pick<DeliveryRow, 'id' | 'envelope' | 'status' | 'attempts' | 'last_error' | 'created_ms'>>(
-      'SELECT id, envelope, status, attempts, last_error, created_ms FROM deliveries WHERE email_id = ? ORDER BY created_ms, id',
-      [emailId],
-    );
-    return rows.map((r) => {
-      const envelope = JSON.parse(r.envelope) as Envelope;
-      return { id: r.id, recipients: envelope.kind === 'email' ? envelope.to : [envelope.to], status: r.status, attempts: r.attempts, lastError: r.last_error };
-    });
+    return (await this.deliveriesOfEmails([emailId])).get(emailId) ?? [];
+  }
+
+  /** The copies of each of these emails and their states, in one query per slice (a page of the email list). */
+  async deliveriesOfEmails(emailIds: readonly string[]): Promise<Map<string, DeliveryView[]>> {
+    const found = new Map<string, DeliveryView[]>();
+    const wanted = [...new Set(emailIds)];
+    for (let i = 0; i < wanted.length; i += LOOKUP_SLICE) {
+      const slice = wanted.slice(i, i + LOOKUP_SLICE);
+      const rows = await this.sql.all<Pick<DeliveryRow, 'id' | 'email_id' | 'envelope' | 'status' | 'attempts' | 'last_error' | 'created_ms'>>(
+        `SELECT id, email_id, envelope, status, attempts, last_error, created_ms FROM deliveries WHERE email_id IN (${placeholders(slice.length)}) ORDER BY created_ms, id`,
+        slice,
+      );
+      for (const r of rows) {
+        const envelope = JSON.parse(r.envelope) as Envelope;
+        const view: DeliveryView = { id: r.id, recipients: envelope.kind === 'email' ? envelope.to : [envelope.to], status: r.status, attempts: r.attempts, lastError: r.last_error };
+        const list = found.get(r.email_id!);
+        if (list) list.push(view);
+        else found.set(r.email_id!, [view]);
+      }
+    }
+    return found;
   }
 
   /** An email's overall state: failed if any copy failed, queued while any waits, cancelled when every copy was, else sent. */

@@ -14,6 +14,10 @@ export interface TokenRecord {
   role: TokenRole;
   label: string | null;
   createdAt: string;
+  /** Who issued it (an admin, or the commander who issued it for their roster); null for the bootstrap token and tokens older than migration 8. */
+  createdBy: string | null;
+  /** When it last authenticated a request, to the minute (see TokenStore.markUsed); null if never. */
+  lastUsedAt: string | null;
   revokedAt: string | null;
 }
 
@@ -33,11 +37,22 @@ interface Row {
   label: string | null;
   hash: string;
   created_at: string;
+  created_by: string | null;
+  last_used_at: string | null;
   revoked_at: string | null;
 }
 
 function toRecord(row: Row): TokenRecord {
-  return { id: row.id, email: row.email, role: row.role, label: row.label, createdAt: row.created_at, revokedAt: row.revoked_at };
+  return {
+    id: row.id,
+    email: row.email,
+    role: row.role,
+    label: row.label,
+    createdAt: row.created_at,
+    createdBy: row.created_by,
+    lastUsedAt: row.last_used_at,
+    revokedAt: row.revoked_at,
+  };
 }
 
 /** Token storage and verification. */
@@ -45,7 +60,7 @@ export class TokenStore {
   constructor(private readonly sql: SqlExecutor) {}
 
   /** Creates a token; the returned secret is the only copy. 256 bits of randomness. */
-  async create(input: { email: string; role: TokenRole; label?: string | null; at: Date }): Promise<{ record: TokenRecord; token: string }> {
+  async create(input: { email: string; role: TokenRole; label?: string | null; createdBy?: string | null; at: Date }): Promise<{ record: TokenRecord; token: string }> {
     const id = randomBytes(8).toString('hex');
     const token = `ir_${id}_${randomBytes(32).toString('base64url')}`;
     await this.insert(id, token, input);
@@ -63,14 +78,15 @@ export class TokenStore {
     return row ? 'replaced' : 'created';
   }
 
-  private async insert(id: string, token: string, input: { email: string; role: TokenRole; label?: string | null; at: Date }): Promise<void> {
-    await this.sql.run('INSERT INTO tokens (id, email, role, label, hash, created_at) VALUES (?, ?, ?, ?, ?, ?)', [
+  private async insert(id: string, token: string, input: { email: string; role: TokenRole; label?: string | null; createdBy?: string | null; at: Date }): Promise<void> {
+    await this.sql.run('INSERT INTO tokens (id, email, role, label, hash, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)', [
       id,
       input.email,
       input.role,
       input.label ?? null,
       hashToken(token).toString('hex'),
       input.at.toISOString(),
+      input.createdBy ?? null,
     ]);
   }
 
@@ -90,6 +106,26 @@ export class TokenStore {
   async get(id: string): Promise<TokenRecord | undefined> {
     const row = await this.sql.get<Row>('SELECT * FROM tokens WHERE id = ?', [id]);
     return row ? toRecord(row) : undefined;
+  }
+
+  /** Every token (admins), or those issued for `email`; oldest first. Metadata only: the hash never leaves this file. */
+  async list(email?: string): Promise<TokenRecord[]> {
+    const rows =
+      email === undefined
+        ? await this.sql.all<Row>('SELECT * FROM tokens ORDER BY created_at, id')
+        : await this.sql.all<Row>('SELECT * FROM tokens WHERE email = ? ORDER BY created_at, id', [email]);
+    return rows.map(toRecord);
+  }
+
+  /**
+   * Records that the token was used at `at`, unless it was already recorded
+   * as used within the last `resolutionMs`: a conditional write, so a busy
+   * token costs one UPDATE a minute, not one per request. True when it wrote.
+   */
+  async markUsed(id: string, at: Date, resolutionMs: number): Promise<boolean> {
+    const since = new Date(at.getTime() - resolutionMs).toISOString();
+    const changes = await this.sql.run('UPDATE tokens SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at <= ?)', [at.toISOString(), id, since]);
+    return changes === 1;
   }
 
   /** Marks the token revoked; false when there is no such live token. */

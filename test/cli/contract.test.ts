@@ -5,9 +5,7 @@
  * relay key. Driven as a subprocess against a relay on a real port, like
  * incident.test.ts.
  *
- * Each describe below is skipped until the route it needs is on main; the
- * comment on it names the route. Enable it when the route lands: none may
- * stay skipped at the end of the project.
+ * The comment on each describe names the routes it drives.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -63,8 +61,8 @@ function incidentFixture(): Fixture {
   return f;
 }
 
-// needs POST /v1/incidents/:codename/emails?dryRun=true, GET /v1/incidents/:codename/emails (the CLI's guard) and PATCH /v1/incidents/:codename/roster/:email: enable when they land
-describe.skip('send --dry-run reports the missing key; roster update adds it', () => {
+// uses POST /v1/incidents/:codename/emails?dryRun=true, GET /v1/incidents/:codename/emails (the CLI's guard) and PATCH /v1/incidents/:codename/roster/:email
+describe('send --dry-run reports the missing key; roster update adds it', () => {
   const f = incidentFixture();
 
   it('the dry run is refused for the missing key, says why it is encrypted and how to fix it, and sends nothing', async () => {
@@ -75,12 +73,13 @@ describe.skip('send --dry-run reports the missing key; roster update adds it', (
     expect(lines[0]).toMatch(/^Would be REFUSED \(missing_public_key\): .*carol@lawfirm\.example/);
     expect(lines.slice(1, 4)).toEqual([
       'Nothing was sent.',
-      '  would be ENCRYPTED because a recipient is outside the company',
+      // The relay names who is outside (externalRecipients), so the verdict can too.
+      '  would be ENCRYPTED because counsel@lawfirm.example, carol@lawfirm.example are outside the company',
       `  carol@lawfirm.example has no usable key: add one with incident-relay roster update ${f.codename} carol@lawfirm.example --key FILE (or --key-from-gpg carol@lawfirm.example)`,
     ]);
     expect(res.stdout).toMatch(/^ {2}encryption +fail +/m);
     const json = JSON.parse((await f.ic(['--json', 'send', f.codename, '--to', 'counsel@lawfirm.example,carol@lawfirm.example', '--text', 'draft', '--dry-run'])).stdout);
-    expect(json).toMatchObject({ outcome: 'refuse', encrypted: true, encryptReason: 'external-recipient', missingKeys: ['carol@lawfirm.example'], offRoster: [], error: { code: 'missing_public_key' } });
+    expect(json).toMatchObject({ outcome: 'refuse', encrypted: true, encryptReason: 'external-recipient', missingKeys: ['carol@lawfirm.example'], offRoster: [], externalRecipients: ['counsel@lawfirm.example', 'carol@lawfirm.example'], error: { code: 'missing_public_key' } });
     expect(f.relay.upstream.received).toHaveLength(0);
   });
 
@@ -92,7 +91,7 @@ describe.skip('send --dry-run reports the missing key; roster update adds it', (
 
     const res = await f.ic(['send', f.codename, '--to', 'counsel@lawfirm.example,carol@lawfirm.example', '--text', 'draft', '--dry-run']);
     expect(res.code).toBe(0);
-    expect(res.stdout.split('\n').slice(0, 2)).toEqual(['Would be ACCEPTED: ENCRYPTED, to 2 recipient(s). Nothing was sent.', '  would be ENCRYPTED because a recipient is outside the company']);
+    expect(res.stdout.split('\n').slice(0, 2)).toEqual(['Would be ACCEPTED: ENCRYPTED, to 2 recipient(s). Nothing was sent.', '  would be ENCRYPTED because counsel@lawfirm.example, carol@lawfirm.example are outside the company']);
     expect(f.relay.upstream.received).toHaveLength(0);
   });
 
@@ -105,8 +104,8 @@ describe.skip('send --dry-run reports the missing key; roster update adds it', (
   });
 });
 
-// needs GET /v1/incidents/:codename/emails (list and ?messageId=): enable when it lands
-describe.skip('emails lists what was sent, with delivery status', () => {
+// uses GET /v1/incidents/:codename/emails (list and ?messageId=)
+describe('emails lists what was sent, with delivery status', () => {
   const f = incidentFixture();
 
   it('after an encrypted send, emails shows it sent; status finds it by Message-ID', async () => {
@@ -132,8 +131,8 @@ describe.skip('emails lists what was sent, with delivery status', () => {
   });
 });
 
-// needs POST /v1/incidents {label} and PATCH /v1/incidents/:codename {status: "open"}: enable when they land
-describe.skip('declare --label and reopen', () => {
+// uses POST /v1/incidents {label} and PATCH /v1/incidents/:codename {status: "open"}
+describe('declare --label and reopen', () => {
   const f = incidentFixture();
 
   it('the label shows to the roster; a closed incident reopens', async () => {
@@ -147,8 +146,8 @@ describe.skip('declare --label and reopen', () => {
   });
 });
 
-// needs GET /v1/tokens, POST /v1/tokens {incident} by a commander, and DELETE /v1/tokens/:id by the token's owner: enable when they land
-describe.skip('tokens list, commander-issued tokens, revoking your own', () => {
+// uses GET /v1/tokens, POST /v1/tokens {incident} by a commander, and DELETE /v1/tokens/:id by the token's owner
+describe('tokens list, commander-issued tokens, revoking your own', () => {
   const f = incidentFixture();
 
   it('lists metadata and never a secret; the commander issues a token for a member, who revokes it', async () => {
@@ -173,8 +172,8 @@ describe.skip('tokens list, commander-issued tokens, revoking your own', () => {
   });
 });
 
-// needs GET /v1/audit and the type/actor/since/until filters on GET /v1/incidents/:codename/audit: enable when they land
-describe.skip('audit list with filters and audit export', () => {
+// uses GET /v1/audit and the type/actor/since/until filters on GET /v1/incidents/:codename/audit
+describe('audit list with filters and audit export', () => {
   const f = incidentFixture();
 
   it('filters by type, actor and time', async () => {
@@ -202,8 +201,8 @@ describe.skip('audit list with filters and audit export', () => {
   });
 });
 
-// needs GET /v1/keys/:email?incident= (scope, status), PUT /v1/keys/:email with a revocation certificate, DELETE /v1/keys/:email: enable when they land
-describe.skip('keys show, upload, revoke, remove', () => {
+// uses GET /v1/keys/:email?incident= (scope, status), PUT /v1/keys/:email with a revocation certificate, DELETE /v1/keys/:email
+describe('keys show, upload, revoke, remove', () => {
   const f = incidentFixture();
 
   it('the roster key holds in its incident; the commander files, revokes and withdraws their own relay-wide key', async () => {
@@ -223,8 +222,8 @@ describe.skip('keys show, upload, revoke, remove', () => {
   });
 });
 
-// needs GET /v1/relay-key without a token, and its Accept: application/json answer: enable when it lands
-describe.skip('relay-key without a token', () => {
+// uses GET /v1/relay-key without a token, and its Accept: application/json answer
+describe('relay-key without a token', () => {
   const f = incidentFixture();
 
   it('anyone can fetch it; the fingerprint is computed locally and matches the relay', async () => {

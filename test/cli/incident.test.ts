@@ -106,8 +106,9 @@ describe('a whole incident from login to close', () => {
       ['sec@corp.example', 'security', null],
     ]);
     const table = await ic(['roster', codename]);
-    expect(table.stdout.split('\n')[0]).toBe('EMAIL                    NAME             ROLE       KEY                       PHONE         SLACK  ADDED');
-    expect(table.stdout).toContain(`counsel@lawfirm.example  Outside Counsel  external   on file ${counsel.fingerprint.slice(-16)}`);
+    // The relay says whether each key can be used now (issue 12 §7), so the table does too.
+    expect(table.stdout.split('\n')[0]).toBe('EMAIL                    NAME             ROLE       KEY                      PHONE         SLACK  ADDED');
+    expect(table.stdout).toContain(`counsel@lawfirm.example  Outside Counsel  external   usable ${counsel.fingerprint.slice(-16)}`);
   });
 
   it('a send that needs a missing key is refused: exit 3, the code, the recipient, and the command that fixes it', async () => {
@@ -115,7 +116,7 @@ describe('a whole incident from login to close', () => {
     expect(res.code).toBe(3);
     expect(res.stdout).toBe('');
     expect(res.stderr.split('\n')).toEqual([
-      'error missing_public_key: This message must be encrypted (external-recipient) but there is no public key for carol@lawfirm.example. Nothing was sent; upload their key with PUT /v1/keys/:email.',
+      `error missing_public_key: This message must be encrypted (external-recipient) but there is no public key for carol@lawfirm.example. Nothing was sent; re-add carol@lawfirm.example with publicKey: PUT /v1/incidents/${codename}/roster/carol@lawfirm.example.`,
       '  rule: encryption',
       '  recipients: carol@lawfirm.example',
       `  what to do: incident-relay roster update ${codename} carol@lawfirm.example --key FILE   (or --key-from-gpg carol@lawfirm.example)`,
@@ -155,7 +156,16 @@ describe('a whole incident from login to close', () => {
 
   it('emails status shows it sent', async () => {
     const res = await ic(['emails', 'status', codename, emailId, '--wait', '20']);
-    expect(res).toEqual({ code: 0, stdout: `id:       ${emailId}\nstatus:   sent\nattempts: 1\n`, stderr: '' });
+    // The full EmailSummary with each copy (issue 12 §2).
+    expect(res).toEqual({
+      code: 0,
+      stdout: expect.stringMatching(
+        new RegExp(
+          `^id: +${emailId}\nmessage-id: +<[0-9a-f-]{36}@corp\\.example>\nsender: +ic@corp\\.example\ncreated: +[0-9: -]+Z\nencrypted: +yes\nrecipients: +counsel@lawfirm\\.example\nstatus: +sent\nattempts: +1\ndeliveries:\n +RECIPIENTS +STATUS +ATTEMPTS +LAST ERROR\n +counsel@lawfirm\\.example +sent +1 +-\n$`,
+        ),
+      ),
+      stderr: '',
+    });
   });
 
   it('nudge --roster texts the members with a phone, skips the others', async () => {

@@ -106,7 +106,17 @@ describe('plain internal mail', () => {
     expect(parsed.date).toBeInstanceOf(Date);
 
     const status = await relay.request.get(`/v1/incidents/${codename}/emails/${res.body.id}`).set(auth(ic));
-    expect(status.body).toEqual({ id: res.body.id, status: 'sent', attempts: 1 });
+    expect(status.body).toEqual({
+      id: res.body.id,
+      messageId: res.body.messageId,
+      sender: 'ic@corp.example',
+      createdAt: relay.clock.now().toISOString(),
+      encrypted: false,
+      recipients: ['sec@corp.example', 'exec@corp.example'],
+      status: 'sent',
+      attempts: 1,
+      deliveries: [{ recipients: ['sec@corp.example', 'exec@corp.example'], status: 'sent', attempts: 1 }],
+    });
     const rows = await relay.ctx.store.sql.all('SELECT body, status FROM deliveries WHERE email_id = ?', [res.body.id]);
     expect(rows).toEqual([{ body: null, status: 'sent' }]);
   });
@@ -393,7 +403,13 @@ describe('delivery failures', () => {
     relay.clock.advance(60_000);
     await worker.drain();
     await upstream.waitFor(1);
-    expect((await relay.request.get(`/v1/incidents/${codename}/emails/${res.body.id}`).set(auth(ic))).body).toEqual({ id: res.body.id, status: 'sent', attempts: 2 });
+    expect((await relay.request.get(`/v1/incidents/${codename}/emails/${res.body.id}`).set(auth(ic))).body).toMatchObject({
+      id: res.body.id,
+      status: 'sent',
+      attempts: 2,
+      deliveries: [{ recipients: ['sec@corp.example'], status: 'sent', attempts: 2 }],
+    });
+    expect((await relay.request.get(`/v1/incidents/${codename}/emails/${res.body.id}`).set(auth(ic))).body).not.toHaveProperty('lastError');
   });
 
   it('fails a 5xx without retrying', async () => {

@@ -92,8 +92,10 @@ async function send(n: number): Promise<{ id: string; messageId: string }[]> {
   return accepted;
 }
 
-async function status(id: string): Promise<{ status: string; attempts: number; lastError?: string }> {
-  return (await relay.request.get(`/v1/incidents/${codename}/emails/${id}`).set(auth(ic))).body;
+/** The email's overall state (the view also lists each copy, which these tests do not look at). */
+async function status(id: string): Promise<{ id: string; status: string; attempts: number; lastError?: string }> {
+  const { id: emailId, status: state, attempts, lastError } = (await relay.request.get(`/v1/incidents/${codename}/emails/${id}`).set(auth(ic))).body;
+  return { id: emailId, status: state, attempts, ...(lastError !== undefined ? { lastError } : {}) };
 }
 
 function messageIdOf(raw: Buffer): string {

@@ -28,6 +28,7 @@ async function setUp(duringCompose: (relay: TestRelay, codename: string) => Prom
   await relay.request.put(`/v1/incidents/${body.codename}/roster/sec@corp.example`).set(auth(ic)).send({ name: 'Security', role: 'security' });
   const inner = inThreadEncryptor(relay.ctx.relayKey.privateKey);
   const racing: Encryptor = {
+    signerFingerprint: inner.signerFingerprint,
     seal: async (payload, copies, date) => {
       await duringCompose(relay, body.codename);
       return inner.seal(payload, copies, date);
@@ -66,7 +67,7 @@ describe('changes that land while a message is being encrypted', () => {
 
   it('an encryption failure refuses the message, queues nothing, and is audited as failed at compose', async () => {
     const { relay, codename, ic } = await setUp(() => undefined);
-    relay.ctx.encryptor = { seal: () => Promise.reject(new Error('worker died')) };
+    relay.ctx.encryptor = { signerFingerprint: relay.ctx.relayKey.fingerprint, seal: () => Promise.reject(new Error('worker died')) };
     const res = await relay.request.post(`/v1/incidents/${codename}/emails`).set(auth(ic)).send({ to: ['counsel@lawfirm.example'], text: 'x' });
     expect(res.status).toBe(500);
     expect(res.body).toEqual({ error: { code: 'internal', message: expect.any(String) } });

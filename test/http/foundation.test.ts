@@ -183,7 +183,7 @@ describe('incidents', () => {
     const refused = await relay.request.patch(`/v1/incidents/${codename}`).set(auth(sec)).send({ status: 'closed' });
     expect(refused.status).toBe(403);
     expect(refused.body.error.code).toBe('forbidden');
-    const bad = await relay.request.patch(`/v1/incidents/${codename}`).set(auth(ic)).send({ status: 'open' });
+    const bad = await relay.request.patch(`/v1/incidents/${codename}`).set(auth(ic)).send({ status: 'archived' });
     expect(bad.status).toBe(400);
     const closed = await relay.request.patch(`/v1/incidents/${codename}`).set(auth(ic)).send({ status: 'closed' });
     expect(closed.status).toBe(200);

@@ -15,6 +15,8 @@ import {
   type MessageContent,
 } from '../../src/mime/compose.js';
 
+/** The relay key every encrypted envelope names in its OpenPGP header. */
+const SIGNER = { fingerprint: '0123456789ABCDEF0123456789ABCDEF01234567' };
 const ARMOR = ['-----BEGIN PGP MESSAGE-----', '', 'hQEMAxxxxxxxxxxxAQf/dummy+payload/only==', '=abcd', '-----END PGP MESSAGE-----', ''].join('\n');
 
 function message(overrides: Partial<MessageContent> = {}): MessageContent {
@@ -293,8 +295,8 @@ describe('CR/LF in a header-bound value', () => {
         const m = message(build(v));
         expectInvalid(() => composePlain(m));
         expectInvalid(() => composeProtectedPart(m));
-        expectInvalid(() => composeEncryptedEnvelope(m, ARMOR));
-        expectInvalid(() => composeEncryptedEnvelopeParts(m));
+        expectInvalid(() => composeEncryptedEnvelope(m, ARMOR, SIGNER));
+        expectInvalid(() => composeEncryptedEnvelopeParts(m, SIGNER));
       }
     });
   }
@@ -351,10 +353,12 @@ describe('composeEncryptedEnvelope', () => {
   const headers = { messageId: '<e@example.com>', date: new Date(Date.UTC(2025, 5, 30, 23, 59, 59)), from: { address: 'alice@example.com' }, to: [{ name: 'Ext Counsel', address: 'counsel@law.example' }], cc: [] };
 
   it('has the RFC 3156 structure exactly', () => {
-    const raw = composeEncryptedEnvelope(headers, ARMOR);
+    const raw = composeEncryptedEnvelope(headers, ARMOR, SIGNER);
     expectCrlfOnly(raw);
     const s = raw.toString('latin1');
-    expect(headerNames(raw)).toEqual(['From', 'To', 'Subject', 'Message-ID', 'Date', 'MIME-Version', 'Content-Type']);
+    expect(headerNames(raw)).toEqual(['From', 'To', 'Subject', 'Message-ID', 'Date', 'OpenPGP', 'MIME-Version', 'Content-Type']);
+    // The relay key that signs, by fingerprint (draft-josefsson-openpgp-mailnews-header): nothing a sender typed.
+    expect(topHeaders(raw)).toContain(`OpenPGP: id=${SIGNER.fingerprint}`);
     expect(topHeaders(raw)).toContain('Subject: Attorney Work Project');
     expect(topHeaders(raw)).toContain('Date: Mon, 30 Jun 2025 23:59:59 +0000');
     const ct = topHeaders(raw).find((l) => l.startsWith('Content-Type:')) ?? '';
@@ -384,7 +388,7 @@ describe('composeEncryptedEnvelope', () => {
   });
 
   it('parses with mailparser into the version part and encrypted.asc', async () => {
-    const p = await parse(composeEncryptedEnvelope({ ...headers, cc: [{ address: 'bob@example.com' }], inReplyTo: '<x@example.com>', references: ['<x@example.com>'] }, ARMOR));
+    const p = await parse(composeEncryptedEnvelope({ ...headers, cc: [{ address: 'bob@example.com' }], inReplyTo: '<x@example.com>', references: ['<x@example.com>'] }, ARMOR, SIGNER));
     expect(p.subject).toBe(FIXED_SUBJECT);
     expect(p.inReplyTo).toBe('<x@example.com>');
     const ct = p.headers.get('content-type') as { value: string; params: Record<string, string> };
@@ -408,7 +412,7 @@ describe('composeEncryptedEnvelope', () => {
       to: [{ name: 'Ext Counsel', address: 'counsel@law.example' }, { name: '山田 太郎', address: 'taro@example.com' }],
       cc: [{ name: '=?utf-8?Q?Boss?=', address: 'boss@example.com' }, { address: 'carol@example.com' }],
     });
-    for (const raw of [composeEncryptedEnvelope(names, ARMOR), Buffer.concat([composeEncryptedEnvelopeParts(names).head, composeEncryptedEnvelopeParts(names).tail])]) {
+    for (const raw of [composeEncryptedEnvelope(names, ARMOR, SIGNER), Buffer.concat([composeEncryptedEnvelopeParts(names, SIGNER).head, composeEncryptedEnvelopeParts(names, SIGNER).tail])]) {
       const lines = topHeaders(raw);
       expect(lines.filter((l) => /^(From|To|Cc):/.test(l))).toEqual(['From: alice@example.com', 'To: counsel@law.example, taro@example.com', 'Cc: boss@example.com, carol@example.com']);
       const s = raw.toString('latin1');
@@ -423,13 +427,27 @@ describe('composeEncryptedEnvelope', () => {
     ]);
   });
 
+  it('names the signer only by a hex fingerprint in its OpenPGP header: anything else is a relay bug, refused', () => {
+    expect(topHeaders(composeEncryptedEnvelope(headers, ARMOR, { fingerprint: SIGNER.fingerprint.toLowerCase() }))).toContain(`OpenPGP: id=${SIGNER.fingerprint}`);
+    for (const fingerprint of ['', 'ABCDEF', `${SIGNER.fingerprint}\r\nBcc: x@example.com`, 'Z'.repeat(40), `${SIGNER.fingerprint}; url=http://evil.example/`]) {
+      let err: unknown;
+      try {
+        composeEncryptedEnvelopeParts(headers, { fingerprint });
+      } catch (e) {
+        err = e;
+      }
+      expect(err, fingerprint).toBeInstanceOf(RelayError);
+      expect((err as RelayError).code).toBe('internal');
+    }
+  });
+
   it('splits into head and tail around the armor: head + armor + tail is the envelope composeEncryptedEnvelope writes', () => {
-    const parts = composeEncryptedEnvelopeParts({ ...headers, inReplyTo: '<x@example.com>' });
+    const parts = composeEncryptedEnvelopeParts({ ...headers, inReplyTo: '<x@example.com>' }, SIGNER);
     const armor = Buffer.from(ARMOR.trim().replace(/\n/g, '\r\n'), 'latin1');
     const joined = Buffer.concat([parts.head, armor, parts.tail]);
     expectCrlfOnly(joined);
     const shape = (b: Buffer): string => b.toString('latin1').replace(/=_ir_[0-9a-f]+/g, 'B');
-    expect(shape(joined)).toBe(shape(composeEncryptedEnvelope({ ...headers, inReplyTo: '<x@example.com>' }, ARMOR)));
+    expect(shape(joined)).toBe(shape(composeEncryptedEnvelope({ ...headers, inReplyTo: '<x@example.com>' }, ARMOR, SIGNER)));
     expect(parts.head.toString('latin1')).toMatch(/Content-Disposition: inline; filename="encrypted.asc"\r\n\r\n$/);
     expect(parts.tail.toString('latin1')).toMatch(/^\r\n\r\n--=_ir_[0-9a-f]+--\r\n$/);
   });
@@ -437,7 +455,7 @@ describe('composeEncryptedEnvelope', () => {
   it('refuses anything but one ASCII-armored message', () => {
     for (const bad of ['', 'not armor', '-----BEGIN PGP SIGNATURE-----\n\nx\n-----END PGP SIGNATURE-----', `${ARMOR}${ARMOR}`, ARMOR.replace('dummy', 'dümmy')]) {
       try {
-        composeEncryptedEnvelope(headers, bad);
+        composeEncryptedEnvelope(headers, bad, SIGNER);
         expect.fail('expected a refusal');
       } catch (err) {
         expect(err).toBeInstanceOf(RelayError);
@@ -457,7 +475,7 @@ describe('interop with gpg', () => {
       const gpg = (args: string[], input: Buffer): Buffer =>
         execFileSync('gpg', ['--batch', '--quiet', '--pinentry-mode', 'loopback', '--passphrase', 'test-only', ...args], { input, env });
       const armored = gpg(['--symmetric', '--armor'], inner).toString('ascii');
-      const p = await parse(composeEncryptedEnvelope(message(), armored));
+      const p = await parse(composeEncryptedEnvelope(message(), armored, SIGNER));
       const asc = p.attachments.find((a) => a.filename === 'encrypted.asc');
       expect(asc).toBeDefined();
       expect(gpg(['--decrypt'], asc?.content ?? Buffer.alloc(0)).equals(inner)).toBe(true);

@@ -156,11 +156,11 @@ describe('EncryptionPool', () => {
     const armored = text(await pool.seal(Buffer.from('bytes or text'), [[aliceKey.key]], new Date()));
     const c = content('x');
     const shape = (m: Buffer): string => m.toString('latin1').replace(/=_ir_[0-9a-f]+/g, 'B');
-    const fromText = shape(composeEncryptedEnvelope(c, armored));
-    expect(shape(composeEncryptedEnvelope(c, Buffer.from(armored)))).toBe(fromText); // CRLF bytes, used as they are
-    expect(shape(composeEncryptedEnvelope(c, Buffer.from(armored.replace(/\r\n/g, '\n'))))).toBe(fromText); // LF bytes, normalised
-    expect(() => composeEncryptedEnvelope(c, Buffer.from('-----BEGIN PGP MESSAGE-----\r\n\tx\r\n-----END PGP MESSAGE-----'))).toThrow(/ASCII-armored/);
-    expect(() => composeEncryptedEnvelope(c, Buffer.from('plaintext, not an armor'))).toThrow(/ASCII-armored/);
+    const fromText = shape(composeEncryptedEnvelope(c, armored, relay));
+    expect(shape(composeEncryptedEnvelope(c, Buffer.from(armored), relay))).toBe(fromText); // CRLF bytes, used as they are
+    expect(shape(composeEncryptedEnvelope(c, Buffer.from(armored.replace(/\r\n/g, '\n')), relay))).toBe(fromText); // LF bytes, normalised
+    expect(() => composeEncryptedEnvelope(c, Buffer.from('-----BEGIN PGP MESSAGE-----\r\n\tx\r\n-----END PGP MESSAGE-----'), relay)).toThrow(/ASCII-armored/);
+    expect(() => composeEncryptedEnvelope(c, Buffer.from('plaintext, not an armor'), relay)).toThrow(/ASCII-armored/);
   });
 
   it('refuses an empty key list, or a copy without keys, instead of producing plaintext', async () => {

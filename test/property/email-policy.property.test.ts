@@ -380,7 +380,8 @@ function headerNames(block: string): string[] {
 }
 
 // Everything the composer writes at the top level; a client header, or one smuggled in by injection, would not be here.
-const OUTER_HEADERS = new Set(['from', 'to', 'cc', 'subject', 'message-id', 'date', 'in-reply-to', 'references', 'mime-version', 'content-type', 'content-transfer-encoding']);
+// `openpgp`: the relay key's fingerprint on encrypted mail (issue 12 §8).
+const OUTER_HEADERS = new Set(['from', 'to', 'cc', 'subject', 'message-id', 'date', 'in-reply-to', 'references', 'openpgp', 'mime-version', 'content-type', 'content-transfer-encoding']);
 
 function assertFixedSubjectOnce(block: string, where: string): void {
   const subjects = block.split('\r\n').filter((line) => /^subject[ \t]*:/i.test(line));

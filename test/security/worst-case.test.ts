@@ -180,7 +180,7 @@ const ROWS: Row[] = [
     boundMs: 3_000,
     prepare: () => {
       const armor = `-----BEGIN PGP MESSAGE-----\n\n${'QUFB\n'.repeat(MB)}\x01\n-----END PGP MESSAGE-----\n`;
-      return refusedWith('internal', () => composeEncryptedEnvelope(message({}), armor));
+      return refusedWith('internal', () => composeEncryptedEnvelope(message({}), armor, { fingerprint: '0123456789ABCDEF0123456789ABCDEF01234567' }));
     },
   },
   // ---------------------------------------------------------------- src/smtp/*.ts

@@ -62,6 +62,31 @@ describe.each(BACKENDS)('migrations on %s', (backend) => {
   });
 });
 
+describe.each(BACKENDS)('migration 8 on %s', (backend) => {
+  it('keeps every token, incident and email, with no issuer, last use, label or Bcc split for the old ones', async () => {
+    const url = backend === 'postgres' ? await freshDatabaseUrl() : undefined;
+    const file = backend === 'sqlite' ? tempFile() : undefined;
+    const b = url !== undefined ? openPostgres(url) : openSqlite(file!);
+    try {
+      await migrate(b, MIGRATIONS.filter((m) => m.version < 8));
+      await b.sql.run("INSERT INTO tokens (id, email, role, label, hash, created_at) VALUES ('t1', 'ic@corp.example', 'responder', 'laptop', 'h1', '2026-01-01T00:00:00.000Z')");
+      await b.sql.run("INSERT INTO incidents (id, codename, status, created_by, created_at) VALUES ('i1', 'amber-otter', 'open', 'ic@corp.example', '2026-01-01T00:00:00.000Z')");
+      await b.sql.run(
+        "INSERT INTO emails (id, incident_id, message_id, sender, encrypted, external_chain, recipients, created_at) VALUES ('e1', 'i1', '<e1@corp.example>', 'ic@corp.example', 0, 0, '[\"a@corp.example\",\"b@corp.example\"]', '2026-01-01T00:00:00.000Z')",
+      );
+    } finally {
+      await b.close();
+    }
+    const store = await openStore(url !== undefined ? { url } : { file: file! }, { now: () => new Date() });
+    stores.push(store);
+    expect(await store.tokens.get('t1')).toEqual({ id: 't1', email: 'ic@corp.example', role: 'responder', label: 'laptop', createdAt: '2026-01-01T00:00:00.000Z', createdBy: null, lastUsedAt: null, revokedAt: null });
+    expect(await store.incidents.byId('i1')).toMatchObject({ codename: 'amber-otter', label: null });
+    // Which recipients were Bcc is unknown for an email queued before: null, not [] (views hide them all).
+    expect((await store.outbox.emailsById(['e1'])).get('e1')).toMatchObject({ recipients: ['a@corp.example', 'b@corp.example'], bcc: null });
+    expect(await store.outbox.listEmails({ incidentId: 'i1', limit: 10 })).toHaveLength(1);
+  });
+});
+
 describe('migrations on SQLite databases of the first wave', () => {
   function legacy(file: string, upTo: number): Database.Database {
     const db = new Database(file);

@@ -105,7 +105,8 @@ describe('recording a delivery outcome fails', () => {
     expect(await deliveryRow(store)).toEqual({ status: 'sent', attempts: 1, hasBody: 0 });
     expect(worker.unrecordedCount).toBe(0);
     const status = await relay.request.get(`/v1/incidents/${body.codename}/emails/${sent.body.id}`).set(auth);
-    expect(status.body).toEqual({ id: sent.body.id, status: 'sent', attempts: 1 });
+    expect(status.body).toMatchObject({ id: sent.body.id, status: 'sent', attempts: 1, deliveries: [{ status: 'sent', attempts: 1 }] });
+    expect(status.body).not.toHaveProperty('lastError');
     // Recorded once, and the upstream still got it once.
     const incident = (await store.incidents.byCodename(body.codename))!;
     const events = await store.audit.listForIncident(incident.id);

@@ -124,6 +124,7 @@ export class SlackRoom {
         return marking;
       },
       incidentClosed: (incident) => this.hook('incidentClosed', incident, () => this.schedule(incident.id, () => this.exclusively(incident.id, () => this.archive(incident.id, null)))),
+      incidentReopened: (incident) => this.hook('incidentReopened', incident, () => this.schedule(incident.id, () => this.exclusively(incident.id, () => this.reopenRoom(incident.id)))),
     };
   }
 
@@ -550,6 +551,25 @@ export class SlackRoom {
       await this.audit(tx, 'slack.archived', incidentId, actor, 'ok', { channelId });
       await this.save(tx, incidentId, { state: 'archived', reason: null });
     });
+  }
+
+  /**
+   * The incident was reopened: its room must come back. An archived channel
+   * cannot be brought back by the bot (Slack refuses conversations.unarchive
+   * to bot tokens, and the bot lost its access when it archived it), so a new
+   * private room is made, named by the codename as always (with a suffix,
+   * since the archived channel keeps the plain name); the archived one keeps
+   * the history. A room that was never archived is simply reconciled.
+   */
+  private async reopenRoom(incidentId: string): Promise<ReconcileResult> {
+    const room = await this.channels.get(incidentId);
+    if (room?.state === 'archived') {
+      await this.ctx.store.transaction(async (tx) => {
+        if (room.channelId !== null) await this.audit(tx, 'slack.room_replaced', incidentId, null, 'ok', { previousChannelId: room.channelId, reason: 'incident_reopened' });
+        return this.save(tx, incidentId, { channelId: null, name: null, welcomeTs: null, state: 'pending', reason: 'incident reopened: a new room replaces the archived one' });
+      });
+    }
+    return this.ensureRoom(incidentId, null, 'event');
   }
 
   // ---- helpers ----

@@ -1,10 +1,10 @@
-/** POST /v1/incidents/:codename/emails and GET .../emails/:id. */
+/** POST /v1/incidents/:codename/emails (and its ?dryRun=true preview), GET .../emails and GET .../emails/:id. */
 import { Router, type Request } from 'express';
 import { z } from 'zod';
 import type { RelayContext } from '../../context.js';
 import { RelayError, invalid } from '../../errors.js';
 import { authorizeIncident } from '../../services/incidents.js';
-import { MAX_RECIPIENTS, emailStatus, submitEmail } from '../../services/emails.js';
+import { MAX_RECIPIENTS, emailStatus, listEmails, previewEmail, submitEmail, type EmailSubmission } from '../../services/emails.js';
 import { emailAddress, headerText, messageId, parseInput } from '../../validation.js';
 import { callerOf, param } from '../auth.js';
 import { methodNotAllowed } from '../errors.js';
@@ -46,6 +46,21 @@ const SendEmail = z.strictObject({
     .optional(),
 });
 
+/** Paging and the Message-ID lookup of GET …/emails (API contract: limit 1-1000, default 100). */
+const ListEmails = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z.string().min(1).max(400).optional(),
+  messageId: messageId.optional(),
+});
+
+/** `?dryRun=true` asks for the policy preview; anything but true or false is a mistake worth a 400, not a send. */
+function isDryRun(req: Request): boolean {
+  const value = req.query['dryRun'];
+  if (value === undefined || value === 'false') return false;
+  if (value === 'true') return true;
+  throw invalid('dryRun must be true or false.', { field: 'dryRun' });
+}
+
 /** The Idempotency-Key header, when present: printable ASCII, at most 200 characters. */
 export function idempotencyKey(req: Request): string | undefined {
   const key = req.get('idempotency-key');
@@ -61,40 +76,41 @@ export function emailRoutes(ctx: RelayContext): Router {
     .route('/v1/incidents/:codename/emails')
     .post(async (req, res) => {
       const caller = callerOf(res);
+      const dryRun = isDryRun(req);
       const { incident } = await authorizeIncident(ctx, caller, param(req, 'codename'));
       if (req.body && typeof req.body === 'object' && 'from' in req.body) {
         throw new RelayError('invalid_request', 'There is no "from" field: mail is always from the address of your token.', { rule: 'sender' });
       }
       const input = parseInput(SendEmail, req.body);
-      const accepted = await submitEmail(
-        ctx,
-        caller,
-        incident,
-        {
-          to: input.to,
-          cc: input.cc ?? [],
-          bcc: input.bcc ?? [],
-          subject: input.subject,
-          text: input.text,
-          html: input.html,
-          inReplyTo: input.inReplyTo,
-          references: input.references,
-          attachments: (input.attachments ?? []).map((a) => ({ filename: a.filename, contentType: a.contentType.toLowerCase(), content: Buffer.from(a.content, 'base64') })),
-        },
-        { via: 'http', idempotencyKey: idempotencyKey(req) },
-      );
-      res.status(202).json(accepted);
+      const message: EmailSubmission = {
+        to: input.to,
+        cc: input.cc ?? [],
+        bcc: input.bcc ?? [],
+        subject: input.subject,
+        text: input.text,
+        html: input.html,
+        inReplyTo: input.inReplyTo,
+        references: input.references,
+        attachments: (input.attachments ?? []).map((a) => ({ filename: a.filename, contentType: a.contentType.toLowerCase(), content: Buffer.from(a.content, 'base64') })),
+      };
+      if (dryRun) {
+        res.status(200).json(await previewEmail(ctx, caller, incident, message, { via: 'http' }));
+        return;
+      }
+      res.status(202).json(await submitEmail(ctx, caller, incident, message, { via: 'http', idempotencyKey: idempotencyKey(req) }));
+    })
+    .get(async (req, res) => {
+      const caller = callerOf(res);
+      const access = await authorizeIncident(ctx, caller, param(req, 'codename'));
+      res.json(await listEmails(ctx, caller, access, parseInput(ListEmails, req.query, 'query')));
     })
     .all(methodNotAllowed);
   router
     .route('/v1/incidents/:codename/emails/:id')
     .get(async (req, res) => {
       const caller = callerOf(res);
-      const { incident, member } = await authorizeIncident(ctx, caller, param(req, 'codename'));
-      const id = param(req, 'id');
-      const email = await ctx.store.outbox.email(incident.id, id);
-      const allowed = caller.role === 'admin' || member?.role === 'commander' || email?.sender === caller.email;
-      const status = email && allowed ? await emailStatus(ctx, incident, id) : undefined;
+      const access = await authorizeIncident(ctx, caller, param(req, 'codename'));
+      const status = await emailStatus(ctx, caller, access, param(req, 'id'));
       if (!status) throw new RelayError('not_found', 'No such email that you sent (commanders and admins see all).');
       res.json(status);
     })

@@ -2,42 +2,67 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import type { RelayContext } from '../../context.js';
-import { AUDIT_READERS, COMMANDERS, ROSTER_MANAGERS, authorizeIncident, closeIncident, commanderOf, createIncident, putMember, removeMember } from '../../services/incidents.js';
+import { AUDIT_READERS, COMMANDERS, ROSTER_MANAGERS, authorizeIncident, closeIncident, commanderOf, createIncident, patchMember, putMember, removeMember, reopenIncident, setIncidentLabel, withdrawMemberKey } from '../../services/incidents.js';
+import { readIncidentAudit } from '../../services/audit-views.js';
 import { ROSTER_ROLES, type Incident, type RosterMember } from '../../store/incidents.js';
 import { emailAddress, emailParam, headerText, parseInput, phoneNumber } from '../../validation.js';
 import { callerOf, param } from '../auth.js';
 import { methodNotAllowed } from '../errors.js';
 import { internalSourceView } from '../../services/announcements.js';
+import { auditQuery } from './admin.js';
 import { slackRoomView } from './slack.js';
+
+/** The private label (issue 12 §5): one line, 1-200 characters, for telling codenames apart. */
+const label = headerText(200).refine((s) => s.trim() !== '', { message: 'must not be empty (send null to clear it)' });
 
 const CreateIncident = z.strictObject({
   commander: emailAddress.optional(),
   codename: z.string().max(80).optional(),
+  label: label.optional(),
 });
 
-const UpdateIncident = z.strictObject({ status: z.literal('closed') });
+const UpdateIncident = z
+  .strictObject({ status: z.enum(['open', 'closed']).optional(), label: label.nullable().optional() })
+  .refine((b) => b.status !== undefined || b.label !== undefined, { message: 'give status ("open" or "closed") or label' });
+
+const ListIncidents = z.strictObject({ status: z.enum(['open', 'closed']).optional() });
+
+// A display name goes into From/To/Cc, where the composer refuses a tab too.
+const memberName = headerText(200).refine((s) => s.trim() !== '' && !s.includes('\t'), { message: 'must not be empty or contain a tab' });
+const slackUserId = z.string().regex(/^[UW][A-Z0-9]{2,20}$/, 'must be a Slack user id such as U024BE7LH');
+const publicKey = z.string().max(65536);
 
 const PutMember = z.strictObject({
-  // A display name goes into From/To/Cc, where the composer refuses a tab too.
-  name: headerText(200).refine((s) => s.trim() !== '' && !s.includes('\t'), { message: 'must not be empty or contain a tab' }),
+  name: memberName,
   role: z.enum(ROSTER_ROLES),
   phone: phoneNumber.nullable().optional(),
-  slackUserId: z.string().regex(/^[UW][A-Z0-9]{2,20}$/, 'must be a Slack user id such as U024BE7LH').nullable().optional(),
-  publicKey: z.string().max(65536).optional(),
+  slackUserId: slackUserId.nullable().optional(),
+  publicKey: publicKey.optional(),
 });
 
-const AuditQuery = z.strictObject({
-  after: z.coerce.number().int().min(0).optional(),
-  limit: z.coerce.number().int().min(1).max(1000).optional(),
-});
+/** PATCH: only the fields given change; null removes a phone, a Slack id or the member's key in this incident. */
+const PatchMember = z
+  .strictObject({
+    name: memberName.optional(),
+    role: z.enum(ROSTER_ROLES).optional(),
+    phone: phoneNumber.nullable().optional(),
+    slackUserId: slackUserId.nullable().optional(),
+    publicKey: publicKey.nullable().optional(),
+  })
+  .refine((b) => Object.keys(b).length > 0, { message: 'give at least one of name, role, phone, slackUserId, publicKey' });
 
-/** The incident as the API shows it. */
+/**
+ * The incident as the API shows it. Only its roster and admins can reach
+ * any incident view (authorizeIncident, the roster-filtered list), so the
+ * private label goes to exactly the people allowed to see it.
+ */
 export async function incidentView(ctx: RelayContext, incident: Incident): Promise<Record<string, unknown>> {
   return {
     id: incident.id,
     codename: incident.codename,
     status: incident.status,
     commander: await commanderOf(ctx, incident),
+    label: incident.label,
     createdAt: incident.createdAt,
     closedAt: incident.closedAt,
     // The Slack room's state (pending, ready, failed with reason, archived); null when there is none.
@@ -49,7 +74,7 @@ export async function incidentView(ctx: RelayContext, incident: Incident): Promi
 
 /** A roster entry as the API shows it. */
 export async function memberView(ctx: RelayContext, incident: Incident, member: RosterMember): Promise<Record<string, unknown>> {
-  const key = await ctx.keys.get(member.email, incident.id);
+  const key = await ctx.keys.view(member.email, incident.id);
   return {
     email: member.email,
     name: member.name,
@@ -61,7 +86,7 @@ export async function memberView(ctx: RelayContext, incident: Incident, member: 
     addedAt: member.addedAt,
     updatedAt: member.updatedAt,
     removedAt: member.removedAt,
-    key: key ? { fingerprint: key.fingerprint, algorithm: key.algorithm, expiresAt: key.expiresAt } : null,
+    key: key ? { fingerprint: key.fingerprint, algorithm: key.algorithm, expiresAt: key.expiresAt, scope: key.scope, status: key.status, ...(key.reason !== undefined ? { reason: key.reason } : {}) } : null,
   };
 }
 
@@ -76,9 +101,10 @@ export function incidentRoutes(ctx: RelayContext): Router {
       const incident = await createIncident(ctx, caller, parseInput(CreateIncident, req.body ?? {}));
       res.status(201).json(await incidentView(ctx, incident));
     })
-    .get(async (_req, res) => {
+    .get(async (req, res) => {
       const caller = callerOf(res);
-      const incidents = await ctx.store.incidents.list(caller.role === 'admin' ? undefined : caller.email);
+      const { status } = parseInput(ListIncidents, req.query, 'query');
+      const incidents = await ctx.store.incidents.list(caller.role === 'admin' ? undefined : caller.email, status);
       res.json({ incidents: await Promise.all(incidents.map((i) => incidentView(ctx, i))) });
     })
     .all(methodNotAllowed);
@@ -91,9 +117,12 @@ export function incidentRoutes(ctx: RelayContext): Router {
     })
     .patch(async (req, res) => {
       const caller = callerOf(res);
-      const { incident } = await authorizeIncident(ctx, caller, param(req, 'codename'), COMMANDERS);
-      parseInput(UpdateIncident, req.body);
-      res.json(await incidentView(ctx, await closeIncident(ctx, caller, incident)));
+      let { incident } = await authorizeIncident(ctx, caller, param(req, 'codename'), COMMANDERS);
+      const change = parseInput(UpdateIncident, req.body);
+      if (change.label !== undefined) incident = await setIncidentLabel(ctx, caller, incident, change.label);
+      if (change.status === 'closed') incident = await closeIncident(ctx, caller, incident);
+      if (change.status === 'open') incident = await reopenIncident(ctx, caller, incident);
+      res.json(await incidentView(ctx, incident));
     })
     .all(methodNotAllowed);
 
@@ -117,6 +146,13 @@ export function incidentRoutes(ctx: RelayContext): Router {
       // Re-read: the Slack hook has just marked the member's invite pending.
       res.status(created ? 201 : 200).json(await memberView(ctx, incident, (await ctx.store.incidents.member(incident.id, member.email)) ?? member));
     })
+    .patch(async (req, res) => {
+      const caller = callerOf(res);
+      const { incident } = await authorizeIncident(ctx, caller, param(req, 'codename'), ROSTER_MANAGERS);
+      const email = emailParam(param(req, 'email'));
+      const { member } = await patchMember(ctx, caller, incident, email, parseInput(PatchMember, req.body));
+      res.json(await memberView(ctx, incident, (await ctx.store.incidents.member(incident.id, member.email)) ?? member));
+    })
     .delete(async (req, res) => {
       const caller = callerOf(res);
       const { incident } = await authorizeIncident(ctx, caller, param(req, 'codename'), ROSTER_MANAGERS);
@@ -126,11 +162,21 @@ export function incidentRoutes(ctx: RelayContext): Router {
     .all(methodNotAllowed);
 
   router
+    .route('/v1/incidents/:codename/roster/:email/key')
+    .delete(async (req, res) => {
+      const caller = callerOf(res);
+      const { incident } = await authorizeIncident(ctx, caller, param(req, 'codename'), ROSTER_MANAGERS);
+      await withdrawMemberKey(ctx, caller, incident, emailParam(param(req, 'email')));
+      res.status(204).end();
+    })
+    .all(methodNotAllowed);
+
+  router
     .route('/v1/incidents/:codename/audit')
     .get(async (req, res) => {
-      const { incident } = await authorizeIncident(ctx, callerOf(res), param(req, 'codename'), AUDIT_READERS);
-      const query = parseInput(AuditQuery, req.query, 'query');
-      res.json({ events: await ctx.store.audit.listForIncident(incident.id, query) });
+      const caller = callerOf(res);
+      const access = await authorizeIncident(ctx, caller, param(req, 'codename'), AUDIT_READERS);
+      res.json(await readIncidentAudit(ctx, caller, access, auditQuery(req.query, 'incident')));
     })
     .all(methodNotAllowed);
 

@@ -1,45 +1,36 @@
-/** POST /v1/tokens, DELETE /v1/tokens/:id (admin). */
+/** POST /v1/tokens, GET /v1/tokens, DELETE /v1/tokens/:id (issue 12 §3). */
 import { Router } from 'express';
 import { z } from 'zod';
 import type { RelayContext } from '../../context.js';
-import { RelayError } from '../../errors.js';
+import { issueToken, listTokens, revokeToken } from '../../services/tokens.js';
 import { emailAddress, headerText, parseInput } from '../../validation.js';
 import { methodNotAllowed } from '../errors.js';
-import { param, requireAdmin } from '../auth.js';
+import { callerOf, param } from '../auth.js';
 
 const CreateToken = z.strictObject({
   email: emailAddress,
   role: z.enum(['admin', 'responder']),
   label: headerText(200).optional(),
+  incident: z.string().min(1).max(80).optional(),
 });
 
-/** Token issue and revocation. */
+/** Token issue, listing and revocation; who may do what is the service's (src/services/tokens.ts). */
 export function tokenRoutes(ctx: RelayContext): Router {
   const router = Router();
   router
     .route('/v1/tokens')
     .post(async (req, res) => {
-      const caller = requireAdmin(res);
-      const input = parseInput(CreateToken, req.body);
-      const { record, token } = await ctx.store.transaction(async (tx) => {
-        const created = await tx.tokens.create({ ...input, at: ctx.now() });
-        await tx.audit.append({ type: 'token.created', actor: caller.email, outcome: 'ok', data: { id: created.record.id, email: input.email, role: input.role } });
-        return created;
-      });
+      const { record, token } = await issueToken(ctx, callerOf(res), parseInput(CreateToken, req.body));
       res.status(201).json({ id: record.id, token, email: record.email, role: record.role, label: record.label, createdAt: record.createdAt });
+    })
+    .get(async (_req, res) => {
+      res.json({ tokens: await listTokens(ctx, callerOf(res)) });
     })
     .all(methodNotAllowed);
   router
     .route('/v1/tokens/:id')
     .delete(async (req, res) => {
-      const caller = requireAdmin(res);
-      const id = param(req, 'id');
-      const revoked = await ctx.store.transaction(async (tx) => {
-        const done = await tx.tokens.revoke(id, ctx.now());
-        if (done) await tx.audit.append({ type: 'token.revoked', actor: caller.email, outcome: 'ok', data: { id } });
-        return done;
-      });
-      if (!revoked) throw new RelayError('not_found', `No live token with id ${id.slice(0, 40)}.`);
+      await revokeToken(ctx, callerOf(res), param(req, 'id'));
       res.status(204).end();
     })
     .all(methodNotAllowed);

@@ -1,0 +1,123 @@
+/**
+ * Tokens (issue 12 §3): GET /v1/tokens shows metadata and never a secret;
+ * an incident's commander issues responder tokens for an active member of
+ * its roster, and nobody else does without being an admin; a responder
+ * revokes their own; last use is written at most once a minute. On both
+ * store backends.
+ */
+import { beforeEach, describe, expect, it } from 'vitest';
+import { TOKEN_USE_RESOLUTION_MS } from '../../src/services/tokens.js';
+import { BACKENDS, createTestRelay, type TestRelay } from '../helpers/relay.js';
+
+const auth = (token: string) => ({ Authorization: `Bearer ${token}` });
+
+describe.each(BACKENDS)('tokens (%s)', (backend) => {
+  let relay: TestRelay;
+  let ic: string;
+  let deputy: string;
+  let codename: string;
+  let other: string;
+
+  const issue = (token: string, body: Record<string, unknown>) => relay.request.post('/v1/tokens').set(auth(token)).send(body);
+  const tokenRows = async (): Promise<number> => (await relay.ctx.store.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM tokens'))!.n;
+
+  beforeEach(async () => {
+    relay = await createTestRelay({}, { backend });
+    ic = await relay.tokenFor('ic@corp.example');
+    deputy = await relay.tokenFor('deputy@corp.example');
+    codename = (await relay.request.post('/v1/incidents').set(auth(ic)).send({})).body.codename;
+    for (const [email, role] of [
+      ['deputy@corp.example', 'deputy'],
+      ['counsel@lawfirm.example', 'external'],
+      ['gone@corp.example', 'security'],
+    ]) {
+      expect((await relay.request.put(`/v1/incidents/${codename}/roster/${email}`).set(auth(ic)).send({ name: email!.split('@')[0], role })).status).toBe(201);
+    }
+    expect((await relay.request.delete(`/v1/incidents/${codename}/roster/gone@corp.example`).set(auth(ic))).status).toBe(204);
+    // Another incident, commanded by someone else, with counsel on it too.
+    const otherIc = await relay.tokenFor('other-ic@corp.example');
+    other = (await relay.request.post('/v1/incidents').set(auth(otherIc)).send({})).body.codename;
+    expect((await relay.request.put(`/v1/incidents/${other}/roster/counsel@lawfirm.example`).set(auth(otherIc)).send({ name: 'C', role: 'external' })).status).toBe(201);
+    expect((await relay.request.put(`/v1/incidents/${other}/roster/ic@corp.example`).set(auth(otherIc)).send({ name: 'IC', role: 'deputy' })).status).toBe(201);
+  });
+
+  it('lets the commander issue a responder token for an active member, audited with the incident; it works at once', async () => {
+    const res = await issue(ic, { email: 'counsel@lawfirm.example', role: 'responder', label: 'counsel laptop', incident: codename });
+    expect(res.status).toBe(201);
+    expect(res.body).toEqual({ id: expect.any(String), token: expect.stringMatching(/^ir_[a-z0-9]{16}_[A-Za-z0-9_-]{43}$/), email: 'counsel@lawfirm.example', role: 'responder', label: 'counsel laptop', createdAt: expect.any(String) });
+    expect((await relay.request.get(`/v1/incidents/${codename}`).set(auth(res.body.token))).status).toBe(200);
+    const incident = (await relay.ctx.store.incidents.byCodename(codename))!;
+    const event = (await relay.ctx.store.audit.listForIncident(incident.id)).filter((e) => e.type === 'token.created').at(-1)!;
+    expect(event).toMatchObject({ actor: 'ic@corp.example', incidentId: incident.id, data: { id: res.body.id, email: 'counsel@lawfirm.example', role: 'responder', forRoster: true } });
+    expect(JSON.stringify(event)).not.toContain(res.body.token);
+  });
+
+  it.each([
+    ['a deputy', () => deputy, () => ({ email: 'counsel@lawfirm.example', role: 'responder', incident: codename }), 403, 'forbidden'],
+    ['the commander of another incident (on this one as deputy there)', () => ic, () => ({ email: 'counsel@lawfirm.example', role: 'responder', incident: other }), 403, 'forbidden'],
+    ['a commander, for an address off the roster', () => ic, () => ({ email: 'nosy@corp.example', role: 'responder', incident: codename }), 403, 'forbidden'],
+    ['a commander, for a member who was removed', () => ic, () => ({ email: 'gone@corp.example', role: 'responder', incident: codename }), 403, 'forbidden'],
+    ['a commander, asking for role admin', () => ic, () => ({ email: 'counsel@lawfirm.example', role: 'admin', incident: codename }), 403, 'forbidden'],
+    ['a commander, without naming the incident', () => ic, () => ({ email: 'counsel@lawfirm.example', role: 'responder' }), 403, 'forbidden'],
+    ['a commander, naming an incident they are not on', () => ic, () => ({ email: 'counsel@lawfirm.example', role: 'responder', incident: 'amber-otter' }), 404, 'not_found'],
+    ['a commander, with an unknown field', () => ic, () => ({ email: 'counsel@lawfirm.example', role: 'responder', incident: codename, scope: 'all' }), 400, 'invalid_request'],
+  ])('refuses %s, and creates nothing', async (_who, token, body, status, code) => {
+    const before = await tokenRows();
+    const res = await issue(token(), body());
+    expect(res.status).toBe(status);
+    expect(res.body.error.code).toBe(code);
+    expect(await tokenRows()).toBe(before);
+  });
+
+  it('lists token metadata: all for an admin, their own for a responder, never a secret or its hash', async () => {
+    const counsel = await issue(ic, { email: 'counsel@lawfirm.example', role: 'responder', incident: codename });
+    const admins = await relay.request.get('/v1/tokens').set(auth(relay.admin));
+    expect(admins.status).toBe(200);
+    const tokens = admins.body.tokens as Record<string, unknown>[];
+    expect(tokens.map((t) => t['email']).sort()).toEqual(['admin@corp.example', 'counsel@lawfirm.example', 'deputy@corp.example', 'ic@corp.example', 'other-ic@corp.example']);
+    for (const t of tokens) expect(Object.keys(t).sort()).toEqual(['createdAt', 'createdBy', 'email', 'id', 'label', 'lastUsedAt', 'revokedAt', 'role']);
+    expect(tokens.find((t) => t['email'] === 'counsel@lawfirm.example')).toMatchObject({ id: counsel.body.id, role: 'responder', createdBy: 'ic@corp.example', revokedAt: null, lastUsedAt: null });
+    const raw = admins.text;
+    const hashes = (await relay.ctx.store.sql.all<{ hash: string }>('SELECT hash FROM tokens')).map((r) => r.hash);
+    for (const secret of [counsel.body.token, ic, deputy, relay.admin, ...hashes]) expect(raw).not.toContain(secret);
+    const mine = await relay.request.get('/v1/tokens').set(auth(counsel.body.token));
+    expect(mine.body.tokens.map((t: { id: string }) => t.id)).toEqual([counsel.body.id]);
+  });
+
+  it('lets a responder revoke their own token but not anyone else\'s; an admin revokes any', async () => {
+    const counsel = await issue(ic, { email: 'counsel@lawfirm.example', role: 'responder', incident: codename });
+    const icId = (await relay.request.get('/v1/tokens').set(auth(ic))).body.tokens[0].id as string;
+    const foreign = await relay.request.delete(`/v1/tokens/${icId}`).set(auth(counsel.body.token));
+    expect(foreign.status).toBe(404);
+    expect((await relay.request.get('/v1/incidents').set(auth(ic))).status).toBe(200);
+    expect((await relay.request.delete(`/v1/tokens/${counsel.body.id}`).set(auth(counsel.body.token))).status).toBe(204);
+    expect((await relay.request.get('/v1/incidents').set(auth(counsel.body.token))).status).toBe(401);
+    expect((await relay.request.delete(`/v1/tokens/${icId}`).set(auth(relay.admin))).status).toBe(204);
+    expect((await relay.request.get('/v1/incidents').set(auth(ic))).status).toBe(401);
+    const revoked = (await relay.ctx.store.audit.query({ type: 'token.revoked', limit: 10 })).map((e) => [e.actor, e.data['id']]);
+    expect(revoked).toEqual([
+      ['counsel@lawfirm.example', counsel.body.id],
+      ['admin@corp.example', icId],
+    ]);
+  });
+
+  it('records the last use to the minute: one write a minute however many requests, none while the token is idle', async () => {
+    const id = (await relay.request.get('/v1/tokens').set(auth(deputy))).body.tokens[0].id as string;
+    const lastUsed = async () => (await relay.ctx.store.tokens.get(id))!.lastUsedAt;
+    const first = relay.clock.now().toISOString();
+    expect(await lastUsed()).toBe(first);
+    relay.clock.advance(TOKEN_USE_RESOLUTION_MS - 1);
+    for (let i = 0; i < 5; i++) await relay.request.get('/v1/incidents').set(auth(deputy));
+    expect(await lastUsed()).toBe(first);
+    relay.clock.advance(1);
+    await relay.request.get('/v1/incidents').set(auth(deputy));
+    expect(await lastUsed()).toBe(relay.clock.now().toISOString());
+    // Another relay on the same database, the same minute: the database condition holds it back too.
+    expect(await relay.ctx.store.tokens.markUsed(id, new Date(relay.clock.now().getTime() + 1000), TOKEN_USE_RESOLUTION_MS)).toBe(false);
+    expect(await lastUsed()).toBe(relay.clock.now().toISOString());
+    // A refused token is not a use.
+    relay.clock.advance(10 * TOKEN_USE_RESOLUTION_MS);
+    await relay.request.get('/v1/incidents').set(auth(deputy.slice(0, -1) + (deputy.endsWith('A') ? 'B' : 'A')));
+    expect(await lastUsed()).not.toBe(relay.clock.now().toISOString());
+  });
+});
