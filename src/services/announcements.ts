@@ -517,6 +517,8 @@ async function queueCopies(deps: SendDeps, caller: Caller, incident: Incident, a
       // A reply to a statement that went outside the company stays encrypted (rule `encryption`).
       chainExternal: a.kind === 'external' || a.audience.some((r) => !isInternal(r)),
       recipients: a.audience,
+      // No Bcc: every audience member gets a copy of their own, and the audience is no secret to the roster.
+      bcc: [],
       createdAt: now.toISOString(),
     });
     for (let i = 0; i < a.audience.length; i += QUEUE_BATCH) {

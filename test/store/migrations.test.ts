@@ -30,6 +30,17 @@ function tempFile(): string {
   return path.join(dir, 'relay.db');
 }
 
+describe('the migration list', () => {
+  it('numbers its versions 1, 2, 3, … in order, with none missing: a database past a gap would skip the missing version for good', () => {
+    expect(MIGRATIONS.map((m) => m.version)).toEqual(MIGRATIONS.map((_, i) => i + 1));
+    expect(SCHEMA_VERSION).toBe(MIGRATIONS.length);
+    for (const m of MIGRATIONS) {
+      expect(m.sqlite.trim(), `migration ${m.version} sqlite`).not.toBe('');
+      expect(m.postgres.trim(), `migration ${m.version} postgres`).not.toBe('');
+    }
+  });
+});
+
 describe.each(BACKENDS)('migrations on %s', (backend) => {
   const open = async () => (backend === 'postgres' ? openPostgres(await freshDatabaseUrl()) : openSqlite(':memory:'));
 
