@@ -70,10 +70,10 @@ async function changedSinceDecision(tx: Repositories, incidentId: string, sender
   if ((await tx.incidents.byId(incidentId))?.status !== 'open') {
     return new RelayError('incident_closed', 'This incident was closed while the message was being prepared; nothing was sent.', { rule: 'incident-open' });
   }
-  if (!(await tx.incidents.activeMember(incidentId, sender))) {
+  const active = new Set((await tx.incidents.roster(incidentId)).map((m) => m.email));
+  if (!active.has(sender)) {
     return new RelayError('forbidden', 'You were removed from this incident\'s roster; nothing was sent.', { rule: 'roster' });
   }
-  const active = new Set((await tx.incidents.roster(incidentId)).map((m) => m.email));
   const gone = recipients.filter((r) => !active.has(r));
   if (gone.length === 0) return undefined;
   return new RelayError('recipient_not_on_roster', `Removed from the roster while the message was being prepared: ${gone.join(', ')}. Nothing was sent to anyone.`, {

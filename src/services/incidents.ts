@@ -44,8 +44,8 @@ export async function authorizeIncident(
   codename: string,
   allowed: readonly RosterRole[] | 'roster' = 'roster',
 ): Promise<IncidentAccess> {
-  const incident = isValidCodename(codename) ? await ctx.store.incidents.byCodename(codename) : undefined;
-  const member = incident ? await ctx.store.incidents.activeMember(incident.id, caller.email) : undefined;
+  const found = isValidCodename(codename) ? await ctx.store.incidents.withActiveMember(codename, caller.email) : undefined;
+  const { incident, member } = found ?? { incident: undefined, member: undefined };
   if (!incident || (!member && caller.role !== 'admin')) {
     throw new RelayError('not_found', `No incident "${codename.slice(0, 80)}" that you are on the roster of.`);
   }

@@ -106,7 +106,11 @@ export class KeyService {
   /** The key that holds for `email` (in `incidentId`), parsed; undefined when none is stored. No usability check. */
   async lookup(email: string, incidentId: string | null = null): Promise<ParsedPublicKey | undefined> {
     const stored = await this.store.keys.getFor(email, incidentId);
-    if (!stored) return undefined;
+    return stored ? this.parse(email, stored) : undefined;
+  }
+
+  // The parsed form of a stored key, parsed once per armored text.
+  private async parse(email: string, stored: StoredKey): Promise<ParsedPublicKey> {
     const cacheKey = `${stored.incidentId ?? '*'} ${email}`;
     const cached = this.parsed.get(cacheKey);
     if (cached && cached.armored === stored.armored) return cached.key;
@@ -123,8 +127,11 @@ export class KeyService {
    */
   async keyStates(emails: readonly string[], at: Date, incidentId: string | null): Promise<Map<string, KeyState>> {
     const states = new Map<string, KeyState>();
-    for (const email of new Set(emails)) {
-      const parsed = await this.lookup(email, incidentId);
+    const unique = [...new Set(emails)];
+    const stored = await this.store.keys.getForMany(unique, incidentId);
+    for (const email of unique) {
+      const found = stored.get(email);
+      const parsed = found ? await this.parse(email, found) : undefined;
       if (!parsed) {
         states.set(email, { state: 'missing' });
         continue;

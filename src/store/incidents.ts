@@ -108,6 +108,26 @@ export class IncidentStore {
     return row ? toIncident(row) : undefined;
   }
 
+  /**
+   * The incident by codename and `email`'s active roster entry in it, in one
+   * query: every request that names an incident asks both.
+   */
+  async withActiveMember(codename: string, email: string): Promise<{ incident: Incident; member: RosterMember | undefined } | undefined> {
+    const row = await this.sql.get<IncidentRow & { m_email: string | null } & { [K in keyof MemberRow as `m_${K}`]: MemberRow[K] | null }>(
+      `SELECT i.*, r.email AS m_email, r.name AS m_name, r.role AS m_role, r.phone AS m_phone, r.slack_user_id AS m_slack_user_id,
+              r.slack_status AS m_slack_status, r.status AS m_status, r.added_at AS m_added_at, r.updated_at AS m_updated_at, r.removed_at AS m_removed_at
+         FROM incidents i LEFT JOIN roster r ON r.incident_id = i.id AND r.email = ? AND r.status = 'active'
+        WHERE i.codename = ?`,
+      [email, codename],
+    );
+    if (!row) return undefined;
+    const member = row.m_email === null ? undefined : toMember({
+      incident_id: row.id, email: row.m_email, name: row.m_name!, role: row.m_role!, phone: row.m_phone, slack_user_id: row.m_slack_user_id,
+      slack_status: row.m_slack_status, status: row.m_status!, added_at: row.m_added_at!, updated_at: row.m_updated_at!, removed_at: row.m_removed_at,
+    });
+    return { incident: toIncident(row), member };
+  }
+
   async byId(id: string): Promise<Incident | undefined> {
     const row = await this.sql.get<IncidentRow>('SELECT * FROM incidents WHERE id = ?', [id]);
     return row ? toIncident(row) : undefined;

@@ -81,6 +81,24 @@ export class KeyStore {
     return this.get(email);
   }
 
+  /** getFor for many addresses at once: two queries, whatever the count. Addresses without a key are absent. */
+  async getForMany(emails: readonly string[], incidentId: string | null): Promise<Map<string, StoredKey>> {
+    const found = new Map<string, StoredKey>();
+    if (emails.length === 0) return found;
+    const marks = emails.map(() => '?').join(', ');
+    if (incidentId !== null) {
+      for (const row of await this.sql.all<Row>(`SELECT * FROM incident_keys WHERE incident_id = ? AND email IN (${marks})`, [incidentId, ...emails])) {
+        found.set(row.email, toStored(row));
+      }
+    }
+    const rest = emails.filter((e) => !found.has(e));
+    if (rest.length === 0) return found;
+    for (const row of await this.sql.all<Row>(`SELECT * FROM public_keys WHERE email IN (${rest.map(() => '?').join(', ')})`, rest)) {
+      found.set(row.email, toStored(row));
+    }
+    return found;
+  }
+
   /** Every key on file for `email`: the relay-wide one first, then one per incident. */
   async allFor(email: string): Promise<StoredKey[]> {
     const relayWide = await this.sql.all<Row>('SELECT * FROM public_keys WHERE email = ?', [email]);
