@@ -14,6 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import { encode as qpEncode, wrap as qpWrap } from 'nodemailer/lib/qp';
 import { RelayError } from '../errors.js';
+import { encodedWords } from './compose.js';
 import { isEmailAddress, isMessageId } from '../validation.js';
 
 /** One copy's header values and its text. */
@@ -131,23 +132,6 @@ function address(value: string, field: string): string {
 function messageId(value: string): string {
   if (typeof value !== 'string' || !isMessageId(value)) throw new RelayError('internal', 'The announcement has no valid Message-ID; this is a relay bug, report it.');
   return value;
-}
-
-/** RFC 2047 B encoded words, each at most 75 characters (§2), each holding whole characters (§5). */
-function encodedWords(text: string): string {
-  const words: string[] = [];
-  let chunk = '';
-  for (const ch of text) {
-    // 45 bytes of UTF-8 are 60 base64 characters; with '=?UTF-8?B?' and '?=' that is 72.
-    if (Buffer.byteLength(chunk + ch) > 45) {
-      words.push(chunk);
-      chunk = '';
-    }
-    chunk += ch;
-  }
-  words.push(chunk);
-  // Whitespace between adjacent encoded words is dropped by decoders (§6.2), so the title decodes exactly.
-  return words.map((w) => `=?UTF-8?B?${Buffer.from(w, 'utf8').toString('base64')}?=`).join(' ');
 }
 
 const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'] as const;

@@ -239,8 +239,12 @@ function phrase(name: string): string {
   return encodedWords(name);
 }
 
-/** RFC 2047 B encoded-words, each at most 75 characters (§2) and holding whole characters (§5). */
-function encodedWords(text: string): string {
+/**
+ * RFC 2047 B encoded-words, each at most 75 characters (§2) and holding whole
+ * characters (§5). Whitespace between adjacent encoded words is dropped by
+ * decoders (§6.2), so the text decodes exactly.
+ */
+export function encodedWords(text: string): string {
   const words: string[] = [];
   let chunk = '';
   for (const ch of text) {

@@ -16,17 +16,8 @@ import { authorizeIncident, type Caller } from './incidents.js';
  */
 export const TOKEN_USE_RESOLUTION_MS = 60_000;
 
-/** A token as GET /v1/tokens shows it: metadata, never the secret or its hash. */
-export interface TokenView {
-  id: string;
-  email: string;
-  role: TokenRole;
-  label: string | null;
-  createdAt: string;
-  createdBy: string | null;
-  lastUsedAt: string | null;
-  revokedAt: string | null;
-}
+/** A token as GET /v1/tokens shows it: metadata, never the secret or its hash (the store holds only these fields and the hash). */
+export type TokenView = Pick<TokenRecord, 'id' | 'email' | 'role' | 'label' | 'createdAt' | 'createdBy' | 'lastUsedAt' | 'revokedAt'>;
 
 /** The view of a token record. */
 export function tokenView(record: TokenRecord): TokenView {

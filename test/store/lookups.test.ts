@@ -25,7 +25,7 @@ describe.each(BACKENDS)('store lookups on %s', (backend) => {
     opened.push(s);
     await s.incidents.create({ id: 'inc-1', codename: 'amber-otter', createdBy: 'ic@corp.example', at: T0, label: 'Payroll' });
     await s.incidents.upsertMember('inc-1', { email: 'ic@corp.example', name: 'Ida', role: 'commander', phone: '+15550100' }, T0);
-    await s.incidents.upsertMember('inc-1', { email: 'gone@corp.example', name: 'Gus', role: 'responder' }, T0);
+    await s.incidents.upsertMember('inc-1', { email: 'gone@corp.example', name: 'Gus', role: 'service-owner' }, T0);
     await s.incidents.removeMember('inc-1', 'gone@corp.example', T0);
     return s;
   }
