@@ -42,7 +42,7 @@ function titleOf(body: string): string {
 
 /** The content of the compose form's live region. */
 function regionOf(body: string): string {
-  const start = body.indexOf('<div id="compose-preview" class="verdict" aria-live="polite" aria-labelledby="compose-preview-title">');
+  const start = body.indexOf('<div id="compose-preview" class="verdict" aria-live="polite">');
   expect(start, 'the live region').toBeGreaterThan(0);
   return body.slice(start, body.indexOf('</details></div>', start) + '</details></div>'.length);
 }
@@ -65,7 +65,6 @@ describe.each(BACKENDS)('the console screens on %s', (backend) => {
     post: (p: string, token: string, body: unknown = {}) => relay.request.post(p).set(auth(token)).send(body as object),
     get: (p: string, token: string) => relay.request.get(p).set(auth(token)),
   };
-  const incidentId = async (): Promise<string> => (await relay.ctx.store.incidents.byCodename(codename))!.id;
 
   beforeAll(async () => {
     relay = await createTestRelay({}, { backend });

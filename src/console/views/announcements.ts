@@ -176,8 +176,8 @@ ${internalSourceBlock(page, page.noteDraft)}
 </table>`}
 </section>
 ${open
-  ? html`<section id="draft" aria-labelledby="draft-title" class="card">
-  <h2 id="draft-title">Write an announcement</h2>
+  ? html`<section id="draft" aria-labelledby="draft-heading" class="card">
+  <h2 id="draft-heading">Write an announcement</h2>
   <form method="post" action="${incidentPath(incident.codename, '/announcements')}" accept-charset="utf-8">
     ${contentFields('draft', page.draft ?? {}, page.audiences, false)}
     <p><button type="submit">Save draft</button></p>
@@ -245,7 +245,7 @@ ${page.error ? errorBlock(page.error, incident.codename) : ''}
 <dl class="facts">
   <dt>State</dt><dd>${badge(a.state, STATE_TONES[a.state])}${a.checked ? ' · checks passed for this content' : ' · not checked for this content'}</dd>
   <dt>Kind</dt><dd>${a.kind}</dd>
-  <dt>Author</dt><dd>${a.author}, ${time(a.createdAt)}${a.updatedAt !== a.createdAt ? html` (edited ${time(a.updatedAt)})` : ''}</dd>
+  <dt>Author</dt><dd>${a.author}, ${time(a.createdAt)}${a.updatedAt !== a.createdAt ? html` (updated ${time(a.updatedAt)})` : ''}</dd>
   <dt>Audience</dt><dd>${audienceLine(a)} <details><summary>Show the addresses</summary><p>${a.audience.addresses.join(', ')}</p></details></dd>
   <dt>Content hash</dt><dd><code>${a.contentHash.slice(0, 16)}…</code> (approvals bind it)</dd>
   ${a.sent ? html`<dt>Sent</dt><dd>${time(a.sent.at)} by ${a.sent.by}${a.sent.messageId ? html`, Message-ID <code>${a.sent.messageId}</code>` : ''}</dd>` : ''}

@@ -206,7 +206,7 @@ ${draft.text ?? ''}</textarea>
     ${page.composeDraft ? html`<p class="hint"><strong>Choose the attachments again:</strong> browsers do not keep files across a refused send.</p>` : ''}
     <p id="compose-attachments-hint" class="hint">Up to ${limitMb} MB in all. Mail to anyone outside the company is signed and encrypted; it is refused, never sent in clear, when someone lacks a usable key.</p>
     <h3 id="compose-preview-title">Policy preview</h3>
-    <div id="compose-preview" class="verdict" aria-live="polite" aria-labelledby="compose-preview-title">${verdictBlock(page.verdict ?? {}, { codename: incident.codename, manageRoster: page.can.manageRoster })}</div>
+    <div id="compose-preview" class="verdict" aria-live="polite">${verdictBlock(page.verdict ?? {}, { codename: incident.codename, manageRoster: page.can.manageRoster })}</div>
     <p class="buttons">
       <button type="submit">Send</button>
       <button type="submit" class="secondary" formaction="${incidentPath(incident.codename, '/emails/preview')}" data-check>Check before sending</button>
