@@ -73,7 +73,7 @@ export function verdictBlock(verdict: Verdict, ctx: VerdictContext): SafeHtml {
     return html`<p class="verdict-line">${badge('cannot check', 'warn')} <code>${error.code}</code>: ${error.message}</p>`;
   }
   if (!p) {
-    return html`<p class="hint">Tick the recipients to see whether the message will be encrypted, go plain, or be refused, before you send it.</p>`;
+    return html`<p class="hint">Tick the recipients to see here, before you send, whether the message will be encrypted, go plain, or be refused (<q>Check before sending</q> asks at once).</p>`;
   }
   const everyone = new Set([...p.recipients.to, ...p.recipients.cc, ...p.recipients.bcc]);
   const how = p.encrypted
