@@ -1,57 +1,62 @@
 /**
- * The console's forms as typed inputs for the services: the same field rules
- * as the JSON API (src/http/routes/incidents.ts, emails.ts, sms.ts), built
- * from the same shared schemas (src/validation.ts), and refused the same way
- * (invalid_request naming each field). An empty text box means "not given".
+ * The console's forms as typed inputs for the services. Every field rule is
+ * the JSON API's own, imported from src/http/schemas.ts, so a form cannot
+ * accept what the API refuses; refusals are the API's too (invalid_request
+ * naming each field). What is the console's alone is how a form encodes a
+ * value: an empty text box means "not given", a ticked box is a list entry,
+ * a textarea of addresses is a list.
  */
 import { z } from 'zod';
 import { invalid } from '../errors.js';
+import {
+  AnnouncementDraft,
+  AnnouncementEdit,
+  InternalSourceRecord,
+  ListEmails,
+  MAX_ATTACHMENTS,
+  MAX_PUBLIC_KEY_LENGTH,
+  attachmentFilename,
+  auditQuery,
+  codenameField,
+  emailDraftFields,
+  incidentLabel,
+  isContentType,
+  memberName,
+  rosterRole,
+  slackUserId,
+} from '../http/schemas.js';
 import type { Attachment } from '../mime/compose.js';
-import type { EmailSubmission } from '../services/emails.js';
+import type { AnnouncementInput, AnnouncementView } from '../services/announcements.js';
+import type { AuditRequest } from '../services/audit-views.js';
+import type { EmailListQuery, EmailSubmission } from '../services/emails.js';
 import type { NudgeRequest } from '../services/sms.js';
-import { ROSTER_ROLES, type MemberInput } from '../store/incidents.js';
-import { emailAddress, headerText, parseInput, phoneNumber } from '../validation.js';
+import type { MemberInput } from '../store/incidents.js';
+import { emailAddress, parseInput, phoneNumber } from '../validation.js';
 import type { FormData } from './multipart.js';
 
-/** The largest key file the roster form takes, as the API's publicKey field. */
-export const MAX_KEY_BYTES = 65536;
-
-// TODO(integration): the member field rules below are the API's PutMember
-// rules (src/http/routes/incidents.ts); once api-routes lands, import the
-// shared field schemas instead of keeping this copy.
-const memberName = headerText(200).refine((s) => s.trim() !== '' && !s.includes('\t'), { message: 'must not be empty or contain a tab' });
-const slackUserId = z.string().regex(/^[UW][A-Z0-9]{2,20}$/, 'must be a Slack user id such as U024BE7LH');
-
-// As the API's attachment rules (src/http/routes/emails.ts).
-const CONTENT_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$/i;
-const attachmentName = headerText(255).refine((s) => s.trim() !== '' && !/[/\\]/.test(s) && !s.startsWith('.') && !/[\x00-\x1f\x7f]/.test(s), {
-  message: 'must be a plain file name without path separators or a leading dot',
-});
+/** The largest key file the roster forms take, as the API's publicKey field. */
+export const MAX_KEY_BYTES = MAX_PUBLIC_KEY_LENGTH;
 
 /** "" → undefined, so an empty box is a field not given. */
 const blankAsUndefined = (v: unknown): unknown => (v === '' ? undefined : v);
 
 const DeclareForm = z.strictObject({
-  codename: z.preprocess(blankAsUndefined, z.string().max(80).optional()),
+  codename: z.preprocess(blankAsUndefined, codenameField.optional()),
   commander: z.preprocess(blankAsUndefined, emailAddress.optional()),
+  label: z.preprocess(blankAsUndefined, incidentLabel.optional()),
 });
 
 const MemberForm = z.strictObject({
   email: emailAddress,
   name: memberName,
-  role: z.enum(ROSTER_ROLES),
+  role: rosterRole,
   phone: z.preprocess(blankAsUndefined, phoneNumber.optional()),
   slackUserId: z.preprocess(blankAsUndefined, slackUserId.optional()),
 });
 
-const Recipients = z.array(emailAddress).max(100);
-
 const ComposeForm = z.strictObject({
-  to: Recipients,
-  cc: Recipients,
-  bcc: Recipients,
-  subject: z.preprocess(blankAsUndefined, headerText(998).optional()),
-  text: z.string(),
+  ...emailDraftFields,
+  subject: z.preprocess(blankAsUndefined, emailDraftFields.subject),
 });
 
 /** An Idempotency-Key from a hidden field, as the API's header: 1-200 printable ASCII characters. */
@@ -62,10 +67,30 @@ export function idempotencyKeyOf(form: FormData): string | undefined {
   return key;
 }
 
-/** The declare form: an optional chosen codename, and for admins the commander. */
-export function declareInput(form: FormData): { codename?: string; commander?: string } {
-  const parsed = parseInput(DeclareForm, { codename: form.one('codename'), commander: form.one('commander') }, 'form');
-  return { ...(parsed.codename !== undefined ? { codename: parsed.codename.trim() } : {}), ...(parsed.commander !== undefined ? { commander: parsed.commander } : {}) };
+/** The declare form: an optional chosen codename, an optional private label, and for admins the commander. */
+export function declareInput(form: FormData): { codename?: string; commander?: string; label?: string } {
+  const parsed = parseInput(DeclareForm, { codename: form.one('codename'), commander: form.one('commander'), label: form.one('label') }, 'form');
+  return {
+    ...(parsed.codename !== undefined ? { codename: parsed.codename.trim() } : {}),
+    ...(parsed.commander !== undefined ? { commander: parsed.commander } : {}),
+    ...(parsed.label !== undefined ? { label: parsed.label } : {}),
+  };
+}
+
+/** The label form: the API's label rule; an empty box clears the label (the API's `label: null`). */
+export function labelInput(form: FormData): string | null {
+  const value = form.one('label') ?? '';
+  if (value.trim() === '') return null;
+  return parseInput(incidentLabel, value, 'label');
+}
+
+/** A key file from a file input: at most one, at most the API's publicKey length, as text. */
+function keyFileOf(form: FormData, name: string, hint: string): string | undefined {
+  const files = form.files(name);
+  if (files.length > 1) throw invalid('Choose one key file.', { field: name });
+  const file = files[0];
+  if (file && file.data.length > MAX_KEY_BYTES) throw invalid(`The key file is ${file.data.length} bytes; a public key is at most ${MAX_KEY_BYTES}. ${hint}`, { field: name });
+  return file?.data.toString('utf8');
 }
 
 /**
@@ -78,33 +103,39 @@ export function memberInput(form: FormData, email?: string): MemberInput & { pub
     { email: email ?? form.one('email'), name: form.one('name'), role: form.one('role'), phone: form.one('phone'), slackUserId: form.one('slackUserId') },
     'form',
   );
-  const files = form.files('publicKey');
-  if (files.length > 1) throw invalid('Choose one key file.', { field: 'publicKey' });
-  const file = files[0];
-  if (file && file.data.length > MAX_KEY_BYTES) throw invalid(`The key file is ${file.data.length} bytes; a public key is at most ${MAX_KEY_BYTES}. Export only this person's key (gpg --armor --export ${parsed.email}).`, { field: 'publicKey' });
+  const publicKey = keyFileOf(form, 'publicKey', `Export only this person's key (gpg --armor --export ${parsed.email}).`);
   return {
     email: parsed.email,
     name: parsed.name,
     role: parsed.role,
     phone: parsed.phone ?? null,
     slackUserId: parsed.slackUserId ?? null,
-    ...(file ? { publicKey: file.data.toString('utf8') } : {}),
+    ...(publicKey !== undefined ? { publicKey } : {}),
   };
+}
+
+/** The revocation form: the certificate (or a revoked copy of the key) as a file, required. */
+export function revocationInput(form: FormData): string {
+  const text = keyFileOf(form, 'revocation', 'A revocation certificate is a few hundred bytes.');
+  if (text === undefined || text.trim() === '') throw invalid('Choose the revocation certificate file (gpg wrote it as ~/.gnupg/openpgp-revocs.d/<FINGERPRINT>.rev when the key was made).', { field: 'revocation' });
+  return text;
 }
 
 /** The compose form as the pipeline's EmailSubmission: recipients ticked from the roster, subject, text, attached files. */
 export function composeInput(form: FormData): EmailSubmission {
+  if (form.all('to').length === 0) throw invalid('Tick at least one recipient under To.', { field: 'to' });
   const parsed = parseInput(ComposeForm, { to: form.all('to'), cc: form.all('cc'), bcc: form.all('bcc'), subject: form.one('subject'), text: form.one('text') ?? '' }, 'form');
-  if (parsed.to.length === 0) throw invalid('Tick at least one recipient under To.', { field: 'to' });
-  const attachments: Attachment[] = form.files('attachments').map((file, i) => {
-    const filename = parseInput(attachmentName, file.filename ?? '', `attachment ${i + 1}'s file name`);
+  const files = form.files('attachments');
+  if (files.length > MAX_ATTACHMENTS) throw invalid(`At most ${MAX_ATTACHMENTS} attachments per message.`, { field: 'attachments' });
+  const attachments: Attachment[] = files.map((file, i) => {
+    const filename = parseInput(attachmentFilename, file.filename ?? '', `attachment ${i + 1}'s file name`);
     const declared = file.contentType ?? '';
     // What the browser says, when it is a well-formed type; otherwise bytes.
-    const contentType = CONTENT_TYPE.test(declared) ? declared : 'application/octet-stream';
+    const contentType = isContentType(declared) ? declared : 'application/octet-stream';
     return { filename, contentType, content: file.data };
   });
   // A textarea sends CRLF line ends; the composer normalises them as it does the API's.
-  return { to: parsed.to, cc: parsed.cc, bcc: parsed.bcc, subject: parsed.subject, text: parsed.text, attachments };
+  return { to: parsed.to, cc: parsed.cc ?? [], bcc: parsed.bcc ?? [], subject: parsed.subject, text: parsed.text, attachments };
 }
 
 /** The nudge form: "everyone" or the members ticked. */
@@ -114,4 +145,73 @@ export function nudgeInput(form: FormData): NudgeRequest {
   if (to.length === 0) throw invalid('Tick at least one member to nudge, or choose "Nudge everyone".', { field: 'to' });
   if (to.length > 100) throw invalid('At most 100 members per nudge; choose "Nudge everyone" instead.', { field: 'to' });
   return { to };
+}
+
+/** A query string's values, with the empty ones (a filter box left blank) dropped; only single string values. */
+function givenValues(query: Record<string, unknown>, names: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of names) {
+    const value = query[name];
+    if (value === undefined || value === '') continue;
+    // Repeated or nested values are passed on as they are, for the API's parser to refuse.
+    out[name] = value as string;
+  }
+  for (const name of Object.keys(query)) if (!names.includes(name)) out[name] = query[name] as string;
+  return out;
+}
+
+/** The emails screen's query (paging, the Message-ID lookup) by the API's GET …/emails rules; `pageSize` when no limit is given. */
+export function emailListInput(query: Record<string, unknown>, pageSize: number): EmailListQuery {
+  const given = givenValues(query, ['limit', 'cursor', 'messageId']);
+  return parseInput(ListEmails, { limit: String(pageSize), ...given }, 'query');
+}
+
+/** The audit timeline's filters and paging by the API's GET …/audit rules; `pageSize` when no limit is given. */
+export function auditInput(query: Record<string, unknown>, pageSize: number): AuditRequest {
+  return auditQuery({ limit: String(pageSize), ...givenValues(query, ['type', 'actor', 'since', 'until', 'limit', 'cursor']) }, 'incident');
+}
+
+/** A textarea of addresses as a list: one per line, or separated by commas, semicolons or spaces. */
+export function addressList(text: string | undefined): string[] {
+  return (text ?? '').split(/[\s,;]+/).filter((a) => a !== '');
+}
+
+/** The announcement form's audience: the addresses typed and the named list chosen (none: ""). */
+function audienceOf(form: FormData): { addresses?: string[]; list?: string } {
+  const addresses = addressList(form.one('addresses'));
+  const list = form.one('list') ?? '';
+  return { ...(addresses.length > 0 || list === '' ? { addresses } : {}), ...(list !== '' ? { list } : {}) };
+}
+
+/** The draft form as the service's AnnouncementInput, by the API's body rules. */
+export function announcementInput(form: FormData): AnnouncementInput {
+  return parseInput(AnnouncementDraft, { kind: form.one('kind'), title: form.one('title') ?? '', text: form.one('text') ?? '', audience: audienceOf(form) }, 'form');
+}
+
+/**
+ * The edit form as the API's PATCH: every field the form shows, except the
+ * audience when it is what the announcement already has (the same addresses
+ * and list): re-sending an unchanged audience would change nothing but
+ * could read the list again.
+ */
+export function announcementEditInput(form: FormData, current: Pick<AnnouncementView, 'audience'>): Partial<AnnouncementInput> {
+  const audience = audienceOf(form);
+  const same =
+    (audience.list ?? null) === current.audience.list &&
+    (current.audience.list !== null || sameSet(audience.addresses ?? [], current.audience.addresses)) &&
+    (current.audience.list === null || (audience.addresses ?? []).length === 0);
+  return parseInput(AnnouncementEdit, { kind: form.one('kind'), title: form.one('title'), text: form.one('text'), ...(same ? {} : { audience }) }, 'form');
+}
+
+function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  const lower = new Set(a.map((x) => x.toLowerCase()));
+  return lower.size === new Set(b).size && b.every((x) => lower.has(x));
+}
+
+/** The internal-source form: "ruled out" with its note, or withdrawing the record. */
+export function internalSourceInput(form: FormData): { ruledOut: boolean; note?: string } {
+  const ruledOut = form.one('ruledOut');
+  if (ruledOut !== 'true' && ruledOut !== 'false') throw invalid('Choose whether forensics ruled out an internal source.', { field: 'ruledOut' });
+  const note = form.one('note');
+  return parseInput(InternalSourceRecord, { ruledOut: ruledOut === 'true', ...(note !== undefined && note !== '' ? { note } : {}) }, 'form');
 }

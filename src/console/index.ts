@@ -13,8 +13,10 @@ import type { RelayContext } from '../context.js';
 import { RelayError } from '../errors.js';
 import { toRelayError } from '../http/errors.js';
 import { serveAsset } from './assets.js';
+import { announcementRoutes } from './routes/announcements.js';
 import { auditRoutes } from './routes/audit.js';
 import { sendPage } from './routes/common.js';
+import { emailRoutes } from './routes/emails.js';
 import { incidentRoutes } from './routes/incident.js';
 import { incidentsRoutes } from './routes/incidents.js';
 import { requireSession, sessionRoutes, signOutRoute } from './routes/session.js';
@@ -80,6 +82,8 @@ export function consoleRouter(ctx: RelayContext): Router {
   router.post('/sign-out', signOutRoute(ctx));
   router.use(incidentsRoutes(ctx));
   router.use(incidentRoutes(ctx));
+  router.use(emailRoutes(ctx));
+  router.use(announcementRoutes(ctx));
   router.use(auditRoutes(ctx));
   router.use(() => {
     throw new RelayError('not_found', 'There is no such page in the console.');

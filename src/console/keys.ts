@@ -1,37 +1,23 @@
 /**
- * The key standing of roster members as the console shows it: usable,
- * expired, revoked, unusable (another reason) or missing, computed by the
- * same KeyService.keyStates the pipeline checks at every send, at the
- * relay's clock now.
- *
- * TODO(api-routes, second pass): KeyService.view (issue 12 §7) gives the
- * same status with the key's scope; use it and drop this mapping.
+ * The key standing of roster members as the console shows it: the same
+ * KeyService.view that GET /v1/keys/:email?incident= and the roster API
+ * answer with (the key mail would use, its scope, usable / expired /
+ * revoked / unusable with the reason), plus `missing` when there is none
+ * and whether the address is outside the company (where a missing key
+ * refuses mail).
  */
-import type { KeyService } from '../services/keys.js';
+import type { KeyService, KeyView } from '../services/keys.js';
 import type { KeyInfo } from './views/incident.js';
 
-/** Each address's key in the incident, in the order given. */
-export async function keyInfos(
-  keys: Pick<KeyService, 'keyStates' | 'get'>,
-  emails: readonly string[],
-  incidentId: string,
-  at: Date,
-  isInternal: (address: string) => boolean,
-): Promise<Map<string, KeyInfo>> {
-  const states = await keys.keyStates(emails, at, incidentId);
+/** The console's KeyInfo for a view (undefined: no key on file). */
+export function keyInfoOf(view: KeyView | undefined, external: boolean): KeyInfo {
+  if (view === undefined) return { status: 'missing', external };
+  return { status: view.status, scope: view.scope, fingerprint: view.fingerprint, expiresAt: view.expiresAt, reason: view.status === 'unusable' ? view.reason : undefined, external };
+}
+
+/** Each address's key in the incident, by KeyService.view at the relay's clock now. */
+export async function keyInfos(keys: Pick<KeyService, 'view'>, emails: readonly string[], incidentId: string, isInternal: (address: string) => boolean): Promise<Map<string, KeyInfo>> {
   const infos = new Map<string, KeyInfo>();
-  for (const email of emails) {
-    const external = !isInternal(email);
-    const state = states.get(email) ?? { state: 'missing' as const };
-    const meta = state.state === 'missing' ? undefined : await keys.get(email, incidentId);
-    if (state.state === 'missing' || !meta) {
-      infos.set(email, { status: 'missing', external });
-      continue;
-    }
-    const base = { fingerprint: meta.fingerprint, expiresAt: meta.expiresAt, external };
-    if (state.state === 'usable') infos.set(email, { status: 'usable', ...base });
-    else if (state.reason === 'expired' || state.reason === 'revoked') infos.set(email, { status: state.reason, ...base });
-    else infos.set(email, { status: 'unusable', reason: state.reason, ...base });
-  }
+  for (const email of emails) infos.set(email, keyInfoOf(await keys.view(email, incidentId), !isInternal(email)));
   return infos;
 }

@@ -8,7 +8,7 @@ import type { RelayContext } from '../context.js';
 import { RelayError, invalid } from '../errors.js';
 import type { AuditInput } from '../store/audit.js';
 import type { Repositories } from '../store/index.js';
-import type { Incident, MemberInput, RosterMember, RosterRole } from '../store/incidents.js';
+import type { Incident, IncidentStatus, MemberInput, RosterMember, RosterRole } from '../store/incidents.js';
 import type { Cancellation } from '../store/outbox.js';
 import type { TokenRole } from '../store/tokens.js';
 import type { KeyMetadata } from './keys.js';
@@ -364,7 +364,7 @@ export function cancellationEvent(c: Cancellation, actor: string | null, inciden
   };
 }
 
-/** The incidents a caller may see: an admin every one, anyone else those whose active roster holds them. Newest first. */
-export async function visibleIncidents(ctx: Pick<RelayContext, 'store'>, caller: Caller): Promise<Incident[]> {
-  return ctx.store.incidents.list(caller.role === 'admin' ? undefined : caller.email);
+/** The incidents a caller may see: an admin every one, anyone else those whose active roster holds them; optionally only open or closed ones. Newest first. */
+export async function visibleIncidents(ctx: Pick<RelayContext, 'store'>, caller: Caller, status?: IncidentStatus): Promise<Incident[]> {
+  return ctx.store.incidents.list(caller.role === 'admin' ? undefined : caller.email, status);
 }

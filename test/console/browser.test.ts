@@ -4,12 +4,15 @@
  * `npm start` starts it (startRelay, a real port, a real SQLite file) that
  * delivers to a real smtp-server upstream:
  *
- * sign in, declare, add outside counsel with a key file, send (counsel's
- * gpg decrypts what reached the upstream), nudge, read the audit timeline,
- * sign out; a non-member's session gets 404; a form on another origin that
- * posts to the console is refused; sign-in and sending work with the
- * keyboard alone, with focus visible; axe-core finds no WCAG 2 A/AA
- * violation on any screen. Screenshots go to test-output/console/.
+ * sign in, declare, add outside counsel with a key file, see the live
+ * policy preview say "encrypted", send, see the email reach "sent" on the
+ * emails screen (counsel's gpg decrypts what reached the upstream), nudge,
+ * read and filter the audit timeline, draft, check and approve an
+ * announcement, sign out; a non-member's session gets 404; a form on
+ * another origin that posts to the console is refused; sign-in, compose
+ * with its preview, and approving work with the keyboard alone, with focus
+ * visible; axe-core finds no WCAG 2 A/AA violation on any screen.
+ * Screenshots go to test-output/console/.
  */
 import fs from 'node:fs';
 import http from 'node:http';
@@ -48,6 +51,8 @@ const SCREENSHOTS = path.join(ROOT, 'test-output', 'console');
 const AXE_SOURCE = fs.readFileSync(path.join(ROOT, 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
 const WCAG_TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
 const ADMIN_TOKEN = 'ir_console-test-admin-token-0123456789abcdef';
+// Announcement titles carry a date near today (rule statement).
+const today = new Date().toISOString().slice(0, 10);
 
 let browser: Browser;
 let relay: RunningRelay;
@@ -58,7 +63,7 @@ let base: string;
 let dataDir: string;
 let keyFile: string;
 let attachmentFile: string;
-let tokens: { ic: string; outsider: string };
+let tokens: { ic: string; outsider: string; legal: string; comms: string };
 
 beforeAll(async () => {
   fs.mkdirSync(SCREENSHOTS, { recursive: true });
@@ -88,6 +93,8 @@ beforeAll(async () => {
   tokens = {
     ic: (await relay.ctx.store.tokens.create({ email: 'ic@corp.example', role: 'responder', at })).token,
     outsider: (await relay.ctx.store.tokens.create({ email: 'outsider@corp.example', role: 'responder', at })).token,
+    legal: (await relay.ctx.store.tokens.create({ email: 'legal@corp.example', role: 'responder', at })).token,
+    comms: (await relay.ctx.store.tokens.create({ email: 'comms@corp.example', role: 'responder', at })).token,
   };
   // Root in CI containers: Chromium's sandbox needs user namespaces it does not have there.
   browser = await chromium.launch({ executablePath: CHROMIUM, args: process.getuid?.() === 0 ? ['--no-sandbox'] : [] });
@@ -128,6 +135,34 @@ async function flash(page: Page, text: string): Promise<string> {
   return (await section.textContent()) ?? '';
 }
 
+/** A roster entry through the API, as the commander (for people the test needs but whose forms it already covered). */
+async function addToRoster(codename: string, email: string, role: string): Promise<void> {
+  const res = await fetch(`${base}/v1/incidents/${codename}/roster/${email}`, {
+    method: 'PUT',
+    headers: { Authorization: `Bearer ${tokens.ic}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ name: email.split('@')[0], role }),
+  });
+  expect(res.status).toBe(201);
+}
+
+/** Presses Tab until `selector` has the focus (at most 200 times). */
+async function tabTo(page: Page, selector: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await page.evaluate((s) => document.activeElement?.matches(s) ?? false, selector)) return;
+    await page.keyboard.press('Tab');
+  }
+  throw new Error(`Tab never reached ${selector}`);
+}
+
+/** The focused element's outline, as the browser draws it. */
+function focusOutline(page: Page) {
+  return page.evaluate(() => {
+    const el = document.activeElement!;
+    const style = getComputedStyle(el);
+    return { focusVisible: el.matches(':focus-visible'), style: style.outlineStyle, width: style.outlineWidth };
+  });
+}
+
 async function signIn(context: BrowserContext, token: string): Promise<Page> {
   const page = await context.newPage();
   await page.goto(`${base}/console`);
@@ -142,7 +177,7 @@ describe('the console in Chromium', () => {
   let icContext: BrowserContext;
   let ic: Page;
 
-  it('sign in, declare, add counsel with a key file, send encrypted (gpg decrypts it at the upstream), nudge, read the audit, sign out', async () => {
+  it('sign in, declare, add counsel with a key file, see the preview say encrypted, send, see it reach sent (gpg decrypts it at the upstream), nudge, filter the audit, draft, check and approve an announcement, sign out', async () => {
     icContext = await browser.newContext();
     ic = await icContext.newPage();
 
@@ -188,14 +223,34 @@ describe('the console in Chromium', () => {
     await flash(ic, 'Added sec@corp.example');
     await checkScreen(ic, '03-incident');
 
-    // Compose: to counsel, a topic, a message and an attachment.
+    // Compose: ticking counsel under To, the live preview says why it will be encrypted, before anything is sent.
+    const preview = ic.locator('#compose-preview');
+    expect(await preview.getAttribute('aria-live')).toBe('polite');
     await ic.getByRole('group', { name: 'To', exact: true }).getByLabel('Outside Counsel <counsel@lawfirm.example>').check();
+    await ic.locator('#compose-preview', { hasText: /Will be ENCRYPTED/ }).waitFor({ timeout: 10_000 });
+    expect(await preview.locator('p').first().textContent()).toBe('encrypted Will be ENCRYPTED because counsel@lawfirm.example is outside the company.');
+    expect(upstream.received).toHaveLength(0);
+    await checkScreen(ic, '04-preview');
     await ic.getByLabel('Topic (optional)').fill('Briefing');
     await ic.getByLabel('Message').fill('Call at 3pm.');
     await ic.getByLabel('Attachments (optional)').setInputFiles(attachmentFile);
     await ic.getByRole('button', { name: 'Send', exact: true }).click();
     expect(await flash(ic, 'Email queued')).toContain('Email queued, encrypted');
-    await checkScreen(ic, '04-sent');
+    await checkScreen(ic, '05-sent');
+
+    // The emails screen follows it until the upstream has accepted it.
+    await ic.getByRole('link', { name: 'Follow its delivery' }).click();
+    await ic.waitForURL(/\/emails\?messageId=/);
+    expect(await ic.title()).toBe(`${codename} · incident-relay`);
+    const status = ic.locator('table.emails tbody tr td:nth-child(5) .badge');
+    for (let i = 0; i < 80 && (await status.textContent()) !== 'sent'; i++) {
+      await ic.waitForTimeout(250);
+      await ic.getByRole('link', { name: 'Refresh' }).click();
+      await ic.waitForLoadState();
+    }
+    expect(await status.textContent()).toBe('sent');
+    expect(await ic.locator('table.emails tbody tr td:nth-child(6)').textContent()).toBe('counsel@lawfirm.example: sent 1 attempt');
+    await checkScreen(ic, '06-emails');
 
     const [mail] = await upstream.waitFor(1, 20_000);
     expect(mail!.to).toEqual(['counsel@lawfirm.example']);
@@ -208,6 +263,7 @@ describe('the console in Chromium', () => {
     expect(inner.attachments.map((a) => [a.filename, a.contentType, a.content.toString('utf8')])).toEqual([['timeline.pdf', 'application/pdf', '%PDF-1.4 timeline\n']]);
 
     // The SMS nudge to everyone: who got it and who was skipped, and why.
+    await ic.goto(`${base}/console/incidents/${codename}`);
     await ic.getByRole('button', { name: 'Nudge everyone on the roster' }).click();
     await flash(ic, 'SMS nudge');
     const results = ic.getByRole('table', { name: 'Who gets “Please join Slack ASAP.”' });
@@ -217,23 +273,61 @@ describe('the console in Chromium', () => {
       'ic@corp.exampleskippedno phone number on the roster',
       'sec@corp.examplequeued',
     ]);
-    await checkScreen(ic, '05-nudged');
+    await checkScreen(ic, '07-nudged');
 
     await ic.getByRole('link', { name: 'Audit timeline' }).click();
     await ic.waitForURL(`${base}/console/incidents/${codename}/audit`);
     expect(await ic.title()).toBe(`${codename} · incident-relay`);
     const types = await ic.locator('table.timeline tbody tr td:nth-child(3)').allTextContents();
-    expect(types[types.length - 1]).toBe('incident.created');
-    for (const type of ['roster.added', 'key.stored', 'email.decision', 'sms.decision']) expect(types).toContain(type);
-    await checkScreen(ic, '06-audit');
+    expect(types[0]).toBe('incident.created');
+    for (const type of ['roster.added', 'key.stored', 'email.preview', 'email.decision', 'sms.decision']) expect(types).toContain(type);
+    await ic.getByLabel('Event type').fill('email.*');
+    await ic.getByRole('button', { name: 'Apply filters' }).click();
+    await ic.waitForURL(/\/audit\?type=email\.\*/);
+    const emailTypes = await ic.locator('table.timeline tbody tr td:nth-child(3)').allTextContents();
+    expect(emailTypes.length).toBeGreaterThan(0);
+    expect(emailTypes.every((t) => t.startsWith('email.'))).toBe(true);
+    await checkScreen(ic, '08-audit');
+
+    // The approvals screen: communications drafts and checks an external statement…
+    await addToRoster(codename, 'legal@corp.example', 'legal');
+    await addToRoster(codename, 'comms@corp.example', 'communications');
+    const commsContext = await browser.newContext();
+    try {
+      const comms = await signIn(commsContext, tokens.comms);
+      await comms.goto(`${base}/console/incidents/${codename}/announcements`);
+      expect(await comms.title()).toBe(`${codename} · incident-relay`);
+      await comms.getByLabel('Title').fill(`Security notice, ${today}`);
+      await comms.getByLabel('Text').fill(`On ${today} we found unauthorised access to one system.`);
+      await comms.getByLabel('Audience addresses').fill('desk@news.example');
+      await comms.getByRole('button', { name: 'Save draft' }).click();
+      await flash(comms, 'Saved the draft');
+      expect(await comms.locator('ul.blocking').textContent()).toContain('approval: missing approval by: commander, legal or communications');
+      await comms.getByRole('button', { name: 'Run the checks' }).click();
+      expect(await flash(comms, 'The checks passed')).toContain('The checks passed: checked. It needs the approvals next.');
+      await checkScreen(comms, '09-announcement');
+    } finally {
+      await commsContext.close();
+    }
+    // …the commander records the internal source and approves it.
+    await ic.goto(`${base}/console/incidents/${codename}`);
+    await ic.getByRole('link', { name: 'Announcements' }).click();
+    await ic.getByLabel('How forensics ruled it out').fill('Report FR-7: external IP, no insider.');
+    await ic.getByRole('button', { name: 'Record: internal source ruled out' }).click();
+    await flash(ic, 'Recorded: forensics ruled out an internal source.');
+    await checkScreen(ic, '10-announcements');
+    await ic.getByRole('link', { name: `Security notice, ${today}` }).click();
+    await ic.getByRole('button', { name: 'Approve' }).click();
+    expect(await flash(ic, 'Approved')).toContain('Approved as commander.');
 
     // The confirmation screens and the member editor are screens too.
-    await ic.goto(`${base}/console/incidents/${codename}/roster/${encodeURIComponent('sec@corp.example')}`);
-    await checkScreen(ic, '07-edit-member');
+    await ic.goto(`${base}/console/incidents/${codename}/roster/${encodeURIComponent('counsel@lawfirm.example')}`);
+    expect(await ic.getByRole('heading', { name: 'Withdraw the key given for this incident' }).count()).toBe(1);
+    await checkScreen(ic, '11-edit-member');
     await ic.goto(`${base}/console/incidents/${codename}/roster/${encodeURIComponent('sec@corp.example')}/remove`);
-    await checkScreen(ic, '08-remove-member');
+    await checkScreen(ic, '12-remove-member');
     await ic.goto(`${base}/console/incidents/${codename}/close`);
-    await checkScreen(ic, '09-close');
+    await checkScreen(ic, '13-close');
 
     // A refusal is a screen: the API's code and message, and where to fix it.
     await ic.goto(`${base}/console/incidents/${codename}`);
@@ -243,6 +337,10 @@ describe('the console in Chromium', () => {
     await ic.getByRole('button', { name: 'Add to roster' }).click();
     await flash(ic, 'Added carol@lawfirm.example');
     await ic.getByRole('group', { name: 'To', exact: true }).getByLabel('Carol <carol@lawfirm.example>').check();
+    // The preview says so before sending, with where to fix it.
+    await ic.locator('#compose-preview', { hasText: /Will be refused/ }).waitFor({ timeout: 10_000 });
+    expect(await ic.locator('#compose-preview ul.problems').textContent()).toBe('carol@lawfirm.example has no usable key — add one for carol@lawfirm.example');
+    expect(await ic.locator('#compose-preview').getByRole('link', { name: 'add one for carol@lawfirm.example' }).getAttribute('href')).toBe(`/console/incidents/${codename}/roster/carol%40lawfirm.example`);
     await ic.getByLabel('Message').fill('Draft for Carol');
     await ic.getByRole('button', { name: 'Send', exact: true }).click();
     const alert = ic.getByRole('alert');
@@ -252,7 +350,7 @@ describe('the console in Chromium', () => {
     // The script moves the keyboard to the refusal, and the draft is kept.
     expect(await ic.evaluate(() => document.activeElement?.getAttribute('role'))).toBe('alert');
     expect(await ic.getByLabel('Message').inputValue()).toBe('Draft for Carol');
-    await checkScreen(ic, '10-refused');
+    await checkScreen(ic, '14-refused');
 
     await ic.getByRole('button', { name: 'Sign out' }).click();
     await ic.waitForURL(`${base}/console/sign-in?notice=signed_out`);
@@ -271,7 +369,7 @@ describe('the console in Chromium', () => {
       expect(await page.title()).toBe('Not found · incident-relay');
       expect(await page.getByRole('alert').textContent()).toContain('not_found');
       expect(await page.content()).not.toContain('counsel@lawfirm.example');
-      await checkScreen(page, '11-not-found');
+      await checkScreen(page, '15-not-found');
     } finally {
       await context.close();
     }
@@ -296,33 +394,17 @@ describe('the console in Chromium', () => {
       await page.waitForURL(`${base}/console/incidents`);
       expect(await page.getByRole('alert').textContent()).toContain('came from another origin');
       expect((await relay.ctx.store.incidents.list()).length).toBe(before);
-      await checkScreen(page, '12-cross-origin-refused');
+      await checkScreen(page, '16-cross-origin-refused');
     } finally {
       await context.close();
       await new Promise<void>((resolve) => attacker.close(() => resolve()));
     }
   }, 60_000);
 
-  it('signs in and sends with the keyboard alone, with the focus always visible', async () => {
+  it('signs in and sends with the keyboard alone, the preview following the recipients, with the focus always visible', async () => {
     const context = await browser.newContext();
     const page = await context.newPage();
     try {
-      /** Presses Tab until `selector` has the focus (at most 200 times). */
-      const tabTo = async (selector: string): Promise<void> => {
-        for (let i = 0; i < 200; i++) {
-          if (await page.evaluate((s) => document.activeElement?.matches(s) ?? false, selector)) return;
-          await page.keyboard.press('Tab');
-        }
-        throw new Error(`Tab never reached ${selector}`);
-      };
-      /** The focused element's outline, as the browser draws it. */
-      const focusOutline = () =>
-        page.evaluate(() => {
-          const el = document.activeElement!;
-          const style = getComputedStyle(el);
-          return { focusVisible: el.matches(':focus-visible'), style: style.outlineStyle, width: style.outlineWidth };
-        });
-
       await page.goto(`${base}/console/sign-in`);
       // The token field has the focus at once; type and press Enter.
       expect(await page.evaluate(() => document.activeElement?.id)).toBe('token');
@@ -333,20 +415,31 @@ describe('the console in Chromium', () => {
       // First Tab: the skip link, visibly focused.
       await page.keyboard.press('Tab');
       expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Skip to content');
-      expect(await focusOutline()).toEqual({ focusVisible: true, style: 'solid', width: '3px' });
+      expect(await focusOutline(page)).toEqual({ focusVisible: true, style: 'solid', width: '3px' });
 
-      await tabTo(`a[href="/console/incidents/${codename}"]`);
-      expect(await focusOutline()).toEqual({ focusVisible: true, style: 'solid', width: '3px' });
+      await tabTo(page, `a[href="/console/incidents/${codename}"]`);
+      expect(await focusOutline(page)).toEqual({ focusVisible: true, style: 'solid', width: '3px' });
       await page.keyboard.press('Enter');
       await page.waitForURL(`${base}/console/incidents/${codename}`);
 
-      await tabTo('#compose input[name="to"][value="sec@corp.example"]');
+      await tabTo(page, '#compose input[name="to"][value="sec@corp.example"]');
       await page.keyboard.press('Space');
       expect(await page.locator('#compose input[name="to"][value="sec@corp.example"]').isChecked()).toBe(true);
-      await tabTo('#compose-text');
+      // The live region follows the ticked recipients without the focus moving.
+      await page.locator('#compose-preview', { hasText: /Will go plain/ }).waitFor({ timeout: 10_000 });
+      expect(await page.locator('#compose-preview p').first().textContent()).toBe('plain Will go plain to 1 internal recipient.');
+      expect(await page.evaluate(() => document.activeElement?.getAttribute('value'))).toBe('sec@corp.example');
+      await tabTo(page, '#compose-text');
       await page.keyboard.type('Sent with the keyboard only.');
-      await tabTo('#compose button[type="submit"]');
-      expect(await focusOutline()).toEqual({ focusVisible: true, style: 'solid', width: '3px' });
+      // "Check before sending" asks at once, still from the keyboard.
+      await tabTo(page, '#compose button[data-check]');
+      expect(await focusOutline(page)).toEqual({ focusVisible: true, style: 'solid', width: '3px' });
+      await page.keyboard.press('Enter');
+      await page.locator('#compose-preview', { hasText: /Ready to send to 1 recipient\./ }).waitFor({ timeout: 10_000 });
+      expect(page.url()).toBe(`${base}/console/incidents/${codename}`);
+      await page.keyboard.press('Shift+Tab');
+      expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Send');
+      expect(await focusOutline(page)).toEqual({ focusVisible: true, style: 'solid', width: '3px' });
       const before = upstream.received.length;
       await page.keyboard.press('Enter');
       expect(await flash(page, 'Email queued')).toContain('Email queued, not encrypted');
@@ -357,4 +450,31 @@ describe('the console in Chromium', () => {
       await context.close();
     }
   }, 90_000);
+
+  it('approves an announcement with the keyboard alone', async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await signIn(context, tokens.legal);
+      await page.keyboard.press('Tab');
+      await tabTo(page, `a[href="/console/incidents/${codename}"]`);
+      await page.keyboard.press('Enter');
+      await page.waitForURL(`${base}/console/incidents/${codename}`);
+      await tabTo(page, `a[href="/console/incidents/${codename}/announcements"]`);
+      await page.keyboard.press('Enter');
+      await page.waitForURL(`${base}/console/incidents/${codename}/announcements`);
+      await tabTo(page, 'table a[href*="/announcements/"]');
+      expect(await page.evaluate(() => document.activeElement?.textContent)).toBe(`Security notice, ${today}`);
+      await page.keyboard.press('Enter');
+      await page.waitForURL(/\/announcements\/[^/]+$/);
+      await tabTo(page, 'form[action$="/approve"] button');
+      expect(await focusOutline(page)).toEqual({ focusVisible: true, style: 'solid', width: '3px' });
+      await page.keyboard.press('Enter');
+      expect(await flash(page, 'Approved')).toContain('Approved as legal. Nothing blocks it now.');
+      expect(await page.locator('main').textContent()).toContain('Nothing blocks it: it can be sent.');
+      const [announcement] = await relay.ctx.store.announcements.list((await relay.ctx.store.incidents.byCodename(codename))!.id);
+      expect(announcement!.state).toBe('approved');
+    } finally {
+      await context.close();
+    }
+  }, 60_000);
 });

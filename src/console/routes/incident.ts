@@ -1,8 +1,10 @@
 /**
- * One incident: its page, and the roster, email, nudge and Slack actions.
- * Each action is authorized by authorizeIncident with the roles its API
- * route uses, before the body is read, and carried out by the same service
- * (putMember, removeMember, submitEmail, sendNudges, syncSlackRoom). A
+ * One incident: its page, and the roster, key, label, email (and its policy
+ * preview), nudge and Slack actions. Each action is authorized by
+ * authorizeIncident with the roles its API route uses, before the body is
+ * read, and carried out by the same service (putMember, patchMember,
+ * withdrawMemberKey, removeMember, setIncidentLabel, previewEmail,
+ * submitEmail, sendNudges, syncSlackRoom). A
  * refusal re-renders the page with the refusal and the form as it was
  * filled; a success leaves a one-shot result and redirects (POST, redirect, GET).
  */
@@ -10,33 +12,46 @@ import { randomUUID } from 'node:crypto';
 import { Router, type Request, type Response } from 'express';
 import type { RelayContext } from '../../context.js';
 import { RelayError, asRelayError } from '../../errors.js';
-import { internalMatcher, submitEmail } from '../../services/emails.js';
-import { AUDIT_READERS, COMMANDERS, ROSTER_MANAGERS, commanderOf, permits, putMember, removeMember, type IncidentAccess } from '../../services/incidents.js';
+import { internalMatcher, previewEmail, submitEmail } from '../../services/emails.js';
+import {
+  AUDIT_READERS,
+  COMMANDERS,
+  ROSTER_MANAGERS,
+  commanderOf,
+  patchMember,
+  permits,
+  putMember,
+  removeMember,
+  setIncidentLabel,
+  withdrawMemberKey,
+  type IncidentAccess,
+} from '../../services/incidents.js';
 import { syncSlackRoom } from '../../services/slack.js';
 import { sendNudges } from '../../services/sms.js';
 import type { RosterMember } from '../../store/incidents.js';
 import { emailParam } from '../../validation.js';
 import { leaveFlash, takeFlash, type Flash } from '../flash.js';
-import { composeInput, idempotencyKeyOf, memberInput, nudgeInput } from '../forms.js';
-import { keyInfos } from '../keys.js';
+import { composeInput, idempotencyKeyOf, labelInput, memberInput, nudgeInput, revocationInput } from '../forms.js';
+import { keyInfoOf, keyInfos } from '../keys.js';
 import type { FormData } from '../multipart.js';
-import { incidentPath } from '../views/common.js';
+import { incidentPath, memberPath } from '../views/common.js';
 import { memberPage, removePage } from '../views/confirm.js';
-import { incidentPage, type ComposeDraft, type IncidentPage, type MemberDraft } from '../views/incident.js';
+import { incidentPage, type ComposeDraft, type IncidentPage, type KeyInfo, type MemberDraft } from '../views/incident.js';
+import { verdictBlock, type Verdict } from '../views/preview.js';
 import { accessOf, activeOf, formOf, loadIncident, multipartBody, param, sendPage, signedInOf, urlencodedBody } from './common.js';
 
 // The roster form carries one key file (at most 64 KiB) and a few short fields.
 const ROSTER_FORM_LIMIT = 128 * 1024;
 
 /** What a refused form held, to fill it in again. */
-type Drafts = Pick<IncidentPage, 'memberDraft' | 'composeDraft'>;
+type Drafts = Pick<IncidentPage, 'memberDraft' | 'composeDraft' | 'verdict' | 'labelDraft'>;
 
 /** Everything the incident page shows, read through the same store and services as the API's views. */
 async function pageData(ctx: RelayContext, res: Response, access: IncidentAccess, extra: { flash?: Flash | undefined; error?: RelayError | undefined } & Drafts = {}): Promise<IncidentPage> {
   const { caller } = activeOf(res);
   const { incident, member } = access;
   const members = await ctx.store.incidents.roster(incident.id);
-  const keys = await keyInfos(ctx.keys, members.map((m) => m.email), incident.id, ctx.now(), internalMatcher(ctx.config.internalDomains));
+  const keys = await keyInfos(ctx.keys, members.map((m) => m.email), incident.id, internalMatcher(ctx.config.internalDomains));
   const room = await ctx.store.slackChannels.get(incident.id);
   return {
     signedIn: signedInOf(res),
@@ -85,6 +100,11 @@ export function incidentRoutes(ctx: RelayContext): Router {
     }
   }
 
+  /** The key mail to `email` would use in this incident, as GET /v1/keys/:email?incident= shows it. */
+  async function keyOf(incidentId: string, email: string): Promise<KeyInfo> {
+    return keyInfoOf(await ctx.keys.view(email, incidentId), !internalMatcher(ctx.config.internalDomains)(email));
+  }
+
   router.get('/incidents/:codename', loadIncident(ctx), async (_req, res) => {
     const { session } = activeOf(res);
     sendPage(res, incidentPage(await pageData(ctx, res, accessOf(res), { flash: await takeFlash(ctx, session) })));
@@ -118,8 +138,7 @@ export function incidentRoutes(ctx: RelayContext): Router {
   router.get('/incidents/:codename/roster/:email', loadIncident(ctx, ROSTER_MANAGERS), async (req, res) => {
     const { incident } = accessOf(res);
     const { email, member } = await memberOf(res, req);
-    const key = (await keyInfos(ctx.keys, [email], incident.id, ctx.now(), internalMatcher(ctx.config.internalDomains))).get(email) ?? { status: 'missing' as const };
-    sendPage(res, memberPage(signedInOf(res), incident, member, key));
+    sendPage(res, memberPage(signedInOf(res), incident, member, await keyOf(incident.id, email), { flash: await takeFlash(ctx, activeOf(res).session) }));
   });
 
   router.post('/incidents/:codename/roster/:email', loadIncident(ctx, ROSTER_MANAGERS), ...multipartBody(ROSTER_FORM_LIMIT), async (req, res) => {
@@ -134,9 +153,66 @@ export function incidentRoutes(ctx: RelayContext): Router {
     } catch (err) {
       const known = asRelayError(err);
       if (!known) throw err;
-      const key = (await keyInfos(ctx.keys, [email], incident.id, ctx.now(), internalMatcher(ctx.config.internalDomains))).get(email) ?? { status: 'missing' as const };
-      sendPage(res, memberPage(signedInOf(res), incident, member, key, { draft: memberDraftOf(form), error: known }), known.httpStatus, known.retryAfter);
+      sendPage(res, memberPage(signedInOf(res), incident, member, await keyOf(incident.id, email), { draft: memberDraftOf(form), error: known }), known.httpStatus, known.retryAfter);
     }
+  });
+
+  // The member's key: withdraw the one given with this roster entry (the API's DELETE …/roster/:email/key).
+  router.post('/incidents/:codename/roster/:email/key/withdraw', loadIncident(ctx, ROSTER_MANAGERS), async (req, res) => {
+    const { caller, session } = activeOf(res);
+    const { incident } = accessOf(res);
+    const { email, member } = await memberOf(res, req);
+    try {
+      await withdrawMemberKey(ctx, caller, incident, email);
+      const now = await keyOf(incident.id, email);
+      const after = now.status === 'missing' ? 'No key is on file for them now.' : `Their relay-wide key ${now.fingerprint?.slice(-16) ?? ''} (${now.status}) holds again.`;
+      await leaveFlash(ctx, session, { kind: 'notice', text: `Withdrew the key given for ${email} in this incident. ${after}` });
+      res.redirect(303, memberPath(incident.codename, email));
+    } catch (err) {
+      const known = asRelayError(err);
+      if (!known) throw err;
+      sendPage(res, memberPage(signedInOf(res), incident, member, await keyOf(incident.id, email), { error: known }), known.httpStatus, known.retryAfter);
+    }
+  });
+
+  // …and revoke the key on file with its revocation certificate (the API's roster PATCH with publicKey).
+  router.post('/incidents/:codename/roster/:email/key/revoke', loadIncident(ctx, ROSTER_MANAGERS), ...multipartBody(ROSTER_FORM_LIMIT), async (req, res) => {
+    const { caller, session } = activeOf(res);
+    const { incident } = accessOf(res);
+    const { email, member } = await memberOf(res, req);
+    try {
+      await patchMember(ctx, caller, incident, email, { publicKey: revocationInput(formOf(req)) });
+      const now = await keyOf(incident.id, email);
+      const text =
+        now.status === 'revoked'
+          ? `Revoked the key ${now.fingerprint?.slice(-16) ?? ''} of ${email}: every stored copy is revoked, and mail to them is refused until a usable key is given.`
+          : `Saved the key of ${email}: it is ${now.status}.`;
+      await leaveFlash(ctx, session, { kind: 'notice', text });
+      res.redirect(303, memberPath(incident.codename, email));
+    } catch (err) {
+      const known = asRelayError(err);
+      if (!known) throw err;
+      sendPage(res, memberPage(signedInOf(res), incident, member, await keyOf(incident.id, email), { error: known }), known.httpStatus, known.retryAfter);
+    }
+  });
+
+  // The private label: the API's PATCH {label} (commander, admin).
+  router.post('/incidents/:codename/label', loadIncident(ctx, COMMANDERS), ...urlencodedBody(), async (req, res) => {
+    const { caller, session } = activeOf(res);
+    const { incident } = accessOf(res);
+    let typed: string | undefined;
+    await orRefusal(
+      res,
+      () => ({ labelDraft: typed ?? '' }),
+      async () => {
+        const form = formOf(req);
+        typed = form.one('label');
+        const label = labelInput(form);
+        await setIncidentLabel(ctx, caller, incident, label);
+        await leaveFlash(ctx, session, { kind: 'notice', text: label === null ? 'The private label is cleared.' : 'The private label is saved.' });
+        res.redirect(303, incidentPath(incident.codename));
+      },
+    );
   });
 
   router.get('/incidents/:codename/roster/:email/remove', loadIncident(ctx, ROSTER_MANAGERS), async (req, res) => {
@@ -171,12 +247,40 @@ export function incidentRoutes(ctx: RelayContext): Router {
         form = formOf(req);
         const accepted = await submitEmail(ctx, caller, incident, composeInput(form), { via: 'http', idempotencyKey: idempotencyKeyOf(form) });
         await leaveFlash(ctx, session, { kind: 'email', id: accepted.id, messageId: accepted.messageId, encrypted: accepted.encrypted, recipients: accepted.recipients });
-        // TODO(api-routes, second pass): show the email in the emails list
-        // (listEmails / emailStatus from src/services/emails.ts) with its
-        // delivery status, attempts and last error, refreshed by console.js.
         res.redirect(303, incidentPath(incident.codename));
       },
     );
+  });
+
+  /**
+   * The policy preview of the compose form (previewEmail: the decision a
+   * send would make, nothing queued; audited and rate-limited as the API's
+   * dryRun). `?fragment=verdict` (console.js, as the recipients change)
+   * answers the live region's content only, marked Console-Fragment so the
+   * script never puts a whole page there; otherwise (the "Check before
+   * sending" button without JavaScript) the incident page with the verdict
+   * and the draft as typed.
+   */
+  router.post('/incidents/:codename/emails/preview', loadIncident(ctx), ...multipartBody(composeLimit(ctx.config.maxMessageBytes)), async (req, res) => {
+    const { caller } = activeOf(res);
+    const access = accessOf(res);
+    const form = formOf(req);
+    let verdict: Verdict;
+    let status = 200;
+    try {
+      verdict = { preview: await previewEmail(ctx, caller, access.incident, composeInput(form), { via: 'http' }) };
+    } catch (err) {
+      const known = asRelayError(err);
+      if (!known) throw err;
+      verdict = { error: known };
+      status = known.httpStatus;
+    }
+    if (req.query['fragment'] === 'verdict') {
+      res.setHeader('Console-Fragment', 'verdict');
+      sendPage(res, verdictBlock(verdict, { codename: access.incident.codename, manageRoster: permits(caller, access.member, ROSTER_MANAGERS) }), status, verdict.error?.retryAfter);
+      return;
+    }
+    sendPage(res, incidentPage(await pageData(ctx, res, access, { composeDraft: composeDraftOf(form), verdict })), status, verdict.error?.retryAfter);
   });
 
   router.post('/incidents/:codename/sms', loadIncident(ctx), ...urlencodedBody(), async (req, res) => {

@@ -1,12 +1,12 @@
-/** The incidents list, declaring, and closing (with its confirmation page). */
+/** The incidents list, declaring, and closing and reopening (each with its confirmation page). */
 import { Router } from 'express';
 import type { RelayContext } from '../../context.js';
 import { asRelayError } from '../../errors.js';
-import { COMMANDERS, closeIncident, commanderOf, createIncident, permits, visibleIncidents } from '../../services/incidents.js';
+import { COMMANDERS, closeIncident, commanderOf, createIncident, permits, reopenIncident, visibleIncidents } from '../../services/incidents.js';
 import { leaveFlash, takeFlash } from '../flash.js';
 import { declareInput } from '../forms.js';
 import { incidentPath } from '../views/common.js';
-import { closePage } from '../views/confirm.js';
+import { closePage, reopenPage } from '../views/confirm.js';
 import { incidentsPage, type IncidentRow, type StatusFilter } from '../views/incidents.js';
 import { accessOf, activeOf, formOf, loadIncident, sendPage, signedInOf, urlencodedBody } from './common.js';
 
@@ -17,12 +17,12 @@ function statusFilter(value: unknown): StatusFilter {
   return value === 'closed' || value === 'all' ? value : 'open';
 }
 
-/** GET/POST /console/incidents, GET/POST /console/incidents/:codename/close. */
+/** GET/POST /console/incidents, GET/POST /console/incidents/:codename/close and …/reopen. */
 export function incidentsRoutes(ctx: RelayContext): Router {
   const router = Router();
 
   async function rows(caller: ReturnType<typeof activeOf>['caller'], status: StatusFilter): Promise<IncidentRow[]> {
-    const incidents = (await visibleIncidents(ctx, caller)).filter((i) => status === 'all' || i.status === status).slice(0, MAX_LISTED);
+    const incidents = (await visibleIncidents(ctx, caller, status === 'all' ? undefined : status)).slice(0, MAX_LISTED);
     return Promise.all(
       incidents.map(async (incident) => ({
         incident,
@@ -48,7 +48,7 @@ export function incidentsRoutes(ctx: RelayContext): Router {
     } catch (err) {
       const known = asRelayError(err);
       if (!known) throw err;
-      const draft = { codename: form.all('codename')[0], commander: form.all('commander')[0] };
+      const draft = { codename: form.all('codename')[0], commander: form.all('commander')[0], label: form.all('label')[0] };
       sendPage(res, incidentsPage({ signedIn: signedInOf(res), isAdmin: caller.role === 'admin', status: 'open', rows: await rows(caller, 'open'), error: known, draft }), known.httpStatus, known.retryAfter);
     }
   });
@@ -61,6 +61,17 @@ export function incidentsRoutes(ctx: RelayContext): Router {
     const { caller, session } = activeOf(res);
     const incident = await closeIncident(ctx, caller, accessOf(res).incident);
     await leaveFlash(ctx, session, { kind: 'notice', text: `${incident.codename} is closed. It accepts no new messages; queued ones are still delivered.` });
+    res.redirect(303, incidentPath(incident.codename));
+  });
+
+  router.get('/incidents/:codename/reopen', loadIncident(ctx, COMMANDERS), (_req, res) => {
+    sendPage(res, reopenPage(signedInOf(res), accessOf(res).incident));
+  });
+
+  router.post('/incidents/:codename/reopen', loadIncident(ctx, COMMANDERS), async (_req, res) => {
+    const { caller, session } = activeOf(res);
+    const incident = await reopenIncident(ctx, caller, accessOf(res).incident);
+    await leaveFlash(ctx, session, { kind: 'notice', text: `${incident.codename} is open again. It accepts email, nudges and announcements.` });
     res.redirect(303, incidentPath(incident.codename));
   });
 

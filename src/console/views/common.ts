@@ -71,8 +71,8 @@ const NUDGE_REASONS: Readonly<Record<string, string>> = {
   removed: 'no longer on the roster',
 };
 
-/** The one-shot result of the last POST, announced politely (role=status). */
-export function flashBlock(flash: Flash | undefined): SafeHtml {
+/** The one-shot result of the last POST, announced politely (role=status); `codename` links a queued email to the emails screen. */
+export function flashBlock(flash: Flash | undefined, codename?: string): SafeHtml {
   if (!flash) return html``;
   switch (flash.kind) {
     case 'notice':
@@ -81,6 +81,7 @@ export function flashBlock(flash: Flash | undefined): SafeHtml {
       return html`<section class="flash" role="status" aria-labelledby="flash-title">
   <h2 id="flash-title">Email queued${flash.encrypted ? ', encrypted' : ', not encrypted (all recipients are inside the company)'}</h2>
   <p>To ${flash.recipients.join(', ')}. Message-ID <code>${flash.messageId}</code>, id <code>${flash.id}</code>.</p>
+  ${codename !== undefined ? html`<p><a href="${incidentPath(codename, '/emails')}?messageId=${flash.messageId}">Follow its delivery</a></p>` : ''}
 </section>`;
     case 'nudge':
       return html`<section class="flash" role="status" aria-labelledby="flash-title">

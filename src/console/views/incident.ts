@@ -7,17 +7,21 @@
  */
 import type { RelayError } from '../../errors.js';
 import { ROSTER_ROLES, type Incident, type RosterMember } from '../../store/incidents.js';
+import type { KeyStatus as ApiKeyStatus } from '../../services/keys.js';
 import type { Flash } from '../flash.js';
 import { html, type SafeHtml } from '../html.js';
 import { badge, errorBlock, flashBlock, incidentPath, memberPath, time } from './common.js';
 import { layout, type SignedIn } from './layout.js';
+import { verdictBlock, type Verdict } from './preview.js';
 
-/** A key's standing as the roster shows it. */
-export type KeyStatus = 'usable' | 'expired' | 'revoked' | 'unusable' | 'missing';
+/** A key's standing as the roster shows it: the API's status, or missing. */
+export type KeyStatus = ApiKeyStatus | 'missing';
 
-/** The key that holds for a member in this incident. */
+/** The key that holds for a member in this incident (KeyService.view, as GET /v1/keys/:email?incident= shows it). */
 export interface KeyInfo {
   status: KeyStatus;
+  /** `incident`: given with the roster entry, holds here only; `relay`: the address's relay-wide key. */
+  scope?: 'incident' | 'relay' | undefined;
   /** True when the address is outside the company: mail to it is encrypted, so a missing key matters. */
   external?: boolean | undefined;
   fingerprint?: string | undefined;
@@ -36,7 +40,7 @@ export interface RosterRow {
 export interface Abilities {
   /** Add, edit and remove members (commander, deputy, admin). */
   manageRoster: boolean;
-  /** Close the incident, sync the Slack room (commander, admin). */
+  /** Close or reopen the incident, set its label, sync the Slack room (commander, admin). */
   command: boolean;
   /** Send email and nudges: an active member of an open incident. */
   send: boolean;
@@ -75,6 +79,10 @@ export interface IncidentPage {
   error?: RelayError | undefined;
   memberDraft?: MemberDraft | undefined;
   composeDraft?: ComposeDraft | undefined;
+  /** The policy preview of the compose draft, after "Check before sending". */
+  verdict?: Verdict | undefined;
+  /** What the label form held when it was refused. */
+  labelDraft?: string | undefined;
   /** Fresh Idempotency-Keys for the two sending forms: a re-submitted form cannot send twice. */
   idempotency: { email: string; sms: string };
   maxMessageBytes: number;
@@ -87,7 +95,8 @@ export function keyCell(key: KeyInfo): SafeHtml {
   const label = key.status === 'unusable' && key.reason ? `unusable (${key.reason})` : key.status;
   // A missing key is a warning for someone outside the company (their mail is encrypted), not for an insider.
   const tone = key.status === 'missing' && key.external === false ? 'neutral' : KEY_TONES[key.status];
-  return html`${badge(label, tone)}${key.fingerprint ? html` <code>${key.fingerprint.slice(-16)}</code>` : ''}${key.expiresAt ? html`<br><span class="hint">expires ${time(key.expiresAt)}</span>` : ''}`;
+  const scope = key.scope === 'incident' ? 'given for this incident' : key.scope === 'relay' ? 'relay-wide' : undefined;
+  return html`${badge(label, tone)}${key.fingerprint ? html` <code>${key.fingerprint.slice(-16)}</code>` : ''}${scope ? html`<br><span class="hint">${scope}</span>` : ''}${key.expiresAt ? html`<br><span class="hint">expires ${time(key.expiresAt)}</span>` : ''}`;
 }
 
 function slackCell(status: string | null): SafeHtml {
@@ -169,17 +178,13 @@ function composeSection(page: IncidentPage): SafeHtml {
   const { incident, roster } = page;
   const draft = page.composeDraft ?? { to: [], cc: [], bcc: [] };
   const limitMb = (page.maxMessageBytes / (1024 * 1024)).toFixed(0);
-  // TODO(api-routes, second pass): the live policy preview. console.js posts
-  // the form (without attachment bytes) to a preview route that calls
-  // previewEmail(ctx, caller, incident, message, { via: 'http' }) from
-  // src/services/emails.ts and renders its {outcome, encrypted,
-  // encryptReason, missingKeys, unusableKeys, offRoster, rules} into
-  // #compose-preview ("will be encrypted because counsel@… is outside;
-  // carol@… has no usable key — add one"); without JavaScript a "Check"
-  // button posts the same form to that route.
+  // The preview: without JavaScript "Check before sending" posts the form to
+  // …/emails/preview, which renders this page with the verdict and the draft;
+  // console.js instead fetches …/emails/preview?fragment=verdict as the
+  // recipients change and puts the answer into the live region.
   return html`<section id="compose" aria-labelledby="compose-title" class="card">
   <h2 id="compose-title">Send email</h2>
-  <form method="post" action="${incidentPath(incident.codename, '/emails')}" enctype="multipart/form-data" accept-charset="utf-8" data-compose data-max-bytes="${page.maxMessageBytes}">
+  <form method="post" action="${incidentPath(incident.codename, '/emails')}" enctype="multipart/form-data" accept-charset="utf-8" data-compose data-max-bytes="${page.maxMessageBytes}" data-preview="${incidentPath(incident.codename, '/emails/preview?fragment=verdict')}">
     <input type="hidden" name="idempotencyKey" value="${page.idempotency.email}">
     ${recipientGroup('to', 'To', roster, draft.to)}
     ${recipientGroup('cc', 'Cc', roster, draft.cc)}
@@ -200,7 +205,12 @@ ${draft.text ?? ''}</textarea>
     </p>
     ${page.composeDraft ? html`<p class="hint"><strong>Choose the attachments again:</strong> browsers do not keep files across a refused send.</p>` : ''}
     <p id="compose-attachments-hint" class="hint">Up to ${limitMb} MB in all. Mail to anyone outside the company is signed and encrypted; it is refused, never sent in clear, when someone lacks a usable key.</p>
-    <p><button type="submit">Send</button></p>
+    <h3 id="compose-preview-title">Policy preview</h3>
+    <div id="compose-preview" class="verdict" aria-live="polite">${verdictBlock(page.verdict ?? {}, { codename: incident.codename, manageRoster: page.can.manageRoster })}</div>
+    <p class="buttons">
+      <button type="submit">Send</button>
+      <button type="submit" class="secondary" formaction="${incidentPath(incident.codename, '/emails/preview')}" data-check>Check before sending</button>
+    </p>
   </form>
 </section>`;
 }
@@ -243,6 +253,29 @@ function slackSection(page: IncidentPage): SafeHtml {
 </section>`;
 }
 
+/**
+ * The private label: shown to whoever sees this page (the roster and
+ * admins, as the API shows it), in the page only, never in its title;
+ * the commander (or an admin) sets or clears it.
+ */
+function labelBlock(page: IncidentPage): SafeHtml {
+  const { incident, can } = page;
+  const shown = html`<p class="label-line">Private label: ${incident.label !== null ? html`<strong>${incident.label}</strong>` : html`<span class="muted">none</span>`}</p>`;
+  if (!can.command) return shown;
+  return html`${shown}
+<details class="label-edit"${page.labelDraft !== undefined ? html` open` : ''}>
+  <summary>Change the label</summary>
+  <form method="post" action="${incidentPath(incident.codename, '/label')}" accept-charset="utf-8" class="card">
+    <p>
+      <label for="label">Private label</label>
+      <input id="label" name="label" type="text" maxlength="200" autocomplete="off" value="${page.labelDraft ?? incident.label ?? ''}" aria-describedby="label-hint">
+    </p>
+    <p id="label-hint" class="hint">One line, to tell your incidents apart. Only the roster and admins see it; it is never in a page title, a mail, a Slack room or an SMS, and the audit log keeps only its length. Empty clears it.</p>
+    <p><button type="submit" class="secondary">Save label</button></p>
+  </form>
+</details>`;
+}
+
 /** The incident page. The title is the codename and nothing else. */
 export function incidentPage(page: IncidentPage): SafeHtml {
   const { incident, can } = page;
@@ -253,14 +286,18 @@ export function incidentPage(page: IncidentPage): SafeHtml {
     main: html`<p class="crumbs"><a href="/console/incidents">Incidents</a> › ${incident.codename}</p>
 <h1>${incident.codename}</h1>
 <p class="meta">${open ? badge('open', 'good') : badge('closed', 'neutral')} · Commander ${page.commander ?? '—'} · Declared ${time(incident.createdAt)}${incident.closedAt ? html` · Closed ${time(incident.closedAt)}` : ''}</p>
-${flashBlock(page.flash)}
+${labelBlock(page)}
+${flashBlock(page.flash, incident.codename)}
 ${page.error ? errorBlock(page.error, incident.codename) : ''}
 <nav aria-label="On this page" class="toc">
   <a href="#roster">Roster</a>
   ${can.send ? html`<a href="#compose">Send email</a> <a href="#nudge">SMS nudge</a>` : ''}
   <a href="#slack">Slack room</a>
+  <a href="${incidentPath(incident.codename, '/emails')}">Emails</a>
+  <a href="${incidentPath(incident.codename, '/announcements')}">Announcements</a>
   ${can.readAudit ? html`<a href="${incidentPath(incident.codename, '/audit')}">Audit timeline</a>` : ''}
   ${can.command && open ? html`<a href="${incidentPath(incident.codename, '/close')}">Close incident…</a>` : ''}
+  ${can.command && !open ? html`<a href="${incidentPath(incident.codename, '/reopen')}">Reopen incident…</a>` : ''}
 </nav>
 <section id="roster" aria-labelledby="roster-title">
   <h2 id="roster-title">Roster</h2>

@@ -13,7 +13,7 @@ export type StatusFilter = 'open' | 'closed' | 'all';
 export interface IncidentRow {
   incident: Incident;
   commander: string | null;
-  /** Whether the caller may close it (commander or admin). */
+  /** Whether the caller may close or reopen it (commander or admin). */
   mayClose: boolean;
 }
 
@@ -26,7 +26,7 @@ export interface IncidentsPage {
   flash?: Flash | undefined;
   error?: RelayError | undefined;
   /** What the declare form held when it was refused. */
-  draft?: { codename?: string | undefined; commander?: string | undefined } | undefined;
+  draft?: { codename?: string | undefined; commander?: string | undefined; label?: string | undefined } | undefined;
 }
 
 function statusOption(value: StatusFilter, label: string, current: StatusFilter): SafeHtml {
@@ -34,12 +34,9 @@ function statusOption(value: StatusFilter, label: string, current: StatusFilter)
 }
 
 /**
- * The incidents page.
- *
- * TODO(api-routes, second pass): a private label field in the declare form
- * (createIncident's `label`, issue 12 §5), shown in the table to the roster
- * (never in the title); a Reopen button calling reopenIncident; and the
- * status filter passed to the store rather than applied here.
+ * The incidents page. Every incident listed is one the caller is on the
+ * roster of (or any, for an admin), so its private label is shown: to the
+ * same people the API shows it to, in the table, never in the title.
  */
 export function incidentsPage(page: IncidentsPage): SafeHtml {
   const rows = page.rows;
@@ -62,16 +59,21 @@ ${rows.length === 0
   ? html`<p>No ${page.status === 'all' ? '' : `${page.status} `}incidents ${page.isAdmin ? 'on this relay' : 'whose roster you are on'}.</p>`
   : html`<table>
   <caption>${page.status === 'all' ? 'All incidents' : page.status === 'open' ? 'Open incidents' : 'Closed incidents'} (${rows.length})</caption>
-  <thead><tr><th scope="col">Codename</th><th scope="col">Status</th><th scope="col">Commander</th><th scope="col">Declared</th><th scope="col">Closed</th><th scope="col">Actions</th></tr></thead>
+  <thead><tr><th scope="col">Codename</th><th scope="col">Private label</th><th scope="col">Status</th><th scope="col">Commander</th><th scope="col">Declared</th><th scope="col">Closed</th><th scope="col">Actions</th></tr></thead>
   <tbody>
   ${rows.map(
     (r) => html`<tr>
     <td><a href="${incidentPath(r.incident.codename)}">${r.incident.codename}</a></td>
+    <td>${r.incident.label ?? html`<span class="muted">—</span>`}</td>
     <td>${r.incident.status === 'open' ? badge('open', 'good') : badge('closed', 'neutral')}</td>
     <td>${r.commander ?? '—'}</td>
     <td>${time(r.incident.createdAt)}</td>
     <td>${time(r.incident.closedAt)}</td>
-    <td>${r.incident.status === 'open' && r.mayClose ? html`<a href="${incidentPath(r.incident.codename, '/close')}">Close…<span class="visually-hidden"> ${r.incident.codename}</span></a>` : ''}</td>
+    <td>${r.mayClose
+      ? r.incident.status === 'open'
+        ? html`<a href="${incidentPath(r.incident.codename, '/close')}">Close…<span class="visually-hidden"> ${r.incident.codename}</span></a>`
+        : html`<a href="${incidentPath(r.incident.codename, '/reopen')}">Reopen…<span class="visually-hidden"> ${r.incident.codename}</span></a>`
+      : ''}</td>
   </tr>`,
   )}
   </tbody>
@@ -84,6 +86,11 @@ ${rows.length === 0
       <input id="codename" name="codename" type="text" maxlength="80" value="${page.draft?.codename ?? ''}" aria-describedby="codename-hint" autocomplete="off" spellcheck="false">
     </p>
     <p id="codename-hint" class="hint">Leave empty to get one, e.g. <code>sapphire-unicorn</code>. A chosen one must come from the relay's word lists, so it says nothing about what happened.</p>
+    <p>
+      <label for="declare-label">Private label (optional)</label>
+      <input id="declare-label" name="label" type="text" maxlength="200" value="${page.draft?.label ?? ''}" aria-describedby="declare-label-hint" autocomplete="off">
+    </p>
+    <p id="declare-label-hint" class="hint">One line to tell your incidents apart, e.g. what it is about. Only its roster and admins see it; it is never in a page title, a mail, a Slack room or an SMS.</p>
     ${page.isAdmin
       ? html`<p>
       <label for="commander">Commander's address (required for admins)</label>

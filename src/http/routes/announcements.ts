@@ -26,36 +26,8 @@ import { authorizeIncident } from '../../services/incidents.js';
 import { parseInput } from '../../validation.js';
 import { callerOf, param, requireAdmin } from '../auth.js';
 import { methodNotAllowed } from '../errors.js';
+import { AnnouncementDraft, AnnouncementEdit, InternalSourceRecord } from '../schemas.js';
 import { idempotencyKey } from './emails.js';
-
-// Lengths here only bound the parsing; the service says what the limits are
-// (200-character one-line titles, 100,000-character texts, the configured
-// audience maximum) and audits a refusal.
-const Audience = z.strictObject({
-  addresses: z.array(z.string().max(320)).max(100_000).optional(),
-  list: z.string().max(64).optional(),
-});
-
-const Draft = z.strictObject({
-  kind: z.enum(['internal', 'external']),
-  title: z.string().max(10_000),
-  text: z.string().max(1_000_000),
-  audience: Audience,
-});
-
-const Edit = z
-  .strictObject({
-    kind: z.enum(['internal', 'external']).optional(),
-    title: z.string().max(10_000).optional(),
-    text: z.string().max(1_000_000).optional(),
-    audience: Audience.optional(),
-  })
-  .refine((e) => Object.values(e).some((v) => v !== undefined), { message: 'name at least one of kind, title, text, audience' });
-
-const InternalSource = z.strictObject({
-  ruledOut: z.boolean(),
-  note: z.string().max(10_000).optional(),
-});
 
 const AudienceList = z.strictObject({ addresses: z.array(z.string().max(320)).max(100_000) });
 
@@ -69,7 +41,7 @@ export function announcementRoutes(ctx: RelayContext): Router {
     .post(async (req, res) => {
       const caller = callerOf(res);
       const { incident } = await authorizeIncident(ctx, caller, param(req, 'codename'));
-      const input = parseInput(Draft, req.body);
+      const input = parseInput(AnnouncementDraft, req.body);
       res.status(201).json(await createAnnouncement(ctx, caller, incident, input));
     })
     .get(async (req, res) => {
@@ -87,7 +59,7 @@ export function announcementRoutes(ctx: RelayContext): Router {
     .patch(async (req, res) => {
       const caller = callerOf(res);
       const { incident } = await authorizeIncident(ctx, caller, param(req, 'codename'));
-      const patch = parseInput(Edit, req.body);
+      const patch = parseInput(AnnouncementEdit, req.body);
       res.json(await editAnnouncement(ctx, caller, incident, param(req, 'id'), patch));
     })
     .all(methodNotAllowed);
@@ -123,7 +95,7 @@ export function announcementRoutes(ctx: RelayContext): Router {
     .post(async (req, res) => {
       const caller = callerOf(res);
       const { incident } = await authorizeIncident(ctx, caller, param(req, 'codename'));
-      const input = parseInput(InternalSource, req.body);
+      const input = parseInput(InternalSourceRecord, req.body);
       res.json({ codename: incident.codename, ...(await recordInternalSource(ctx, caller, incident, input)) });
     })
     .all(methodNotAllowed);

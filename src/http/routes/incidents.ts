@@ -2,54 +2,21 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import type { RelayContext } from '../../context.js';
-import { AUDIT_READERS, COMMANDERS, ROSTER_MANAGERS, authorizeIncident, closeIncident, commanderOf, createIncident, patchMember, putMember, removeMember, reopenIncident, setIncidentLabel, withdrawMemberKey } from '../../services/incidents.js';
+import { AUDIT_READERS, COMMANDERS, ROSTER_MANAGERS, authorizeIncident, closeIncident, commanderOf, createIncident, patchMember, putMember, removeMember, reopenIncident, setIncidentLabel, visibleIncidents, withdrawMemberKey } from '../../services/incidents.js';
 import { readIncidentAudit } from '../../services/audit-views.js';
-import { ROSTER_ROLES, type Incident, type RosterMember } from '../../store/incidents.js';
-import { emailAddress, emailParam, headerText, parseInput, phoneNumber } from '../../validation.js';
+import type { Incident, RosterMember } from '../../store/incidents.js';
+import { emailParam, parseInput } from '../../validation.js';
 import { callerOf, param } from '../auth.js';
 import { methodNotAllowed } from '../errors.js';
+import { CreateIncident, PatchMember, PutMember, auditQuery, incidentLabel } from '../schemas.js';
 import { internalSourceView } from '../../services/announcements.js';
-import { auditQuery } from './admin.js';
 import { slackRoomView } from './slack.js';
 
-/** The private label (issue 12 §5): one line, 1-200 characters, for telling codenames apart. */
-const label = headerText(200).refine((s) => s.trim() !== '', { message: 'must not be empty (send null to clear it)' });
-
-const CreateIncident = z.strictObject({
-  commander: emailAddress.optional(),
-  codename: z.string().max(80).optional(),
-  label: label.optional(),
-});
-
 const UpdateIncident = z
-  .strictObject({ status: z.enum(['open', 'closed']).optional(), label: label.nullable().optional() })
+  .strictObject({ status: z.enum(['open', 'closed']).optional(), label: incidentLabel.nullable().optional() })
   .refine((b) => b.status !== undefined || b.label !== undefined, { message: 'give status ("open" or "closed") or label' });
 
 const ListIncidents = z.strictObject({ status: z.enum(['open', 'closed']).optional() });
-
-// A display name goes into From/To/Cc, where the composer refuses a tab too.
-const memberName = headerText(200).refine((s) => s.trim() !== '' && !s.includes('\t'), { message: 'must not be empty or contain a tab' });
-const slackUserId = z.string().regex(/^[UW][A-Z0-9]{2,20}$/, 'must be a Slack user id such as U024BE7LH');
-const publicKey = z.string().max(65536);
-
-const PutMember = z.strictObject({
-  name: memberName,
-  role: z.enum(ROSTER_ROLES),
-  phone: phoneNumber.nullable().optional(),
-  slackUserId: slackUserId.nullable().optional(),
-  publicKey: publicKey.optional(),
-});
-
-/** PATCH: only the fields given change; null removes a phone, a Slack id or the member's key in this incident. */
-const PatchMember = z
-  .strictObject({
-    name: memberName.optional(),
-    role: z.enum(ROSTER_ROLES).optional(),
-    phone: phoneNumber.nullable().optional(),
-    slackUserId: slackUserId.nullable().optional(),
-    publicKey: publicKey.nullable().optional(),
-  })
-  .refine((b) => Object.keys(b).length > 0, { message: 'give at least one of name, role, phone, slackUserId, publicKey' });
 
 /**
  * The incident as the API shows it. Only its roster and admins can reach
@@ -104,7 +71,7 @@ export function incidentRoutes(ctx: RelayContext): Router {
     .get(async (req, res) => {
       const caller = callerOf(res);
       const { status } = parseInput(ListIncidents, req.query, 'query');
-      const incidents = await ctx.store.incidents.list(caller.role === 'admin' ? undefined : caller.email, status);
+      const incidents = await visibleIncidents(ctx, caller, status);
       res.json({ incidents: await Promise.all(incidents.map((i) => incidentView(ctx, i))) });
     })
     .all(methodNotAllowed);
