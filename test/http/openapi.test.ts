@@ -234,6 +234,18 @@ describe('docs/openapi.yaml', () => {
     expect(checked).toBeGreaterThan(80);
   });
 
+  it('shows every field of every request body in an example, so the running route is seen to accept each', () => {
+    for (const { path: p, method, op } of OPERATIONS) {
+      for (const [type, media] of Object.entries((op.requestBody?.content ?? {}) as Record<string, Node>)) {
+        const schema = deref(media.schema);
+        if (schema.type !== 'object' || type !== 'application/json') continue;
+        const shown = new Set(examplesOf(media).flatMap(([, value]) => Object.entries(value as Record<string, unknown>).flatMap(([k, v]) => [k, ...(v !== null && typeof v === 'object' && !Array.isArray(v) ? Object.keys(v).map((n) => `${k}.${n}`) : [])])));
+        const fields = Object.entries(schema.properties as Record<string, Node>).flatMap(([k, v]) => [k, ...Object.keys(deref(v).properties ?? {}).map((n) => `${k}.${n}`)]);
+        expect(fields.filter((f) => !shown.has(f)), `${method.toUpperCase()} ${p}: fields no example shows`).toEqual([]);
+      }
+    }
+  });
+
   it('names every route the README and SECURITY.md name, as they name it', () => {
     const named = ['README.md', 'SECURITY.md'].flatMap((file) =>
       [...fs.readFileSync(path.join(ROOT, file), 'utf8').matchAll(/`(GET|POST|PUT|PATCH|DELETE) (\/[^`\s?]*)/g)].map((m) => ({ file, method: m[1]!.toLowerCase(), path: m[2]! })),
@@ -316,7 +328,9 @@ describe.each(BACKENDS)('the document against a running relay (%s)', (backend) =
 
   beforeAll(async () => {
     slack = await startFakeSlack();
-    for (const email of ['ic@corp.example', 'sec@corp.example', 'legal@corp.example', 'comms@corp.example']) slack.addUser(email);
+    for (const email of ['ic@corp.example', 'legal@corp.example', 'comms@corp.example']) slack.addUser(email);
+    // The id the roster examples give the security responder.
+    slack.addUser('sec@corp.example', 'U024BE7LH');
     relay = await createTestRelay(
       { slackBotToken: slack.token, slackApiUrl: slack.url, slackSyncInterval: 60_000, twilio: TWILIO },
       { backend, slack: { queue: { backoffBaseMs: 5, backoffMaxMs: 20, maxAttempts: 3 } } },
@@ -434,6 +448,7 @@ describe.each(BACKENDS)('the document against a running relay (%s)', (backend) =
     await ok('putRosterMember', { url: `${I}/roster/legal@corp.example`, token: ic, body: { name: 'Legal', role: 'legal' } }, 201);
     await ok('putRosterMember', { url: `${I}/roster/comms@corp.example`, token: ic, body: { name: 'Communications', role: 'communications' } }, 201);
     await ok('patchRosterMember', { url: `${I}/roster/sec@corp.example`, token: ic, example: 'newPhone' }, 200);
+    await ok('patchRosterMember', { url: `${I}/roster/counsel@lawfirm.example`, token: ic, example: 'counselDetails' }, 200);
     await ok('getRoster', { url: `${I}/roster`, token: ic }, 200);
     legal = await relay.tokenFor('legal@corp.example');
     comms = await relay.tokenFor('comms@corp.example');
@@ -476,10 +491,12 @@ describe.each(BACKENDS)('the document against a running relay (%s)', (backend) =
 
     // Announcements: the press list, two drafts, an edit, the checks, the record, the approvals, the send.
     await ok('putAudience', { url: '/v1/audiences/press', token: admin, example: 'press' }, 201);
+    await ok('putAudience', { url: '/v1/audiences/managers', token: admin, example: 'managers' }, 201);
     await ok('listAudiences', { url: '/v1/audiences', token: ic }, 200);
     await ok('getAudience', { url: '/v1/audiences/press', token: admin }, 200);
     const press = (await ok('createAnnouncement', { url: `${I}/announcements`, token: comms, example: 'press' }, 201)).body.id;
     const staff = (await ok('createAnnouncement', { url: `${I}/announcements`, token: comms, example: 'staff' }, 201)).body.id;
+    await ok('editAnnouncement', { url: `${I}/announcements/${staff}`, token: comms, example: 'retitle' }, 200);
     await ok('editAnnouncement', { url: `${I}/announcements/${staff}`, token: comms, example: 'reword' }, 200);
     await ok('listAnnouncements', { url: `${I}/announcements`, token: ic }, 200);
     await ok('checkAnnouncement', { url: `${I}/announcements/${press}/check`, token: comms }, 200);
