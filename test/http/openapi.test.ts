@@ -702,7 +702,12 @@ describe('a broken document', () => {
 
       fs.writeFileSync(path.join(copy, 'docs', 'openapi.yaml'), good.replace('openapi: 3.1.0', 'openapi: 3.0.3'));
       const broken = start();
-      expect((await broken.exited).code).toBe(1);
+      // A relay that starts anyway prints its banner: fail at once rather than wait for it to exit.
+      const started = waitForOutput(broken, BANNER_END, 60_000).then(
+        () => ({ code: 'started' }),
+        () => new Promise<never>(() => undefined),
+      );
+      expect((await Promise.race([broken.exited, started])).code).toBe(1);
       expect(broken.output().stderr).toContain('incident-relay: failed to start: docs/openapi.yaml: "openapi" must be 3.1.x, not "3.0.3".\n');
       expect(broken.output().stdout).not.toContain('incident-relay listening');
     }, 120_000);
