@@ -292,6 +292,25 @@ describe('the document and the routes express knows', () => {
     expect(fromDocument).toEqual(fromExpress);
   });
 
+  it('asks for a token exactly where the document says so', async () => {
+    const open: string[] = [];
+    for (const { path: p, method, op, parameters } of OPERATIONS) {
+      const url = p.replace(/\{([^}]+)\}/g, (_, name: string) => encodeURIComponent(String(parameters.find((q) => q.name === name)?.example ?? 'x')));
+      const res = await relay.request[method](url);
+      const bearer = (op.security ?? DOC.security).some((req: Node) => 'bearerAuth' in req);
+      const where = `${method.toUpperCase()} ${url}: ${res.status}`;
+      if (bearer) {
+        expect(res.status, where).toBe(401);
+        expect(res.body.error.code, where).toBe('unauthenticated');
+        expect(res.headers['www-authenticate'], where).toBe('Bearer realm="incident-relay"');
+      } else {
+        expect(res.status, where).not.toBe(401);
+        open.push(`${method.toUpperCase()} ${p}`);
+      }
+    }
+    expect(open.sort()).toEqual(['GET /.well-known/incident-relay/relay-key.asc', 'GET /healthz', 'GET /openapi.json', 'GET /v1/relay-key', 'POST /webhooks/twilio/sms']);
+  });
+
   it('answers every documented operation with something other than "No route" or 405', async () => {
     for (const { path: p, method, parameters } of OPERATIONS) {
       const url = p.replace(/\{([^}]+)\}/g, (_, name: string) => encodeURIComponent(String(parameters.find((q) => q.name === name)?.example ?? 'x')));
