@@ -14,6 +14,7 @@ import { auditHeadsRoutes } from './routes/audit-heads.js';
 import { emailRoutes } from './routes/emails.js';
 import { incidentRoutes } from './routes/incidents.js';
 import { keyRoutes, relayKeyRoutes } from './routes/keys.js';
+import { openApiRoutes } from './routes/openapi.js';
 import { slackRoutes } from './routes/slack.js';
 import { smsRoutes, twilioWebhookRoutes } from './routes/sms.js';
 import { tokenRoutes } from './routes/tokens.js';
@@ -71,6 +72,9 @@ export function createApp(ctx: RelayContext): Express {
 
   // The relay's public key needs no token (issue 12 §8): counsel checks signatures without an account.
   app.use(relayKeyRoutes(ctx));
+
+  // The API reference (docs/openapi.yaml) needs no token either; a broken document stops the start here.
+  app.use(openApiRoutes());
 
   // Authenticate before parsing, and parse only under /v1: nobody without a
   // token makes us read a large body, and no path outside the API (/healthz,
