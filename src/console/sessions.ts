@@ -10,6 +10,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { RelayContext } from '../context.js';
 import type { Caller } from '../services/incidents.js';
 import type { ConsoleSession } from '../store/console-sessions.js';
+import { callerFromToken } from '../services/tokens.js';
 
 /** A session ends after this long without a request (30 minutes). */
 export const SESSION_IDLE_MS = 30 * 60_000;
@@ -102,5 +103,5 @@ export async function resumeSession(deps: Pick<RelayContext, 'store' | 'now'>, i
   const token = await deps.store.tokens.get(session.tokenId);
   if (!token || token.revokedAt !== null) return end('token_revoked');
   if (idleMs >= TOUCH_EVERY_MS) await deps.store.consoleSessions.touch(session.idHash, now.toISOString());
-  return { active: { session, caller: { tokenId: token.id, email: token.email.toLowerCase(), role: token.role } } };
+  return { active: { session, caller: callerFromToken(token) } };
 }

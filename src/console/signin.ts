@@ -17,6 +17,7 @@ import { Counter as PromCounter } from 'prom-client';
 import type { RelayContext } from '../context.js';
 import { RelayError } from '../errors.js';
 import type { Caller } from '../services/incidents.js';
+import { callerFromToken } from '../services/tokens.js';
 import { ADDRESS_BACKOFF, Backoff, IP_BACKOFF, ipKey } from '../smtp/backoff.js';
 
 /** Why a sign-in failed (the `reason` label of the metric, and the summary's keys). */
@@ -80,7 +81,7 @@ export class SignInGuard {
     const record = await deps.store.tokens.verify(token);
     if (!record) return fail('unknown_token');
     if (tokenKey) this.byToken.succeed(`token:${tokenKey}`);
-    return { tokenId: record.id, email: record.email.toLowerCase(), role: record.role };
+    return callerFromToken(record);
   }
 
   private count(reason: SignInFailure, ip: string): void {

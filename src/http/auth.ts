@@ -3,7 +3,7 @@ import type { Request, RequestHandler, Response } from 'express';
 import type { RelayContext } from '../context.js';
 import { RelayError } from '../errors.js';
 import type { Caller } from '../services/incidents.js';
-import { recordTokenUse } from '../services/tokens.js';
+import { callerFromToken, recordTokenUse } from '../services/tokens.js';
 
 /** Checks `Authorization: Bearer <token>` and records the caller in res.locals. */
 export function authenticate(ctx: RelayContext): RequestHandler {
@@ -15,7 +15,7 @@ export function authenticate(ctx: RelayContext): RequestHandler {
       res.setHeader('WWW-Authenticate', 'Bearer realm="incident-relay"');
       throw new RelayError('unauthenticated', match ? 'The token is unknown or revoked; ask an admin for a new one.' : 'Send Authorization: Bearer <token>.');
     }
-    const caller: Caller = { tokenId: record.id, email: record.email, role: record.role };
+    const caller: Caller = callerFromToken(record);
     res.locals['caller'] = caller;
     await recordTokenUse(ctx.store, record.id, ctx.now(), (err) => ctx.logger.warn({ err, tokenId: record.id }, 'could not record a token use'));
     next();

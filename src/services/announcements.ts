@@ -30,7 +30,7 @@ import { loadStatementPhrases } from '../templates.js';
 import { headerText, isEmailAddress } from '../validation.js';
 import { internalMatcher } from './emails.js';
 import { rememberAnswer, replayAnswer, requestFingerprint, type IdempotencyUse } from './idempotency.js';
-import { cancellationEvent, type Caller } from './incidents.js';
+import { assertUnscoped, cancellationEvent, inScope, type Caller } from './incidents.js';
 
 /** What the announcement steps use of the relay. */
 export type AnnouncementDeps = Pick<RelayContext, 'store' | 'now' | 'config'>;
@@ -373,7 +373,7 @@ function contentDecision(deps: AnnouncementDeps, incident: Incident, a: Announce
 export async function approveAnnouncement(deps: AnnouncementDeps, caller: Caller, codename: string, id: string): Promise<AnnouncementView> {
   const incident = await deps.store.incidents.byCodename(codename.slice(0, 80));
   const member = incident ? await deps.store.incidents.activeMember(incident.id, caller.email) : undefined;
-  if (!incident || (!member && caller.role !== 'admin')) {
+  if (!incident || (!member && caller.role !== 'admin') || !inScope(caller, incident.id)) {
     if (incident) {
       await deps.store.audit.append({ type: 'announcement.approved', actor: caller.email, incidentId: incident.id, outcome: 'refused', data: { announcementId: id.slice(0, 64), code: 'not_found', reason: 'not_on_roster' } });
     }
@@ -394,6 +394,8 @@ export async function approveAnnouncement(deps: AnnouncementDeps, caller: Caller
         alreadyApproved: approvals.some((p) => p.approver === caller.email && p.voidedAt === null && p.contentHash === a.contentHash),
       });
       if (refusal) throw refusal;
+      // A token a commander issued for their roster is not its holder's own word: the commander could approve twice.
+      assertUnscoped(caller, 'approve an announcement');
       if (a.checkedHash !== a.contentHash) {
         throw new RelayError('announcement_not_checked', 'This content has not passed its checks (or was edited since): approve what the relay has checked. Run POST /v1/incidents/:codename/announcements/:id/check first.', {
           rule: 'statement',

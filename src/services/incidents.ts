@@ -18,6 +18,12 @@ export interface Caller {
   tokenId: string;
   email: string;
   role: TokenRole;
+  /**
+   * The one incident a token issued for an incident's roster may act in;
+   * null for a token without scope. A commander issues tokens for their
+   * roster: scoped, such a token cannot act as that person anywhere else.
+   */
+  incidentScope: string | null;
 }
 
 /** Roster roles allowed to manage the roster. */
@@ -46,13 +52,27 @@ export async function authorizeIncident(
 ): Promise<IncidentAccess> {
   const found = isValidCodename(codename) ? await ctx.store.incidents.withActiveMember(codename, caller.email) : undefined;
   const { incident, member } = found ?? { incident: undefined, member: undefined };
-  if (!incident || (!member && caller.role !== 'admin')) {
+  if (!incident || (!member && caller.role !== 'admin') || !inScope(caller, incident.id)) {
     throw new RelayError('not_found', `No incident "${codename.slice(0, 80)}" that you are on the roster of.`);
   }
   if (!permits(caller, member, allowed)) {
     throw new RelayError('forbidden', `Your roster role (${member!.role}) may not do this; it needs one of: ${allowed === 'roster' ? 'roster' : allowed.join(', ')}, or an admin.`);
   }
   return { incident, member };
+}
+
+/** Whether the caller's token may act in this incident at all (see Caller.incidentScope). */
+export function inScope(caller: Pick<Caller, 'incidentScope'>, incidentId: string): boolean {
+  return caller.incidentScope === null || caller.incidentScope === incidentId;
+}
+
+/**
+ * Refuses what a token scoped to one incident may not do: anything that is
+ * not about that incident (declaring another, relay-wide keys, approving).
+ */
+export function assertUnscoped(caller: Pick<Caller, 'incidentScope'>, what: string): void {
+  if (caller.incidentScope === null) return;
+  throw new RelayError('forbidden', `This token was issued for one incident's roster and may not ${what}; ask an admin for a token of your own.`);
 }
 
 /**
@@ -77,6 +97,7 @@ const CREATE_ATTEMPTS = 5;
 
 /** Declares an incident: codename (chosen or generated), commander on the roster, and an optional private label. */
 export async function createIncident(ctx: RelayContext, caller: Caller, input: { commander?: string; codename?: string; label?: string | undefined }): Promise<Incident> {
+  assertUnscoped(caller, 'declare an incident');
   if (caller.role === 'admin' && input.commander === undefined) {
     throw invalid('An admin must name the commander: {"commander": "ic@corp.example"}.');
   }
@@ -366,5 +387,6 @@ export function cancellationEvent(c: Cancellation, actor: string | null, inciden
 
 /** The incidents a caller may see: an admin every one, anyone else those whose active roster holds them; optionally only open or closed ones. Newest first. */
 export async function visibleIncidents(ctx: Pick<RelayContext, 'store'>, caller: Caller, status?: IncidentStatus): Promise<Incident[]> {
-  return ctx.store.incidents.list(caller.role === 'admin' ? undefined : caller.email, status);
+  const incidents = await ctx.store.incidents.list(caller.role === 'admin' ? undefined : caller.email, status);
+  return incidents.filter((i) => inScope(caller, i.id));
 }

@@ -11,13 +11,14 @@
 import type { RelayContext } from '../context.js';
 import { RelayError } from '../errors.js';
 import type { Incident } from '../store/incidents.js';
-import { ROSTER_MANAGERS, authorizeIncident, type Caller } from './incidents.js';
+import { ROSTER_MANAGERS, assertUnscoped, authorizeIncident, inScope, type Caller } from './incidents.js';
 import type { KeyMetadata, KeyView, RevocationApplied } from './keys.js';
 
 /** The incidents where `caller` manages the roster (commander or deputy) and `email` is an active member. */
 async function incidentsManagingFor(ctx: Pick<RelayContext, 'store'>, caller: Caller, email: string, roles: readonly string[] = ROSTER_MANAGERS): Promise<Incident[]> {
   const found: Incident[] = [];
   for (const incident of await ctx.store.incidents.list(caller.email)) {
+    if (!inScope(caller, incident.id)) continue;
     const role = (await ctx.store.incidents.activeMember(incident.id, caller.email))?.role;
     if (role !== undefined && roles.includes(role) && (await ctx.store.incidents.activeMember(incident.id, email))) found.push(incident);
   }
@@ -45,6 +46,8 @@ export async function putKey(ctx: Pick<RelayContext, 'store' | 'keys'>, caller: 
   const revoked = await ctx.keys.revoke(email, armored, caller.email);
   if (revoked) return revoked;
   if (!owner) throw await notYourKey(ctx, caller, email, 'file');
+  // Whoever issued a scoped token (a commander) could otherwise swap this address's key for every incident.
+  assertUnscoped(caller, 'file a relay-wide key');
   return ctx.keys.put(email, armored, 'api', caller.email);
 }
 
@@ -70,6 +73,7 @@ export async function withdrawKey(ctx: Pick<RelayContext, 'store' | 'keys'>, cal
     }
     throw await notYourKey(ctx, caller, email, 'withdraw');
   }
+  assertUnscoped(caller, 'withdraw a relay-wide key');
   if (!(await ctx.keys.withdraw(email, null, caller.email))) {
     throw new RelayError('not_found', `No relay-wide key on file for ${email}; a key given with a roster entry is withdrawn with DELETE /v1/incidents/<codename>/roster/${email}/key.`);
   }

@@ -33,6 +33,11 @@ export function tokenView(record: TokenRecord): TokenView {
   };
 }
 
+/** The caller a verified token makes: its address, role and incident scope. The one place a Caller is built. */
+export function callerFromToken(record: TokenRecord): Caller {
+  return { tokenId: record.id, email: record.email.toLowerCase(), role: record.role, incidentScope: record.incidentId };
+}
+
 // When this process last recorded each token's use (ms), per store: the
 // database condition alone would still cost a statement per request.
 const recorded = new WeakMap<object, Map<string, number>>();
@@ -90,7 +95,7 @@ export async function issueToken(ctx: Pick<RelayContext, 'store' | 'now'>, calle
   return ctx.store.transaction(async (tx) => {
     // In the transaction: the member may have left the roster, or the commander been replaced, a moment ago.
     if (incidentId !== null) await assertMayIssueFor(tx, caller, incidentId, request.email);
-    const created = await tx.tokens.create({ email: request.email, role: request.role, label: request.label ?? null, createdBy: caller.email, at: ctx.now() });
+    const created = await tx.tokens.create({ email: request.email, role: request.role, label: request.label ?? null, createdBy: caller.email, incidentId, at: ctx.now() });
     await tx.audit.append({
       type: 'token.created',
       actor: caller.email,

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import type { RelayContext } from '../context.js';
 import { RelayError } from '../errors.js';
 import type { Caller } from '../services/incidents.js';
-import { recordTokenUse } from '../services/tokens.js';
+import { callerFromToken, recordTokenUse } from '../services/tokens.js';
 import { isEmailAddress } from '../validation.js';
 import { ADDRESS_BACKOFF, Backoff, IP_BACKOFF, ipKey } from './backoff.js';
 import type { UnauthenticatedTally } from './unauthenticated.js';
@@ -104,5 +104,5 @@ export async function authenticate(
   guard.byAddress.succeed(addressKey);
   // An SMTP login is a use of the token too (GET /v1/tokens lastUsedAt).
   await recordTokenUse(deps.store, record.id, now);
-  return { tokenId: record.id, email: record.email.toLowerCase(), role: record.role };
+  return callerFromToken(record);
 }

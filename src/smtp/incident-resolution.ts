@@ -7,7 +7,7 @@
  */
 import type { RelayContext } from '../context.js';
 import { RelayError } from '../errors.js';
-import { authorizeIncident, type Caller } from '../services/incidents.js';
+import { authorizeIncident, inScope, type Caller } from '../services/incidents.js';
 import type { Incident } from '../store/incidents.js';
 
 const HINT = 'Name it in an X-Incident: <codename> header, or put its codename in the subject.';
@@ -39,13 +39,13 @@ export async function resolveIncident(ctx: Pick<RelayContext, 'store'>, caller: 
 
   if (hints.subject) {
     // Only incidents the sender is on count, so a word that happens to be someone else's codename reveals nothing.
-    const mine = new Map((await ctx.store.incidents.list(caller.email)).map((i) => [i.codename, i]));
+    const mine = new Map((await ctx.store.incidents.list(caller.email)).filter((i) => inScope(caller, i.id)).map((i) => [i.codename, i]));
     const found = [...new Set(subjectTokens(hints.subject).filter((t) => mine.has(t)))];
     if (found.length > 1) throw ambiguous(`The subject names ${found.length} of your incidents (${listed(found)}).`);
     if (found.length === 1) return mine.get(found[0]!)!;
   }
 
-  const open = await ctx.store.incidents.openFor(caller.email);
+  const open = await possibleIncidents(ctx, caller);
   if (open.length === 1) return open[0]!;
   if (open.length === 0) throw ambiguous('You are on no open incident\'s roster, so the relay cannot tell which incident this message is for.');
   throw ambiguous(`You are on ${open.length} open incidents (${listed(open.map((i) => i.codename))}); the relay cannot tell which one this message is for.`);
@@ -56,8 +56,8 @@ export async function resolveIncident(ctx: Pick<RelayContext, 'store'>, caller: 
  * ones whose roster holds them (a closed or foreign one is refused whatever
  * the headers say). Used at RCPT time, before the headers are known.
  */
-export function possibleIncidents(ctx: Pick<RelayContext, 'store'>, caller: Caller): Promise<Incident[]> {
-  return ctx.store.incidents.openFor(caller.email);
+export async function possibleIncidents(ctx: Pick<RelayContext, 'store'>, caller: Caller): Promise<Incident[]> {
+  return (await ctx.store.incidents.openFor(caller.email)).filter((i) => inScope(caller, i.id));
 }
 
 /**

@@ -673,4 +673,19 @@ CREATE INDEX console_sessions_token ON console_sessions (token_id);
 CREATE INDEX console_sessions_expires ON console_sessions (expires_at);
 `,
   },
+  {
+    version: 12,
+    name: 'token_scope',
+    // A token a commander issues holds for that one incident (its scope):
+    // otherwise a commander who adds an address to their roster and issues
+    // it a token could act as that person everywhere, in other incidents and
+    // as a second approver of their own announcement. NULL: no scope (tokens
+    // an admin issues, and the bootstrap token).
+    sqlite: `
+ALTER TABLE tokens ADD COLUMN incident_id TEXT REFERENCES incidents(id);
+`,
+    postgres: `
+ALTER TABLE tokens ADD COLUMN incident_id TEXT REFERENCES incidents(id);
+`,
+  },
 ];

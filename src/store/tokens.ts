@@ -19,6 +19,8 @@ export interface TokenRecord {
   /** When it last authenticated a request, to the minute (see TokenStore.markUsed); null if never. */
   lastUsedAt: string | null;
   revokedAt: string | null;
+  /** The one incident this token may act in (a token a commander issued); null: no scope. */
+  incidentId: string | null;
 }
 
 /** The id under which the bootstrap admin token (RELAY_ADMIN_TOKEN or generated) is kept. */
@@ -40,6 +42,7 @@ interface Row {
   created_by: string | null;
   last_used_at: string | null;
   revoked_at: string | null;
+  incident_id: string | null;
 }
 
 function toRecord(row: Row): TokenRecord {
@@ -52,6 +55,7 @@ function toRecord(row: Row): TokenRecord {
     createdBy: row.created_by,
     lastUsedAt: row.last_used_at,
     revokedAt: row.revoked_at,
+    incidentId: row.incident_id ?? null,
   };
 }
 
@@ -60,7 +64,7 @@ export class TokenStore {
   constructor(private readonly sql: SqlExecutor) {}
 
   /** Creates a token; the returned secret is the only copy. 256 bits of randomness. */
-  async create(input: { email: string; role: TokenRole; label?: string | null; createdBy?: string | null; at: Date }): Promise<{ record: TokenRecord; token: string }> {
+  async create(input: { email: string; role: TokenRole; label?: string | null; createdBy?: string | null; incidentId?: string | null; at: Date }): Promise<{ record: TokenRecord; token: string }> {
     const id = randomBytes(8).toString('hex');
     const token = `ir_${id}_${randomBytes(32).toString('base64url')}`;
     await this.insert(id, token, input);
@@ -78,8 +82,8 @@ export class TokenStore {
     return row ? 'replaced' : 'created';
   }
 
-  private async insert(id: string, token: string, input: { email: string; role: TokenRole; label?: string | null; createdBy?: string | null; at: Date }): Promise<void> {
-    await this.sql.run('INSERT INTO tokens (id, email, role, label, hash, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)', [
+  private async insert(id: string, token: string, input: { email: string; role: TokenRole; label?: string | null; createdBy?: string | null; incidentId?: string | null; at: Date }): Promise<void> {
+    await this.sql.run('INSERT INTO tokens (id, email, role, label, hash, created_at, created_by, incident_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
       id,
       input.email,
       input.role,
@@ -87,6 +91,7 @@ export class TokenStore {
       hashToken(token).toString('hex'),
       input.at.toISOString(),
       input.createdBy ?? null,
+      input.incidentId ?? null,
     ]);
   }
 

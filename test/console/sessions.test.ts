@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { leaveFlash, takeFlash } from '../../src/console/flash.js';
 import { SESSION_IDLE_MS, SESSION_MAX_MS, endSession, hashSessionId, openSession, resumeSession } from '../../src/console/sessions.js';
 import type { Caller } from '../../src/services/incidents.js';
+import { callerFromToken } from '../../src/services/tokens.js';
 import type { Store } from '../../src/store/index.js';
 import { BACKENDS, TestClock, openTestStore } from '../helpers/relay.js';
 
@@ -22,7 +23,7 @@ describe.each(BACKENDS)('console sessions on %s', (backend) => {
     const store = await openTestStore(backend, clock.now);
     opened.push(store);
     const { record, token } = await store.tokens.create({ email: 'ic@corp.example', role: 'responder', at: clock.now() });
-    return { store, clock, caller: { tokenId: record.id, email: record.email, role: record.role }, token, deps: { store, now: clock.now } };
+    return { store, clock, caller: callerFromToken(record), token, deps: { store, now: clock.now } };
   }
 
   it('stores only the SHA-256 of the session id, never the id or the token, and audits the sign-in without them', async () => {

@@ -5,11 +5,23 @@
  * revokes their own; last use is written at most once a minute. On both
  * store backends.
  */
-import { beforeEach, describe, expect, it } from 'vitest';
-import { TOKEN_USE_RESOLUTION_MS } from '../../src/services/tokens.js';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { possibleIncidents } from '../../src/smtp/incident-resolution.js';
+import { TOKEN_USE_RESOLUTION_MS, callerFromToken } from '../../src/services/tokens.js';
+import { createGpgHome, type GeneratedKey, type GpgHome } from '../helpers/gpg.js';
 import { BACKENDS, createTestRelay, type TestRelay } from '../helpers/relay.js';
 
 const auth = (token: string) => ({ Authorization: `Bearer ${token}` });
+
+let gpg: GpgHome;
+let counselKey: GeneratedKey;
+beforeAll(async () => {
+  gpg = await createGpgHome();
+  counselKey = await gpg.generateKey('counsel@lawfirm.example', 'Counsel');
+});
+afterAll(async () => {
+  await gpg.cleanup();
+});
 
 describe.each(BACKENDS)('tokens (%s)', (backend) => {
   let relay: TestRelay;
@@ -67,6 +79,39 @@ describe.each(BACKENDS)('tokens (%s)', (backend) => {
     expect(res.status).toBe(status);
     expect(res.body.error.code).toBe(code);
     expect(await tokenRows()).toBe(before);
+  });
+
+  it('holds a token the commander issued to that incident only: no other incident, no declaring, no relay-wide key, no approving', async () => {
+    const scoped = (await issue(ic, { email: 'counsel@lawfirm.example', role: 'responder', incident: codename })).body.token as string;
+    // Counsel is on `other` too, but this token was issued by this incident's commander.
+    expect((await relay.request.get(`/v1/incidents/${codename}`).set(auth(scoped))).status).toBe(200);
+    const elsewhere = await relay.request.get(`/v1/incidents/${other}`).set(auth(scoped));
+    expect([elsewhere.status, elsewhere.body.error.code]).toEqual([404, 'not_found']);
+    expect((await relay.request.get('/v1/incidents').set(auth(scoped))).body.incidents.map((i: { codename: string }) => i.codename)).toEqual([codename]);
+    const record = (await relay.ctx.store.tokens.verify(scoped))!;
+    expect((await possibleIncidents(relay.ctx, callerFromToken(record))).map((i) => i.codename)).toEqual([codename]);
+
+    const refusals = [
+      await relay.request.post('/v1/incidents').set(auth(scoped)).send({}),
+      await relay.request.put('/v1/keys/counsel@lawfirm.example').set(auth(scoped)).set('Content-Type', 'text/plain').send(counselKey.armoredPublic),
+      await relay.request.delete('/v1/keys/counsel@lawfirm.example').set(auth(scoped)),
+    ];
+    for (const res of refusals) {
+      expect([res.status, res.body.error.code]).toEqual([403, 'forbidden']);
+      expect(res.body.error.message).toContain('issued for one incident');
+    }
+    expect(await relay.ctx.store.keys.getFor('counsel@lawfirm.example', null)).toBeUndefined();
+
+    // The commander puts a "legal" member on the roster and issues its token: it may not approve.
+    expect((await relay.request.put(`/v1/incidents/${codename}/roster/sock@corp.example`).set(auth(ic)).send({ name: 'Sock', role: 'legal' })).status).toBe(201);
+    const sock = (await issue(ic, { email: 'sock@corp.example', role: 'responder', incident: codename })).body.token as string;
+    const draft = await relay.request.post(`/v1/incidents/${codename}/announcements`).set(auth(deputy)).send({ kind: 'external', title: 'Service notice, 2026-11-28', text: 'We found and fixed a problem.', audience: { addresses: ['press@news.example'] } });
+    expect([draft.status, draft.body.error]).toEqual([201, undefined]);
+    expect((await relay.request.post(`/v1/incidents/${codename}/announcements/${draft.body.id}/check`).set(auth(deputy))).status).toBe(200);
+    const approval = await relay.request.post(`/v1/incidents/${codename}/announcements/${draft.body.id}/approve`).set(auth(sock));
+    expect([approval.status, approval.body.error.code]).toEqual([403, 'forbidden']);
+    expect(approval.body.error.message).toContain('may not approve an announcement');
+    expect(await relay.ctx.store.announcements.approvals(draft.body.id)).toEqual([]);
   });
 
   it('lists token metadata: all for an admin, their own for a responder, never a secret or its hash', async () => {

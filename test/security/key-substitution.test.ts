@@ -8,6 +8,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createGpgHome, type GeneratedKey, type GpgHome } from '../helpers/gpg.js';
 import { armoredPartOf, queuedMessage } from '../helpers/pgp-mime.js';
 import { putMember } from '../../src/services/incidents.js';
+import { callerFromToken } from '../../src/services/tokens.js';
 import { createTestRelay, type TestRelay } from '../helpers/relay.js';
 
 const auth = (token: string) => ({ Authorization: `Bearer ${token}` });
@@ -128,7 +129,7 @@ describe('the commander role', () => {
     const dep = (await relay.ctx.store.tokens.verify(await relay.tokenFor('dep@corp.example')))!;
     // The route let the deputy in; the commander demotes them before putMember runs.
     await relay.ctx.store.incidents.upsertMember(incident.id, { email: 'dep@corp.example', name: 'Dep', role: 'scribe' }, relay.clock.now());
-    await expect(putMember(relay.ctx, { tokenId: dep.id, email: dep.email, role: dep.role }, incident, { email: 'x@corp.example', name: 'X', role: 'security' })).rejects.toMatchObject({ code: 'forbidden' });
+    await expect(putMember(relay.ctx, callerFromToken(dep), incident, { email: 'x@corp.example', name: 'X', role: 'security' })).rejects.toMatchObject({ code: 'forbidden' });
     expect(await relay.ctx.store.incidents.member(incident.id, 'x@corp.example')).toBeUndefined();
   });
 
@@ -150,7 +151,7 @@ describe('the commander role', () => {
       return parsed;
     };
     await expect(
-      putMember(relay.ctx, { tokenId: dep.id, email: dep.email, role: dep.role }, incident, {
+      putMember(relay.ctx, callerFromToken(dep), incident, {
         email: 'counsel@lawfirm.example',
         name: 'Counsel',
         role: 'external',

@@ -6,8 +6,8 @@ import { recipientRefusal, resolveIncident, subjectTokens } from '../../src/smtp
 import { createTestRelay, type TestRelay } from '../helpers/relay.js';
 
 let relay: TestRelay;
-const ic: Caller = { tokenId: 't-ic', email: 'ic@corp.example', role: 'responder' };
-const other: Caller = { tokenId: 't-other', email: 'other@corp.example', role: 'responder' };
+const ic: Caller = { tokenId: 't-ic', email: 'ic@corp.example', role: 'responder', incidentScope: null };
+const other: Caller = { tokenId: 't-other', email: 'other@corp.example', role: 'responder', incidentScope: null };
 
 async function incident(codename: string, commander: Caller, members: string[] = []): Promise<void> {
   const created = await createIncident(relay.ctx, commander, { codename });

@@ -90,7 +90,7 @@ describe.each(BACKENDS)('migration 8 on %s', (backend) => {
     }
     const store = await openStore(url !== undefined ? { url } : { file: file! }, { now: () => new Date() });
     stores.push(store);
-    expect(await store.tokens.get('t1')).toEqual({ id: 't1', email: 'ic@corp.example', role: 'responder', label: 'laptop', createdAt: '2026-01-01T00:00:00.000Z', createdBy: null, lastUsedAt: null, revokedAt: null });
+    expect(await store.tokens.get('t1')).toEqual({ id: 't1', email: 'ic@corp.example', role: 'responder', label: 'laptop', createdAt: '2026-01-01T00:00:00.000Z', createdBy: null, lastUsedAt: null, revokedAt: null, incidentId: null });
     expect(await store.incidents.byId('i1')).toMatchObject({ codename: 'amber-otter', label: null });
     // Which recipients were Bcc is unknown for an email queued before: null, not [] (views hide them all).
     expect((await store.outbox.emailsById(['e1'])).get('e1')).toMatchObject({ recipients: ['a@corp.example', 'b@corp.example'], bcc: null });
