@@ -70,9 +70,9 @@ export function inScope(caller: Pick<Caller, 'incidentScope'>, incidentId: strin
  * Refuses what a token scoped to one incident may not do: anything that is
  * not about that incident (declaring another, relay-wide keys, approving).
  */
-export function assertUnscoped(caller: Pick<Caller, 'incidentScope'>, what: string): void {
+export function assertUnscoped(caller: Pick<Caller, 'incidentScope'>, what: string, instead = 'ask an admin for a token of your own'): void {
   if (caller.incidentScope === null) return;
-  throw new RelayError('forbidden', `This token was issued for one incident's roster and may not ${what}; ask an admin for a token of your own.`);
+  throw new RelayError('forbidden', `This token was issued for one incident's roster and may not ${what}; ${instead}.`);
 }
 
 /**

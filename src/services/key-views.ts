@@ -47,7 +47,7 @@ export async function putKey(ctx: Pick<RelayContext, 'store' | 'keys'>, caller: 
   if (revoked) return revoked;
   if (!owner) throw await notYourKey(ctx, caller, email, 'file');
   // Whoever issued a scoped token (a commander) could otherwise swap this address's key for every incident.
-  assertUnscoped(caller, 'file a relay-wide key');
+  assertUnscoped(caller, 'file a relay-wide key', 'ask the commander to give your key with your roster entry (PUT /v1/incidents/<codename>/roster/<email> with publicKey), where it holds in that incident, or an admin for a token of your own');
   return ctx.keys.put(email, armored, 'api', caller.email);
 }
 

@@ -477,9 +477,12 @@ describe.each(BACKENDS)('the document against a running relay (%s)', (backend) =
     const spare = (await ok('createToken', { url: '/v1/tokens', token: admin, body: { email: 'ic@corp.example', role: 'responder', label: 'old laptop' } }, 201)).body.id;
     await ok('listTokens', { url: '/v1/tokens', token: admin }, 200);
 
-    // Keys: counsel files their own, as JSON and as text/plain.
-    await ok('putKey', { url: '/v1/keys/counsel@lawfirm.example', token: counsel, example: 'counselKey' }, 200);
-    await ok('putKey', { url: '/v1/keys/counsel@lawfirm.example', token: counsel, contentType: 'text/plain', example: 'example' }, 200);
+    // Keys: counsel files their own relay-wide key, as JSON and as text/plain, with a token of their own
+    // (the one their commander issued is held to the incident and may not).
+    expect((await relay.request.put('/v1/keys/counsel@lawfirm.example').set('Authorization', `Bearer ${counsel}`).send({ publicKey: 'x' })).body.error.code).toBe('forbidden');
+    const counselOwn = await relay.tokenFor('counsel@lawfirm.example');
+    await ok('putKey', { url: '/v1/keys/counsel@lawfirm.example', token: counselOwn, example: 'counselKey' }, 200);
+    await ok('putKey', { url: '/v1/keys/counsel@lawfirm.example', token: counselOwn, contentType: 'text/plain', example: 'example' }, 200);
     await ok('getKey', { url: '/v1/keys/counsel@lawfirm.example', token: ic, query: { incident: C } }, 200);
 
     // Email: a preview, then the documented sends; the list and one status.
@@ -534,7 +537,7 @@ describe.each(BACKENDS)('the document against a running relay (%s)', (backend) =
 
     // Withdrawals and removals.
     await ok('withdrawRosterMemberKey', { url: `${I}/roster/counsel@lawfirm.example/key`, token: ic }, 204);
-    await ok('withdrawKey', { url: '/v1/keys/counsel@lawfirm.example', token: counsel }, 204);
+    await ok('withdrawKey', { url: '/v1/keys/counsel@lawfirm.example', token: admin }, 204);
     await ok('removeRosterMember', { url: `${I}/roster/legal@corp.example`, token: ic }, 204);
     await ok('revokeToken', { url: `/v1/tokens/${spare}`, token: admin }, 204);
     await ok('deleteAudience', { url: '/v1/audiences/press', token: admin }, 204);
