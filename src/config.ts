@@ -6,6 +6,7 @@ import path from 'node:path';
 import fs from 'node:fs';
 import { z } from 'zod';
 import { isLoopbackHost } from './loopback.js';
+import { databaseIsLocalOrVerified } from './store/database-url.js';
 import { isEmailAddress } from './validation.js';
 
 export type Duration = number; // milliseconds
@@ -154,23 +155,26 @@ function smtpUrl(variable: string, raw: string | undefined): string | undefined 
   return raw;
 }
 
-// sslmode values with which `pg` encrypts and verifies the server's certificate and name
-// (it reads require and verify-ca as verify-full); any other value, or none, may go in clear.
-const VERIFIED_SSLMODES = new Set(['require', 'verify-ca', 'verify-full']);
-
 function databaseUrl(variable: string, raw: string | undefined, allowInsecure: boolean): string | undefined {
   if (raw === undefined) return undefined;
   // The URL carries a password, so the message never echoes it.
   const ok = URL.canParse(raw) && ['postgres:', 'postgresql:'].includes(new URL(raw).protocol) && new URL(raw).hostname !== '';
   if (!ok) throw new ConfigError(variable, 'a postgres:// URL with a host, e.g. postgres://relay:secret@db.corp.example:5432/relay?sslmode=verify-full (unset for SQLite in RELAY_DATA_DIR)');
-  const url = new URL(raw);
+  let safe: boolean;
+  try {
+    safe = databaseIsLocalOrVerified(raw);
+  } catch (err) {
+    // pg reads sslrootcert, sslcert and sslkey when it parses the URL: a missing file fails here, not at the first query.
+    const reason = err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : 'the URL is not one pg accepts';
+    throw new ConfigError(variable, `a postgres:// URL whose sslrootcert, sslcert and sslkey files are readable (${reason})`);
+  }
   // The database holds queued internal mail and every address of every
   // incident: off this machine it is reached over verified TLS, or not at all
   // unless the operator says the path is trusted.
-  if (!isLoopbackHost(url.hostname) && !VERIFIED_SSLMODES.has(url.searchParams.get('sslmode') ?? '') && !allowInsecure) {
+  if (!safe && !allowInsecure) {
     throw new ConfigError(
       variable,
-      `a database that is not on this machine needs TLS: add ?sslmode=verify-full (and sslrootcert=/path/to/ca.pem for a private CA) to the URL, or set RELAY_DATABASE_ALLOW_INSECURE=true where the network path is trusted`,
+      `a database that is not on this machine needs TLS: add ?sslmode=verify-full (and sslrootcert=/path/to/ca.pem for a private CA) to the URL, once, without uselibpqcompat, or set RELAY_DATABASE_ALLOW_INSECURE=true where the network path is trusted`,
     );
   }
   return raw;

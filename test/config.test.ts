@@ -3,6 +3,7 @@
  * a ConfigError that names the variable and never echoes a secret.
  */
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { announcementSender, ConfigError, loadConfig, MAX_TIMER_MS, parseDuration, testConfig, type RelayConfig } from '../src/config.js';
 
@@ -203,6 +204,13 @@ describe('loadConfig refuses bad values, naming the variable', () => {
       ['postgres://relay@db.corp.example/relay?sslmode=prefer', false],
       ['postgres://relay@db.corp.example/relay?sslmode=no-verify', false],
       ['postgres://relay@10.0.0.5/relay?sslmode=allow', false],
+      // pg reads the last sslmode, the ?host= parameter over the URL's host, and require under uselibpqcompat as "trust anyone".
+      ['postgres://relay@db.corp.example/relay?sslmode=verify-full&sslmode=disable', false],
+      ['postgres://relay@db.corp.example/relay?sslmode=disable&sslmode=verify-full', true],
+      ['postgres://relay@127.0.0.1/relay?host=db.corp.example', false],
+      ['postgres://relay@db.corp.example/relay?host=/var/run/postgresql', true],
+      ['postgres://relay@db.corp.example/relay?sslmode=require&uselibpqcompat=true', false],
+      ['postgres://relay@db.corp.example/relay?sslmode=verify-full&uselibpqcompat=true', true],
     ])('%s: accepted %s (TLS required off this machine)', (url, accepted) => {
       const withPassword = url.replace('relay@', `relay:${PASSWORD}@`);
       if (accepted) {
@@ -220,6 +228,20 @@ describe('loadConfig refuses bad values, naming the variable', () => {
       expect((caught as ConfigError).message).not.toContain(PASSWORD);
       // The operator may say the path is trusted.
       expect(loadConfig({ RELAY_DATABASE_URL: withPassword, RELAY_DATABASE_ALLOW_INSECURE: 'true' }).databaseUrl).toBe(withPassword);
+    });
+
+    it('refuses verify-ca under uselibpqcompat, which checks the CA but not the name', () => {
+      // pg reads the file as the CA; any readable file will do for the parse.
+      const url = `postgres://relay:${PASSWORD}@db.corp.example/relay?sslmode=verify-ca&uselibpqcompat=true&sslrootcert=${encodeURIComponent(fileURLToPath(import.meta.url))}`;
+      expect(() => loadConfig({ RELAY_DATABASE_URL: url })).toThrow(/^RELAY_DATABASE_URL: a database that is not on this machine needs TLS/);
+      expect(loadConfig({ RELAY_DATABASE_URL: url.replace('verify-ca', 'verify-full') }).databaseUrl).toBe(url.replace('verify-ca', 'verify-full'));
+    });
+
+    it('refuses an sslrootcert it cannot read at start, not at the first query, without echoing the URL', () => {
+      const url = `postgres://relay:${PASSWORD}@db.corp.example/relay?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem`;
+      expect(() => loadConfig({ RELAY_DATABASE_URL: url })).toThrow(
+        'RELAY_DATABASE_URL: a postgres:// URL whose sslrootcert, sslcert and sslkey files are readable (ENOENT)',
+      );
     });
 
     it.each(['mysql://relay@db/relay', 'postgres:///relay', 'not a url'])('%s is refused without echoing it', (url) => {

@@ -8,6 +8,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import type { Backend } from './backend.js';
+import { redactDatabaseUrl } from './database-url.js';
 import { StoreMisuse, toDollarParams, type SqlExecutor, type SqlParam } from './sql.js';
 
 // int8 (COUNT(*), BIGINT columns such as ms timestamps) as a JS number: every
@@ -23,17 +24,6 @@ export interface PostgresOptions {
   maxConnections?: number;
   /** Told about errors of idle pooled connections (a restarted server); they must not crash the relay. */
   onIdleError?: (err: Error) => void;
-}
-
-/** The URL without its password, for logs and the banner. */
-export function redactDatabaseUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password !== '') parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return 'postgres://(unparsable URL)';
-  }
 }
 
 /** Opens a pool on `url` (postgres://…; TLS as its sslmode says). Does not connect until first used. */

@@ -1,0 +1,15 @@
+import { describe, expect, it } from 'vitest';
+import { redactDatabaseUrl } from '../../src/store/database-url.js';
+
+describe('redactDatabaseUrl', () => {
+  it.each([
+    ['postgres://relay:s3cret@db.corp.example:5432/relay?sslmode=verify-full', 'postgres://relay:***@db.corp.example:5432/relay?sslmode=verify-full'],
+    ['postgres://relay@db.corp.example/relay?password=s3cret&sslmode=verify-full', 'postgres://relay@db.corp.example/relay?password=***&sslmode=verify-full'],
+    ['postgres://relay@db.corp.example/relay?sslpassword=s3cret&password=a&password=b', 'postgres://relay@db.corp.example/relay?sslpassword=***&password=***'],
+    ['postgres://relay@127.0.0.1/relay', 'postgres://relay@127.0.0.1/relay'],
+    ['not a url s3cret', 'postgres://(unparsable URL)'],
+  ])('shows %s as %s', (url, shown) => {
+    expect(redactDatabaseUrl(url)).toBe(shown);
+    expect(redactDatabaseUrl(url)).not.toContain('s3cret');
+  });
+});
