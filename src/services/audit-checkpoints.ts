@@ -169,8 +169,19 @@ export interface AuditVerifierDeps {
 export class AuditVerifier {
   private readonly goodSignatures = new Set<string>();
   private readonly running = new Map<boolean, Promise<AuditReport>>();
+  // When this process last recomputed the whole chain (at first, when it started): the stored
+  // outcome is a row anyone who can write the database can keep fresh, so it is not the only clock.
+  private lastFullHere: number;
 
-  constructor(private readonly deps: AuditVerifierDeps) {}
+  constructor(private readonly deps: AuditVerifierDeps) {
+    this.lastFullHere = deps.now().getTime();
+  }
+
+  /** Whether this process has recomputed the whole chain within `intervalMs`, or started within it. */
+  fullRunHereWithin(intervalMs: number): boolean {
+    const age = this.deps.now().getTime() - this.lastFullHere;
+    return age >= 0 && age < intervalMs;
+  }
 
   /**
    * Checks every checkpoint, then recomputes the chain from the newest that
@@ -226,12 +237,12 @@ export class AuditVerifier {
     const ok = chain.ok && failures === 0;
     let lastFull: FullVerification | undefined;
     if (full) {
+      this.lastFullHere = this.deps.now().getTime();
       // Any relay's full pass is every relay's answer from now on.
       lastFull = { at: this.deps.now().toISOString(), ok, events: chain.events, ...(chain.brokenAt !== undefined ? { brokenAt: chain.brokenAt } : {}), ...(failures > 0 ? { failures } : {}) };
       await store.settings.put(FULL_VERIFY_SETTING, JSON.stringify(lastFull));
     } else {
-      const stored = await store.settings.get(FULL_VERIFY_SETTING);
-      lastFull = stored === undefined ? undefined : (JSON.parse(stored) as FullVerification);
+      lastFull = await this.lastFull();
     }
     return {
       ...chain,
@@ -250,14 +261,25 @@ export class AuditVerifier {
   /** The last full verification's outcome, when one was stored. */
   async lastFull(): Promise<FullVerification | undefined> {
     const stored = await this.deps.store.settings.get(FULL_VERIFY_SETTING);
-    return stored === undefined ? undefined : (JSON.parse(stored) as FullVerification);
+    if (stored === undefined) return undefined;
+    try {
+      const parsed = JSON.parse(stored) as Partial<FullVerification> | null;
+      if (typeof parsed?.at === 'string' && typeof parsed.ok === 'boolean' && typeof parsed.events === 'number') return parsed as FullVerification;
+    } catch {
+      // Not JSON: treated as below.
+    }
+    // Not a row the relay wrote: reported as a failed pass at the epoch (fail closed) until the next full pass, due at once.
+    return { at: new Date(0).toISOString(), ok: false, events: 0 };
   }
 
   private async check(checkpoint: CheckpointAgainstChain, full: boolean): Promise<CheckpointFailureReason | undefined> {
     if (!wellFormed(checkpoint)) return 'malformed';
     const key = createHash('sha256').update(checkpointText(checkpoint)).update('\n').update(checkpoint.signature).digest('hex');
     if (full || !this.goodSignatures.has(key)) {
-      if (!(await checkpointSignatureHolds(this.deps.relayKey.publicKey, checkpoint, this.deps.now()))) return 'signature';
+      // Checked as of when it was signed if that is later than this clock: a relay whose clock runs
+      // ahead signs with a time openpgp would otherwise call "in the future" and reject.
+      const at = new Date(Math.max(this.deps.now().getTime(), Date.parse(checkpoint.at)));
+      if (!(await checkpointSignatureHolds(this.deps.relayKey.publicKey, checkpoint, at))) return 'signature';
       if (this.goodSignatures.size >= MAX_CACHED_SIGNATURES) this.goodSignatures.clear();
       this.goodSignatures.add(key);
     }
@@ -334,12 +356,16 @@ export interface AuditCheckpointJobOptions {
 
 /**
  * Recomputes the whole chain from genesis when the last full pass is older
- * than `intervalMs` (or there was none); its outcome is stored and carried by
+ * than `intervalMs` (or there was none, or its time is unreadable or in the
+ * future), and in any case when this process has not run one for
+ * `intervalMs`: a stored outcome kept fresh by someone writing the database
+ * cannot put the pass off for good. Its outcome is stored and carried by
  * every later verify answer. Logs an error when it finds the chain broken.
  */
 export async function fullVerificationIfDue(deps: CheckpointDeps, verifier: AuditVerifier, intervalMs = FULL_VERIFY_INTERVAL_MS): Promise<FullVerification | undefined> {
   const last = await verifier.lastFull();
-  if (last !== undefined && deps.now().getTime() - Date.parse(last.at) < intervalMs) return undefined;
+  const age = last === undefined ? Number.NaN : deps.now().getTime() - Date.parse(last.at);
+  if (age >= 0 && age < intervalMs && verifier.fullRunHereWithin(intervalMs)) return undefined;
   const report = await verifier.verify({ full: true });
   if (!report.ok) {
     deps.logger.error({ brokenAt: report.brokenAt, failures: report.checkpoints.failures }, 'the daily full verification found the audit chain broken: see GET /v1/audit/verify?full=true');

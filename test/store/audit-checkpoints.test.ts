@@ -264,6 +264,43 @@ describe.each(BACKENDS)('signed audit checkpoints (%s)', (backend) => {
     expect(await verifyOverHttp(r)).toMatchObject({ ok: false, lastFullVerification: { ok: false, brokenAt: decisionSeq } });
   });
 
+  it('runs the full pass whatever the stored outcome says: a time in the future, a row that is not the relay\'s, or one kept fresh by someone else', async () => {
+    const { r, decisionSeq } = await withBccMessage(backend);
+    const verifier = new AuditVerifier(r.ctx);
+    await signNow(r);
+    expect(await fullVerificationIfDue(depsOf(r), verifier)).toMatchObject({ ok: true });
+    await behindTheTriggers(r.ctx.store, 'audit_events', async () => {
+      await r.ctx.store.sql.run("UPDATE audit_events SET data = '{}' WHERE seq = ?", [decisionSeq]);
+    });
+    // Dated far ahead, a clean outcome would otherwise never be due again.
+    await r.ctx.store.settings.put('audit_full_verification', JSON.stringify({ at: '2999-01-01T00:00:00.000Z', ok: true, events: 1 }));
+    expect(await fullVerificationIfDue(depsOf(r), verifier)).toMatchObject({ ok: false, brokenAt: decisionSeq });
+    // Not JSON, or not its shape: reported as a failed pass, and the next pass is due at once.
+    for (const row of ['not json', '{"ok":true}']) {
+      await r.ctx.store.settings.put('audit_full_verification', row);
+      expect((await verifyOverHttp(r)).lastFullVerification).toEqual({ at: '1970-01-01T00:00:00.000Z', ok: false, events: 0 });
+    }
+    expect(await fullVerificationIfDue(depsOf(r), verifier)).toMatchObject({ ok: false, brokenAt: decisionSeq });
+    // Rewritten as clean "just now" every time it is looked at: this process still runs its own pass once a day.
+    const keepFresh = () => r.ctx.store.settings.put('audit_full_verification', JSON.stringify({ at: r.clock.now().toISOString(), ok: true, events: 1 }));
+    await keepFresh();
+    expect(await fullVerificationIfDue(depsOf(r), verifier)).toBeUndefined();
+    r.clock.advance(FULL_VERIFY_INTERVAL_MS - 1);
+    await keepFresh();
+    expect(await fullVerificationIfDue(depsOf(r), verifier)).toBeUndefined();
+    r.clock.advance(1);
+    await keepFresh();
+    expect(await fullVerificationIfDue(depsOf(r), verifier)).toMatchObject({ ok: false, brokenAt: decisionSeq });
+  });
+
+  it('holds a checkpoint signed by a relay whose clock runs ahead of this one', async () => {
+    const { r } = await withBccMessage(backend);
+    const ahead = { ...depsOf(r), now: () => new Date(r.clock.now().getTime() + 10 * 60_000) };
+    const outcome = await createCheckpoint(ahead, new AuditVerifier({ ...r.ctx, now: ahead.now }));
+    expect(outcome).toHaveProperty('signed');
+    expect(await new AuditVerifier(r.ctx).verify()).toMatchObject({ ok: true, checkpoints: { signed: 1, verified: 1 } });
+  });
+
   it('refuses malformed fields before any signature is checked, so no field can move text between lines', async () => {
     relay = await createTestRelay({}, { backend });
     const r = relay;
