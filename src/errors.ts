@@ -6,6 +6,7 @@
  * (src/http/errors.ts, src/smtp/replies.ts). Anything that is not a RelayError
  * is an internal fault and is answered without internals.
  */
+import { StoreClosed } from './store/sql.js';
 
 export type RuleId =
   | 'subject'
@@ -133,6 +134,8 @@ const NETWORK_DOWN = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'
 
 /** True when `err` says the store (SQLite file or PostgreSQL server) cannot take work right now. */
 export function isStoreUnavailable(err: unknown): boolean {
+  // A store closing for shutdown takes nothing more: try again (another relay, or this one restarted).
+  if (err instanceof StoreClosed) return true;
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return /Connection terminated|connection timeout/i.test((err as Error | null)?.message ?? '');
   return STORE_UNAVAILABLE.test(code) || PG_UNAVAILABLE.test(code) || NETWORK_DOWN.has(code);

@@ -88,8 +88,7 @@ export class ConsoleSessionStore {
 
   /** How many sessions the token has open (tests, and the sign-out of a revoked token). */
   async countForToken(tokenId: string): Promise<number> {
-    // PostgreSQL answers COUNT(*) as a bigint string.
-    const row = await this.sql.get<{ n: number | string }>('SELECT COUNT(*) AS n FROM console_sessions WHERE token_id = ?', [tokenId]);
-    return Number(row?.n ?? 0);
+    // A number on both backends: postgres.ts parses int8 (COUNT(*)) as one.
+    return (await this.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM console_sessions WHERE token_id = ?', [tokenId]))?.n ?? 0;
   }
 }

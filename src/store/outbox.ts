@@ -124,6 +124,14 @@ export interface DeliveryView {
   lastError: string | null;
 }
 
+/** A delivery as the worker checks it before sending and when recording: never its body (up to 25 MB). */
+export interface DeliveryState {
+  status: DeliveryStatus;
+  envelope: Envelope;
+  /** The relay holding its lease, if any. */
+  leaseOwner: string | null;
+}
+
 interface DeliveryRow {
   id: string;
   channel: DeliveryChannel;
@@ -207,6 +215,9 @@ const PURGE_PAYLOAD_OF_DELIVERY = `DELETE FROM email_payloads
 // first makes the second wait, and its next statement sees the first's outcome.
 const LOCK_PAYLOAD_OF_DELIVERY = 'SELECT email_id FROM email_payloads WHERE email_id = (SELECT email_id FROM deliveries WHERE id = ?) FOR UPDATE';
 
+// The condition that the lease is `owner`'s (one `?` parameter), or nobody's when null.
+const heldBy = (owner: string | null): string => (owner === null ? 'lease_owner IS NULL' : 'lease_owner = ?');
+
 /** Outbox and email-record storage. Call the writes inside a store transaction with their audit event. */
 export class Outbox {
   constructor(private readonly sql: SqlExecutor) {}
@@ -254,14 +265,49 @@ export class Outbox {
     return rows.sort((a, b) => a.next_attempt_ms - b.next_attempt_ms || a.created_ms - b.created_ms).map(toDelivery);
   }
 
-  /** Extends every lease `owner` holds on a still-queued delivery; returns how many. */
-  async renewLeases(owner: string, until: Date): Promise<number> {
-    return this.sql.run("UPDATE deliveries SET lease_until_ms = ? WHERE lease_owner = ? AND status = 'queued'", [until.getTime(), owner]);
+  /**
+   * Extends `owner`'s leases on these still-queued deliveries (the sends in
+   * progress and the outcomes waiting to be written); returns how many. Only
+   * these: a lease the worker forgot (an attempt that threw) must run out so
+   * that another relay, or this one later, can take the delivery.
+   */
+  async renewLeases(owner: string, ids: readonly string[], until: Date): Promise<number> {
+    let renewed = 0;
+    for (let i = 0; i < ids.length; i += LOOKUP_SLICE) {
+      const slice = ids.slice(i, i + LOOKUP_SLICE);
+      renewed += await this.sql.run(
+        `UPDATE deliveries SET lease_until_ms = ? WHERE lease_owner = ? AND status = 'queued' AND id IN (${placeholders(slice.length)})`,
+        [until.getTime(), owner, ...slice],
+      );
+    }
+    return renewed;
   }
 
-  /** Gives a lease back without an outcome (the worker stopped before sending). */
-  async release(id: string, owner: string): Promise<void> {
-    await this.sql.run('UPDATE deliveries SET lease_owner = NULL, lease_until_ms = NULL WHERE id = ? AND lease_owner = ?', [id, owner]);
+  /**
+   * Gives a lease back without an outcome (the worker stopped before sending,
+   * or its attempt failed before it could record anything). With `notBefore`,
+   * the delivery is not due again before then (never earlier than it was), so
+   * an attempt that keeps failing the same way is not claimed again at once.
+   */
+  async release(id: string, owner: string, notBefore?: Date): Promise<boolean> {
+    if (notBefore === undefined) {
+      return (await this.sql.run('UPDATE deliveries SET lease_owner = NULL, lease_until_ms = NULL WHERE id = ? AND lease_owner = ?', [id, owner])) === 1;
+    }
+    const ms = notBefore.getTime();
+    const changes = await this.sql.run(
+      'UPDATE deliveries SET lease_owner = NULL, lease_until_ms = NULL, next_attempt_ms = CASE WHEN next_attempt_ms > ? THEN next_attempt_ms ELSE ? END WHERE id = ? AND lease_owner = ?',
+      [ms, ms, id, owner],
+    );
+    return changes === 1;
+  }
+
+  /**
+   * Gives back every lease on a queued delivery, whoever holds it; returns how
+   * many. Only where one relay uses the database (SQLite): at its start, its
+   * own leases from before a crash.
+   */
+  async releaseAll(): Promise<number> {
+    return this.sql.run("UPDATE deliveries SET lease_owner = NULL, lease_until_ms = NULL WHERE status = 'queued' AND lease_owner IS NOT NULL");
   }
 
   /** Deliveries `owner` holds a lease on (for /metrics). */
@@ -299,6 +345,21 @@ export class Outbox {
   }
 
   /**
+   * A delivery's status, envelope and lease holder, without its body. With
+   * `lock` (inside a transaction), the row is locked until the transaction
+   * ends (PostgreSQL: FOR UPDATE; SQLite has one writer), so a cancellation
+   * on another relay waits instead of changing it under the caller.
+   */
+  async state(id: string, lock = false): Promise<DeliveryState | undefined> {
+    const forUpdate = lock && this.sql.dialect === 'postgres' ? ' FOR UPDATE' : '';
+    const row = await this.sql.get<{ status: DeliveryStatus; envelope: string; lease_owner: string | null }>(
+      `SELECT status, envelope, lease_owner FROM deliveries WHERE id = ?${forUpdate}`,
+      [id],
+    );
+    return row ? { status: row.status, envelope: JSON.parse(row.envelope) as Envelope, leaseOwner: row.lease_owner } : undefined;
+  }
+
+  /**
    * Copies email delivery `sourceId` to a new row for `to`, some of its
    * recipients the upstream refused while taking it for the rest: `queued`
    * keeps the body for a retry at `nextAttempt`, `failed` records them without
@@ -324,7 +385,13 @@ export class Outbox {
     if (changes !== 1) throw new Error(`cannot split delivery ${sourceId}: no such email delivery, or its body is already purged`);
   }
 
-  /** Records a delivery and purges its body: only metadata stays (SPEC §6). False when it was no longer queued. */
+  /**
+   * Records a delivery and purges its body: only metadata stays (SPEC §6).
+   * False when it was no longer queued. Whoever holds the lease: the upstream
+   * has the message, so the record is written even when a stalled relay's
+   * lease was taken over meanwhile; it clears that lease, and the relay that
+   * took over finds the delivery sent before it sends (DeliveryWorker).
+   */
   async markSent(id: string, providerId: string, at: Date): Promise<boolean> {
     const row = await this.sql.get<{ body_kind: BodyKind }>(
       `UPDATE deliveries SET status = 'sent', body = NULL, attempts = attempts + 1, provider_id = ?, sent_at = ?, last_error = NULL,
@@ -348,20 +415,28 @@ export class Outbox {
     return this.sql.run("DELETE FROM email_payloads WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.email_id = email_payloads.email_id AND d.status = 'queued')");
   }
 
-  /** Schedules another attempt and gives the lease back. */
-  async markRetry(id: string, error: string, nextAttempt: Date): Promise<boolean> {
+  /**
+   * Schedules another attempt and gives the lease back. Only while `owner`
+   * holds the lease (null: while nobody does): a relay whose lease lapsed
+   * during a stall must not clear the lease of the relay that took the
+   * delivery over, or a third could claim and send it again. False when the
+   * delivery is no longer queued or someone else holds it.
+   */
+  async markRetry(id: string, error: string, nextAttempt: Date, owner: string | null = null): Promise<boolean> {
     const changes = await this.sql.run(
-      "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_ms = ?, lease_owner = NULL, lease_until_ms = NULL WHERE id = ? AND status = 'queued'",
-      [error, nextAttempt.getTime(), id],
+      `UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_ms = ?, lease_owner = NULL, lease_until_ms = NULL
+       WHERE id = ? AND status = 'queued' AND ${heldBy(owner)}`,
+      [error, nextAttempt.getTime(), id, ...(owner === null ? [] : [owner])],
     );
     return changes === 1;
   }
 
-  /** Gives up: the body is purged too, since it will never be sent. */
-  async markFailed(id: string, error: string): Promise<boolean> {
+  /** Gives up: the body is purged too, since it will never be sent. Only while `owner` holds the lease, as markRetry. */
+  async markFailed(id: string, error: string, owner: string | null = null): Promise<boolean> {
     const row = await this.sql.get<{ body_kind: BodyKind }>(
-      "UPDATE deliveries SET status = 'failed', body = NULL, attempts = attempts + 1, last_error = ?, lease_owner = NULL, lease_until_ms = NULL WHERE id = ? AND status = 'queued' RETURNING body_kind",
-      [error, id],
+      `UPDATE deliveries SET status = 'failed', body = NULL, attempts = attempts + 1, last_error = ?, lease_owner = NULL, lease_until_ms = NULL
+       WHERE id = ? AND status = 'queued' AND ${heldBy(owner)} RETURNING body_kind`,
+      [error, id, ...(owner === null ? [] : [owner])],
     );
     if (row?.body_kind === 'sealed') await this.purgePayloadOf(id);
     return row !== undefined;
@@ -372,9 +447,14 @@ export class Outbox {
    * everyone: 'all'): the whole row when nobody is left, else the recipients
    * are taken out of its envelope and recorded in a `cancelled` row of their
    * own. Undefined when the delivery is no longer queued or holds none of them.
+   * Call it in a transaction: the row is locked while its envelope is read and
+   * rewritten (PostgreSQL: FOR UPDATE; SQLite has one writer), so two
+   * removals on two relays cannot each write back an envelope from the same
+   * old copy, and a row another relay just recorded is left alone.
    */
   async cancelRecipients(deliveryId: string, recipients: readonly string[] | 'all', reason: string, newId: () => string): Promise<Cancellation | undefined> {
-    const row = await this.sql.get<DeliveryRow>("SELECT id, channel, email_id, sms_id, envelope, body_kind FROM deliveries WHERE id = ? AND status = 'queued'", [deliveryId]);
+    const lock = this.sql.dialect === 'postgres' ? ' FOR UPDATE' : '';
+    const row = await this.sql.get<DeliveryRow>(`SELECT id, channel, email_id, sms_id, envelope, body_kind FROM deliveries WHERE id = ? AND status = 'queued'${lock}`, [deliveryId]);
     if (!row) return undefined;
     const envelope = JSON.parse(row.envelope) as Envelope;
     const all = envelope.kind === 'sms' ? [envelope.to] : envelope.to;
@@ -382,10 +462,12 @@ export class Outbox {
     if (gone.length === 0) return undefined;
     const base = { deliveryId, channel: row.channel, emailId: row.email_id, smsId: row.sms_id, recipients: gone };
     if (gone.length === all.length || envelope.kind === 'sms') {
-      await this.sql.run(
+      const changes = await this.sql.run(
         "UPDATE deliveries SET status = 'cancelled', body = NULL, last_error = ?, lease_owner = NULL, lease_until_ms = NULL WHERE id = ? AND status = 'queued'",
         [reason, deliveryId],
       );
+      // Locked and read as queued above: anything else is a broken promise, and rolls the caller's transaction back.
+      if (changes !== 1) throw new Error(`cannot cancel delivery ${deliveryId}: it changed while locked`);
       if (row.body_kind === 'sealed') await this.purgePayloadOf(deliveryId);
       return base;
     }
@@ -396,8 +478,58 @@ export class Outbox {
        FROM deliveries WHERE id = ?`,
       [cancelledId, JSON.stringify({ ...envelope, to: gone }), reason, deliveryId],
     );
-    await this.sql.run('UPDATE deliveries SET envelope = ? WHERE id = ?', [JSON.stringify({ ...envelope, to: envelope.to.filter((r) => !gone.includes(r)) }), deliveryId]);
+    const changes = await this.sql.run("UPDATE deliveries SET envelope = ? WHERE id = ? AND status = 'queued'", [
+      JSON.stringify({ ...envelope, to: envelope.to.filter((r) => !gone.includes(r)) }),
+      deliveryId,
+    ]);
+    if (changes !== 1) throw new Error(`cannot cancel recipients of delivery ${deliveryId}: it changed while locked`);
     return { ...base, cancelledDeliveryId: cancelledId };
+  }
+
+  /**
+   * Corrects the record of recipients whose copy was cancelled while a send
+   * to them was already under way, and which the upstream then took: the
+   * cancelled rows of this delivery's email (or the delivery itself, cancelled
+   * whole) are recorded `sent` for them, with the upstream's id. A cancelled
+   * row that also holds recipients who did not get it is split: they stay
+   * `cancelled`. Returns the recipients whose record was corrected. Call it
+   * inside the transaction that records the send.
+   */
+  async sentDespiteCancel(deliveryId: string, received: readonly string[], providerId: string, at: Date, newId: () => string): Promise<string[]> {
+    const wanted = new Set(received);
+    if (wanted.size === 0) return [];
+    const lock = this.sql.dialect === 'postgres' ? ' FOR UPDATE' : '';
+    const rows = await this.sql.all<{ id: string; envelope: string }>(
+      `SELECT id, envelope FROM deliveries
+       WHERE status = 'cancelled' AND (id = ? OR email_id = (SELECT email_id FROM deliveries WHERE id = ?))
+       ORDER BY created_ms, id${lock}`,
+      [deliveryId, deliveryId],
+    );
+    const corrected: string[] = [];
+    for (const row of rows) {
+      const envelope = JSON.parse(row.envelope) as Envelope;
+      const to = envelope.kind === 'sms' ? [envelope.to] : envelope.to;
+      const got = to.filter((r) => wanted.has(r));
+      if (got.length === 0) continue;
+      for (const r of got) wanted.delete(r);
+      corrected.push(...got);
+      if (got.length === to.length) {
+        await this.sql.run(
+          "UPDATE deliveries SET status = 'sent', attempts = attempts + 1, provider_id = ?, sent_at = ?, last_error = NULL WHERE id = ? AND status = 'cancelled'",
+          [providerId, at.toISOString(), row.id],
+        );
+      } else if (envelope.kind === 'email') {
+        await this.sql.run(
+          `INSERT INTO deliveries (id, channel, email_id, sms_id, incident_id, envelope, body, body_kind, status, attempts, created_ms, next_attempt_ms, provider_id, sent_at)
+           SELECT ?, channel, email_id, sms_id, incident_id, ?, NULL, body_kind, 'sent', attempts + 1, created_ms, next_attempt_ms, ?, ?
+           FROM deliveries WHERE id = ?`,
+          [newId(), JSON.stringify({ ...envelope, to: got }), providerId, at.toISOString(), row.id],
+        );
+        await this.sql.run('UPDATE deliveries SET envelope = ? WHERE id = ?', [JSON.stringify({ ...envelope, to: to.filter((r) => !got.includes(r)) }), row.id]);
+      }
+      if (wanted.size === 0) break;
+    }
+    return corrected;
   }
 
   /**

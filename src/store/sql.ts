@@ -66,3 +66,16 @@ export class StoreMisuse extends Error {
     this.name = 'StoreMisuse';
   }
 }
+
+/**
+ * Thrown for work offered to a store that is closing or closed (the relay is
+ * shutting down): the store cannot take it, as when it is unreachable, so
+ * callers answer `unavailable` (try again shortly) and keep what they could
+ * not record.
+ */
+export class StoreClosed extends Error {
+  constructor() {
+    super('store: closed (the relay is shutting down); nothing more can be stored here');
+    this.name = 'StoreClosed';
+  }
+}

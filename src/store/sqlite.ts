@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Backend } from './backend.js';
-import { StoreMisuse, type SqlExecutor, type SqlParam } from './sql.js';
+import { StoreClosed, StoreMisuse, type SqlExecutor, type SqlParam } from './sql.js';
 
 /** Serialises access to the one connection; FIFO. */
 class Lock {
@@ -101,6 +101,8 @@ export function openSqlite(file: string, options: SqliteOptions = {}): Backend &
 
   const lock = new Lock();
   const scopes = new AsyncLocalStorage<Scope>();
+  // closing: close() has begun (grouped work is refused), and resolves when it is done; closed: the connection is gone.
+  let closing: Promise<void> | undefined;
   let closed = false;
 
   const insideTransaction = (): boolean => scopes.getStore()?.active === true;
@@ -110,6 +112,7 @@ export function openSqlite(file: string, options: SqliteOptions = {}): Backend &
     if (insideTransaction()) {
       return Promise.reject(new StoreMisuse('store: inside a transaction, use its repositories (tx.…), not the store\'s'));
     }
+    if (closed) return Promise.reject(new StoreClosed());
     if (!lock.locked) {
       try {
         return Promise.resolve(fn());
@@ -155,10 +158,11 @@ export function openSqlite(file: string, options: SqliteOptions = {}): Backend &
 
   const transaction = async <T>(fn: (sql: SqlExecutor) => Promise<T>): Promise<T> => {
     if (insideTransaction()) throw new StoreMisuse('store: transactions do not nest; use the outer transaction\'s repositories');
-    if (closed) throw new StoreMisuse('store: closed');
+    if (closed) throw new StoreClosed();
     await lock.acquire();
     const scope: Scope = { active: true };
     try {
+      if (closed) throw new StoreClosed();
       // IMMEDIATE: take the write lock up front, so another process on the
       // same file waits (busy_timeout) instead of failing at the first write.
       db.exec('BEGIN IMMEDIATE');
@@ -178,7 +182,7 @@ export function openSqlite(file: string, options: SqliteOptions = {}): Backend &
 
   // ---- group commit ----
   const maxGroup = Math.max(1, options.maxGroup ?? 256);
-  let pending: Pending[] = [];
+  const pending: Pending[] = [];
   let scheduled = false;
   let flushing: Promise<void> = Promise.resolve();
 
@@ -191,7 +195,7 @@ export function openSqlite(file: string, options: SqliteOptions = {}): Backend &
     await lock.acquire();
     const scope: Scope = { active: true };
     try {
-      if (closed) throw new StoreMisuse('store: closed');
+      if (closed) throw new StoreClosed();
       db.exec('BEGIN IMMEDIATE');
       try {
         const sql = inScope(scope);
@@ -246,7 +250,9 @@ export function openSqlite(file: string, options: SqliteOptions = {}): Backend &
 
   const grouped = <T>(fn: (sql: SqlExecutor) => Promise<T>): Promise<T> => {
     if (insideTransaction()) return Promise.reject(new StoreMisuse('store: grouped work cannot start inside a transaction'));
-    if (closed) return Promise.reject(new StoreMisuse('store: closed'));
+    // Refused from the moment close() begins: work queued during its last
+    // flush would otherwise be dropped, its promise never settling.
+    if (closing !== undefined) return Promise.reject(new StoreClosed());
     return new Promise<T>((resolve, reject) => {
       pending.push({ fn, resolve: resolve as (value: unknown) => void, reject });
       schedule();
@@ -259,22 +265,25 @@ export function openSqlite(file: string, options: SqliteOptions = {}): Backend &
     sql: top,
     transaction,
     grouped,
-    async close() {
-      if (closed) return;
-      // Work already queued commits first; nothing new is taken.
-      while (pending.length > 0 || scheduled) {
-        await new Promise((resolve) => setImmediate(resolve));
+    close() {
+      closing ??= (async () => {
+        // Work already queued commits first; nothing new is taken.
+        while (pending.length > 0 || scheduled) {
+          await new Promise((resolve) => setImmediate(resolve));
+          await flushing;
+        }
         await flushing;
-      }
-      await flushing;
-      closed = true;
-      pending = [];
-      await lock.acquire();
-      try {
-        db.close();
-      } finally {
-        lock.release();
-      }
+        closed = true;
+        // Nothing can be left (grouped() refuses once closing); if anything is, it is refused, never dropped unsettled.
+        for (const item of pending.splice(0)) item.reject(new StoreClosed());
+        await lock.acquire();
+        try {
+          db.close();
+        } finally {
+          lock.release();
+        }
+      })();
+      return closing;
     },
     describe: () => (inMemory ? 'sqlite (in memory)' : `sqlite ${file}`),
   };

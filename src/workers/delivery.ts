@@ -33,7 +33,7 @@ import type { Announcement } from '../store/announcements.js';
 import type { AuditInput } from '../store/audit.js';
 import type { RosterMember } from '../store/incidents.js';
 import type { Repositories } from '../store/index.js';
-import type { Delivery, DeliveryChannel, DeliverySplit, EmailPayload, Envelope } from '../store/outbox.js';
+import type { Cancellation, Delivery, DeliveryChannel, DeliverySplit, EmailPayload, Envelope } from '../store/outbox.js';
 
 /** What the worker needs from the relay: the store, the clock, its identity, and where to report. */
 export type DeliveryContext = Pick<RelayContext, 'store' | 'now' | 'logger' | 'metrics' | 'config' | 'replicaId'>;
@@ -65,6 +65,13 @@ interface Split {
   audit: Omit<AuditInput, 'actor' | 'incidentId'>;
 }
 
+/** What an attempt sends, once every check before the send passed. */
+interface Ready {
+  channel: Channel;
+  body: Buffer;
+  envelope: Envelope;
+}
+
 /** An outcome whose write failed; kept and retried, never re-sent while this process lives. */
 interface Unrecorded {
   delivery: Delivery;
@@ -82,6 +89,25 @@ export function backoffMs(attempts: number, baseMs: number, maxMs: number, rando
 // Retrying a failed outcome write: from 250 ms, doubling, at most 30 s.
 const RECORD_RETRY_BASE_MS = 250;
 const RECORD_RETRY_MAX_MS = 30_000;
+// Deliveries whose checks before sending failed, remembered for their backoff; a bound on memory.
+const MAX_REMEMBERED_FAILURES = 10_000;
+
+/** The addresses an envelope sends to. */
+function recipientsOf(envelope: Envelope): string[] {
+  return envelope.kind === 'sms' ? [envelope.to] : envelope.to;
+}
+
+/**
+ * The envelope to send: what the checks left (`checked`), narrowed to what
+ * the row holds now (`stored`: a removal on another relay may have taken
+ * recipients out since). Undefined when nobody is left.
+ */
+function narrowed(checked: Envelope, stored: Envelope): Envelope | undefined {
+  if (checked.kind === 'sms' || stored.kind === 'sms') return checked.kind === stored.kind && checked.to === stored.to ? checked : undefined;
+  const now = new Set(stored.to);
+  const to = checked.to.filter((r) => now.has(r));
+  return to.length === 0 ? undefined : { ...checked, to };
+}
 
 /** Delivers the outbox. start() runs it in the background; drain() is for tests and shutdown. */
 export class DeliveryWorker {
@@ -89,9 +115,14 @@ export class DeliveryWorker {
   private readonly unrecorded = new Map<string, Unrecorded>();
   // The stored payload of an encrypted email, read once for all its copies in flight at the same time.
   private readonly payloads = new Map<string, { payload: Promise<EmailPayload | undefined>; users: number }>();
+  // Looks at the queue in progress: stop() waits for them, and for what they claim.
+  private readonly ticks = new Set<Promise<void>>();
+  // Consecutive failures of the checks before sending, per delivery (giveBack's backoff).
+  private readonly prepareFailures = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private running = false;
+  private stopping = false;
   private storeFailing = false;
   private readonly concurrency: number;
   private readonly pollMs: number;
@@ -128,8 +159,9 @@ export class DeliveryWorker {
   /** Starts polling, retrying everything queued at once; new work is also picked up through notify(). */
   async start(): Promise<void> {
     this.running = true;
+    this.stopping = false;
     try {
-      if (this.options.releaseLeasesAtStart) await this.ctx.store.sql.run("UPDATE deliveries SET lease_owner = NULL, lease_until_ms = NULL WHERE status = 'queued' AND lease_owner IS NOT NULL");
+      if (this.options.releaseLeasesAtStart) await this.ctx.store.outbox.releaseAll();
       // A (re)start is when the queue must flush: an operator restarts after
       // fixing the upstream, or after a crash; waiting out backoffs chosen
       // before it would hold incident mail for up to maxBackoffMs.
@@ -144,13 +176,21 @@ export class DeliveryWorker {
     this.schedule(0);
   }
 
-  /** Stops taking new work and waits for what is in flight; outcomes still unwritten are tried once more. */
+  /**
+   * Stops taking new work and waits for it to end: the look at the queue in
+   * progress first (what it claims now is given back, not started), then the
+   * sends in flight; outcomes still unwritten are tried once more. Leases are
+   * renewed until then: a long send must not outlive its lease and be sent
+   * again by another relay while this one still waits for the upstream.
+   */
   async stop(): Promise<void> {
     this.running = false;
+    this.stopping = true;
     clearTimeout(this.timer);
-    clearInterval(this.renewTimer);
+    await Promise.allSettled([...this.ticks]);
     await Promise.allSettled([...this.inFlight.values()]);
     await this.retryUnrecorded(true);
+    clearInterval(this.renewTimer);
     if (this.unrecorded.size > 0) {
       // Their leases expire and they are sent again after the restart: at-least-once.
       this.ctx.logger.error({ deliveries: this.unrecorded.size }, 'stopping with delivery outcomes that could not be recorded; they will be sent again');
@@ -185,6 +225,11 @@ export class DeliveryWorker {
     const free = this.concurrency - this.inFlight.size;
     if (free <= 0 || this.unrecorded.size > 0) return { started: 0, settled: Promise.resolve() };
     const due = await this.ctx.store.outbox.claim(this.owner, this.ctx.now(), free, this.leaseMs);
+    if (this.stopping) {
+      // stop() came while claiming: give them back rather than start sends after the channel and store are closed.
+      await Promise.allSettled(due.map((d) => this.ctx.store.outbox.release(d.id, this.owner)));
+      return { started: 0, settled: Promise.resolve() };
+    }
     const started = due.map((d) => {
       const attempt = this.attempt(d)
         .catch((err: unknown) => this.ctx.logger.error({ err, deliveryId: d.id }, 'delivery attempt failed unexpectedly'))
@@ -201,7 +246,10 @@ export class DeliveryWorker {
 
   private schedule(delayMs: number): void {
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.tick(), delayMs);
+    this.timer = setTimeout(() => {
+      const tick: Promise<void> = this.tick().finally(() => this.ticks.delete(tick));
+      this.ticks.add(tick);
+    }, delayMs);
     this.timer.unref?.();
   }
 
@@ -242,11 +290,12 @@ export class DeliveryWorker {
     return next === undefined ? this.pollMs : Math.max(0, Math.min(this.pollMs, next - this.ctx.now().getTime()));
   }
 
-  /** Keeps the leases of the sends in progress (and of unwritten outcomes) alive. */
+  /** Keeps the leases of the sends in progress (and of unwritten outcomes) alive: those, and no other lease of this relay. */
   private async renewLeases(): Promise<void> {
-    if (this.inFlight.size === 0 && this.unrecorded.size === 0) return;
+    const ids = [...new Set([...this.inFlight.keys(), ...this.unrecorded.keys()])];
+    if (ids.length === 0) return;
     try {
-      await this.ctx.store.outbox.renewLeases(this.owner, new Date(this.ctx.now().getTime() + this.leaseMs));
+      await this.ctx.store.outbox.renewLeases(this.owner, ids, new Date(this.ctx.now().getTime() + this.leaseMs));
     } catch (err) {
       // Not fatal: if the leases expire, another relay may send these again (at-least-once).
       this.ctx.logger.warn({ err }, 'could not renew delivery leases');
@@ -254,24 +303,84 @@ export class DeliveryWorker {
   }
 
   private async attempt(delivery: Delivery): Promise<void> {
-    const { ctx } = this;
-    const channel = this.options.channels[delivery.channel];
-    const base = { actor: null, incidentId: delivery.incidentId };
-    const refs = { deliveryId: delivery.id, emailId: delivery.emailId ?? undefined, smsId: delivery.smsId ?? undefined, attempt: delivery.attempts + 1 };
-    if (!channel || delivery.body === null) {
-      await this.record(delivery, async (tx) => {
-        await tx.outbox.markFailed(delivery.id, channel ? 'no body to send' : `no ${delivery.channel} channel configured`);
-        await tx.audit.append({ ...base, type: `${delivery.channel}.delivery_failed`, outcome: 'failed', data: { ...refs, error: 'no channel or body' } });
-      });
+    let ready: Ready | undefined;
+    try {
+      ready = await this.prepare(delivery);
+    } catch (err) {
+      await this.giveBack(delivery, err);
       return;
     }
+    this.prepareFailures.delete(delivery.id);
+    if (ready !== undefined) await this.send(delivery, ready);
+  }
+
+  /**
+   * Everything before the bytes go out: the channel, the roster (or the
+   * announcement), the security team, and a last look at the row. Undefined
+   * when there is nothing to send now (its outcome recorded, or no longer
+   * this relay's to send). Throws when the store fails a read or a write:
+   * nothing was sent or recorded.
+   */
+  private async prepare(delivery: Delivery): Promise<Ready | undefined> {
+    const { ctx } = this;
+    const channel = this.options.channels[delivery.channel];
+    if (!channel || delivery.body === null) {
+      const refs = { deliveryId: delivery.id, emailId: delivery.emailId ?? undefined, smsId: delivery.smsId ?? undefined, attempt: delivery.attempts + 1 };
+      await this.record(delivery, async (tx) => {
+        if (!(await tx.outbox.markFailed(delivery.id, channel ? 'no body to send' : `no ${delivery.channel} channel configured`, this.owner))) return;
+        await tx.audit.append({ actor: null, incidentId: delivery.incidentId, type: `${delivery.channel}.delivery_failed`, outcome: 'failed', data: { ...refs, error: 'no channel or body' } });
+      });
+      return undefined;
+    }
     const roster = delivery.incidentId === null ? undefined : await ctx.store.incidents.roster(delivery.incidentId);
-    const envelope = await this.rosterCheck(delivery, roster);
-    if (envelope === undefined) return;
-    if (roster !== undefined && (await this.heldForSecurityTeam(delivery, roster))) return;
+    const checked = await this.rosterCheck(delivery, roster);
+    if (checked === undefined) return undefined;
+    if (roster !== undefined && (await this.heldForSecurityTeam(delivery, roster))) return undefined;
+    // The last look before sending, without the body: recorded meanwhile by
+    // a relay whose lease this one took over (it had stalled), or the lease
+    // lost, and it is not this relay's to send; recipients cancelled meanwhile
+    // (a removal on another relay) are no longer in the row's envelope.
+    const current = await ctx.store.outbox.state(delivery.id);
+    if (current === undefined || current.status !== 'queued' || current.leaseOwner !== this.owner) {
+      ctx.logger.info({ deliveryId: delivery.id, status: current?.status }, 'delivery no longer ours to send; skipped');
+      return undefined;
+    }
+    const envelope = narrowed(checked, current.envelope);
+    return envelope === undefined ? undefined : { channel, body: delivery.body, envelope };
+  }
+
+  /**
+   * The checks before sending failed (the store refused a read or a write):
+   * nothing was sent or recorded. The lease is given back at once, rather
+   * than held (and, before, renewed for as long as other sends kept this
+   * relay busy), and the delivery is not due again before a backoff that
+   * grows while it keeps failing, so a failing read neither holds it nor
+   * spins on it.
+   */
+  private async giveBack(delivery: Delivery, err: unknown): Promise<void> {
+    const failures = (this.prepareFailures.get(delivery.id) ?? 0) + 1;
+    this.prepareFailures.delete(delivery.id);
+    if (this.prepareFailures.size >= MAX_REMEMBERED_FAILURES) this.prepareFailures.delete(this.prepareFailures.keys().next().value!);
+    this.prepareFailures.set(delivery.id, failures);
+    const wait = backoffMs(delivery.attempts + failures - 1, this.baseBackoffMs, this.maxBackoffMs, this.random);
+    try {
+      this.ctx.logger.error({ err, deliveryId: delivery.id, retryInMs: wait }, 'delivery checks failed before sending; the lease is given back');
+      await this.ctx.store.outbox.release(delivery.id, this.owner, new Date(this.ctx.now().getTime() + wait));
+    } catch (releaseErr) {
+      // No longer in flight, so no longer renewed: the lease runs out on its own.
+      this.ctx.logger.warn({ err: releaseErr, deliveryId: delivery.id }, 'could not give a delivery lease back; it expires on its own');
+    }
+  }
+
+  /** Hands the delivery to its channel and records the outcome. */
+  private async send(delivery: Delivery, ready: Ready): Promise<void> {
+    const { ctx } = this;
+    const { channel, envelope } = ready;
+    const base = { actor: null, incidentId: delivery.incidentId };
+    const refs = { deliveryId: delivery.id, emailId: delivery.emailId ?? undefined, smsId: delivery.smsId ?? undefined, attempt: delivery.attempts + 1 };
     let receipt: SendReceipt;
     try {
-      receipt = await this.withBody(delivery, delivery.body, (body) => channel.send({ id: delivery.id, envelope, body }));
+      receipt = await this.withBody(delivery, ready.body, (body) => channel.send({ id: delivery.id, envelope, body }));
     } catch (err) {
       const failure = err instanceof DeliveryError ? err : new DeliveryError(`unexpected: ${err instanceof Error ? err.message : String(err)}`, true);
       const now = ctx.now().getTime();
@@ -280,8 +389,10 @@ export class DeliveryWorker {
       const giveUp = !failure.transient || expired;
       const error = giveUp && failure.transient ? `gave up after RELAY_DELIVERY_MAX_AGE: ${failure.message}` : failure.message;
       await this.record(delivery, async (tx) => {
-        const changed = giveUp ? await tx.outbox.markFailed(delivery.id, error) : await tx.outbox.markRetry(delivery.id, error, new Date(now + wait));
-        // No longer queued (cancelled meanwhile, or recorded by an earlier try of this write): nothing more to say.
+        const changed = giveUp ? await tx.outbox.markFailed(delivery.id, error, this.owner) : await tx.outbox.markRetry(delivery.id, error, new Date(now + wait), this.owner);
+        // No longer queued (cancelled meanwhile, or recorded by an earlier try
+        // of this write), or its lease taken over by another relay while this
+        // one stalled: the other relay's attempt decides. Nothing more to say.
         if (!changed) return;
         await tx.audit.append({
           ...base,
@@ -297,20 +408,37 @@ export class DeliveryWorker {
     // The upstream has it. Recording that is a separate step: if the store
     // cannot write now, the outcome is kept and written later; the delivery
     // is never sent again by this process, and never rewritten as failed.
-    const splits = this.splitsFor(delivery, receipt.refused ?? []);
+    const refused = receipt.refused ?? [];
+    const refusedNow = new Set(refused.map((r) => r.recipient));
+    const received = recipientsOf(envelope).filter((r) => !refusedNow.has(r));
+    let splits: Split[] = [];
     await this.record(delivery, async (tx) => {
-      const status = (await tx.outbox.get(delivery.id))?.status;
-      if (status === 'cancelled') {
-        // Cancelled while the send was under way: it went out anyway, and the record must say so.
-        await tx.audit.append({ ...base, type: `${delivery.channel}.delivered`, outcome: 'ok', data: { ...refs, providerId: receipt.id, cancelledWhileSending: true } });
-        return;
-      }
+      // Locked: a cancellation on another relay waits until this is recorded.
+      const stored = await tx.outbox.state(delivery.id, true);
       // Already recorded: an earlier try of this very write did commit.
-      if (status !== 'queued') return;
+      if (stored === undefined || (stored.status !== 'queued' && stored.status !== 'cancelled')) return;
+      // Recipients cut from the row while the send was under way (they, or
+      // the sender, left the roster; cancelled whole) have the message all
+      // the same: their cancelled record is corrected to sent, and said so.
+      const still = new Set(stored.status === 'queued' ? recipientsOf(stored.envelope) : []);
+      const gotAnyway = await tx.outbox.sentDespiteCancel(
+        delivery.id,
+        received.filter((r) => !still.has(r)),
+        receipt.id,
+        receipt.at,
+        randomUUID,
+      );
+      // Refused recipients who were cancelled meanwhile stay cancelled: no retry copy for them.
+      splits = stored.status === 'queued' ? this.splitsFor(delivery, refused.filter((r) => still.has(r.recipient))) : [];
       // The copies first: markSent purges the body a retry copy needs.
       for (const split of splits) await tx.outbox.splitOff(delivery.id, split.row);
-      await tx.outbox.markSent(delivery.id, receipt.id, receipt.at);
-      await tx.audit.append({ ...base, type: `${delivery.channel}.delivered`, outcome: 'ok', data: { ...refs, providerId: receipt.id } });
+      if (stored.status === 'queued') await tx.outbox.markSent(delivery.id, receipt.id, receipt.at);
+      await tx.audit.append({
+        ...base,
+        type: `${delivery.channel}.delivered`,
+        outcome: 'ok',
+        data: { ...refs, providerId: receipt.id, ...(gotAnyway.length > 0 ? { cancelledWhileSending: gotAnyway } : {}) },
+      });
       for (const split of splits) await tx.audit.append({ ...base, ...split.audit });
     });
     ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: 'sent' });
@@ -369,14 +497,7 @@ export class DeliveryWorker {
     else gone = envelope.to.filter((r) => !active.has(r));
     if (gone !== 'all' && gone.length === 0) return envelope;
     const incidentId = delivery.incidentId;
-    const cancelled = await this.writeNow(delivery, async (tx) => {
-      const done = await tx.outbox.cancelRecipients(delivery.id, gone, 'cancelled: left the roster before it was sent', randomUUID);
-      if (done) await tx.audit.append(cancellationEvent(done, null, incidentId, 'not_on_roster_at_send'));
-      return done;
-    });
-    this.ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: 'cancelled' });
-    if (gone === 'all' || envelope.kind === 'sms' || cancelled?.recipients.length === envelope.to.length) return undefined;
-    return { ...envelope, to: envelope.to.filter((r) => !gone.includes(r)) };
+    return this.cancelNow(delivery, gone, 'cancelled: left the roster before it was sent', (done) => cancellationEvent(done, null, incidentId, 'not_on_roster_at_send'));
   }
 
   /**
@@ -409,17 +530,29 @@ export class DeliveryWorker {
     if (gone !== 'all' && gone.length === 0) return envelope;
     const incidentId = delivery.incidentId!;
     const why = reason ?? 'not_in_announcement_audience';
-    const cancelled = await this.writeNow(delivery, async (tx) => {
-      const done = await tx.outbox.cancelRecipients(delivery.id, gone, `cancelled: ${why.replace(/_/g, ' ')}`, randomUUID);
-      if (done) {
-        const event = cancellationEvent(done, null, incidentId, why);
-        await tx.audit.append({ ...event, data: { ...event.data, announcementId: announcement.id } });
-      }
-      return done;
+    return this.cancelNow(delivery, gone, `cancelled: ${why.replace(/_/g, ' ')}`, (done) => {
+      const event = cancellationEvent(done, null, incidentId, why);
+      return { ...event, data: { ...event.data, announcementId: announcement.id } };
     });
-    this.ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: 'cancelled' });
-    if (gone === 'all' || envelope.kind !== 'email' || cancelled?.recipients.length === envelope.to.length) return undefined;
-    return { ...envelope, to: envelope.to.filter((r) => !gone.includes(r)) };
+  }
+
+  /**
+   * Cancels `gone` of this delivery now, with its audit event, and returns
+   * what is left to send: the envelope the row holds afterwards, less `gone`.
+   * Undefined unless the row is still queued: cancelled whole (by this check,
+   * or by a removal on another relay between this check's roster read and
+   * its write) or already recorded, nothing of it may be sent.
+   */
+  private async cancelNow(delivery: Delivery, gone: readonly string[] | 'all', reason: string, event: (done: Cancellation) => AuditInput): Promise<Envelope | undefined> {
+    const { done, stored } = await this.writeNow(delivery, async (tx) => {
+      const done = await tx.outbox.cancelRecipients(delivery.id, gone, reason, randomUUID);
+      if (done) await tx.audit.append(event(done));
+      return { done, stored: await tx.outbox.state(delivery.id) };
+    });
+    if (done) this.ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: 'cancelled' });
+    if (gone === 'all' || stored?.status !== 'queued' || stored.envelope.kind !== 'email') return undefined;
+    const left = stored.envelope.to.filter((r) => !gone.includes(r));
+    return left.length === 0 ? undefined : { ...stored.envelope, to: left };
   }
 
   // The audiences of the announcements being sent, parsed once each (a list may hold thousands).
@@ -450,7 +583,7 @@ export class DeliveryWorker {
     const error = giveUp ? `gave up after RELAY_DELIVERY_MAX_AGE: ${held}` : held;
     const refs = { deliveryId: delivery.id, emailId: delivery.emailId ?? undefined, smsId: delivery.smsId ?? undefined, attempt: delivery.attempts + 1 };
     await this.record(delivery, async (tx) => {
-      const changed = giveUp ? await tx.outbox.markFailed(delivery.id, error) : await tx.outbox.markRetry(delivery.id, error, new Date(now + wait));
+      const changed = giveUp ? await tx.outbox.markFailed(delivery.id, error, this.owner) : await tx.outbox.markRetry(delivery.id, error, new Date(now + wait), this.owner);
       if (!changed) return;
       await tx.audit.append({
         actor: null,

@@ -60,10 +60,10 @@ describe.each(BACKENDS)('store on %s', (backend) => {
     const s = await store();
     await queueSix(s);
     await s.outbox.claim('relay-a', at(1_000), 1, 30_000);
-    expect(await s.outbox.renewLeases('relay-a', at(90_000))).toBe(1);
+    expect(await s.outbox.renewLeases('relay-a', ['d0'], at(90_000))).toBe(1);
     expect(await s.outbox.claim('relay-b', at(60_000), 1, 30_000)).toMatchObject([{ id: 'd1' }]);
     expect(await s.outbox.leasedBy('relay-a')).toBe(1);
-    expect(await s.outbox.markRetry('d0', 'try later', at(61_000))).toBe(true);
+    expect(await s.outbox.markRetry('d0', 'try later', at(61_000), 'relay-a')).toBe(true);
     expect(await s.outbox.leasedBy('relay-a')).toBe(0);
     const next = await s.outbox.claim('relay-b', at(61_000), 10, 30_000);
     expect(next.find((d) => d.id === 'd0')).toMatchObject({ attempts: 1, lastError: 'try later' });
@@ -127,6 +127,99 @@ describe.each(BACKENDS)('store on %s', (backend) => {
     expect(await s.outbox.get('d2')).toMatchObject({ status: 'cancelled', body: null });
     // Nothing left to cancel the second time.
     expect(await s.transaction((tx) => tx.outbox.cancelForMember('i1', 'b@corp.example', 'again', () => 'c9'))).toEqual([]);
+  });
+
+  it('renews only the leases it is asked to, and a lease given back with a backoff is not due before it', async () => {
+    const s = await store();
+    await queueSix(s);
+    await s.outbox.claim('relay-a', at(1_000), 3, 30_000);
+    // d0 is in flight; d1's attempt threw and was forgotten; d2 is relay-a's too.
+    expect(await s.outbox.renewLeases('relay-a', ['d0', 'd5', 'nope'], at(90_000))).toBe(1);
+    // Only d0 kept its lease: d1 and d2 are taken over once theirs run out (31 s).
+    expect((await s.outbox.claim('relay-b', at(31_001), 10, 30_000)).map((d) => d.id)).toEqual(['d1', 'd2', 'd3', 'd4']);
+    // Given back with a backoff: nobody's, and not due before it.
+    expect(await s.outbox.release('d1', 'relay-a', at(50_000))).toBe(false);
+    expect(await s.outbox.release('d1', 'relay-b', at(50_000))).toBe(true);
+    expect(await s.outbox.get('d1')).toMatchObject({ status: 'queued', attempts: 0 });
+    expect(await s.outbox.claim('relay-c', at(49_999), 10, 30_000)).toEqual([]);
+    expect((await s.outbox.claim('relay-c', at(50_000), 10, 30_000)).map((d) => d.id)).toEqual(['d1']);
+  });
+
+  it('a retry or failure is recorded only by the lease holder; a send is recorded whoever holds it', async () => {
+    const s = await store();
+    await queueSix(s);
+    await s.outbox.claim('relay-a', at(1_000), 3, 30_000);
+    // relay-a stalled; its leases ran out, relay-b took d0..d2 over.
+    expect((await s.outbox.claim('relay-b', at(31_001), 3, 30_000)).map((d) => d.id)).toEqual(['d0', 'd1', 'd2']);
+    // relay-a wakes up: its retry and failure must not clear relay-b's lease.
+    expect(await s.outbox.markRetry('d0', 'timeout', at(40_000), 'relay-a')).toBe(false);
+    expect(await s.outbox.markFailed('d1', '550 no', 'relay-a')).toBe(false);
+    expect(await s.outbox.markRetry('d1', 'timeout', at(40_000))).toBe(false);
+    expect(await s.outbox.leasedBy('relay-b')).toBe(3);
+    expect(await s.outbox.claim('relay-c', at(32_000), 10, 30_000)).toMatchObject([{ id: 'd3' }, { id: 'd4' }]);
+    expect(await s.outbox.get('d0')).toMatchObject({ status: 'queued', attempts: 0, lastError: null });
+    // But the upstream took d2 from relay-a: that is recorded, and clears relay-b's lease.
+    expect(await s.outbox.markSent('d2', 'queue-id-a', at(32_000))).toBe(true);
+    expect(await s.sql.get('SELECT status, provider_id AS "providerId" FROM deliveries WHERE id = ?', ['d2'])).toEqual({ status: 'sent', providerId: 'queue-id-a' });
+    expect(await s.outbox.state('d2')).toEqual({ status: 'sent', envelope: { kind: 'email', from: 'ic@corp.example', to: ['a@corp.example'] }, leaseOwner: null });
+    // The holder records its own outcomes.
+    expect(await s.outbox.markRetry('d0', 'timeout', at(40_000), 'relay-b')).toBe(true);
+    expect(await s.outbox.markFailed('d1', '550 no', 'relay-b')).toBe(true);
+  });
+
+  it('two removals at once on two relays both hold: neither writes back a recipient the other took out', async () => {
+    const s = await store();
+    const peer = backend === 'postgres' ? await openPeer(s) : s;
+    await s.transaction(async (tx) => {
+      await tx.incidents.create({ id: 'i1', codename: 'amber-otter', createdBy: 'ic@corp.example', at: T0 });
+      await tx.outbox.insertEmail({ id: 'e1', incidentId: 'i1', messageId: '<e1@corp.example>', sender: 'ic@corp.example', encrypted: false, chainExternal: false, recipients: ['a@corp.example', 'b@corp.example', 'c@corp.example'], createdAt: T0.toISOString() });
+      await tx.outbox.enqueue([{ ...mail('d1', ['a@corp.example', 'b@corp.example', 'c@corp.example'], 'ic@corp.example', 'i1'), emailId: 'e1' }], T0);
+    });
+    // The first removal has written its change but not committed yet when the second starts.
+    let commitFirst!: () => void;
+    const held = new Promise<void>((resolve) => (commitFirst = resolve));
+    let wrote!: () => void;
+    const written = new Promise<void>((resolve) => (wrote = resolve));
+    const first = s.transaction(async (tx) => {
+      const done = await tx.outbox.cancelRecipients('d1', ['a@corp.example'], 'cancelled: a left', () => 'ca');
+      wrote();
+      await held;
+      return done;
+    });
+    await written;
+    const second = peer.transaction((tx) => tx.outbox.cancelRecipients('d1', ['b@corp.example'], 'cancelled: b left', () => 'cb'));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    commitFirst();
+    expect(await first).toMatchObject({ recipients: ['a@corp.example'], cancelledDeliveryId: 'ca' });
+    expect(await second).toMatchObject({ recipients: ['b@corp.example'], cancelledDeliveryId: 'cb' });
+    expect((await s.outbox.get('d1'))!.envelope).toEqual({ kind: 'email', from: 'ic@corp.example', to: ['c@corp.example'] });
+    const rows = (await s.outbox.deliveriesOf('e1')).map((d) => [d.id, d.status, d.recipients]).sort();
+    expect(rows).toEqual([
+      ['ca', 'cancelled', ['a@corp.example']],
+      ['cb', 'cancelled', ['b@corp.example']],
+      ['d1', 'queued', ['c@corp.example']],
+    ]);
+  });
+
+  it('a cancelled copy the upstream took anyway is recorded sent; whoever did not get it stays cancelled', async () => {
+    const s = await store();
+    await s.transaction(async (tx) => {
+      await tx.incidents.create({ id: 'i1', codename: 'amber-otter', createdBy: 'ic@corp.example', at: T0 });
+      await tx.outbox.insertEmail({ id: 'e1', incidentId: 'i1', messageId: '<e1@corp.example>', sender: 'ic@corp.example', encrypted: false, chainExternal: false, recipients: ['a@corp.example', 'b@corp.example', 'c@corp.example'], createdAt: T0.toISOString() });
+      await tx.outbox.enqueue([{ ...mail('d1', ['a@corp.example', 'b@corp.example', 'c@corp.example'], 'ic@corp.example', 'i1'), emailId: 'e1' }], T0);
+      await tx.outbox.cancelRecipients('d1', ['a@corp.example', 'b@corp.example'], 'cancelled: left', () => 'cab');
+    });
+    // The send to a, b and c was under way; the upstream took it for a and c only (b was refused, say).
+    let n = 0;
+    const corrected = await s.transaction((tx) => tx.outbox.sentDespiteCancel('d1', ['a@corp.example', 'c@corp.example'], 'queue-1', at(5_000), () => `s${++n}`));
+    expect(corrected).toEqual(['a@corp.example']);
+    const rows = (await s.outbox.deliveriesOf('e1')).map((d) => [d.id, d.status, d.recipients]).sort();
+    expect(rows).toEqual([
+      ['cab', 'cancelled', ['b@corp.example']],
+      ['d1', 'queued', ['c@corp.example']],
+      ['s1', 'sent', ['a@corp.example']],
+    ]);
+    expect(await s.sql.get('SELECT provider_id AS "providerId", sent_at AS "sentAt", body FROM deliveries WHERE id = ?', ['s1'])).toEqual({ providerId: 'queue-1', sentAt: at(5_000).toISOString(), body: null });
   });
 
   it('finds a chain\'s messages by the relay\'s Message-ID or a client\'s alias, the domain part without case', async () => {

@@ -1,0 +1,239 @@
+/**
+ * The delivery worker against what happens around it while an attempt runs,
+ * on both backends, with a real upstream (smtp-server) and the real app:
+ *
+ * - a roster check that finds the delivery cancelled whole by a removal
+ *   committed between its roster read and its own cancellation sends nothing;
+ * - recipients cut from a delivery while its send was under way got it: their
+ *   record says `sent`, not `cancelled`;
+ * - an attempt whose checks fail before anything is sent or recorded gives its
+ *   lease back, not due again before a backoff that grows;
+ * - stop() keeps renewing the leases of the sends it waits for, and waits for
+ *   a look at the queue that is part-way through a claim (what it claimed is
+ *   given back, never sent after stop() resolved).
+ *
+ * Where an interleaving has to be forced, the test wraps one method of the
+ * real store to run the concurrent step at that point; nothing is mocked.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { createSmtpChannel } from '../../src/channels/email/smtp.js';
+import type { Delivery } from '../../src/store/outbox.js';
+import { DeliveryWorker } from '../../src/workers/delivery.js';
+import { BACKENDS, createTestRelay, type TestRelay } from '../helpers/relay.js';
+import { startUpstream, type Upstream } from '../helpers/upstream.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+interface Setup {
+  relay: TestRelay;
+  upstream: Upstream;
+  channel: ReturnType<typeof createSmtpChannel>;
+  codename: string;
+  incidentId: string;
+  /** Commander's Authorization header. */
+  ic: Record<string, string>;
+  /** Sends `to` from a@corp.example through the API; the email's id. */
+  send(to: string[]): Promise<string>;
+  /** Removes a member through the API, as the commander. */
+  remove(email: string): Promise<void>;
+}
+
+async function setup(backend: (typeof BACKENDS)[number]): Promise<Setup> {
+  const upstream = await startUpstream();
+  cleanups.push(() => upstream.stop());
+  const relay = await createTestRelay({ smtpUpstream: upstream.url }, { backend });
+  cleanups.push(() => relay.ctx.store.close());
+  const channel = createSmtpChannel(upstream.url);
+  cleanups.push(() => channel.close());
+  const ic = { Authorization: `Bearer ${await relay.tokenFor('ic@corp.example')}` };
+  const { body: incident } = await relay.request.post('/v1/incidents').set(ic).send({});
+  for (const [email, role] of [['sec@corp.example', 'security'], ['a@corp.example', 'scribe'], ['b@corp.example', 'service-owner']]) {
+    expect((await relay.request.put(`/v1/incidents/${incident.codename}/roster/${email}`).set(ic).send({ name: email, role })).status).toBe(201);
+  }
+  const a = { Authorization: `Bearer ${await relay.tokenFor('a@corp.example')}` };
+  const codename = incident.codename as string;
+  return {
+    relay,
+    upstream,
+    channel,
+    codename,
+    incidentId: (await relay.ctx.store.incidents.byCodename(codename))!.id,
+    ic,
+    async send(to) {
+      const res = await relay.request.post(`/v1/incidents/${codename}/emails`).set(a).send({ to, text: 'status update' });
+      expect(res.status).toBe(202);
+      return res.body.id as string;
+    },
+    async remove(email) {
+      expect((await relay.request.delete(`/v1/incidents/${codename}/roster/${email}`).set(ic)).status).toBe(204);
+    },
+  };
+}
+
+const copies = async (s: Setup, emailId: string) =>
+  (await s.relay.ctx.store.outbox.deliveriesOf(emailId)).map((d) => [d.status, d.recipients] as const).sort((x, y) => x[1].join().localeCompare(y[1].join()));
+
+describe.each(BACKENDS)('delivery worker races (%s)', (backend) => {
+  it('sends nothing when a removal cancels the whole delivery between its roster check and its own cancellation', async () => {
+    const s = await setup(backend);
+    const emailId = await s.send(['b@corp.example', 'sec@corp.example']);
+    const { incidents } = s.relay.ctx.store;
+    const roster = incidents.roster.bind(incidents);
+    let raced = false;
+    // The worker reads the roster just after b was removed; before it writes
+    // b's cancellation, the sender a is removed too (on another relay, say),
+    // which cancels the whole delivery.
+    incidents.roster = async (id) => {
+      if (raced) return roster(id);
+      raced = true;
+      await s.remove('b@corp.example');
+      const seen = await roster(id);
+      await s.remove('a@corp.example');
+      return seen;
+    };
+    const worker = new DeliveryWorker(s.relay.ctx, { channels: { email: s.channel } });
+    expect(await worker.runOnce()).toBe(1);
+    expect(raced).toBe(true);
+    await sleep(200);
+    expect(s.upstream.received).toEqual([]);
+    expect(await copies(s, emailId)).toEqual([
+      ['cancelled', ['b@corp.example']],
+      ['cancelled', ['sec@corp.example']],
+    ]);
+    const events = await s.relay.ctx.store.audit.listForIncident(s.incidentId);
+    expect(events.filter((e) => e.type === 'email.delivered')).toEqual([]);
+  });
+
+  it('records as sent the recipients cut from a delivery while its send was under way', async () => {
+    const s = await setup(backend);
+    const emailId = await s.send(['b@corp.example', 'sec@corp.example']);
+    s.upstream.replyDelayMs = 1_000;
+    const worker = new DeliveryWorker(s.relay.ctx, { channels: { email: s.channel } });
+    const run = worker.runOnce();
+    await sleep(400);
+    // b leaves while the upstream is taking the message for b and sec.
+    await s.remove('b@corp.example');
+    expect(await copies(s, emailId)).toEqual([
+      ['cancelled', ['b@corp.example']],
+      ['queued', ['sec@corp.example']],
+    ]);
+    await run;
+    expect(s.upstream.received.map((m) => m.to)).toEqual([['b@corp.example', 'sec@corp.example']]);
+    // b got it: the record says so, with the upstream's id, not `cancelled`.
+    expect(await copies(s, emailId)).toEqual([
+      ['sent', ['b@corp.example']],
+      ['sent', ['sec@corp.example']],
+    ]);
+    const ids = await s.relay.ctx.store.sql.all<{ provider_id: string | null }>('SELECT provider_id FROM deliveries WHERE email_id = ?', [emailId]);
+    expect(new Set(ids.map((r) => r.provider_id)).size).toBe(1);
+    expect(ids[0]!.provider_id).not.toBeNull();
+    const events = await s.relay.ctx.store.audit.listForIncident(s.incidentId);
+    expect(events.filter((e) => e.type === 'email.delivered').map((e) => e.data['cancelledWhileSending'])).toEqual([['b@corp.example']]);
+    expect((await s.relay.request.get(`/v1/incidents/${s.codename}/emails/${emailId}`).set(s.ic)).body).toMatchObject({ status: 'sent' });
+  });
+
+  it('records as sent a delivery cancelled whole (its sender left) while its send was under way', async () => {
+    const s = await setup(backend);
+    const emailId = await s.send(['b@corp.example', 'sec@corp.example']);
+    s.upstream.replyDelayMs = 1_000;
+    const worker = new DeliveryWorker(s.relay.ctx, { channels: { email: s.channel } });
+    const run = worker.runOnce();
+    await sleep(400);
+    await s.remove('a@corp.example');
+    expect(await copies(s, emailId)).toEqual([['cancelled', ['b@corp.example', 'sec@corp.example']]]);
+    await run;
+    expect(s.upstream.received).toHaveLength(1);
+    expect(await copies(s, emailId)).toEqual([['sent', ['b@corp.example', 'sec@corp.example']]]);
+    const events = await s.relay.ctx.store.audit.listForIncident(s.incidentId);
+    expect(events.filter((e) => e.type === 'email.delivered').map((e) => e.data['cancelledWhileSending'])).toEqual([['b@corp.example', 'sec@corp.example']]);
+  });
+
+  it('gives the lease back, with a growing backoff, when the checks before sending fail', async () => {
+    const s = await setup(backend);
+    await s.send(['sec@corp.example']);
+    const { store } = s.relay.ctx;
+    // The roster read fails (as a store that errors on reads would): nothing is sent or recorded.
+    await store.sql.exec('ALTER TABLE roster RENAME TO roster_away');
+    const worker = new DeliveryWorker(s.relay.ctx, { channels: { email: s.channel }, baseBackoffMs: 10_000, random: () => 0 });
+    const row = () => store.sql.get<{ owner: string | null; next: number; attempts: number; status: string }>(
+      'SELECT lease_owner AS owner, next_attempt_ms AS next, attempts, status FROM deliveries',
+    );
+    const t0 = s.relay.clock.now().getTime();
+    expect(await worker.runOnce()).toBe(1);
+    expect(await row()).toEqual({ owner: null, next: t0 + 5_000, attempts: 0, status: 'queued' });
+    // Not due again before the backoff: no spinning on a failing read.
+    expect(await worker.runOnce()).toBe(0);
+    s.relay.clock.advance(5_000);
+    expect(await worker.runOnce()).toBe(1);
+    expect(await row()).toEqual({ owner: null, next: t0 + 5_000 + 10_000, attempts: 0, status: 'queued' });
+    // The store reads again: the delivery is taken and sent.
+    await store.sql.exec('ALTER TABLE roster_away RENAME TO roster');
+    s.relay.clock.advance(10_000);
+    expect(await worker.runOnce()).toBe(1);
+    expect(s.upstream.received).toHaveLength(1);
+    expect(await row()).toMatchObject({ owner: null, attempts: 1, status: 'sent' });
+  });
+
+  it('stop() keeps the lease of a slow send alive until it is recorded, so nobody else sends it meanwhile', async () => {
+    const s = await setup(backend);
+    const emailId = await s.send(['sec@corp.example']);
+    s.upstream.replyDelayMs = 1_500;
+    const { store } = s.relay.ctx;
+    // The relay's clock runs with real time: a 300 ms lease expires unless renewed.
+    const clock = s.relay.clock;
+    const base = clock.current.getTime();
+    const startedAt = Date.now();
+    const ticker = setInterval(() => (clock.current = new Date(base + Date.now() - startedAt)), 10);
+    cleanups.push(() => clearInterval(ticker));
+    const worker = new DeliveryWorker(s.relay.ctx, { channels: { email: s.channel }, pollMs: 50, leaseMs: 300 });
+    await worker.start();
+    while ((await store.outbox.leasedBy(s.relay.ctx.replicaId)) === 0) await sleep(10);
+    await sleep(100);
+    const stopped = worker.stop();
+    // Well past the lease: another relay looks at the queue.
+    await sleep(900);
+    expect(await store.outbox.claim('relay-other', clock.now(), 10, 300)).toEqual([]);
+    await stopped;
+    expect(s.upstream.received).toHaveLength(1);
+    expect(await copies(s, emailId)).toEqual([['sent', ['sec@corp.example']]]);
+  });
+
+  it('stop() waits for a look at the queue part-way through its claim, and gives back what it claimed', async () => {
+    const s = await setup(backend);
+    const emailId = await s.send(['sec@corp.example']);
+    const { outbox } = s.relay.ctx.store;
+    const claim = outbox.claim.bind(outbox);
+    let claimed!: () => void;
+    const inClaim = new Promise<void>((resolve) => (claimed = resolve));
+    let finishClaim!: () => void;
+    const gate = new Promise<void>((resolve) => (finishClaim = resolve));
+    // The claim is committed, and its answer is slow to come back (a busy database).
+    outbox.claim = async (...args): Promise<Delivery[]> => {
+      const got = await claim(...args);
+      if (got.length > 0) {
+        claimed();
+        await gate;
+      }
+      return got;
+    };
+    const worker = new DeliveryWorker(s.relay.ctx, { channels: { email: s.channel }, pollMs: 50 });
+    await worker.start();
+    await inClaim;
+    let stopped = false;
+    const stopping = worker.stop().then(() => (stopped = true));
+    await sleep(200);
+    expect(stopped).toBe(false);
+    finishClaim();
+    await stopping;
+    // Given back, not sent: not after stop(), and not later either.
+    expect(await outbox.leasedBy(s.relay.ctx.replicaId)).toBe(0);
+    await sleep(300);
+    expect(s.upstream.received).toEqual([]);
+    expect(await copies(s, emailId)).toEqual([['queued', ['sec@corp.example']]]);
+  });
+});
