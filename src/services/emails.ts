@@ -15,7 +15,7 @@ import type { Decision, RuleOutcome } from '../policy/decision.js';
 import { decideEmail, emailFindings, type EmailFindings, type EmailPlan, type EmailPolicyInput, type HeaderExposure } from '../policy/email.js';
 import type { Repositories } from '../store/index.js';
 import type { Incident, RosterMember } from '../store/incidents.js';
-import { normaliseMessageId, summarise, type BodyKind, type DeliveryView, type EmailCursor, type EmailPayload, type EmailRecord, type NewDelivery } from '../store/outbox.js';
+import { normaliseMessageId, summarise, type BodyKind, type ChainMessage, type DeliveryView, type EmailCursor, type EmailPayload, type EmailRecord, type NewDelivery } from '../store/outbox.js';
 import { assertRequestBytes, estimateRequestBytes } from './budget.js';
 import { rememberAnswer, replayAnswer, requestFingerprint, type IdempotencyUse } from './idempotency.js';
 import { ROSTER_MANAGERS, type Caller } from './incidents.js';
@@ -126,18 +126,30 @@ export function outerReferences(message: Pick<EmailSubmission, 'inReplyTo' | 're
 export async function chainFacts(repos: Pick<Repositories, 'outbox'>, references: readonly string[], isInternal: (address: string) => boolean): Promise<ChainFacts> {
   if (references.length === 0) return { external: false, reasons: [], known: new Map() };
   const found = await repos.outbox.chainMessages(references);
-  const byReference = new Map(found.map((m) => [m.reference, m]));
+  // One reference may name several emails (a relay Message-ID and a client's
+  // alias stored before addAlias refused such aliases): every one of them
+  // counts, and any that says external decides. Never the last row alone.
+  const byReference = new Map<string, ChainMessage[]>();
+  for (const m of found) byReference.set(m.reference, [...(byReference.get(m.reference) ?? []), m]);
   const reasons: string[] = [];
+  const known = new Map<string, string>();
   for (const reference of new Set(references.map(normaliseMessageId))) {
-    const message = byReference.get(reference);
-    if (message === undefined) {
+    const messages = byReference.get(reference);
+    if (messages === undefined) {
       // `<left@right>`: right is the domain the Message-ID claims to come from.
       const domain = reference.slice(reference.lastIndexOf('@') + 1, -1);
       if (!isInternal(`x@${domain}`)) reasons.push('unknown-reference');
-    } else if (message.chainExternal) reasons.push('external-chain');
-    else if (!isInternal(message.sender)) reasons.push('external-sender');
+      continue;
+    }
+    for (const message of messages) {
+      if (message.chainExternal) reasons.push('external-chain');
+      else if (!isInternal(message.sender)) reasons.push('external-sender');
+    }
+    // Its incident only when all agree: a reference of two incidents stays inside the encryption (outerReferences).
+    const incidents = new Set(messages.map((m) => m.incidentId));
+    if (incidents.size === 1) known.set(reference, messages[0]!.incidentId);
   }
-  return { external: reasons.length > 0, reasons: [...new Set(reasons)], known: new Map(found.map((m) => [m.reference, m.incidentId])) };
+  return { external: reasons.length > 0, reasons: [...new Set(reasons)], known };
 }
 
 /** The idempotency fingerprint of an email: what was asked, attachments by hash. */
@@ -328,7 +340,8 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
       bcc: plan.bcc,
       createdAt: now.toISOString(),
     });
-    if (message.clientMessageId !== undefined) await tx.outbox.addAlias(message.clientMessageId, id);
+    // False when the client's id is already a relay Message-ID (or another email's alias): it then names that email only.
+    const aliasKept = message.clientMessageId === undefined ? undefined : await tx.outbox.addAlias(message.clientMessageId, id);
     if (payload !== undefined) await tx.outbox.insertPayload(id, payload);
     await tx.outbox.enqueue(deliveries, now);
     await tx.audit.append({
@@ -341,6 +354,7 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
         encrypted: plan.encrypt,
         encryptReason: plan.encryptReason,
         ...(chain.reasons.length > 0 ? { chain: chain.reasons } : {}),
+        ...(aliasKept === false ? { clientMessageIdKept: false } : {}),
         rules: decision.rules,
         recipients: recipientsOf,
         copies: deliveries.length,

@@ -622,9 +622,21 @@ export class Outbox {
     return found;
   }
 
-  /** Keeps a client's own Message-ID (SMTP) as another name of the relay's email, for replies written from a Sent folder. */
-  async addAlias(alias: string, emailId: string): Promise<void> {
-    await this.sql.run('INSERT INTO message_aliases (alias, email_id) VALUES (?, ?) ON CONFLICT (alias) DO NOTHING', [normaliseMessageId(alias), emailId]);
+  /**
+   * Keeps a client's own Message-ID (SMTP) as another name of the relay's
+   * email, for replies written from a Sent folder. Not when it is the relay's
+   * Message-ID of an email already (a client resending or "redirecting" a
+   * message it received keeps that id): the alias would give that id a
+   * second chain, and a reply could be judged by the wrong one. Nor when the
+   * id is already another email's alias (the first keeps it). True when kept.
+   */
+  async addAlias(alias: string, emailId: string): Promise<boolean> {
+    const id = normaliseMessageId(alias);
+    const changes = await this.sql.run(
+      'INSERT INTO message_aliases (alias, email_id) SELECT ?, ? WHERE NOT EXISTS (SELECT 1 FROM emails WHERE message_id = ?) ON CONFLICT (alias) DO NOTHING',
+      [id, emailId, id],
+    );
+    return changes === 1;
   }
 
   async email(incidentId: string, id: string): Promise<EmailRecord | undefined> {
