@@ -21,9 +21,36 @@ export const headerText = (max: number) =>
     .max(max)
     .refine((s) => !NOT_ONE_LINE.test(s), { message: 'must not contain CR, LF, NUL, other control characters or Unicode line separators' });
 
+// Everything NOT_ONE_LINE refuses, and tab too: a title is the Subject of
+// every copy and the composer (src/mime/announcement.ts) writes no control
+// character there; a label is shown and promised to hold none.
+const NOT_TITLE = /[\x00-\x1f\x7f\u0085\u2028\u2029]/;
+
+/** True when `value` holds no control character at all (tab included) and no Unicode line separator. */
+export function isTitleText(value: string): boolean {
+  return !NOT_TITLE.test(value);
+}
+
+/** One line with no control character (tab included): an announcement title, an incident label. */
+export const titleText = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .refine(isTitleText, { message: 'must be one line without control characters (no tab, CR, LF or NUL) or Unicode line separators' });
+
 /** True for an address the relay accepts (the one grammar: src/mail/address.ts). */
 export function isEmailAddress(value: string): boolean {
   return isAddress(value);
+}
+
+/**
+ * The normalised form of an address the relay accepts (lowercase, A-label
+ * domain: what is stored, compared and written on the wire), else undefined.
+ * The one normaliser: never `toLowerCase()` alone, which keeps a Unicode domain.
+ */
+export function normalisedEmail(value: unknown): string | undefined {
+  const checked = checkAddress(value);
+  return checked.ok ? checked.address : undefined;
 }
 
 /** An email address, normalised (lowercase, A-label domain); a refusal says what is wrong with it and what to do. */

@@ -15,7 +15,7 @@ import type { AuditRequest } from '../services/audit-views.js';
 import { auditCursorSeq } from '../services/audit-views.js';
 import { MAX_RECIPIENTS } from '../services/emails.js';
 import { ROSTER_ROLES } from '../store/incidents.js';
-import { emailAddress, headerText, messageId, parseInput, phoneNumber } from '../validation.js';
+import { emailAddress, headerText, messageId, parseInput, phoneNumber, titleText } from '../validation.js';
 
 // ------------------------------------------------------------------ incidents
 
@@ -23,7 +23,7 @@ import { emailAddress, headerText, messageId, parseInput, phoneNumber } from '..
 export const codenameField = z.string().max(80);
 
 /** The private label (issue 12 §5): one line, 1-200 characters, for telling codenames apart. */
-export const incidentLabel = headerText(200).refine((s) => s.trim() !== '', { message: 'must not be empty (send null to clear it)' });
+export const incidentLabel = titleText(200).refine((s) => s.trim() !== '', { message: 'must not be empty (send null to clear it)' });
 
 /** POST /v1/incidents. */
 export const CreateIncident = z.strictObject({

@@ -27,7 +27,7 @@ import type { Repositories } from '../store/index.js';
 import type { Incident, RosterMember } from '../store/incidents.js';
 import type { NewDelivery } from '../store/outbox.js';
 import { loadStatementPhrases } from '../templates.js';
-import { headerText, isEmailAddress } from '../validation.js';
+import { isEmailAddress, isTitleText, normalisedEmail } from '../validation.js';
 import { internalMatcher } from './emails.js';
 import { rememberAnswer, replayAnswer, requestFingerprint, type IdempotencyUse } from './idempotency.js';
 import { assertUnscoped, cancellationEvent, inScope, type Caller } from './incidents.js';
@@ -141,8 +141,9 @@ async function prepareContent(
   if (title === '') throw invalid('The title is empty; give the announcement a title with its date.', { field: 'title' });
   if (title.length > MAX_TITLE_LENGTH) throw invalid(`The title has ${title.length} characters; keep it to ${MAX_TITLE_LENGTH}.`, { field: 'title' });
   // The title becomes the Subject of every copy: a line break there would start a header of its own.
-  if (!headerText(MAX_TITLE_LENGTH).safeParse(title).success) {
-    throw new RelayError('invalid_request', 'The title must be one line: no CR, LF, NUL, other control characters or Unicode line separators (it becomes the Subject). Nothing was stored.', {
+  // Tab too: the composer writes no control character in the Subject, and a refusal at send would come after approval.
+  if (!isTitleText(title)) {
+    throw new RelayError('invalid_request', 'The title must be one line without control characters: no tab, CR, LF, NUL or Unicode line separators (it becomes the Subject). Nothing was stored.', {
       rule: 'statement',
       details: { field: 'title' },
     });
@@ -175,7 +176,8 @@ async function prepareContent(
     const shown = bad.slice(0, LISTED).map((a) => String(a).slice(0, 254).replace(/[\x00-\x1f\x7f]/g, '?'));
     throw invalid(`${bad.length} audience entr${bad.length === 1 ? 'y is' : 'ies are'} not an email address (${shown.join(', ')}); correct or remove them.`, { field: 'audience.addresses', addresses: shown, count: bad.length });
   }
-  const audience = [...new Set([...given, ...fromList].map((a) => a.toLowerCase()))];
+  // The A-label form (xn--): what the composer may write in To: and RCPT TO.
+  const audience = [...new Set([...given, ...fromList].map((a) => normalisedEmail(a) ?? a))];
   const content = { kind: input.kind, title, text, audience };
   return { ...content, audienceList: listName, contentHash: announcementHash(content) };
 }
@@ -653,7 +655,7 @@ export async function putAudience(deps: AnnouncementDeps, caller: Caller, name: 
       if (addresses.length > deps.config.announcementMaxAudience) throw tooMany(addresses.length, deps.config.announcementMaxAudience);
       const bad = addresses.filter((a) => typeof a !== 'string' || !isEmailAddress(a));
       if (bad.length > 0) throw invalid(`${bad.length} entr${bad.length === 1 ? 'y is' : 'ies are'} not an email address (${bad.slice(0, LISTED).map((a) => String(a).slice(0, 254).replace(/[\x00-\x1f\x7f]/g, '?')).join(', ')}).`, { field: 'addresses', count: bad.length });
-      const unique = [...new Set(addresses.map((a) => a.toLowerCase()))];
+      const unique = [...new Set(addresses.map((a) => normalisedEmail(a) ?? a))];
       const now = deps.now();
       const created = await tx.announcements.putAudience({ name, addresses: unique, by: caller.email, at: now });
       await tx.audit.append({ ...event, outcome: 'ok', data: { name, created, count: unique.length, addressesSha256: sha256(JSON.stringify([...unique].sort())) } });

@@ -11,11 +11,11 @@ import { decideSms, fingerprint, sha256Hex, isPermittedSmsBody, type SmsMemberSt
 import type { Incident } from '../store/incidents.js';
 import type { NewDelivery } from '../store/outbox.js';
 import { loadTemplate } from '../templates.js';
-import { isEmailAddress } from '../validation.js';
+import { isEmailAddress, normalisedEmail } from '../validation.js';
 import { rememberAnswer, replayAnswer, requestFingerprint, type IdempotencyUse } from './idempotency.js';
 import type { Caller } from './incidents.js';
 
-/** A nudge request as the listener hands it over: `to` lowercased, `body` untouched. */
+/** A nudge request as the listener hands it over (`to` is normalised again here), `body` untouched. */
 export interface NudgeRequest {
   to: 'roster' | string[];
   body?: string | undefined;
@@ -44,7 +44,8 @@ export async function sendNudges(ctx: RelayContext, caller: Caller, incident: In
   // What the audit log may say about the request: addresses as given, and for
   // anything else (a body that is not the nudge, entries that are not
   // addresses) a length and a hash only.
-  const listed = request.to === 'roster' ? 'roster' : [...new Set(request.to)];
+  // Normalised as the roster stores addresses (lowercase, A-label domain): a Unicode domain names the same member.
+  const listed = request.to === 'roster' ? 'roster' : [...new Set(request.to.map((t) => normalisedEmail(t) ?? t))];
   const blocked = isPermittedSmsBody(request.body, nudge) ? undefined : fingerprint(request.body ?? '');
   const others = listed === 'roster' ? [] : listed.filter((t) => !isEmailAddress(t));
   const requestFacts = {
