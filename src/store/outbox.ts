@@ -5,7 +5,7 @@
  * relays never send the same delivery at once, and a delivery held by a relay
  * that died is taken over when its lease expires.
  */
-import { placeholders, type SqlExecutor } from './sql.js';
+import { LOOKUP_SLICE, placeholders, type SqlExecutor } from './sql.js';
 
 export type DeliveryChannel = 'email' | 'sms';
 /** `cancelled`: the recipient (or the sender) left the roster before it could be sent. */
@@ -202,8 +202,6 @@ export function normaliseMessageId(id: string): string {
   return at < 0 ? id : id.slice(0, at) + id.slice(at).toLowerCase();
 }
 
-// Chains longer than this are looked up in slices (the references list is capped at 100 anyway).
-const LOOKUP_SLICE = 200;
 
 // Removes an email's stored payload once none of its deliveries waits for it
 // any more (SPEC §6: bodies are purged once delivered). One parameter: a delivery id.
