@@ -34,6 +34,8 @@ import { assertUnscoped, cancellationEvent, inScope, type Caller } from './incid
 
 /** What the announcement steps use of the relay. */
 export type AnnouncementDeps = Pick<RelayContext, 'store' | 'now' | 'config'>;
+/** What writing a draft or an edit uses: the send rate limit too, so no roster member adds drafts without limit. */
+export type DraftDeps = AnnouncementDeps & Pick<RelayContext, 'sendLimiter'>;
 /** The send step also queues, encrypts and counts. */
 export type SendDeps = Pick<RelayContext, 'store' | 'now' | 'config' | 'keys' | 'relayKey' | 'encryptor' | 'sendLimiter' | 'notifyOutbox' | 'metrics'>;
 
@@ -250,6 +252,15 @@ export async function announcementView(deps: Pick<AnnouncementDeps, 'store'>, in
   };
 }
 
+/** An announcement in a list: everything but its text (up to 100,000 characters each; GET …/announcements/:id has it). */
+export type AnnouncementListItem = Omit<AnnouncementView, 'text'>;
+
+/** The list form of a view: the text left out. */
+export function announcementListItem(view: AnnouncementView): AnnouncementListItem {
+  const { text: _text, ...item } = view;
+  return item;
+}
+
 /** The incident's announcements, newest first. */
 export async function listAnnouncements(deps: Pick<AnnouncementDeps, 'store'>, incident: Incident): Promise<AnnouncementView[]> {
   const all = await deps.store.announcements.list(incident.id);
@@ -266,10 +277,12 @@ export async function findAnnouncement(deps: Pick<AnnouncementDeps, 'store'>, in
 // ------------------------------------------------------------------ draft and edit
 
 /** Writes a new draft; the caller (a roster member) is its author. */
-export async function createAnnouncement(deps: AnnouncementDeps, caller: Caller, incident: Incident, input: AnnouncementInput): Promise<AnnouncementView> {
+export async function createAnnouncement(deps: DraftDeps, caller: Caller, incident: Incident, input: AnnouncementInput): Promise<AnnouncementView> {
   const event = { type: 'announcement.drafted', actor: caller.email, incidentId: incident.id };
-  const created = await audited(deps, event, { kind: input.kind, audienceCount: input.audience.addresses?.length ?? 0, audienceList: input.audience.list ?? null }, () =>
-    deps.store.transaction(async (tx) => {
+  const created = await audited(deps, event, { kind: input.kind, audienceCount: input.audience.addresses?.length ?? 0, audienceList: input.audience.list ?? null }, async () => {
+    // Counted as a send: each draft stores up to 100,000 characters and addresses.
+    await deps.sendLimiter.take(caller.tokenId, deps.now());
+    return deps.store.transaction(async (tx) => {
       assertOpen(incident);
       if (!(await tx.incidents.activeMember(incident.id, caller.email))) {
         throw new RelayError('forbidden', 'Only members of this incident\'s roster write its announcements; ask the commander to add you.', { rule: 'approval' });
@@ -278,16 +291,17 @@ export async function createAnnouncement(deps: AnnouncementDeps, caller: Caller,
       const a = await tx.announcements.create({ ...content, id: randomUUID(), incidentId: incident.id, author: caller.email, at: deps.now() });
       await tx.audit.append({ ...event, outcome: 'ok', data: { announcementId: a.id, ...contentFacts(a) } });
       return a;
-    }),
-  );
+    });
+  });
   return announcementView(deps, incident, created);
 }
 
 /** Changes an unsent announcement (its author or a commander). A changed content voids every approval, audited. */
-export async function editAnnouncement(deps: AnnouncementDeps, caller: Caller, incident: Incident, id: string, patch: Partial<AnnouncementInput>): Promise<AnnouncementView> {
+export async function editAnnouncement(deps: DraftDeps, caller: Caller, incident: Incident, id: string, patch: Partial<AnnouncementInput>): Promise<AnnouncementView> {
   const event = { type: 'announcement.edited', actor: caller.email, incidentId: incident.id };
-  const edited = await audited(deps, event, { announcementId: id.slice(0, 64) }, () =>
-    deps.store.transaction(async (tx) => {
+  const edited = await audited(deps, event, { announcementId: id.slice(0, 64) }, async () => {
+    await deps.sendLimiter.take(caller.tokenId, deps.now());
+    return deps.store.transaction(async (tx) => {
       const a = await tx.announcements.lock(incident.id, id.slice(0, 64));
       if (!a) throw new RelayError('not_found', `No announcement ${id.slice(0, 64)} in this incident.`);
       await assertAuthorOrCommander(tx, caller, incident, a, 'edit');
@@ -308,8 +322,8 @@ export async function editAnnouncement(deps: AnnouncementDeps, caller: Caller, i
         await tx.audit.append({ type: 'announcement.approvals_voided', actor: caller.email, incidentId: incident.id, outcome: 'ok', data: { announcementId: a.id, reason: 'edited', approvers: voided.map((v) => v.approver), contentHash: a.contentHash } });
       }
       return (await tx.announcements.get(incident.id, a.id))!;
-    }),
-  );
+    });
+  });
   return announcementView(deps, incident, edited);
 }
 

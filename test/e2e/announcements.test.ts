@@ -8,6 +8,7 @@
 import { simpleParser } from 'mailparser';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createSmtpChannel } from '../../src/channels/email/smtp.js';
+import { RateLimiter } from '../../src/services/rate-limit.js';
 import { DeliveryWorker } from '../../src/workers/delivery.js';
 import { createGpgHome, type GeneratedKey, type GpgHome } from '../helpers/gpg.js';
 import { armoredPartOf, decryptAs, headerLines } from '../helpers/pgp-mime.js';
@@ -392,6 +393,36 @@ describe.each(BACKENDS)('announcements end to end (%s)', (backend) => {
       ['refused', 'not_found'],
     ]);
     await nothingSent();
+  });
+
+  it('limits drafts and edits like sends (one bucket per token, audited), and lists announcements without their text', async () => {
+    relay.ctx.sendLimiter = new RateLimiter({ perMinute: 1, burst: 2 });
+    const created = await draft(comms, { kind: 'external', title: TITLE, text: TEXT, audience: { addresses: ['cto@client.example'] } });
+    expect(created.status).toBe(201);
+    expect((await relay.request.patch(path(`/${created.body.id}`)).set(auth(comms)).send({ title: `Update, ${today}` })).status).toBe(200);
+    const before = Number((await relay.ctx.store.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM announcements'))!.n);
+    const limited = await draft(comms, { kind: 'external', title: TITLE, text: TEXT, audience: { addresses: ['cto@client.example'] } });
+    expect(limited.status).toBe(429);
+    expect(limited.body.error.code).toBe('rate_limited');
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+    const edit = await relay.request.patch(path(`/${created.body.id}`)).set(auth(comms)).send({ title: `Another update, ${today}` });
+    expect(edit.status).toBe(429);
+    expect(Number((await relay.ctx.store.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM announcements'))!.n)).toBe(before);
+    expect((await relay.request.get(path(`/${created.body.id}`)).set(auth(comms))).body.title).toBe(`Update, ${today}`);
+    expect((await events('announcement.drafted')).map((e) => [e.outcome, e.data['code'] ?? null])).toEqual([['ok', null], ['refused', 'rate_limited']]);
+    expect((await events('announcement.edited')).map((e) => [e.outcome, e.data['code'] ?? null])).toEqual([['ok', null], ['refused', 'rate_limited']]);
+    // Another token has its own bucket.
+    expect((await draft(ic, { kind: 'external', title: TITLE, text: TEXT, audience: { addresses: ['cto@client.example'] } })).status).toBe(201);
+
+    // The list leaves each text out (up to 100,000 characters each); one announcement's page has it.
+    const list = await relay.request.get(path()).set(auth(comms));
+    expect(list.status).toBe(200);
+    expect(list.body.announcements).toHaveLength(2);
+    for (const item of list.body.announcements) {
+      expect(item).not.toHaveProperty('text');
+      expect(item).toMatchObject({ kind: 'external', audience: { count: 1 } });
+    }
+    expect((await relay.request.get(path(`/${created.body.id}`)).set(auth(comms))).body.text).toBe(TEXT);
   });
 
   it('drafts from an admin-kept audience list, read when the draft is written', async () => {
