@@ -16,7 +16,7 @@ import { decideEmail, emailFindings, type EmailFindings, type EmailPlan, type Em
 import type { Repositories } from '../store/index.js';
 import type { Incident, RosterMember } from '../store/incidents.js';
 import { normaliseMessageId, summarise, type BodyKind, type ChainMessage, type DeliveryView, type EmailCursor, type EmailPayload, type EmailRecord, type NewDelivery } from '../store/outbox.js';
-import { assertRequestBytes, estimateRequestBytes } from './budget.js';
+import { assertRequestBytes, estimateRequestBytes, type RequestBytes } from './budget.js';
 import { rememberAnswer, replayAnswer, requestFingerprint, type IdempotencyUse } from './idempotency.js';
 import { ROSTER_MANAGERS, type Caller } from './incidents.js';
 
@@ -177,6 +177,10 @@ interface Decided {
   size: number;
   /** The addresses as asked, deduplicated per field, for the audit log. */
   recipients: { to: string[]; cc: string[]; bcc: string[] };
+  /** For an accepted draft: what it would store and what composing it holds (src/services/budget.ts). */
+  bytes?: RequestBytes;
+  /** For an accepted draft that would store more than a request may: the 413 a send and a preview both throw. */
+  tooLarge?: RelayError;
 }
 
 /**
@@ -219,7 +223,27 @@ async function decide(ctx: RelayContext, caller: Caller, incident: Incident, mes
     exposure: headerExposure(caller.email, message, new Map(roster.map((m) => [m.email, m.name])), incidentTerms(incident)),
   };
   const decision = decideEmail(input);
+  // Bounded here, not only at send: the plan fixes the copies, and a preview
+  // must not say ok for a message the send refuses with 413 (issue 10 §15).
+  let bytes: RequestBytes | undefined;
+  let tooLarge: RelayError | undefined;
+  if (decision.outcome === 'accept') {
+    const plan = decision.plan;
+    bytes = estimateRequestBytes(message, {
+      encrypted: plan.encrypt,
+      headerAddresses: 1 + plan.to.length + plan.cc.length,
+      keysPerCopy: plan.encrypt ? [plan.visibleKeyHolders.length, ...plan.bcc.map(() => 1)] : [],
+    });
+    try {
+      assertRequestBytes(bytes.stored, plan.encrypt ? 1 + plan.bcc.length : 1, ctx.config.maxMessageBytes);
+    } catch (err) {
+      if (!(err instanceof RelayError)) throw err;
+      tooLarge = err;
+    }
+  }
   return {
+    ...(bytes !== undefined ? { bytes } : {}),
+    ...(tooLarge !== undefined ? { tooLarge } : {}),
     decision: decision.outcome === 'refuse' ? { ...decision, error: withKeyHint(decision.error, caller, incident, roster) } : decision,
     findings: emailFindings(input),
     roster,
@@ -264,7 +288,7 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
     if (earlier) return earlier;
   }
   await ctx.sendLimiter.take(caller.tokenId, ctx.now());
-  const { decision, roster, chain, size, recipients: recipientsOf } = await decide(ctx, caller, incident, message);
+  const { decision, roster, chain, size, recipients: recipientsOf, bytes, tooLarge } = await decide(ctx, caller, incident, message);
   const now = ctx.now();
   const names = new Map(roster.map((m) => [m.email, m.name]));
 
@@ -275,6 +299,12 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
     throw decision.error;
   }
 
+  if (tooLarge !== undefined || bytes === undefined) {
+    const error = tooLarge ?? new RelayError('internal', 'An accepted message had no size estimate.');
+    await ctx.store.audit.append({ ...auditBase, outcome: 'refused', data: { via: options.via, code: error.code, stage: 'budget', rules: decision.rules, recipients: recipientsOf, bytes: size } });
+    ctx.metrics.decisions.inc({ channel: 'email', outcome: 'refused', code: error.code });
+    throw error;
+  }
   const plan = decision.plan;
   const id = randomUUID();
   const messageId = `<${randomUUID()}@${ctx.config.mailDomain}>`;
@@ -285,14 +315,7 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
   let composed: Composed;
   let release: (() => void) | undefined;
   try {
-    // Bounded before anything is composed: what this request would store, and
-    // what all requests composing at once may hold (issue 10 §15).
-    const bytes = estimateRequestBytes(message, {
-      encrypted: plan.encrypt,
-      headerAddresses: 1 + plan.to.length + plan.cc.length,
-      keysPerCopy: plan.encrypt ? [plan.visibleKeyHolders.length, ...plan.bcc.map(() => 1)] : [],
-    });
-    assertRequestBytes(bytes.stored, plan.encrypt ? 1 + plan.bcc.length : 1, ctx.config.maxMessageBytes);
+    // What all requests composing at once may hold (issue 10 §15); what this one would store was bounded in decide().
     release = ctx.inFlight.reserve(bytes.composing);
     composed = await composeDeliveries(ctx, incident, caller, message, plan, { id, messageId, date: now, outerReferences: outer }, names);
   } catch (err) {
@@ -488,7 +511,11 @@ export interface EmailPreview {
  */
 export async function previewEmail(ctx: RelayContext, caller: Caller, incident: Incident, message: EmailSubmission, options: Pick<SubmitOptions, 'via'>): Promise<EmailPreview> {
   await ctx.sendLimiter.take(caller.tokenId, ctx.now());
-  const { decision, findings, size, recipients } = await decide(ctx, caller, incident, message);
+  const { decision, findings, size, recipients, tooLarge } = await decide(ctx, caller, incident, message);
+  if (tooLarge !== undefined) {
+    await ctx.store.audit.append({ type: 'email.preview', actor: caller.email, incidentId: incident.id, outcome: 'refused', data: { via: options.via, code: tooLarge.code, stage: 'budget', rules: decision.rules, recipients, bytes: size } });
+    throw tooLarge;
+  }
   const preview: EmailPreview = {
     outcome: decision.outcome,
     encrypted: findings.encryptReason !== null,
