@@ -26,7 +26,7 @@ export interface NudgeAccepted {
   results: SmsResult[];
 }
 
-type Outcome = { kind: 'accepted' | 'replayed'; answer: NudgeAccepted } | { kind: 'refused'; error: RelayError };
+type Outcome = { kind: 'accepted' | 'replayed'; answer: NudgeAccepted } | { kind: 'refused'; error: RelayError } | { kind: 'raced' };
 
 /** Runs one nudge request through the policy and queues the nudges; returns once they are committed to the outbox. */
 export async function sendNudges(ctx: RelayContext, caller: Caller, incident: Incident, request: NudgeRequest, options: { idempotencyKey?: string | undefined } = {}): Promise<NudgeAccepted> {
@@ -90,7 +90,9 @@ export async function sendNudges(ctx: RelayContext, caller: Caller, incident: In
       return { kind: 'refused', error: decision.error };
     }
     const answer: NudgeAccepted = { results: decision.plan.results };
-    if (idempotency) await rememberAnswer(tx, caller, idempotency, 202, answer, now);
+    // False when a request with the same key committed first (PostgreSQL: it
+    // waited on that row): queue and audit nothing, and answer what it answered.
+    if (idempotency && !(await rememberAnswer(tx, caller, idempotency, 202, answer, now))) return { kind: 'raced' };
     const body = Buffer.from(nudge, 'utf8');
     const smsIds: string[] = [];
     const deliveries: NewDelivery[] = [];
@@ -105,6 +107,7 @@ export async function sendNudges(ctx: RelayContext, caller: Caller, incident: In
     return { kind: 'accepted', answer };
   });
 
+  if (outcome.kind === 'raced') return (await replayAnswer<NudgeAccepted>(ctx.store, caller, idempotency!, ctx.now()))!;
   if (outcome.kind === 'refused') {
     ctx.metrics.decisions.inc({ channel: 'sms', outcome: 'refused', code: outcome.error.code });
     throw outcome.error;
