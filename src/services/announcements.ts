@@ -114,12 +114,6 @@ function sha256(text: string): string {
   return createHash('sha256').update(text, 'utf8').digest('hex');
 }
 
-/** The private label of the incident, once incidents have one (issue 12); null until then. */
-function labelOf(incident: Incident): string | null {
-  const label = (incident as Incident & { label?: unknown }).label;
-  return typeof label === 'string' && label !== '' ? label : null;
-}
-
 /** What the audit log may say about an announcement's content: kinds, lengths, counts and the hash, never the words. */
 function contentFacts(a: Pick<Announcement, 'kind' | 'title' | 'text' | 'audience' | 'audienceList' | 'contentHash'>): Record<string, unknown> {
   return { kind: a.kind, titleLength: [...a.title].length, textLength: [...a.text].length, audienceCount: a.audience.length, audienceList: a.audienceList, contentHash: a.contentHash };
@@ -368,7 +362,7 @@ function contentDecision(deps: AnnouncementDeps, incident: Incident, a: Announce
     title: a.title,
     text: a.text,
     audience: a.audience,
-    incident: { codename: incident.codename, label: labelOf(incident), rosterAddresses: roster.map((m) => m.email) },
+    incident: { codename: incident.codename, label: incident.label, rosterAddresses: roster.map((m) => m.email) },
     isInternal: internalMatcher(deps.config.internalDomains),
     phrases: loadStatementPhrases(),
     maxAudience: deps.config.announcementMaxAudience,

@@ -425,6 +425,17 @@ describe.each(BACKENDS)('announcements end to end (%s)', (backend) => {
     expect((await relay.request.get(path(`/${created.body.id}`)).set(auth(comms))).body.text).toBe(TEXT);
   });
 
+  it('the check refuses text carrying the incident\'s private label (rule codename), and passes once the label is cleared', async () => {
+    expect((await relay.request.patch(`/v1/incidents/${codename}`).set(auth(ic)).send({ label: 'Payroll exfiltration' })).status).toBe(200);
+    const created = await draft(comms, { kind: 'external', title: TITLE, text: 'We are investigating a payroll exfiltration.', audience: { addresses: ['cto@client.example'] } });
+    expect(created.status).toBe(201);
+    const checked = await act(comms, created.body.id, 'check');
+    expect(checked.status).toBe(422);
+    expect(checked.body.error).toMatchObject({ code: 'incident_details_exposed', rule: 'codename', details: { findings: [{ rule: 'codename', field: 'text', kind: 'label' }] } });
+    expect((await relay.request.patch(`/v1/incidents/${codename}`).set(auth(ic)).send({ label: null })).status).toBe(200);
+    expect((await act(comms, created.body.id, 'check')).status).toBe(200);
+  });
+
   it('drafts from an admin-kept audience list, read when the draft is written', async () => {
     const put = await relay.request.put('/v1/audiences/press').set(auth(relay.admin)).send({ addresses: ['Desk@News.example', 'tips@paper.example'] });
     expect(put.status).toBe(201);
