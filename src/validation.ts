@@ -76,6 +76,14 @@ export function isMessageId(value: string): boolean {
 /** A Message-ID field (In-Reply-To, References), angle brackets included. */
 export const messageId = z.string().refine(isMessageId, { message: 'must be a Message-ID such as <id@host>, with one @ and no spaces or angle brackets inside' });
 
+/** A MIME type as the relay writes it into an attachment's Content-Type: type/subtype, no parameters (the HTTP schema and SMTP parsing share it). */
+export const CONTENT_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$/i;
+
+/** True for a MIME type the relay writes into an attachment's Content-Type (type/subtype, no parameters). */
+export function isContentType(value: string): boolean {
+  return CONTENT_TYPE.test(value);
+}
+
 /** An E.164 phone number. */
 export const phoneNumber = z.string().regex(/^\+[1-9]\d{6,14}$/, 'must be an E.164 number such as +15555550100');
 

@@ -19,7 +19,7 @@ import { armorMessage } from '../pgp/armor.js';
 import { inThreadEncryptor } from '../pgp/pgp-mime.js';
 import type { RuleOutcome } from '../policy/decision.js';
 import { announcementHash, approvalRefusal, decideRelease, decideSend } from '../policy/gates.js';
-import { checkSecurityTeam } from '../policy/security-team.js';
+import { checkSecurityTeam, securityMemberCount } from '../policy/security-team.js';
 import { MAX_TEXT_LENGTH, MAX_TITLE_LENGTH, checkAnnouncement } from '../policy/statement.js';
 import type { AuditInput } from '../store/audit.js';
 import type { Announcement, AnnouncementContent, AnnouncementKind, Approval, AudienceList, InternalSource } from '../store/announcements.js';
@@ -454,7 +454,7 @@ export async function sendAnnouncement(deps: SendDeps, caller: Caller, incident:
     const roster = await deps.store.incidents.roster(incident.id);
     const decision = decideSend({
       incidentStatus: incident.status,
-      securityMembers: roster.filter((m) => m.role === 'security').length,
+      securityMembers: securityMemberCount(roster),
       content: contentDecision(deps, incident, a, roster),
       release: await releaseNow(deps.store, a, undefined, roster),
     });
@@ -515,7 +515,7 @@ async function queueCopies(deps: SendDeps, caller: Caller, incident: Incident, a
       return new RelayError('incident_closed', 'This incident was closed while the announcement was being prepared; nothing was sent.', { rule: 'incident-open' });
     }
     const roster = await tx.incidents.roster(incident.id);
-    const security = checkSecurityTeam(roster.filter((m) => m.role === 'security').length, 'email');
+    const security = checkSecurityTeam(securityMemberCount(roster), 'email');
     if (security.error) return security.error;
     const gates = await releaseNow(tx, current, undefined, roster);
     if (gates.outcome === 'refuse') return gates.error;

@@ -13,6 +13,7 @@ import { composeSealed, inThreadEncryptor, type OuterReferences } from '../pgp/p
 import { createDomainMatcher } from '../policy/domains.js';
 import type { Decision, RuleOutcome } from '../policy/decision.js';
 import { decideEmail, emailFindings, type EmailFindings, type EmailPlan, type EmailPolicyInput, type HeaderExposure } from '../policy/email.js';
+import { securityMemberCount } from '../policy/security-team.js';
 import type { Repositories } from '../store/index.js';
 import type { Incident, RosterMember } from '../store/incidents.js';
 import { normaliseMessageId, summarise, type BodyKind, type ChainMessage, type DeliveryView, type EmailCursor, type EmailPayload, type EmailRecord, type NewDelivery } from '../store/outbox.js';
@@ -209,7 +210,7 @@ async function decide(ctx: RelayContext, caller: Caller, incident: Incident, mes
     claimedSenders: message.claimedSenders ?? [],
     incidentStatus: incident.status,
     roster: new Set(roster.map((m) => m.email)),
-    securityMembers: roster.filter((m) => m.role === 'security').length,
+    securityMembers: securityMemberCount(roster),
     to: message.to,
     cc: message.cc,
     bcc: message.bcc,

@@ -10,6 +10,7 @@ import type { RelayError } from '../errors.js';
 import { decideSms, fingerprint, sha256Hex, isPermittedSmsBody, type SmsMemberState, type SmsResult } from '../policy/sms.js';
 import type { Incident } from '../store/incidents.js';
 import type { NewDelivery } from '../store/outbox.js';
+import { checkSecurityTeam, securityMemberCount } from '../policy/security-team.js';
 import { loadTemplate } from '../templates.js';
 import { isEmailAddress, normalisedEmail } from '../validation.js';
 import { rememberAnswer, replayAnswer, requestFingerprint, type IdempotencyUse } from './idempotency.js';
@@ -76,7 +77,7 @@ export async function sendNudges(ctx: RelayContext, caller: Caller, incident: In
       sender: caller.email,
       senderOnRoster: (await tx.incidents.activeMember(incident.id, caller.email)) !== undefined,
       incidentStatus: incident.status,
-      securityMembers: (await tx.incidents.roster(incident.id)).filter((m) => m.role === 'security').length,
+      securityMembers: securityMemberCount(await tx.incidents.roster(incident.id)),
       nudge,
       body: request.body,
       to: listed,
@@ -151,8 +152,8 @@ export async function receiveInboundSms(ctx: RelayContext, inbound: { from: stri
       const last = await tx.sms.lastNudgeMs(h.email, inbound.from);
       if (last !== undefined && now.getTime() - last < ctx.config.smsNudgeInterval) recent = true;
     }
-    // Rule security-team holds for this SMS too: no reply until the incident has a security member.
-    const noSecurity = answering !== undefined && !(await tx.incidents.roster(answering.incidentId)).some((m) => m.role === 'security');
+    // Rule security-team holds for this SMS too (the one rule, as for a nudge): no reply until the incident has a security member.
+    const noSecurity = answering !== undefined && checkSecurityTeam(securityMemberCount(await tx.incidents.roster(answering.incidentId)), 'SMS').error !== undefined;
     const reply = answering === undefined ? 'none' : noSecurity ? 'security_team_missing' : recent ? 'recently_nudged' : 'nudge';
     let smsId: string | undefined;
     if (reply === 'nudge' && answering) {
