@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { z } from 'zod';
 import { isLoopbackHost } from './loopback.js';
 import { databaseIsLocalOrVerified } from './store/database-url.js';
-import { isEmailAddress } from './validation.js';
+import { isEmailAddress, normalisedEmail } from './validation.js';
 
 export type Duration = number; // milliseconds
 
@@ -192,7 +192,7 @@ function field<T>(variable: string, schema: z.ZodType<T>, raw: string | undefine
   return result.data;
 }
 
-/** A comma-separated list of addresses, lowercased, each once; empty when unset. */
+/** A comma-separated list of addresses, normalised (lowercase, A-label domain), each once; empty when unset. */
 function addressList(variable: string, raw: string | undefined): string[] {
   const entries = (raw ?? '')
     .split(',')
@@ -200,7 +200,7 @@ function addressList(variable: string, raw: string | undefined): string[] {
     .filter((a) => a !== '');
   const bad = entries.find((a) => !isEmailAddress(a));
   if (bad !== undefined) throw new ConfigError(variable, `a comma-separated list of email addresses such as secops@corp.example,ciso@corp.example (${JSON.stringify(bad.slice(0, 80))} is not one)`);
-  return [...new Set(entries.map((a) => a.toLowerCase()))];
+  return [...new Set(entries.map((a) => normalisedEmail(a) ?? a))];
 }
 
 /** Reads and validates the configuration; throws ConfigError naming the first bad variable. */
@@ -265,9 +265,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RelayConfig {
 
   const keysDir = get('RELAY_KEYS_DIR') ?? (fs.existsSync('keys') ? 'keys' : undefined);
 
-  const announcementFrom = get('RELAY_ANNOUNCEMENT_FROM')?.toLowerCase();
-  if (announcementFrom !== undefined && !isEmailAddress(announcementFrom)) {
-    throw new ConfigError('RELAY_ANNOUNCEMENT_FROM', `an email address such as communications@corp.example (got ${JSON.stringify(announcementFrom.slice(0, 80))})`);
+  const announcementFromRaw = get('RELAY_ANNOUNCEMENT_FROM');
+  const announcementFrom = announcementFromRaw === undefined ? undefined : normalisedEmail(announcementFromRaw);
+  if (announcementFromRaw !== undefined && announcementFrom === undefined) {
+    throw new ConfigError('RELAY_ANNOUNCEMENT_FROM', `an email address such as communications@corp.example (got ${JSON.stringify(announcementFromRaw.slice(0, 80))})`);
   }
 
   return {

@@ -21,9 +21,36 @@ export const headerText = (max: number) =>
     .max(max)
     .refine((s) => !NOT_ONE_LINE.test(s), { message: 'must not contain CR, LF, NUL, other control characters or Unicode line separators' });
 
+// Everything NOT_ONE_LINE refuses, and tab too: a title is the Subject of
+// every copy and the composer (src/mime/announcement.ts) writes no control
+// character there; a label is shown and promised to hold none.
+const NOT_TITLE = /[\x00-\x1f\x7f\u0085\u2028\u2029]/;
+
+/** True when `value` holds no control character at all (tab included) and no Unicode line separator. */
+export function isTitleText(value: string): boolean {
+  return !NOT_TITLE.test(value);
+}
+
+/** One line with no control character (tab included): an announcement title, an incident label. */
+export const titleText = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .refine(isTitleText, { message: 'must be one line without control characters (no tab, CR, LF or NUL) or Unicode line separators' });
+
 /** True for an address the relay accepts (the one grammar: src/mail/address.ts). */
 export function isEmailAddress(value: string): boolean {
   return isAddress(value);
+}
+
+/**
+ * The normalised form of an address the relay accepts (lowercase, A-label
+ * domain: what is stored, compared and written on the wire), else undefined.
+ * The one normaliser: never `toLowerCase()` alone, which keeps a Unicode domain.
+ */
+export function normalisedEmail(value: unknown): string | undefined {
+  const checked = checkAddress(value);
+  return checked.ok ? checked.address : undefined;
 }
 
 /** An email address, normalised (lowercase, A-label domain); a refusal says what is wrong with it and what to do. */
@@ -48,6 +75,14 @@ export function isMessageId(value: string): boolean {
 
 /** A Message-ID field (In-Reply-To, References), angle brackets included. */
 export const messageId = z.string().refine(isMessageId, { message: 'must be a Message-ID such as <id@host>, with one @ and no spaces or angle brackets inside' });
+
+/** A MIME type as the relay writes it into an attachment's Content-Type: type/subtype, no parameters (the HTTP schema and SMTP parsing share it). */
+export const CONTENT_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$/i;
+
+/** True for a MIME type the relay writes into an attachment's Content-Type (type/subtype, no parameters). */
+export function isContentType(value: string): boolean {
+  return CONTENT_TYPE.test(value);
+}
 
 /** An E.164 phone number. */
 export const phoneNumber = z.string().regex(/^\+[1-9]\d{6,14}$/, 'must be an E.164 number such as +15555550100');

@@ -97,6 +97,9 @@ const VALID: Array<[string, Record<string, string>, Partial<RelayConfig>]> = [
   ['keys dir resolved', { RELAY_KEYS_DIR: 'some/keys' }, { keysDir: path.resolve('some/keys') }],
   ['message size', { RELAY_MAX_MESSAGE_BYTES: '1048576' }, { maxMessageBytes: 1_048_576 }],
   ['security team lowercased, trimmed, each once', { RELAY_SECURITY_TEAM: ' SecOps@Corp.example, ciso@corp.example,secops@corp.example,' }, { securityTeam: ['secops@corp.example', 'ciso@corp.example'] }],
+  // The one normaliser (src/mail/address.ts): a Unicode domain is kept as its A-label, the form written on the wire and stored on rosters.
+  ['security team with a Unicode domain, in its A-label form', { RELAY_SECURITY_TEAM: 'SecOps@Bücher.example,secops@xn--bcher-kva.example' }, { securityTeam: ['secops@xn--bcher-kva.example'] }],
+  ['announcement sender with a Unicode domain, in its A-label form', { RELAY_ANNOUNCEMENT_FROM: 'Presse@Zeitung-München.example' }, { announcementFrom: 'presse@xn--zeitung-mnchen-osb.example' }],
   ['announcement sender and audience maximum', { RELAY_ANNOUNCEMENT_FROM: 'Press@Corp.example', RELAY_ANNOUNCEMENT_MAX_AUDIENCE: '100000' }, { announcementFrom: 'press@corp.example', announcementMaxAudience: 100_000 }],
 ];
 

@@ -15,7 +15,7 @@ import type { AuditRequest } from '../services/audit-views.js';
 import { auditCursorSeq } from '../services/audit-views.js';
 import { MAX_RECIPIENTS } from '../services/emails.js';
 import { ROSTER_ROLES } from '../store/incidents.js';
-import { emailAddress, headerText, messageId, parseInput, phoneNumber } from '../validation.js';
+import { CONTENT_TYPE, emailAddress, headerText, isContentType, messageId, parseInput, phoneNumber, titleText } from '../validation.js';
 
 // ------------------------------------------------------------------ incidents
 
@@ -23,7 +23,7 @@ import { emailAddress, headerText, messageId, parseInput, phoneNumber } from '..
 export const codenameField = z.string().max(80);
 
 /** The private label (issue 12 §5): one line, 1-200 characters, for telling codenames apart. */
-export const incidentLabel = headerText(200).refine((s) => s.trim() !== '', { message: 'must not be empty (send null to clear it)' });
+export const incidentLabel = titleText(200).refine((s) => s.trim() !== '', { message: 'must not be empty (send null to clear it)' });
 
 /** POST /v1/incidents. */
 export const CreateIncident = z.strictObject({
@@ -79,12 +79,8 @@ export function isBase64(s: string): boolean {
   return !/[^A-Za-z0-9+/]/.test(pad === 0 ? s : s.slice(0, s.length - pad));
 }
 
-const CONTENT_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$/i;
-
-/** True for a MIME type the relay writes into an attachment's Content-Type (type/subtype, no parameters). */
-export function isContentType(value: string): boolean {
-  return CONTENT_TYPE.test(value);
-}
+// The one MIME-type rule lives in src/validation.ts (SMTP parsing uses it too).
+export { isContentType };
 
 /** Attachment names are labels, never paths: no separators, no leading dot, no control characters. */
 export const attachmentFilename = headerText(255).refine((s) => s.trim() !== '' && !/[/\\]/.test(s) && !s.startsWith('.') && !/[\x00-\x1f\x7f]/.test(s), {

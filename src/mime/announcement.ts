@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { encode as qpEncode, wrap as qpWrap } from 'nodemailer/lib/qp';
 import { RelayError } from '../errors.js';
 import { encodedWords } from './compose.js';
-import { isEmailAddress, isMessageId } from '../validation.js';
+import { isEmailAddress, isMessageId, isTitleText } from '../validation.js';
 
 /** One copy's header values and its text. */
 export interface AnnouncementCopy {
@@ -33,8 +33,6 @@ export interface AnnouncementCopy {
 }
 
 const CRLF = '\r\n';
-// C0 controls, DEL and the Unicode line breaks some readers honour.
-const NOT_ONE_LINE = /[\x00-\x1f\x7f\u0085\u2028\u2029]/;
 // RFC 5322 §2.1.1: lines SHOULD be at most 78 characters and MUST be at most 998.
 const FOLD_AT = 78;
 const MAX_LINE = 998;
@@ -95,7 +93,7 @@ export function subjectValue(title: string): string {
   if (typeof title !== 'string' || title.trim() === '') {
     throw new RelayError('invalid_request', 'The announcement title is empty; give it a title with its date.', { rule: 'statement', details: { field: 'title' } });
   }
-  if (NOT_ONE_LINE.test(title)) {
+  if (!isTitleText(title)) {
     throw new RelayError('invalid_request', 'The announcement title contains a line break or control character; it becomes the Subject header, so it must be one line.', {
       rule: 'statement',
       details: { field: 'title' },
@@ -123,7 +121,7 @@ function messageHeaders(m: Omit<AnnouncementCopy, 'to'>, to: string | undefined)
 }
 
 function address(value: string, field: string): string {
-  if (typeof value !== 'string' || NOT_ONE_LINE.test(value) || !isEmailAddress(value)) {
+  if (typeof value !== 'string' || !isTitleText(value) || !isEmailAddress(value)) {
     throw new RelayError('invalid_request', `${field} is not a plain email address; correct it and send again.`, { details: { field } });
   }
   return value;

@@ -7,6 +7,11 @@
 import { RelayError } from '../errors.js';
 import { fail, pass, type RuleOutcome } from './decision.js';
 
+/** How many members of `roster` (its active members) have role security: what the rule counts. */
+export function securityMemberCount(roster: ReadonlyArray<{ role: string }>): number {
+  return roster.filter((m) => m.role === 'security').length;
+}
+
 /** The rule's outcome for an incident with `securityMembers` active security members, and the refusal when there are none. */
 export function checkSecurityTeam(securityMembers: number, what: 'email' | 'SMS'): { outcome: RuleOutcome; error?: RelayError } {
   if (securityMembers > 0) return { outcome: pass('security-team', `${securityMembers} active security member(s) on the roster`) };

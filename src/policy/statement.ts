@@ -14,7 +14,7 @@
  * field, the kind of problem, the phrase's id, a date or an address.
  */
 import { RelayError, type ErrorCode, type RuleId } from '../errors.js';
-import { headerText, isEmailAddress } from '../validation.js';
+import { isEmailAddress, isTitleText } from '../validation.js';
 import { findTitleDates, type TitleDate } from './dates.js';
 import { fail, pass, skip, type Decision, type RuleOutcome } from './decision.js';
 import { foldForMatching, sentences, words } from './normalise.js';
@@ -113,9 +113,9 @@ function shapeFindings(input: AnnouncementInput): Finding[] {
     out.push({ rule: 'statement', field: 'title', kind: 'empty', message: 'The title is empty; give the announcement a title with its date.' });
   } else if (input.title.length > MAX_TITLE_LENGTH) {
     out.push({ rule: 'statement', field: 'title', kind: 'title_too_long', message: `The title has ${input.title.length} characters; keep it to ${MAX_TITLE_LENGTH}.` });
-  } else if (!headerText(MAX_TITLE_LENGTH).safeParse(input.title).success) {
+  } else if (!isTitleText(input.title)) {
     // The title becomes a header of every copy: a line break there would start a header of its own.
-    out.push({ rule: 'statement', field: 'title', kind: 'title_not_one_line', message: 'The title must be one line: no CR, LF, NUL, other control characters or Unicode line separators.' });
+    out.push({ rule: 'statement', field: 'title', kind: 'title_not_one_line', message: 'The title must be one line without control characters: no tab, CR, LF, NUL or Unicode line separators.' });
   }
   if (typeof input.text !== 'string' || input.text.trim() === '') {
     out.push({ rule: 'statement', field: 'text', kind: 'empty', message: 'The text is empty; write the announcement.' });

@@ -19,7 +19,7 @@ import { armorMessage } from '../pgp/armor.js';
 import { inThreadEncryptor } from '../pgp/pgp-mime.js';
 import type { RuleOutcome } from '../policy/decision.js';
 import { announcementHash, approvalRefusal, decideRelease, decideSend } from '../policy/gates.js';
-import { checkSecurityTeam } from '../policy/security-team.js';
+import { checkSecurityTeam, securityMemberCount } from '../policy/security-team.js';
 import { MAX_TEXT_LENGTH, MAX_TITLE_LENGTH, checkAnnouncement } from '../policy/statement.js';
 import type { AuditInput } from '../store/audit.js';
 import type { Announcement, AnnouncementContent, AnnouncementKind, Approval, AudienceList, InternalSource } from '../store/announcements.js';
@@ -27,13 +27,15 @@ import type { Repositories } from '../store/index.js';
 import type { Incident, RosterMember } from '../store/incidents.js';
 import type { NewDelivery } from '../store/outbox.js';
 import { loadStatementPhrases } from '../templates.js';
-import { headerText, isEmailAddress } from '../validation.js';
+import { isEmailAddress, isTitleText, normalisedEmail } from '../validation.js';
 import { internalMatcher } from './emails.js';
 import { rememberAnswer, replayAnswer, requestFingerprint, type IdempotencyUse } from './idempotency.js';
 import { assertUnscoped, cancellationEvent, inScope, type Caller } from './incidents.js';
 
 /** What the announcement steps use of the relay. */
 export type AnnouncementDeps = Pick<RelayContext, 'store' | 'now' | 'config'>;
+/** What writing a draft or an edit uses: the send rate limit too, so no roster member adds drafts without limit. */
+export type DraftDeps = AnnouncementDeps & Pick<RelayContext, 'sendLimiter'>;
 /** The send step also queues, encrypts and counts. */
 export type SendDeps = Pick<RelayContext, 'store' | 'now' | 'config' | 'keys' | 'relayKey' | 'encryptor' | 'sendLimiter' | 'notifyOutbox' | 'metrics'>;
 
@@ -112,12 +114,6 @@ function sha256(text: string): string {
   return createHash('sha256').update(text, 'utf8').digest('hex');
 }
 
-/** The private label of the incident, once incidents have one (issue 12); null until then. */
-function labelOf(incident: Incident): string | null {
-  const label = (incident as Incident & { label?: unknown }).label;
-  return typeof label === 'string' && label !== '' ? label : null;
-}
-
 /** What the audit log may say about an announcement's content: kinds, lengths, counts and the hash, never the words. */
 function contentFacts(a: Pick<Announcement, 'kind' | 'title' | 'text' | 'audience' | 'audienceList' | 'contentHash'>): Record<string, unknown> {
   return { kind: a.kind, titleLength: [...a.title].length, textLength: [...a.text].length, audienceCount: a.audience.length, audienceList: a.audienceList, contentHash: a.contentHash };
@@ -141,8 +137,9 @@ async function prepareContent(
   if (title === '') throw invalid('The title is empty; give the announcement a title with its date.', { field: 'title' });
   if (title.length > MAX_TITLE_LENGTH) throw invalid(`The title has ${title.length} characters; keep it to ${MAX_TITLE_LENGTH}.`, { field: 'title' });
   // The title becomes the Subject of every copy: a line break there would start a header of its own.
-  if (!headerText(MAX_TITLE_LENGTH).safeParse(title).success) {
-    throw new RelayError('invalid_request', 'The title must be one line: no CR, LF, NUL, other control characters or Unicode line separators (it becomes the Subject). Nothing was stored.', {
+  // Tab too: the composer writes no control character in the Subject, and a refusal at send would come after approval.
+  if (!isTitleText(title)) {
+    throw new RelayError('invalid_request', 'The title must be one line without control characters: no tab, CR, LF, NUL or Unicode line separators (it becomes the Subject). Nothing was stored.', {
       rule: 'statement',
       details: { field: 'title' },
     });
@@ -175,7 +172,8 @@ async function prepareContent(
     const shown = bad.slice(0, LISTED).map((a) => String(a).slice(0, 254).replace(/[\x00-\x1f\x7f]/g, '?'));
     throw invalid(`${bad.length} audience entr${bad.length === 1 ? 'y is' : 'ies are'} not an email address (${shown.join(', ')}); correct or remove them.`, { field: 'audience.addresses', addresses: shown, count: bad.length });
   }
-  const audience = [...new Set([...given, ...fromList].map((a) => a.toLowerCase()))];
+  // The A-label form (xn--): what the composer may write in To: and RCPT TO.
+  const audience = [...new Set([...given, ...fromList].map((a) => normalisedEmail(a) ?? a))];
   const content = { kind: input.kind, title, text, audience };
   return { ...content, audienceList: listName, contentHash: announcementHash(content) };
 }
@@ -248,6 +246,15 @@ export async function announcementView(deps: Pick<AnnouncementDeps, 'store'>, in
   };
 }
 
+/** An announcement in a list: everything but its text (up to 100,000 characters each; GET …/announcements/:id has it). */
+export type AnnouncementListItem = Omit<AnnouncementView, 'text'>;
+
+/** The list form of a view: the text left out. */
+export function announcementListItem(view: AnnouncementView): AnnouncementListItem {
+  const { text: _text, ...item } = view;
+  return item;
+}
+
 /** The incident's announcements, newest first. */
 export async function listAnnouncements(deps: Pick<AnnouncementDeps, 'store'>, incident: Incident): Promise<AnnouncementView[]> {
   const all = await deps.store.announcements.list(incident.id);
@@ -264,10 +271,12 @@ export async function findAnnouncement(deps: Pick<AnnouncementDeps, 'store'>, in
 // ------------------------------------------------------------------ draft and edit
 
 /** Writes a new draft; the caller (a roster member) is its author. */
-export async function createAnnouncement(deps: AnnouncementDeps, caller: Caller, incident: Incident, input: AnnouncementInput): Promise<AnnouncementView> {
+export async function createAnnouncement(deps: DraftDeps, caller: Caller, incident: Incident, input: AnnouncementInput): Promise<AnnouncementView> {
   const event = { type: 'announcement.drafted', actor: caller.email, incidentId: incident.id };
-  const created = await audited(deps, event, { kind: input.kind, audienceCount: input.audience.addresses?.length ?? 0, audienceList: input.audience.list ?? null }, () =>
-    deps.store.transaction(async (tx) => {
+  const created = await audited(deps, event, { kind: input.kind, audienceCount: input.audience.addresses?.length ?? 0, audienceList: input.audience.list ?? null }, async () => {
+    // Counted as a send: each draft stores up to 100,000 characters and addresses.
+    await deps.sendLimiter.take(caller.tokenId, deps.now());
+    return deps.store.transaction(async (tx) => {
       assertOpen(incident);
       if (!(await tx.incidents.activeMember(incident.id, caller.email))) {
         throw new RelayError('forbidden', 'Only members of this incident\'s roster write its announcements; ask the commander to add you.', { rule: 'approval' });
@@ -276,16 +285,17 @@ export async function createAnnouncement(deps: AnnouncementDeps, caller: Caller,
       const a = await tx.announcements.create({ ...content, id: randomUUID(), incidentId: incident.id, author: caller.email, at: deps.now() });
       await tx.audit.append({ ...event, outcome: 'ok', data: { announcementId: a.id, ...contentFacts(a) } });
       return a;
-    }),
-  );
+    });
+  });
   return announcementView(deps, incident, created);
 }
 
 /** Changes an unsent announcement (its author or a commander). A changed content voids every approval, audited. */
-export async function editAnnouncement(deps: AnnouncementDeps, caller: Caller, incident: Incident, id: string, patch: Partial<AnnouncementInput>): Promise<AnnouncementView> {
+export async function editAnnouncement(deps: DraftDeps, caller: Caller, incident: Incident, id: string, patch: Partial<AnnouncementInput>): Promise<AnnouncementView> {
   const event = { type: 'announcement.edited', actor: caller.email, incidentId: incident.id };
-  const edited = await audited(deps, event, { announcementId: id.slice(0, 64) }, () =>
-    deps.store.transaction(async (tx) => {
+  const edited = await audited(deps, event, { announcementId: id.slice(0, 64) }, async () => {
+    await deps.sendLimiter.take(caller.tokenId, deps.now());
+    return deps.store.transaction(async (tx) => {
       const a = await tx.announcements.lock(incident.id, id.slice(0, 64));
       if (!a) throw new RelayError('not_found', `No announcement ${id.slice(0, 64)} in this incident.`);
       await assertAuthorOrCommander(tx, caller, incident, a, 'edit');
@@ -306,8 +316,8 @@ export async function editAnnouncement(deps: AnnouncementDeps, caller: Caller, i
         await tx.audit.append({ type: 'announcement.approvals_voided', actor: caller.email, incidentId: incident.id, outcome: 'ok', data: { announcementId: a.id, reason: 'edited', approvers: voided.map((v) => v.approver), contentHash: a.contentHash } });
       }
       return (await tx.announcements.get(incident.id, a.id))!;
-    }),
-  );
+    });
+  });
   return announcementView(deps, incident, edited);
 }
 
@@ -352,7 +362,7 @@ function contentDecision(deps: AnnouncementDeps, incident: Incident, a: Announce
     title: a.title,
     text: a.text,
     audience: a.audience,
-    incident: { codename: incident.codename, label: labelOf(incident), rosterAddresses: roster.map((m) => m.email) },
+    incident: { codename: incident.codename, label: incident.label, rosterAddresses: roster.map((m) => m.email) },
     isInternal: internalMatcher(deps.config.internalDomains),
     phrases: loadStatementPhrases(),
     maxAudience: deps.config.announcementMaxAudience,
@@ -444,7 +454,7 @@ export async function sendAnnouncement(deps: SendDeps, caller: Caller, incident:
     const roster = await deps.store.incidents.roster(incident.id);
     const decision = decideSend({
       incidentStatus: incident.status,
-      securityMembers: roster.filter((m) => m.role === 'security').length,
+      securityMembers: securityMemberCount(roster),
       content: contentDecision(deps, incident, a, roster),
       release: await releaseNow(deps.store, a, undefined, roster),
     });
@@ -505,7 +515,7 @@ async function queueCopies(deps: SendDeps, caller: Caller, incident: Incident, a
       return new RelayError('incident_closed', 'This incident was closed while the announcement was being prepared; nothing was sent.', { rule: 'incident-open' });
     }
     const roster = await tx.incidents.roster(incident.id);
-    const security = checkSecurityTeam(roster.filter((m) => m.role === 'security').length, 'email');
+    const security = checkSecurityTeam(securityMemberCount(roster), 'email');
     if (security.error) return security.error;
     const gates = await releaseNow(tx, current, undefined, roster);
     if (gates.outcome === 'refuse') return gates.error;
@@ -653,7 +663,7 @@ export async function putAudience(deps: AnnouncementDeps, caller: Caller, name: 
       if (addresses.length > deps.config.announcementMaxAudience) throw tooMany(addresses.length, deps.config.announcementMaxAudience);
       const bad = addresses.filter((a) => typeof a !== 'string' || !isEmailAddress(a));
       if (bad.length > 0) throw invalid(`${bad.length} entr${bad.length === 1 ? 'y is' : 'ies are'} not an email address (${bad.slice(0, LISTED).map((a) => String(a).slice(0, 254).replace(/[\x00-\x1f\x7f]/g, '?')).join(', ')}).`, { field: 'addresses', count: bad.length });
-      const unique = [...new Set(addresses.map((a) => a.toLowerCase()))];
+      const unique = [...new Set(addresses.map((a) => normalisedEmail(a) ?? a))];
       const now = deps.now();
       const created = await tx.announcements.putAudience({ name, addresses: unique, by: caller.email, at: now });
       await tx.audit.append({ ...event, outcome: 'ok', data: { name, created, count: unique.length, addressesSha256: sha256(JSON.stringify([...unique].sort())) } });

@@ -13,10 +13,11 @@ import { composeSealed, inThreadEncryptor, type OuterReferences } from '../pgp/p
 import { createDomainMatcher } from '../policy/domains.js';
 import type { Decision, RuleOutcome } from '../policy/decision.js';
 import { decideEmail, emailFindings, type EmailFindings, type EmailPlan, type EmailPolicyInput, type HeaderExposure } from '../policy/email.js';
+import { securityMemberCount } from '../policy/security-team.js';
 import type { Repositories } from '../store/index.js';
 import type { Incident, RosterMember } from '../store/incidents.js';
-import { normaliseMessageId, summarise, type BodyKind, type DeliveryView, type EmailCursor, type EmailPayload, type EmailRecord, type NewDelivery } from '../store/outbox.js';
-import { assertRequestBytes, estimateRequestBytes } from './budget.js';
+import { normaliseMessageId, summarise, type BodyKind, type ChainMessage, type DeliveryView, type EmailCursor, type EmailPayload, type EmailRecord, type NewDelivery } from '../store/outbox.js';
+import { assertRequestBytes, estimateRequestBytes, type RequestBytes } from './budget.js';
 import { rememberAnswer, replayAnswer, requestFingerprint, type IdempotencyUse } from './idempotency.js';
 import { ROSTER_MANAGERS, type Caller } from './incidents.js';
 
@@ -126,18 +127,30 @@ export function outerReferences(message: Pick<EmailSubmission, 'inReplyTo' | 're
 export async function chainFacts(repos: Pick<Repositories, 'outbox'>, references: readonly string[], isInternal: (address: string) => boolean): Promise<ChainFacts> {
   if (references.length === 0) return { external: false, reasons: [], known: new Map() };
   const found = await repos.outbox.chainMessages(references);
-  const byReference = new Map(found.map((m) => [m.reference, m]));
+  // One reference may name several emails (a relay Message-ID and a client's
+  // alias stored before addAlias refused such aliases): every one of them
+  // counts, and any that says external decides. Never the last row alone.
+  const byReference = new Map<string, ChainMessage[]>();
+  for (const m of found) byReference.set(m.reference, [...(byReference.get(m.reference) ?? []), m]);
   const reasons: string[] = [];
+  const known = new Map<string, string>();
   for (const reference of new Set(references.map(normaliseMessageId))) {
-    const message = byReference.get(reference);
-    if (message === undefined) {
+    const messages = byReference.get(reference);
+    if (messages === undefined) {
       // `<left@right>`: right is the domain the Message-ID claims to come from.
       const domain = reference.slice(reference.lastIndexOf('@') + 1, -1);
       if (!isInternal(`x@${domain}`)) reasons.push('unknown-reference');
-    } else if (message.chainExternal) reasons.push('external-chain');
-    else if (!isInternal(message.sender)) reasons.push('external-sender');
+      continue;
+    }
+    for (const message of messages) {
+      if (message.chainExternal) reasons.push('external-chain');
+      else if (!isInternal(message.sender)) reasons.push('external-sender');
+    }
+    // Its incident only when all agree: a reference of two incidents stays inside the encryption (outerReferences).
+    const incidents = new Set(messages.map((m) => m.incidentId));
+    if (incidents.size === 1) known.set(reference, messages[0]!.incidentId);
   }
-  return { external: reasons.length > 0, reasons: [...new Set(reasons)], known: new Map(found.map((m) => [m.reference, m.incidentId])) };
+  return { external: reasons.length > 0, reasons: [...new Set(reasons)], known };
 }
 
 /** The idempotency fingerprint of an email: what was asked, attachments by hash. */
@@ -165,6 +178,10 @@ interface Decided {
   size: number;
   /** The addresses as asked, deduplicated per field, for the audit log. */
   recipients: { to: string[]; cc: string[]; bcc: string[] };
+  /** For an accepted draft: what it would store and what composing it holds (src/services/budget.ts). */
+  bytes?: RequestBytes;
+  /** For an accepted draft that would store more than a request may: the 413 a send and a preview both throw. */
+  tooLarge?: RelayError;
 }
 
 /**
@@ -193,7 +210,7 @@ async function decide(ctx: RelayContext, caller: Caller, incident: Incident, mes
     claimedSenders: message.claimedSenders ?? [],
     incidentStatus: incident.status,
     roster: new Set(roster.map((m) => m.email)),
-    securityMembers: roster.filter((m) => m.role === 'security').length,
+    securityMembers: securityMemberCount(roster),
     to: message.to,
     cc: message.cc,
     bcc: message.bcc,
@@ -207,7 +224,27 @@ async function decide(ctx: RelayContext, caller: Caller, incident: Incident, mes
     exposure: headerExposure(caller.email, message, new Map(roster.map((m) => [m.email, m.name])), incidentTerms(incident)),
   };
   const decision = decideEmail(input);
+  // Bounded here, not only at send: the plan fixes the copies, and a preview
+  // must not say ok for a message the send refuses with 413 (issue 10 §15).
+  let bytes: RequestBytes | undefined;
+  let tooLarge: RelayError | undefined;
+  if (decision.outcome === 'accept') {
+    const plan = decision.plan;
+    bytes = estimateRequestBytes(message, {
+      encrypted: plan.encrypt,
+      headerAddresses: 1 + plan.to.length + plan.cc.length,
+      keysPerCopy: plan.encrypt ? [plan.visibleKeyHolders.length, ...plan.bcc.map(() => 1)] : [],
+    });
+    try {
+      assertRequestBytes(bytes.stored, plan.encrypt ? 1 + plan.bcc.length : 1, ctx.config.maxMessageBytes);
+    } catch (err) {
+      if (!(err instanceof RelayError)) throw err;
+      tooLarge = err;
+    }
+  }
   return {
+    ...(bytes !== undefined ? { bytes } : {}),
+    ...(tooLarge !== undefined ? { tooLarge } : {}),
     decision: decision.outcome === 'refuse' ? { ...decision, error: withKeyHint(decision.error, caller, incident, roster) } : decision,
     findings: emailFindings(input),
     roster,
@@ -252,7 +289,7 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
     if (earlier) return earlier;
   }
   await ctx.sendLimiter.take(caller.tokenId, ctx.now());
-  const { decision, roster, chain, size, recipients: recipientsOf } = await decide(ctx, caller, incident, message);
+  const { decision, roster, chain, size, recipients: recipientsOf, bytes, tooLarge } = await decide(ctx, caller, incident, message);
   const now = ctx.now();
   const names = new Map(roster.map((m) => [m.email, m.name]));
 
@@ -263,6 +300,12 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
     throw decision.error;
   }
 
+  if (tooLarge !== undefined || bytes === undefined) {
+    const error = tooLarge ?? new RelayError('internal', 'An accepted message had no size estimate.');
+    await ctx.store.audit.append({ ...auditBase, outcome: 'refused', data: { via: options.via, code: error.code, stage: 'budget', rules: decision.rules, recipients: recipientsOf, bytes: size } });
+    ctx.metrics.decisions.inc({ channel: 'email', outcome: 'refused', code: error.code });
+    throw error;
+  }
   const plan = decision.plan;
   const id = randomUUID();
   const messageId = `<${randomUUID()}@${ctx.config.mailDomain}>`;
@@ -273,14 +316,7 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
   let composed: Composed;
   let release: (() => void) | undefined;
   try {
-    // Bounded before anything is composed: what this request would store, and
-    // what all requests composing at once may hold (issue 10 §15).
-    const bytes = estimateRequestBytes(message, {
-      encrypted: plan.encrypt,
-      headerAddresses: 1 + plan.to.length + plan.cc.length,
-      keysPerCopy: plan.encrypt ? [plan.visibleKeyHolders.length, ...plan.bcc.map(() => 1)] : [],
-    });
-    assertRequestBytes(bytes.stored, plan.encrypt ? 1 + plan.bcc.length : 1, ctx.config.maxMessageBytes);
+    // What all requests composing at once may hold (issue 10 §15); what this one would store was bounded in decide().
     release = ctx.inFlight.reserve(bytes.composing);
     composed = await composeDeliveries(ctx, incident, caller, message, plan, { id, messageId, date: now, outerReferences: outer }, names);
   } catch (err) {
@@ -328,7 +364,8 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
       bcc: plan.bcc,
       createdAt: now.toISOString(),
     });
-    if (message.clientMessageId !== undefined) await tx.outbox.addAlias(message.clientMessageId, id);
+    // False when the client's id is already a relay Message-ID (or another email's alias): it then names that email only.
+    const aliasKept = message.clientMessageId === undefined ? undefined : await tx.outbox.addAlias(message.clientMessageId, id);
     if (payload !== undefined) await tx.outbox.insertPayload(id, payload);
     await tx.outbox.enqueue(deliveries, now);
     await tx.audit.append({
@@ -341,6 +378,7 @@ export async function submitEmail(ctx: RelayContext, caller: Caller, incident: I
         encrypted: plan.encrypt,
         encryptReason: plan.encryptReason,
         ...(chain.reasons.length > 0 ? { chain: chain.reasons } : {}),
+        ...(aliasKept === false ? { clientMessageIdKept: false } : {}),
         rules: decision.rules,
         recipients: recipientsOf,
         copies: deliveries.length,
@@ -474,7 +512,11 @@ export interface EmailPreview {
  */
 export async function previewEmail(ctx: RelayContext, caller: Caller, incident: Incident, message: EmailSubmission, options: Pick<SubmitOptions, 'via'>): Promise<EmailPreview> {
   await ctx.sendLimiter.take(caller.tokenId, ctx.now());
-  const { decision, findings, size, recipients } = await decide(ctx, caller, incident, message);
+  const { decision, findings, size, recipients, tooLarge } = await decide(ctx, caller, incident, message);
+  if (tooLarge !== undefined) {
+    await ctx.store.audit.append({ type: 'email.preview', actor: caller.email, incidentId: incident.id, outcome: 'refused', data: { via: options.via, code: tooLarge.code, stage: 'budget', rules: decision.rules, recipients, bytes: size } });
+    throw tooLarge;
+  }
   const preview: EmailPreview = {
     outcome: decision.outcome,
     encrypted: findings.encryptReason !== null,

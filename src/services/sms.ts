@@ -10,12 +10,13 @@ import type { RelayError } from '../errors.js';
 import { decideSms, fingerprint, sha256Hex, isPermittedSmsBody, type SmsMemberState, type SmsResult } from '../policy/sms.js';
 import type { Incident } from '../store/incidents.js';
 import type { NewDelivery } from '../store/outbox.js';
+import { checkSecurityTeam, securityMemberCount } from '../policy/security-team.js';
 import { loadTemplate } from '../templates.js';
-import { isEmailAddress } from '../validation.js';
+import { isEmailAddress, normalisedEmail } from '../validation.js';
 import { rememberAnswer, replayAnswer, requestFingerprint, type IdempotencyUse } from './idempotency.js';
 import type { Caller } from './incidents.js';
 
-/** A nudge request as the listener hands it over: `to` lowercased, `body` untouched. */
+/** A nudge request as the listener hands it over (`to` is normalised again here), `body` untouched. */
 export interface NudgeRequest {
   to: 'roster' | string[];
   body?: string | undefined;
@@ -26,7 +27,7 @@ export interface NudgeAccepted {
   results: SmsResult[];
 }
 
-type Outcome = { kind: 'accepted' | 'replayed'; answer: NudgeAccepted } | { kind: 'refused'; error: RelayError };
+type Outcome = { kind: 'accepted' | 'replayed'; answer: NudgeAccepted } | { kind: 'refused'; error: RelayError } | { kind: 'raced' };
 
 /** Runs one nudge request through the policy and queues the nudges; returns once they are committed to the outbox. */
 export async function sendNudges(ctx: RelayContext, caller: Caller, incident: Incident, request: NudgeRequest, options: { idempotencyKey?: string | undefined } = {}): Promise<NudgeAccepted> {
@@ -44,7 +45,8 @@ export async function sendNudges(ctx: RelayContext, caller: Caller, incident: In
   // What the audit log may say about the request: addresses as given, and for
   // anything else (a body that is not the nudge, entries that are not
   // addresses) a length and a hash only.
-  const listed = request.to === 'roster' ? 'roster' : [...new Set(request.to)];
+  // Normalised as the roster stores addresses (lowercase, A-label domain): a Unicode domain names the same member.
+  const listed = request.to === 'roster' ? 'roster' : [...new Set(request.to.map((t) => normalisedEmail(t) ?? t))];
   const blocked = isPermittedSmsBody(request.body, nudge) ? undefined : fingerprint(request.body ?? '');
   const others = listed === 'roster' ? [] : listed.filter((t) => !isEmailAddress(t));
   const requestFacts = {
@@ -75,7 +77,7 @@ export async function sendNudges(ctx: RelayContext, caller: Caller, incident: In
       sender: caller.email,
       senderOnRoster: (await tx.incidents.activeMember(incident.id, caller.email)) !== undefined,
       incidentStatus: incident.status,
-      securityMembers: (await tx.incidents.roster(incident.id)).filter((m) => m.role === 'security').length,
+      securityMembers: securityMemberCount(await tx.incidents.roster(incident.id)),
       nudge,
       body: request.body,
       to: listed,
@@ -89,7 +91,9 @@ export async function sendNudges(ctx: RelayContext, caller: Caller, incident: In
       return { kind: 'refused', error: decision.error };
     }
     const answer: NudgeAccepted = { results: decision.plan.results };
-    if (idempotency) await rememberAnswer(tx, caller, idempotency, 202, answer, now);
+    // False when a request with the same key committed first (PostgreSQL: it
+    // waited on that row): queue and audit nothing, and answer what it answered.
+    if (idempotency && !(await rememberAnswer(tx, caller, idempotency, 202, answer, now))) return { kind: 'raced' };
     const body = Buffer.from(nudge, 'utf8');
     const smsIds: string[] = [];
     const deliveries: NewDelivery[] = [];
@@ -104,6 +108,7 @@ export async function sendNudges(ctx: RelayContext, caller: Caller, incident: In
     return { kind: 'accepted', answer };
   });
 
+  if (outcome.kind === 'raced') return (await replayAnswer<NudgeAccepted>(ctx.store, caller, idempotency!, ctx.now()))!;
   if (outcome.kind === 'refused') {
     ctx.metrics.decisions.inc({ channel: 'sms', outcome: 'refused', code: outcome.error.code });
     throw outcome.error;
@@ -147,8 +152,8 @@ export async function receiveInboundSms(ctx: RelayContext, inbound: { from: stri
       const last = await tx.sms.lastNudgeMs(h.email, inbound.from);
       if (last !== undefined && now.getTime() - last < ctx.config.smsNudgeInterval) recent = true;
     }
-    // Rule security-team holds for this SMS too: no reply until the incident has a security member.
-    const noSecurity = answering !== undefined && !(await tx.incidents.roster(answering.incidentId)).some((m) => m.role === 'security');
+    // Rule security-team holds for this SMS too (the one rule, as for a nudge): no reply until the incident has a security member.
+    const noSecurity = answering !== undefined && checkSecurityTeam(securityMemberCount(await tx.incidents.roster(answering.incidentId)), 'SMS').error !== undefined;
     const reply = answering === undefined ? 'none' : noSecurity ? 'security_team_missing' : recent ? 'recently_nudged' : 'nudge';
     let smsId: string | undefined;
     if (reply === 'nudge' && answering) {

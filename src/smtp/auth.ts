@@ -12,7 +12,7 @@ import type { RelayContext } from '../context.js';
 import { RelayError } from '../errors.js';
 import type { Caller } from '../services/incidents.js';
 import { callerFromToken, recordTokenUse } from '../services/tokens.js';
-import { isEmailAddress } from '../validation.js';
+import { isEmailAddress, normalisedEmail } from '../validation.js';
 import { ADDRESS_BACKOFF, Backoff, IP_BACKOFF, ipKey } from './backoff.js';
 import type { UnauthenticatedTally } from './unauthenticated.js';
 
@@ -64,7 +64,8 @@ export async function authenticate(
   tally: Pick<UnauthenticatedTally, 'authFailure'>,
 ): Promise<Caller> {
   const now = deps.now();
-  const username = attempt.username.trim().toLowerCase();
+  // The one normaliser (A-label domain), as tokens and the roster store addresses.
+  const username = normalisedEmail(attempt.username.trim()) ?? attempt.username.trim().toLowerCase();
   const addressKey = `user:${username}`;
   const ip = ipKey(attempt.remoteAddress);
   const noteFailure = async (reason: AuthFailureReason, extra: Record<string, unknown> = {}): Promise<void> => {
@@ -94,12 +95,12 @@ export async function authenticate(
 
   if (!isEmailAddress(username)) return fail('bad_username');
   // RFC 4616 §2: an authorization identity other than the authentication identity asks to act as someone else.
-  const authzid = attempt.authzid.trim().toLowerCase();
+  const authzid = normalisedEmail(attempt.authzid.trim()) ?? attempt.authzid.trim().toLowerCase();
   if (authzid !== '' && authzid !== username) return fail('authzid_mismatch');
   const record = attempt.password === '' ? undefined : await deps.store.tokens.verify(attempt.password);
   if (!record) return fail('unknown_token');
   // The token id is not secret; it lets an admin revoke a token that someone else presented.
-  if (record.email.toLowerCase() !== username) return fail('token_of_other_user', { tokenId: record.id });
+  if (normalisedEmail(record.email) !== username) return fail('token_of_other_user', { tokenId: record.id });
 
   guard.byAddress.succeed(addressKey);
   // An SMTP login is a use of the token too (GET /v1/tokens lastUsedAt).

@@ -16,7 +16,7 @@ import { RelayError, invalid } from '../errors.js';
 import { addressHint, normaliseAddress, shownAddress } from '../mail/address.js';
 import type { Attachment } from '../mime/compose.js';
 import type { EmailSubmission } from '../services/emails.js';
-import { isMessageId } from '../validation.js';
+import { isContentType, isMessageId } from '../validation.js';
 import { sharedMimeReader, type MimeReader } from './mime-pool.js';
 import type { MimeAddress } from './mime-read.js';
 
@@ -33,7 +33,6 @@ export interface ParsedSubmission {
   xIncident: string[];
 }
 
-const CONTENT_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$/i;
 const MAX_REFERENCES = 100;
 const MAX_SUBJECT = 998;
 
@@ -127,7 +126,7 @@ export async function parseSubmission(raw: Buffer, envelope: SmtpEnvelope, reade
 
   const attachments: Attachment[] = mail.attachments.map((a, i) => ({
     filename: attachmentName(a.filename, i),
-    contentType: CONTENT_TYPE.test(a.contentType) ? a.contentType.toLowerCase() : 'application/octet-stream',
+    contentType: isContentType(a.contentType) ? a.contentType.toLowerCase() : 'application/octet-stream',
     // A worker's Buffer arrives as a Uint8Array view; a Buffer over the same bytes, not a copy.
     content: Buffer.from(a.content.buffer, a.content.byteOffset, a.content.byteLength),
   }));

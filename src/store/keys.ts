@@ -3,7 +3,7 @@
  * or an admin, or loaded from RELAY_KEYS_DIR) and incident keys (given with a
  * roster entry, valid in that incident only).
  */
-import type { SqlExecutor } from './sql.js';
+import { lookupSlices, placeholders, type SqlExecutor } from './sql.js';
 
 export type KeySource = 'api' | 'roster' | 'keys-dir';
 
@@ -81,20 +81,22 @@ export class KeyStore {
     return this.get(email);
   }
 
-  /** getFor for many addresses at once: two queries, whatever the count. Addresses without a key are absent. */
+  /** getFor for many addresses at once: two queries per LOOKUP_SLICE addresses. Addresses without a key are absent. */
   async getForMany(emails: readonly string[], incidentId: string | null): Promise<Map<string, StoredKey>> {
     const found = new Map<string, StoredKey>();
-    if (emails.length === 0) return found;
-    const marks = emails.map(() => '?').join(', ');
+    const wanted = [...new Set(emails)];
     if (incidentId !== null) {
-      for (const row of await this.sql.all<Row>(`SELECT * FROM incident_keys WHERE incident_id = ? AND email IN (${marks})`, [incidentId, ...emails])) {
-        found.set(row.email, toStored(row));
+      for (const slice of lookupSlices(wanted)) {
+        for (const row of await this.sql.all<Row>(`SELECT * FROM incident_keys WHERE incident_id = ? AND email IN (${placeholders(slice.length)})`, [incidentId, ...slice])) {
+          found.set(row.email, toStored(row));
+        }
       }
     }
-    const rest = emails.filter((e) => !found.has(e));
-    if (rest.length === 0) return found;
-    for (const row of await this.sql.all<Row>(`SELECT * FROM public_keys WHERE email IN (${rest.map(() => '?').join(', ')})`, rest)) {
-      found.set(row.email, toStored(row));
+    // The relay-wide key for the rest: an incident's own key wins.
+    for (const slice of lookupSlices(wanted.filter((e) => !found.has(e)))) {
+      for (const row of await this.sql.all<Row>(`SELECT * FROM public_keys WHERE email IN (${placeholders(slice.length)})`, slice)) {
+        found.set(row.email, toStored(row));
+      }
     }
     return found;
   }

@@ -5,7 +5,7 @@
  * relays never send the same delivery at once, and a delivery held by a relay
  * that died is taken over when its lease expires.
  */
-import { placeholders, type SqlExecutor } from './sql.js';
+import { LOOKUP_SLICE, placeholders, type SqlExecutor } from './sql.js';
 
 export type DeliveryChannel = 'email' | 'sms';
 /** `cancelled`: the recipient (or the sender) left the roster before it could be sent. */
@@ -202,8 +202,6 @@ export function normaliseMessageId(id: string): string {
   return at < 0 ? id : id.slice(0, at) + id.slice(at).toLowerCase();
 }
 
-// Chains longer than this are looked up in slices (the references list is capped at 100 anyway).
-const LOOKUP_SLICE = 200;
 
 // Removes an email's stored payload once none of its deliveries waits for it
 // any more (SPEC §6: bodies are purged once delivered). One parameter: a delivery id.
@@ -622,9 +620,21 @@ export class Outbox {
     return found;
   }
 
-  /** Keeps a client's own Message-ID (SMTP) as another name of the relay's email, for replies written from a Sent folder. */
-  async addAlias(alias: string, emailId: string): Promise<void> {
-    await this.sql.run('INSERT INTO message_aliases (alias, email_id) VALUES (?, ?) ON CONFLICT (alias) DO NOTHING', [normaliseMessageId(alias), emailId]);
+  /**
+   * Keeps a client's own Message-ID (SMTP) as another name of the relay's
+   * email, for replies written from a Sent folder. Not when it is the relay's
+   * Message-ID of an email already (a client resending or "redirecting" a
+   * message it received keeps that id): the alias would give that id a
+   * second chain, and a reply could be judged by the wrong one. Nor when the
+   * id is already another email's alias (the first keeps it). True when kept.
+   */
+  async addAlias(alias: string, emailId: string): Promise<boolean> {
+    const id = normaliseMessageId(alias);
+    const changes = await this.sql.run(
+      'INSERT INTO message_aliases (alias, email_id) SELECT ?, ? WHERE NOT EXISTS (SELECT 1 FROM emails WHERE message_id = ?) ON CONFLICT (alias) DO NOTHING',
+      [id, emailId, id],
+    );
+    return changes === 1;
   }
 
   async email(incidentId: string, id: string): Promise<EmailRecord | undefined> {

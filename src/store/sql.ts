@@ -34,6 +34,17 @@ export function placeholders(n: number): string {
   return new Array<string>(n).fill('?').join(', ');
 }
 
+// IN lists longer than this are looked up in slices: SQLite binds at most
+// 32,766 variables and PostgreSQL 65,535 parameters in one statement, and a
+// caller's list (an announcement audience: up to 100,000) may be longer.
+/** How many values one IN (...) list binds at most. */
+export const LOOKUP_SLICE = 200;
+
+/** `values` in consecutive slices of at most LOOKUP_SLICE, for one IN (...) query each. */
+export function* lookupSlices<T>(values: readonly T[]): Generator<T[]> {
+  for (let i = 0; i < values.length; i += LOOKUP_SLICE) yield values.slice(i, i + LOOKUP_SLICE);
+}
+
 /**
  * Rewrites `?` placeholders to PostgreSQL's `$1, $2, …`, leaving `?` inside
  * single-quoted literals and double-quoted identifiers alone.

@@ -28,6 +28,7 @@ import type { RelayContext } from '../context.js';
 import { DeliveryError, type Channel, type ChunkedBody, type RefusedRecipient, type SendReceipt } from '../channels/channel.js';
 import { renderCopyChunks, renderedCopyLength } from '../pgp/pgp-mime.js';
 import { decideRelease } from '../policy/gates.js';
+import { securityMemberCount } from '../policy/security-team.js';
 import { cancellationEvent } from '../services/incidents.js';
 import type { Announcement } from '../store/announcements.js';
 import type { AuditInput } from '../store/audit.js';
@@ -575,7 +576,7 @@ export class DeliveryWorker {
    * dropped. True when it was held.
    */
   private async heldForSecurityTeam(delivery: Delivery, roster: readonly RosterMember[]): Promise<boolean> {
-    if (roster.some((m) => m.role === 'security')) return false;
+    if (securityMemberCount(roster) > 0) return false;
     const now = this.ctx.now().getTime();
     const wait = backoffMs(delivery.attempts, this.baseBackoffMs, this.maxBackoffMs, this.random);
     const giveUp = now + wait - delivery.createdMs > this.ctx.config.deliveryMaxAge;

@@ -8,6 +8,7 @@
 import { simpleParser } from 'mailparser';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createSmtpChannel } from '../../src/channels/email/smtp.js';
+import { RateLimiter } from '../../src/services/rate-limit.js';
 import { DeliveryWorker } from '../../src/workers/delivery.js';
 import { createGpgHome, type GeneratedKey, type GpgHome } from '../helpers/gpg.js';
 import { armoredPartOf, decryptAs, headerLines } from '../helpers/pgp-mime.js';
@@ -215,6 +216,30 @@ describe.each(BACKENDS)('announcements end to end (%s)', (backend) => {
     expect(status.body).toMatchObject({ status: 'sent' });
   });
 
+  it('sends to an audience address with a Unicode domain in its A-label form, given directly or from a list', async () => {
+    await ruleOut();
+    // An admin's list holds one too; both are stored as they will be sent.
+    const list = await relay.request.put('/v1/audiences/presse').set(auth(relay.admin)).send({ addresses: ['Redaktion@Zeitung-München.example'] });
+    expect(list.status).toBe(201);
+    expect(list.body.addresses).toEqual(['redaktion@xn--zeitung-mnchen-osb.example']);
+    const created = await draft(comms, { kind: 'external', title: TITLE, text: TEXT, audience: { addresses: ['presse@bücher.example', 'PRESSE@xn--bcher-kva.example'], list: 'presse' } });
+    expect(created.status).toBe(201);
+    expect(created.body.audience).toEqual({ addresses: ['presse@xn--bcher-kva.example', 'redaktion@xn--zeitung-mnchen-osb.example'], list: 'presse', count: 2 });
+    const id = created.body.id as string;
+    expect((await act(comms, id, 'check')).status).toBe(200);
+    expect((await act(ic, id, 'approve')).status).toBe(200);
+    expect((await act(legal, id, 'approve')).status).toBe(200);
+    const sent = await act(comms, id, 'send');
+    expect(sent.status).toBe(202);
+    expect(sent.body).toMatchObject({ copies: 2, encrypted: 0 });
+    await worker.drain();
+    const mails = await upstream.waitFor(2);
+    // smtp-server shows the envelope's A-label domain decoded; the bytes on the wire carry the A-label form.
+    expect(mails.map((m) => m.to).sort()).toEqual([['presse@bücher.example'], ['redaktion@zeitung-münchen.example']]);
+    expect(mails.map((m) => headerLines(m.raw).find((l) => l.startsWith('To: '))).sort()).toEqual(['To: presse@xn--bcher-kva.example', 'To: redaktion@xn--zeitung-mnchen-osb.example']);
+    for (const mail of mails) expect((await simpleParser(mail.raw)).subject).toBe(TITLE);
+  });
+
   it('refuses an internal announcement until the commander records the internal source ruled out', async () => {
     const created = await draft(exec, { kind: 'internal', title: `Update for all staff, ${today}`, text: 'Please reset your password today.', audience: { addresses: ['staff@corp.example', 'managers@corp.example'] } });
     const id = created.body.id as string;
@@ -343,7 +368,7 @@ describe.each(BACKENDS)('announcements end to end (%s)', (backend) => {
 
   it('refuses bad input at the door, audited, with nothing stored', async () => {
     const before = await relay.ctx.store.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM announcements');
-    for (const title of [`Notice ${today}\r\nBcc: everyone@corp.example`, `Notice ${today}\nX`, `Notice ${today}\u2028x`, `Notice\u0000 ${today}`]) {
+    for (const title of [`Notice ${today}\r\nBcc: everyone@corp.example`, `Notice ${today}\nX`, `Notice ${today}\u2028x`, `Notice\u0000 ${today}`, `Notice\t${today}`]) {
       const res = await draft(comms, { kind: 'external', title, text: 'x', audience: { addresses: ['a@client.example'] } });
       expect(res.status).toBe(400);
       expect(res.body.error).toMatchObject({ code: 'invalid_request', details: { field: 'title' } });
@@ -361,11 +386,54 @@ describe.each(BACKENDS)('announcements end to end (%s)', (backend) => {
       ['refused', 'invalid_request'],
       ['refused', 'invalid_request'],
       ['refused', 'invalid_request'],
+      // A tab too: the composer writes none in the Subject, and refusing it at send would come after approval.
+      ['refused', 'invalid_request'],
       ['refused', 'audience_too_large'],
       ['refused', 'invalid_request'],
       ['refused', 'not_found'],
     ]);
     await nothingSent();
+  });
+
+  it('limits drafts and edits like sends (one bucket per token, audited), and lists announcements without their text', async () => {
+    relay.ctx.sendLimiter = new RateLimiter({ perMinute: 1, burst: 2 });
+    const created = await draft(comms, { kind: 'external', title: TITLE, text: TEXT, audience: { addresses: ['cto@client.example'] } });
+    expect(created.status).toBe(201);
+    expect((await relay.request.patch(path(`/${created.body.id}`)).set(auth(comms)).send({ title: `Update, ${today}` })).status).toBe(200);
+    const before = Number((await relay.ctx.store.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM announcements'))!.n);
+    const limited = await draft(comms, { kind: 'external', title: TITLE, text: TEXT, audience: { addresses: ['cto@client.example'] } });
+    expect(limited.status).toBe(429);
+    expect(limited.body.error.code).toBe('rate_limited');
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+    const edit = await relay.request.patch(path(`/${created.body.id}`)).set(auth(comms)).send({ title: `Another update, ${today}` });
+    expect(edit.status).toBe(429);
+    expect(Number((await relay.ctx.store.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM announcements'))!.n)).toBe(before);
+    expect((await relay.request.get(path(`/${created.body.id}`)).set(auth(comms))).body.title).toBe(`Update, ${today}`);
+    expect((await events('announcement.drafted')).map((e) => [e.outcome, e.data['code'] ?? null])).toEqual([['ok', null], ['refused', 'rate_limited']]);
+    expect((await events('announcement.edited')).map((e) => [e.outcome, e.data['code'] ?? null])).toEqual([['ok', null], ['refused', 'rate_limited']]);
+    // Another token has its own bucket.
+    expect((await draft(ic, { kind: 'external', title: TITLE, text: TEXT, audience: { addresses: ['cto@client.example'] } })).status).toBe(201);
+
+    // The list leaves each text out (up to 100,000 characters each); one announcement's page has it.
+    const list = await relay.request.get(path()).set(auth(comms));
+    expect(list.status).toBe(200);
+    expect(list.body.announcements).toHaveLength(2);
+    for (const item of list.body.announcements) {
+      expect(item).not.toHaveProperty('text');
+      expect(item).toMatchObject({ kind: 'external', audience: { count: 1 } });
+    }
+    expect((await relay.request.get(path(`/${created.body.id}`)).set(auth(comms))).body.text).toBe(TEXT);
+  });
+
+  it('the check refuses text carrying the incident\'s private label (rule codename), and passes once the label is cleared', async () => {
+    expect((await relay.request.patch(`/v1/incidents/${codename}`).set(auth(ic)).send({ label: 'Payroll exfiltration' })).status).toBe(200);
+    const created = await draft(comms, { kind: 'external', title: TITLE, text: 'We are investigating a payroll exfiltration.', audience: { addresses: ['cto@client.example'] } });
+    expect(created.status).toBe(201);
+    const checked = await act(comms, created.body.id, 'check');
+    expect(checked.status).toBe(422);
+    expect(checked.body.error).toMatchObject({ code: 'incident_details_exposed', rule: 'codename', details: { findings: [{ rule: 'codename', field: 'text', kind: 'label' }] } });
+    expect((await relay.request.patch(`/v1/incidents/${codename}`).set(auth(ic)).send({ label: null })).status).toBe(200);
+    expect((await act(comms, created.body.id, 'check')).status).toBe(200);
   });
 
   it('drafts from an admin-kept audience list, read when the draft is written', async () => {

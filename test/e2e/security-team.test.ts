@@ -12,6 +12,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSmtpChannel } from '../../src/channels/email/smtp.js';
 import { createSmsOutboxChannel } from '../../src/channels/sms/outbox-jsonl.js';
+import { loadConfig } from '../../src/config.js';
 import { DeliveryWorker } from '../../src/workers/delivery.js';
 import { BACKENDS, createTestRelay, type TestRelay } from '../helpers/relay.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
@@ -83,6 +84,23 @@ describe.each(BACKENDS)('rule security-team (%s)', (backend) => {
     await worker.drain();
     expect((await upstream.waitFor(1)).map((m) => m.to)).toEqual([['exec@corp.example']]);
     expect(smsLines().map((l) => (JSON.parse(l) as { to: string }).to)).toEqual(['+15555550102']);
+  });
+
+  it('enlists a RELAY_SECURITY_TEAM member with a Unicode domain as its A-label, who then counts and can be removed only by an admin', async () => {
+    await start(loadConfig({ RELAY_SECURITY_TEAM: 'SecOps@Bücher.example' }).securityTeam);
+    const roster = await relay.request.get(`/v1/incidents/${codename}/roster`).set(auth(ic));
+    expect(roster.body.roster.map((m: { email: string; role: string }) => [m.email, m.role])).toEqual([
+      ['ic@corp.example', 'commander'],
+      ['secops@xn--bcher-kva.example', 'security'],
+    ]);
+    expect((await put('exec@corp.example', 'executive')).status).toBe(201);
+    expect((await mail()).status).toBe(202);
+    // Named in either form, it is the same protected member.
+    for (const form of ['secops@bücher.example', 'secops@xn--bcher-kva.example']) {
+      const removed = await relay.request.delete(`/v1/incidents/${codename}/roster/${encodeURIComponent(form)}`).set(auth(ic));
+      expect(removed.status).toBe(403);
+      expect(removed.body.error).toMatchObject({ code: 'security_team_protected', details: { email: 'secops@xn--bcher-kva.example' } });
+    }
   });
 
   it('RELAY_SECURITY_TEAM joins every new incident as security, audited; only an admin removes or demotes them', async () => {

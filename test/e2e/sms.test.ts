@@ -452,6 +452,15 @@ describe('inbound webhook POST /webhooks/twilio/sms', () => {
     expect((await events('sms.inbound'))[0]).toMatchObject({ actor: 'sec@corp.example', data: { reply: 'none' } });
   });
 
+  it('does not answer a member while the incident has no security member (rule security-team)', async () => {
+    const demoted = await relay.request.put(`/v1/incidents/${codename}/roster/sec@corp.example`).set(auth(ic)).send({ name: 'sec', role: 'executive', phone: PHONES.sec });
+    expect(demoted.status).toBe(200);
+    const res = await inbound(PHONES.sec);
+    expect(res.text).toBe('<?xml version="1.0" encoding="UTF-8"?><Response/>');
+    expect(await count('sms_messages')).toBe(0);
+    expect((await events('sms.inbound'))[0]).toMatchObject({ actor: 'sec@corp.example', data: { reply: 'security_team_missing' } });
+  });
+
   it('is 404 when Twilio is not configured', async () => {
     const plain = await createTestRelay();
     const res = await plain.request.post('/webhooks/twilio/sms').type('form').send({ From: PHONES.sec, Body: INBOUND });

@@ -484,6 +484,15 @@ describe('authentication', () => {
     await expectNothingDelivered();
   });
 
+  it('takes a user name with a Unicode domain as the address its token was issued for (the A-label form)', async () => {
+    const token = await relay.tokenFor('ops@xn--bcher-kva.example');
+    await expect(client('Ops@Bücher.example', token).verify()).resolves.toBe(true);
+    await expect(client('ops@xn--bcher-kva.example', token).verify()).resolves.toBe(true);
+    // Still another user's token for any other address.
+    const err = await refusal(client('ops@bucher.example', token).verify());
+    expect(err.responseCode).toBe(535);
+  });
+
   it('refuses AUTH before STARTTLS (538), over nodemailer and a raw socket', async () => {
     const err = await refusal(client('ic@corp.example', ic, { requireTLS: false, ignoreTLS: true }).sendMail({ from: 'ic@corp.example', to: 'sec@corp.example', text: 'x' }));
     expect(err.code).toBe('EAUTH');

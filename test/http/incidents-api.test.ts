@@ -67,6 +67,8 @@ describe.each(BACKENDS)('incidents and rosters (%s)', (backend) => {
       ['a carriage return', 'Plant 3\rbreach'],
       ['a NUL', 'Plant\u00003'],
       ['a Unicode line separator', 'Plant 3\u2028breach'],
+      // README: a label has no control characters, tab included.
+      ['a tab', 'Plant 3\tbreach'],
       ['201 characters', 'x'.repeat(201)],
       ['nothing but spaces', '   '],
     ])('refuses %s with 400 and creates nothing', async (_what, label) => {

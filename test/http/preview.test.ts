@@ -142,6 +142,25 @@ describe.each(BACKENDS)('policy preview (%s)', (backend) => {
     expect(JSON.stringify(event)).not.toMatch(/SECRET-/);
   });
 
+  it('refuses with 413, as the send does, a message whose encoded form would store more than a request may (0.7 × RELAY_MAX_MESSAGE_BYTES of non-ASCII text)', async () => {
+    relay.ctx.config.maxMessageBytes = 100_000;
+    // 70,000 UTF-8 bytes: under RELAY_MAX_MESSAGE_BYTES as content, about 210,000 once quoted-printable, over the 200,000 a request may store.
+    const body = { to: ['sec@corp.example'], text: 'é'.repeat(35_000) };
+    const before = { emails: await count('emails'), deliveries: await count('deliveries') };
+    const previewed = await preview(body);
+    expect(previewed.status).toBe(413);
+    expect(previewed.body.error).toMatchObject({ code: 'payload_too_large', details: { copies: 1, limit: 200_000 } });
+    const sent = await preview(body, ic, '');
+    expect(sent.status).toBe(413);
+    expect(sent.body.error).toEqual(previewed.body.error);
+    expect({ emails: await count('emails'), deliveries: await count('deliveries') }).toEqual(before);
+    const audited = await relay.ctx.store.sql.all<{ type: string; outcome: string; data: string }>("SELECT type, outcome, data FROM audit_events WHERE type IN ('email.preview', 'email.decision') ORDER BY seq");
+    expect(audited.map((e) => [e.type, e.outcome, (JSON.parse(e.data) as Record<string, unknown>)['code'], (JSON.parse(e.data) as Record<string, unknown>)['stage']])).toEqual([
+      ['email.preview', 'refused', 'payload_too_large', 'budget'],
+      ['email.decision', 'refused', 'payload_too_large', 'budget'],
+    ]);
+  });
+
   it('is rate-limited like a send, sharing its bucket', async () => {
     relay.ctx.sendLimiter = new RateLimiter({ perMinute: 1, burst: 2 });
     expect((await preview({ to: ['sec@corp.example'], text: 'x' })).status).toBe(200);

@@ -65,7 +65,7 @@ describe('rule statement: the title carries a date', () => {
     ['Security update, Sept 3, 2026', '2026-09-03'],
     ['Security update, 3 September 2026', '2026-09-03'],
     ['Security update (28\u00a0November\u00a02026)', '2026-11-28'],
-    ['Security update:  November  28,\t2026', '2026-11-28'], // doubled spaces and a tab
+    ['Security update:  November  28,  2026', '2026-11-28'], // doubled spaces (a tab is refused: see hostile input)
     ['Security update, 2026\u201111\u201128', '2026-11-28'], // non-breaking hyphens, as word processors paste them
     ['Security update, \uff12\uff10\uff12\uff16-\uff11\uff11-\uff12\uff18', '2026-11-28'], // full-width digits
     ['Update on the 2024-02-29 incident', '2024-02-29'], // a leap day
@@ -310,13 +310,15 @@ describe('hostile input: each a clear refusal with its code', () => {
     ['U+2028', 'Update 2026-11-28\u2028X'],
     ['U+2029', 'Update 2026-11-28\u2029X'],
     ['ESC', 'Update 2026-11-28\u001b[31m'],
+    // The composer writes no control character in the Subject, tab included: refused here, not at send after approval.
+    ['a tab', 'Update:\tNovember 28, 2026'],
   ])('a title with %s is invalid_request: it would become a header', (_name, title) => {
     const d = checkAnnouncement(input({ title }));
     expect(d.outcome).toBe('refuse');
     if (d.outcome !== 'refuse') return;
     expect(d.error.code).toBe('invalid_request');
     expect(d.error.httpStatus).toBe(400);
-    expect(d.error.message).toBe('The title must be one line: no CR, LF, NUL, other control characters or Unicode line separators. Nothing was sent.');
+    expect(d.error.message).toBe('The title must be one line without control characters: no tab, CR, LF, NUL or Unicode line separators. Nothing was sent.');
     expect(d.error.details?.['field']).toBe('title');
     expect(d.rules.find((r) => r.rule === 'statement')).toEqual({ rule: 'statement', result: 'fail', reason: 'title: title_not_one_line' });
   });

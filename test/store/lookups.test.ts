@@ -1,7 +1,8 @@
 /**
  * The joined lookups the accept path leans on, on both backends: an incident
  * with the caller's active roster entry in one query, and the keys of many
- * addresses in two (the incident's own key before the relay-wide one).
+ * addresses in two per slice (the incident's own key before the relay-wide one),
+ * for an audience longer than one IN list may bind.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Store } from '../../src/store/index.js';
@@ -59,5 +60,23 @@ describe.each(BACKENDS)('store lookups on %s', (backend) => {
     const relayWide = await s.keys.getForMany(['a@corp.example', 'c@corp.example'], null);
     expect(Object.fromEntries([...relayWide].map(([e, k]) => [e, k.fingerprint]))).toEqual({ 'a@corp.example': 'AAAA' });
     expect((await s.keys.getForMany([], 'inc-1')).size).toBe(0);
+  });
+
+  it('finds the keys of 70,000 addresses (an announcement audience), more than one IN list may bind on either backend', async () => {
+    const s = await store();
+    // SQLite binds at most 32,766 variables, PostgreSQL 65,535 parameters: 70,000 is over both.
+    const audience = Array.from({ length: 70_000 }, (_, i) => `reader${i}@client.example`);
+    await s.keys.put(key('reader0@client.example', 'F000', null));
+    await s.keys.put(key('reader69999@client.example', 'F999', null));
+    await s.keys.put(key('reader69999@client.example', 'I999', 'inc-1'));
+    await s.keys.put(key('reader35000@client.example', 'I200', 'inc-1'));
+    const found = await s.keys.getForMany(audience, 'inc-1');
+    expect(Object.fromEntries([...found].map(([e, k]) => [e, k.fingerprint]))).toEqual({
+      'reader0@client.example': 'F000',
+      'reader35000@client.example': 'I200',
+      'reader69999@client.example': 'I999',
+    });
+    const relayWide = await s.keys.getForMany([...audience, ...audience.slice(0, 10_000)], null);
+    expect(Object.fromEntries([...relayWide].map(([e, k]) => [e, k.fingerprint]))).toEqual({ 'reader0@client.example': 'F000', 'reader69999@client.example': 'F999' });
   });
 });

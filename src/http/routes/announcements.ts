@@ -8,8 +8,9 @@ import { Router } from 'express';
 import { z } from 'zod';
 import type { RelayContext } from '../../context.js';
 import {
-  approveAnnouncement,
+  announcementListItem,
   announcementView,
+  approveAnnouncement,
   checkAnnouncementNow,
   createAnnouncement,
   deleteAudience,
@@ -46,7 +47,8 @@ export function announcementRoutes(ctx: RelayContext): Router {
     })
     .get(async (req, res) => {
       const { incident } = await authorizeIncident(ctx, callerOf(res), param(req, 'codename'));
-      res.json({ announcements: await listAnnouncements(ctx, incident) });
+      // Without their text: GET …/announcements/:id has it.
+      res.json({ announcements: (await listAnnouncements(ctx, incident)).map(announcementListItem) });
     })
     .all(methodNotAllowed);
 
