@@ -4,12 +4,15 @@
  * session at its next request (deleted and audited, never the token); the
  * flash is read once; ended sessions are purged at the next sign-in.
  */
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { leaveFlash, takeFlash } from '../../src/console/flash.js';
 import { SESSION_IDLE_MS, SESSION_MAX_MS, endSession, hashSessionId, openSession, resumeSession } from '../../src/console/sessions.js';
+import { ensureBootstrapAdmin } from '../../src/services/bootstrap.js';
 import type { Caller } from '../../src/services/incidents.js';
 import { callerFromToken } from '../../src/services/tokens.js';
 import type { Store } from '../../src/store/index.js';
+import { BOOTSTRAP_TOKEN_ID } from '../../src/store/tokens.js';
 import { BACKENDS, TestClock, openTestStore } from '../helpers/relay.js';
 
 const opened: Store[] = [];
@@ -96,6 +99,35 @@ describe.each(BACKENDS)('console sessions on %s', (backend) => {
     expect(await resumeSession(deps, first.id)).toEqual({ ended: 'token_revoked' });
     expect(await resumeSession(deps, second.id)).toEqual({ ended: 'token_revoked' });
     expect(await store.consoleSessions.countForToken(caller.tokenId)).toBe(0);
+  });
+
+  it('a new RELAY_ADMIN_TOKEN ends the sessions opened with the old one, even after a revocation; sessions of the new one live', async () => {
+    const { store, clock, deps } = await setup();
+    const logger = pino({ level: 'silent' });
+    // The relay's start files RELAY_ADMIN_TOKEN under the one id 'admin'.
+    await ensureBootstrapAdmin(store, { adminToken: 'old-admin-token-0123456789', adminEmail: 'admin@corp.example', now: clock.now(), logger });
+    const admin: Caller = { tokenId: BOOTSTRAP_TOKEN_ID, email: 'admin@corp.example', role: 'admin', incidentScope: null };
+    clock.advance(60_000);
+    const leaked = await openSession(deps, admin, '127.0.0.1');
+    clock.advance(60_000);
+    // A restart with a new value: the row is deleted and filed again, unrevoked, under the same id.
+    await ensureBootstrapAdmin(store, { adminToken: 'new-admin-token-0123456789', adminEmail: 'admin@corp.example', now: clock.now(), logger });
+    const fresh = await openSession(deps, admin, '127.0.0.1');
+    clock.advance(60_000);
+    expect(await resumeSession(deps, leaked.id)).toEqual({ ended: 'token_revoked' });
+    expect(await store.consoleSessions.get(hashSessionId(leaked.id))).toBeUndefined();
+    expect(await resumeSession(deps, fresh.id)).toMatchObject({ active: { caller: admin } });
+    const ended = await store.sql.all<{ actor: string; data: string }>("SELECT actor, data FROM audit_events WHERE type = 'console.signed_out'");
+    expect(ended.map((e) => [e.actor, JSON.parse(e.data)])).toEqual([['admin@corp.example', { tokenId: 'admin', session: hashSessionId(leaked.id).slice(0, 16), reason: 'token_revoked' }]]);
+
+    // Revoked, then replaced: the revocation is gone with the old row, and the old session must not come back with the new one.
+    const before = await openSession(deps, admin, '127.0.0.1');
+    clock.advance(60_000);
+    await store.tokens.revoke(BOOTSTRAP_TOKEN_ID, clock.now());
+    clock.advance(60_000);
+    await ensureBootstrapAdmin(store, { adminToken: 'third-admin-token-0123456789', adminEmail: 'admin@corp.example', now: clock.now(), logger });
+    expect((await store.tokens.get(BOOTSTRAP_TOKEN_ID))!.revokedAt).toBeNull();
+    expect(await resumeSession(deps, before.id)).toEqual({ ended: 'token_revoked' });
   });
 
   it('sign-out deletes the session and is audited once; ended sessions are purged at the next sign-in', async () => {
