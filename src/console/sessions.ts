@@ -11,7 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { RelayContext } from '../context.js';
 import type { Caller } from '../services/incidents.js';
 import type { ConsoleSession } from '../store/console-sessions.js';
-import { callerFromToken } from '../services/tokens.js';
+import { callerFromToken, recordTokenUse } from '../services/tokens.js';
 
 /** A session ends after this long without a request (30 minutes). */
 export const SESSION_IDLE_MS = 30 * 60_000;
@@ -104,6 +104,6 @@ export async function resumeSession(deps: Pick<RelayContext, 'store' | 'now'>, i
   const token = await deps.store.tokens.get(session.tokenId);
   // A token row newer than the session is another token under the same id (RELAY_ADMIN_TOKEN changed): it never opened this session.
   if (!token || token.revokedAt !== null || Date.parse(token.createdAt) > Date.parse(session.createdAt)) return end('token_revoked');
-  if (idleMs >= TOUCH_EVERY_MS) await deps.store.consoleSessions.touch(session.idHash, now.toISOString());
+  if (idleMs >= TOUCH_EVERY_MS) await Promise.all([deps.store.consoleSessions.touch(session.idHash, now.toISOString()), recordTokenUse(deps.store, token.id, now)]);
   return { active: { session, caller: callerFromToken(token) } };
 }

@@ -224,6 +224,23 @@ describe.each(BACKENDS)('the console on %s', (backend) => {
       expect(late.text).toContain('Sign in to continue.');
     });
 
+    it('a token used only through the console shows when it was last used: at sign-in, and as its session is used', async () => {
+      const token = await relay.tokenFor('console-only@corp.example');
+      const id = /^ir_([a-z0-9]{16})_/.exec(token)![1]!;
+      const lastUsed = async () => ((await relay.request.get('/v1/tokens').set('Authorization', `Bearer ${relay.admin}`)).body.tokens as Array<{ id: string; lastUsedAt: string | null }>).find((t) => t.id === id)!.lastUsedAt;
+      expect(await lastUsed()).toBeNull();
+      const cookie = await signIn(token);
+      const signedInAt = relay.clock.now().toISOString();
+      expect(await lastUsed()).toBe(signedInAt);
+      // Within the minute the session is not touched again, and the use is not written again (as for the API).
+      relay.clock.advance(30_000);
+      expect((await get('/console/incidents', cookie)).status).toBe(200);
+      expect(await lastUsed()).toBe(signedInAt);
+      relay.clock.advance(5 * 60_000);
+      expect((await get('/console/incidents', cookie)).status).toBe(200);
+      expect(await lastUsed()).toBe(relay.clock.now().toISOString());
+    });
+
     it('a session idle for 30 minutes ends', async () => {
       const cookie = await signIn(icToken);
       relay.clock.advance(SESSION_IDLE_MS);
