@@ -7,6 +7,7 @@
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { leaveFlash, takeFlash } from '../../src/console/flash.js';
+import { flashBlock } from '../../src/console/views/common.js';
 import { SESSION_IDLE_MS, SESSION_MAX_MS, endSession, hashSessionId, openSession, resumeSession } from '../../src/console/sessions.js';
 import { ensureBootstrapAdmin } from '../../src/services/bootstrap.js';
 import type { Caller } from '../../src/services/incidents.js';
@@ -16,6 +17,7 @@ import { BOOTSTRAP_TOKEN_ID } from '../../src/store/tokens.js';
 import { BACKENDS, TestClock, openTestStore } from '../helpers/relay.js';
 
 const opened: Store[] = [];
+const quiet = <T extends object>(deps: T) => ({ ...deps, logger: pino({ level: 'silent' }) });
 afterEach(async () => {
   await Promise.all(opened.splice(0).map((s) => s.close()));
 });
@@ -149,8 +151,36 @@ describe.each(BACKENDS)('console sessions on %s', (backend) => {
     const { caller, deps } = await setup();
     const { id } = await openSession(deps, caller, '127.0.0.1');
     const resumed = async () => ((await resumeSession(deps, id)) as { active: { session: Parameters<typeof takeFlash>[1] } }).active.session;
-    await leaveFlash(deps, await resumed(), { kind: 'nudge', results: [{ email: 'sec@corp.example', status: 'queued' }, { email: 'ic@corp.example', status: 'skipped', reason: 'no_phone' }] });
-    expect(await takeFlash(deps, await resumed())).toEqual({ kind: 'nudge', results: [{ email: 'sec@corp.example', status: 'queued' }, { email: 'ic@corp.example', status: 'skipped', reason: 'no_phone' }] });
+    expect(await leaveFlash(quiet(deps), await resumed(), { kind: 'nudge', results: [{ email: 'sec@corp.example', status: 'queued' }, { email: 'ic@corp.example', status: 'skipped', reason: 'no_phone' }] })).toBe(true);
+    expect(await takeFlash(deps, await resumed())).toEqual({
+      kind: 'nudge',
+      queued: 1,
+      skipped: 1,
+      results: [{ email: 'sec@corp.example', status: 'queued' }, { email: 'ic@corp.example', status: 'skipped', reason: 'no_phone' }],
+      more: 0,
+    });
     expect(await takeFlash(deps, await resumed())).toBeUndefined();
+  });
+
+  it('a result longer than a page shows is clipped with a count of the rest, never refused', async () => {
+    const { caller, deps } = await setup();
+    const { id } = await openSession(deps, caller, '127.0.0.1');
+    const resumed = async () => ((await resumeSession(deps, id)) as { active: { session: Parameters<typeof takeFlash>[1] } }).active.session;
+    // A nudge to everyone on a roster of 1,500 (what the API allows with "to": "roster").
+    const results = Array.from({ length: 1500 }, (_, i) => (i % 3 === 0 ? { email: `m${i}@corp.example`, status: 'skipped', reason: 'no_phone' } : { email: `m${i}@corp.example`, status: 'queued' }));
+    expect(await leaveFlash(quiet(deps), await resumed(), { kind: 'nudge', results })).toBe(true);
+    const nudge = await takeFlash(deps, await resumed());
+    expect(nudge).toEqual({ kind: 'nudge', queued: 1000, skipped: 500, results: results.slice(0, 1000), more: 500 });
+    expect(flashBlock(nudge).toString()).toContain('<h2 id="flash-title">SMS nudge: 1000 queued, 500 skipped</h2>');
+    expect(flashBlock(nudge).toString()).toContain('<p>…and 500 more members not listed here.</p>');
+
+    const notFound = Array.from({ length: 1001 }, (_, i) => `gone${i}@corp.example`);
+    expect(await leaveFlash(quiet(deps), await resumed(), { kind: 'slack', name: 'ir-amber-otter', kicked: 0, invited: 0, topicRestored: false, notFound })).toBe(true);
+    const slack = await takeFlash(deps, await resumed());
+    expect(slack).toMatchObject({ kind: 'slack', notFound: notFound.slice(0, 1000), more: 1 });
+    expect(flashBlock(slack).toString()).toContain('gone999@corp.example and 1 more.</p>');
+
+    expect(await leaveFlash(quiet(deps), await resumed(), { kind: 'notice', text: 'x'.repeat(5000) })).toBe(true);
+    expect(await takeFlash(deps, await resumed())).toEqual({ kind: 'notice', text: `${'x'.repeat(1999)}…` });
   });
 });

@@ -8,10 +8,12 @@ import type { RelayContext } from '../../context.js';
 import { RelayError } from '../../errors.js';
 import { authorizeIncident, type IncidentAccess } from '../../services/incidents.js';
 import type { RosterRole } from '../../store/incidents.js';
+import { leaveFlash, shownFlash, type FlashInput } from '../flash.js';
 import type { SafeHtml } from '../html.js';
 import { FormData, parseMultipart, urlencodedForm } from '../multipart.js';
 import type { ActiveSession } from '../sessions.js';
 import type { SignedIn } from '../views/layout.js';
+import { resultPage, type NextPage } from '../views/result.js';
 
 /** Sends a page with `status` (and Retry-After for a refusal that has one). */
 export function sendPage(res: Response, page: SafeHtml, status = 200, retryAfter?: number): void {
@@ -36,6 +38,18 @@ export function signedInOf(res: Response): SignedIn {
 export function param(req: Request, name: string): string {
   const value = req.params[name];
   return typeof value === 'string' ? value : '';
+}
+
+/**
+ * Answers a POST whose action has committed: leaves its result for the page
+ * `next` and redirects there (POST, redirect, GET). When the store will not
+ * keep the result, shows it at once instead: the action is done and must
+ * never read as refused — "try again" with a fresh idempotency key would
+ * do it twice.
+ */
+export async function reportDone(ctx: Pick<RelayContext, 'store' | 'logger'>, res: Response, flash: FlashInput, next: NextPage): Promise<void> {
+  if (await leaveFlash(ctx, activeOf(res).session, flash)) res.redirect(303, next.href);
+  else sendPage(res, resultPage(signedInOf(res), shownFlash(flash), next));
 }
 
 /**
