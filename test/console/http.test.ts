@@ -493,5 +493,19 @@ describe.each(BACKENDS)('the console on %s', (backend) => {
       expect(big.status).toBe(413);
       expect(big.text).toContain('<code>payload_too_large</code>');
     });
+
+    it('a form with more than 1,000 fields is 413 payload_too_large, and a body that cannot be read a 400 that says "form": never a 500 with no code', async () => {
+      const open = await declare(cookie);
+      const fields = (n: number) => Array.from({ length: n }, (_, i) => `f${i}=1`).join('&');
+      const many = await post(`/console/incidents/${open}/sms`, cookie).type('form').send(fields(1001));
+      expect(many.status).toBe(413);
+      expect(many.text).toContain('<code>payload_too_large</code>');
+      expect(many.text).toContain('The form has more than 1000 fields; this relay reads at most 1000.');
+      const broken = await post(`/console/incidents/${open}/sms`, cookie).type('form').set('Content-Encoding', 'gzip').send('scope=roster');
+      expect(broken.status).toBe(400);
+      expect(broken.text).toContain('<code>invalid_request</code>');
+      expect(broken.text).toContain('The request body could not be read.');
+      expect(broken.text).not.toContain('JSON');
+    });
   });
 });

@@ -6,6 +6,7 @@
 import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { RelayContext } from '../../context.js';
 import { RelayError } from '../../errors.js';
+import { MAX_FORM_FIELDS } from '../../http/errors.js';
 import { authorizeIncident, type IncidentAccess } from '../../services/incidents.js';
 import type { RosterRole } from '../../store/incidents.js';
 import { leaveFlash, shownFlash, type FlashInput } from '../flash.js';
@@ -82,7 +83,7 @@ function refuseDeclaredOversize(limit: number, what: string): RequestHandler {
 
 /** An url-encoded form (every form without a file input), at most `limit` bytes. */
 export function urlencodedBody(limit = 64 * 1024): RequestHandler[] {
-  return [refuseDeclaredOversize(limit, 'form'), express.urlencoded({ extended: false, limit, parameterLimit: 1000, type: 'application/x-www-form-urlencoded' })];
+  return [refuseDeclaredOversize(limit, 'form'), express.urlencoded({ extended: false, limit, parameterLimit: MAX_FORM_FIELDS, type: 'application/x-www-form-urlencoded' })];
 }
 
 /** A multipart form (the roster form's key file, compose's attachments), at most `limit` bytes, kept in memory and split by parseMultipart. */

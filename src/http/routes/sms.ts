@@ -12,7 +12,7 @@ import { authorizeIncident } from '../../services/incidents.js';
 import { receiveInboundSms, sendNudges } from '../../services/sms.js';
 import { parseInput } from '../../validation.js';
 import { callerOf, param } from '../auth.js';
-import { methodNotAllowed } from '../errors.js';
+import { MAX_FORM_FIELDS, methodNotAllowed } from '../errors.js';
 import { idempotencyKey } from './emails.js';
 
 /** At most this many entries in a `to` list; "roster" names every active member. */
@@ -66,7 +66,7 @@ export function twilioWebhookRoutes(ctx: RelayContext): Router {
   router
     .route(TWILIO_WEBHOOK_PATH)
     // Form-encoded, as Twilio posts it; only this route parses that format.
-    .post(express.urlencoded({ extended: false, limit: '64kb', type: 'application/x-www-form-urlencoded' }), async (req, res) => {
+    .post(express.urlencoded({ extended: false, limit: '64kb', parameterLimit: MAX_FORM_FIELDS, type: 'application/x-www-form-urlencoded' }), async (req, res) => {
       const twilioConfig = ctx.config.twilio!;
       const params = (req.body ?? {}) as Record<string, unknown>;
       const signature = req.get('x-twilio-signature') ?? '';
