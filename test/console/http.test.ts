@@ -492,6 +492,7 @@ describe.each(BACKENDS)('the console on %s', (backend) => {
       const big = await post(`/console/incidents/${open}/emails`, cookie).set('Content-Type', 'multipart/form-data; boundary=x').set('Content-Length', String(relay.ctx.config.maxMessageBytes + 1024 * 1024)).send('--x--');
       expect(big.status).toBe(413);
       expect(big.text).toContain('<code>payload_too_large</code>');
+      expect(big.text).toContain(`The form with its files is ${relay.ctx.config.maxMessageBytes + 1024 * 1024} bytes; this relay accepts at most `);
     });
 
     it('a form with more than 1,000 fields is 413 payload_too_large, and a body that cannot be read a 400 that says "form": never a 500 with no code', async () => {

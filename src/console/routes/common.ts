@@ -7,6 +7,7 @@ import express, { type Request, type RequestHandler, type Response } from 'expre
 import type { RelayContext } from '../../context.js';
 import { RelayError } from '../../errors.js';
 import { MAX_FORM_FIELDS } from '../../http/errors.js';
+import { refuseDeclaredOversize } from '../../http/oversize.js';
 import { authorizeIncident, type IncidentAccess } from '../../services/incidents.js';
 import type { RosterRole } from '../../store/incidents.js';
 import { leaveFlash, shownFlash, type FlashInput } from '../flash.js';
@@ -72,23 +73,14 @@ export function accessOf(res: Response): IncidentAccess {
   return access;
 }
 
-/** Refuses at once a body whose declared length is over `limit`, before a byte of it is read. */
-function refuseDeclaredOversize(limit: number, what: string): RequestHandler {
-  return (req, _res, next) => {
-    const declared = Number(req.get('content-length') ?? '0');
-    if (declared > limit) throw new RelayError('payload_too_large', `The ${what} is ${declared} bytes; this relay accepts at most ${limit}. Send smaller files.`);
-    next();
-  };
-}
-
 /** An url-encoded form (every form without a file input), at most `limit` bytes. */
 export function urlencodedBody(limit = 64 * 1024): RequestHandler[] {
-  return [refuseDeclaredOversize(limit, 'form'), express.urlencoded({ extended: false, limit, parameterLimit: MAX_FORM_FIELDS, type: 'application/x-www-form-urlencoded' })];
+  return [refuseDeclaredOversize(limit, 'form', '. Send smaller files.'), express.urlencoded({ extended: false, limit, parameterLimit: MAX_FORM_FIELDS, type: 'application/x-www-form-urlencoded' })];
 }
 
 /** A multipart form (the roster form's key file, compose's attachments), at most `limit` bytes, kept in memory and split by parseMultipart. */
 export function multipartBody(limit: number): RequestHandler[] {
-  return [refuseDeclaredOversize(limit, 'form with its files'), express.raw({ type: 'multipart/form-data', limit })];
+  return [refuseDeclaredOversize(limit, 'form with its files', '. Send smaller files.'), express.raw({ type: 'multipart/form-data', limit })];
 }
 
 /** The request's form, whichever of the two encodings it came in. */
