@@ -22,10 +22,11 @@ import {
   internalSourceView,
   listAnnouncements,
   listAudiences,
+  mayRecordInternalSource,
   recordInternalSource,
   sendAnnouncement,
 } from '../../services/announcements.js';
-import { COMMANDERS, authorizeIncident, permits, type IncidentAccess } from '../../services/incidents.js';
+import { authorizeIncident, type IncidentAccess } from '../../services/incidents.js';
 import { takeFlash, type Flash } from '../flash.js';
 import { announcementEditInput, announcementInput, idempotencyKeyOf, internalSourceInput } from '../forms.js';
 import type { FormData } from '../multipart.js';
@@ -51,8 +52,7 @@ export function announcementRoutes(ctx: RelayContext): Router {
       signedIn: signedInOf(res),
       incident: access.incident,
       internalSource: await internalSourceView(ctx, access.incident),
-      // The service lets the roster's commander record it (not an admin): the role list without the admin's pass.
-      mayRecordInternalSource: permits({ role: 'responder' }, access.member, COMMANDERS),
+      mayRecordInternalSource: mayRecordInternalSource(access.member),
       audiences: await listAudiences(ctx),
       ...extra,
     };
