@@ -5,7 +5,6 @@
  */
 import express, { Router, type Request } from 'express';
 import twilio from 'twilio';
-import { z } from 'zod';
 import type { RelayContext } from '../../context.js';
 import { RelayError } from '../../errors.js';
 import { authorizeIncident } from '../../services/incidents.js';
@@ -13,17 +12,8 @@ import { receiveInboundSms, sendNudges } from '../../services/sms.js';
 import { parseInput } from '../../validation.js';
 import { callerOf, param } from '../auth.js';
 import { MAX_FORM_FIELDS, methodNotAllowed } from '../errors.js';
+import { SendSms } from '../schemas.js';
 import { idempotencyKey } from './emails.js';
-
-/** At most this many entries in a `to` list; "roster" names every active member. */
-export const MAX_SMS_RECIPIENTS = 100;
-
-// Entries are any short string here; the policy refuses (and audits by hash)
-// whatever is not a roster address, phone numbers included.
-const SendSms = z.strictObject({
-  to: z.union([z.literal('roster'), z.array(z.string().min(1).max(254).transform((s) => s.toLowerCase())).min(1).max(MAX_SMS_RECIPIENTS)]),
-  body: z.string().optional(),
-});
 
 /** The nudge route, mounted behind /v1 authentication. */
 export function smsRoutes(ctx: RelayContext): Router {
