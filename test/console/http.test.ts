@@ -445,6 +445,12 @@ describe.each(BACKENDS)('the console on %s', (backend) => {
       expect(page.text).not.toContain('Rotate now.');
       expect(page.text).not.toContain('Audit chain verified');
       const admin = await signIn(relay.admin);
+      // An admin off the roster reads and manages, but the sender rule is the roster's: no compose or nudge form.
+      const adminIncident = await get(`/console/incidents/${codename}`, admin);
+      expect(adminIncident.text).toContain('id="add-member"');
+      expect(adminIncident.text).not.toContain('id="compose"');
+      expect(adminIncident.text).not.toContain('id="nudge"');
+      expect(adminIncident.text).toContain('<p class="card">Only members of this roster send email and nudges here.</p>');
       const adminPage = await get(`/console/incidents/${codename}/audit`, admin);
       expect(adminPage.text).toContain('Audit chain verified');
       // The same verification as GET /v1/audit/verify, with its signed checkpoints.

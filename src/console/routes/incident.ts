@@ -18,6 +18,7 @@ import {
   COMMANDERS,
   ROSTER_MANAGERS,
   commanderOf,
+  maySend,
   patchMember,
   permits,
   putMember,
@@ -63,8 +64,7 @@ async function pageData(ctx: RelayContext, res: Response, access: IncidentAccess
     can: {
       manageRoster: permits(caller, member, ROSTER_MANAGERS),
       command: permits(caller, member, COMMANDERS),
-      // The sender rule: only an active member sends, and only while the incident is open.
-      send: member !== undefined && incident.status === 'open',
+      send: maySend(member, incident),
       readAudit: permits(caller, member, AUDIT_READERS),
     },
     idempotency: { email: randomUUID(), sms: randomUUID() },
