@@ -75,6 +75,8 @@ describe.each(BACKENDS)('the console on %s', (backend) => {
     expect(res.status, res.text).toBe(303);
     return sessionCookieOf(res);
   };
+  // The `via` of each audit event of `type`, oldest first.
+  const viaOf = async (type: string) => (await relay.ctx.store.sql.all<{ data: string }>('SELECT data FROM audit_events WHERE type = ? ORDER BY seq', [type])).map((e) => (JSON.parse(e.data) as { via?: unknown }).via);
   const declare = async (cookie: string): Promise<string> => {
     const res = await post('/console/incidents', cookie).type('form').send({ codename: '' });
     expect(res.status, res.text).toBe(303);
@@ -373,6 +375,11 @@ describe.each(BACKENDS)('the console on %s', (backend) => {
       expect((await post(`/console/incidents/${codename}/emails`, cookie).field('idempotencyKey', 'compose-1').field('to', 'sec@corp.example').field('subject', 'Rotate keys').field('text', 'Rotate now.').attach('attachments', Buffer.from('timeline'), { filename: 'timeline.txt', contentType: 'text/plain' })).status).toBe(303);
       expect(await relay.ctx.store.sql.all('SELECT id FROM emails')).toHaveLength(1);
 
+      // The audit log tells the console from the API: the send and a preview are `via: "console"` (a nudge: below).
+      expect((await post(`/console/incidents/${codename}/emails/preview`, cookie).field('to', 'sec@corp.example').field('text', 'Rotate now.')).status).toBe(200);
+      expect(await viaOf('email.decision')).toEqual(['console']);
+      expect(await viaOf('email.preview')).toEqual(['console']);
+
       await post(`/console/incidents/${codename}/roster`, cookie).field('email', 'carol@lawfirm.example').field('name', 'Carol').field('role', 'external');
       const refused = await post(`/console/incidents/${codename}/emails`, cookie).field('to', 'carol@lawfirm.example').field('subject', 'Draft').field('text', 'Keep <this> text');
       expect(refused.status).toBe(422);
@@ -388,6 +395,7 @@ describe.each(BACKENDS)('the console on %s', (backend) => {
       expect(res.status, res.text).toBe(303);
       const page = await get(`/console/incidents/${codename}`, cookie);
       expect(page.text).toContain('SMS nudge: 1 queued,');
+      expect(await viaOf('sms.decision')).toEqual(['console']);
       expect(page.text).toMatch(/<td>sec@corp\.example<\/td><td><span class="badge good">queued<\/span><\/td>/);
       expect(page.text).toMatch(/<td>ic@corp\.example<\/td><td><span class="badge warn">skipped<\/span><\/td><td>no phone number on the roster<\/td>/);
       const none = await post(`/console/incidents/${codename}/sms`, cookie).type('form').send({ scope: 'selected' });

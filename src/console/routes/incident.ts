@@ -239,7 +239,7 @@ export function incidentRoutes(ctx: RelayContext): Router {
       () => ({ composeDraft: form ? composeDraftOf(form) : undefined }),
       async () => {
         form = formOf(req);
-        const accepted = await submitEmail(ctx, caller, incident, composeInput(form), { via: 'http', idempotencyKey: idempotencyKeyOf(form) });
+        const accepted = await submitEmail(ctx, caller, incident, composeInput(form), { via: 'console', idempotencyKey: idempotencyKeyOf(form) });
         await reportDone(ctx, res, { kind: 'email', id: accepted.id, messageId: accepted.messageId, encrypted: accepted.encrypted, recipients: accepted.recipients }, { href: incidentPath(incident.codename), codename: incident.codename });
       },
     );
@@ -261,7 +261,7 @@ export function incidentRoutes(ctx: RelayContext): Router {
     let verdict: Verdict;
     let status = 200;
     try {
-      verdict = { preview: await previewEmail(ctx, caller, access.incident, composeInput(form), { via: 'http' }) };
+      verdict = { preview: await previewEmail(ctx, caller, access.incident, composeInput(form), { via: 'console' }) };
     } catch (err) {
       const known = asRelayError(err);
       if (!known) throw err;
@@ -284,7 +284,7 @@ export function incidentRoutes(ctx: RelayContext): Router {
       () => ({}),
       async () => {
         const form = formOf(req);
-        const accepted = await sendNudges(ctx, caller, incident, nudgeInput(form), { idempotencyKey: idempotencyKeyOf(form) });
+        const accepted = await sendNudges(ctx, caller, incident, nudgeInput(form), { via: 'console', idempotencyKey: idempotencyKeyOf(form) });
         await reportDone(ctx, res, { kind: 'nudge', results: accepted.results }, { href: incidentPath(incident.codename), codename: incident.codename });
       },
     );

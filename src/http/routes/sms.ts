@@ -24,7 +24,7 @@ export function smsRoutes(ctx: RelayContext): Router {
       const caller = callerOf(res);
       const { incident } = await authorizeIncident(ctx, caller, param(req, 'codename'));
       const input = parseInput(SendSms, req.body);
-      const accepted = await sendNudges(ctx, caller, incident, { to: input.to, body: input.body }, { idempotencyKey: idempotencyKey(req) });
+      const accepted = await sendNudges(ctx, caller, incident, { to: input.to, body: input.body }, { via: 'http', idempotencyKey: idempotencyKey(req) });
       res.status(202).json(accepted);
     })
     .all(methodNotAllowed);
