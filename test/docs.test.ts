@@ -7,6 +7,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { Command } from 'commander';
+import type { App } from '../src/cli/app.js';
+import { buildProgram } from '../src/cli/main.js';
 import { ERROR_CODES } from '../src/errors.js';
 import { ROOT } from './helpers/build.js';
 
@@ -23,6 +26,27 @@ function sourceFiles(dir: string): string[] {
 }
 
 describe('the README is the reference', () => {
+  it('has a row in its CLI table for every CLI command (a group\'s default command under the group\'s name), and for audit verify --full', () => {
+    const program = buildProgram({ environment: { version: '0.0.0', streams: { stdout: process.stdout, stderr: process.stderr } }, session: () => { throw new Error('no session here'); } } as unknown as App);
+    const rows = readme.split('\n').filter((l) => l.startsWith('| `'));
+    const missing: string[] = [];
+    const walk = (parent: Command, prefix: string): void => {
+      const defaultName = (parent as unknown as { _defaultCommandName?: string })._defaultCommandName;
+      for (const cmd of parent.commands) {
+        const name = `${prefix}${cmd.name()}`;
+        if (cmd.commands.length > 0) {
+          walk(cmd, `${name} `);
+          continue;
+        }
+        const spellings = cmd.name() === defaultName ? [name, prefix.trimEnd()] : [name];
+        if (!rows.some((r) => spellings.some((s) => r.startsWith(`| \`${s}\``) || r.startsWith(`| \`${s} `) || r.includes(` / \`${s}`)))) missing.push(name);
+      }
+    };
+    walk(program, '');
+    expect(missing).toEqual([]);
+    expect(rows.some((r) => r.startsWith('| `audit verify --full`'))).toBe(true);
+  });
+
   it('lists every error code of the registry in its errors table, with its HTTP status', () => {
     const table = readme.slice(readme.indexOf('\n## Errors\n'), readme.indexOf('\n## ', readme.indexOf('\n## Errors\n') + 5));
     for (const [code, spec] of Object.entries(ERROR_CODES)) {

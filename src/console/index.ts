@@ -53,7 +53,8 @@ function consoleErrors(ctx: Pick<RelayContext, 'logger'>): ErrorRequestHandler {
     }
     const active = res.locals['console'] as ActiveSession | undefined;
     const signedIn = active ? { email: active.caller.email, role: active.caller.role } : undefined;
-    const known = toRelayError(err);
+    // Every console body is a form.
+    const known = toRelayError(err, 'form');
     if (!known) {
       ctx.logger.error({ err, method: req.method, path: req.path }, 'unhandled console error');
       sendPage(res, errorPage(new RelayError('internal', 'Internal error; nothing more was done. Try again, and tell an admin if it persists.'), signedIn), 500);

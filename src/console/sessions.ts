@@ -2,15 +2,16 @@
  * Console sessions: a relay token is exchanged once for a random session id
  * that the browser keeps in an HttpOnly cookie. The token itself is never
  * stored, echoed or put in a page; the session row (src/store/console-sessions.ts)
- * keeps the SHA-256 of the id and the token's id, so revoking the token ends
- * the session at its next request. Sessions end after SESSION_IDLE_MS without
+ * keeps the SHA-256 of the id and the token's id, so revoking the token (or
+ * replacing the bootstrap token, which keeps its id) ends the session at its
+ * next request. Sessions end after SESSION_IDLE_MS without
  * a request and SESSION_MAX_MS after sign-in, whichever comes first.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { RelayContext } from '../context.js';
 import type { Caller } from '../services/incidents.js';
 import type { ConsoleSession } from '../store/console-sessions.js';
-import { callerFromToken } from '../services/tokens.js';
+import { callerFromToken, recordTokenUse } from '../services/tokens.js';
 
 /** A session ends after this long without a request (30 minutes). */
 export const SESSION_IDLE_MS = 30 * 60_000;
@@ -85,7 +86,7 @@ export async function endSession(deps: Pick<RelayContext, 'store'>, session: Con
 
 /**
  * The session a cookie names and its caller, when it is live: not past its
- * cap, not idle too long, its token neither revoked nor gone. A session that
+ * cap, not idle too long, its token neither revoked, gone nor replaced. A session that
  * has ended is removed (and audited) here, at its first request after the end.
  */
 export async function resumeSession(deps: Pick<RelayContext, 'store' | 'now'>, id: string): Promise<{ active: ActiveSession } | { ended: SessionEnd | 'unknown' }> {
@@ -101,7 +102,8 @@ export async function resumeSession(deps: Pick<RelayContext, 'store' | 'now'>, i
   const idleMs = now.getTime() - Date.parse(session.lastSeenAt);
   if (idleMs >= SESSION_IDLE_MS) return end('idle');
   const token = await deps.store.tokens.get(session.tokenId);
-  if (!token || token.revokedAt !== null) return end('token_revoked');
-  if (idleMs >= TOUCH_EVERY_MS) await deps.store.consoleSessions.touch(session.idHash, now.toISOString());
+  // A token row newer than the session is another token under the same id (RELAY_ADMIN_TOKEN changed): it never opened this session.
+  if (!token || token.revokedAt !== null || Date.parse(token.createdAt) > Date.parse(session.createdAt)) return end('token_revoked');
+  if (idleMs >= TOUCH_EVERY_MS) await Promise.all([deps.store.consoleSessions.touch(session.idHash, now.toISOString()), recordTokenUse(deps.store, token.id, now)]);
   return { active: { session, caller: callerFromToken(token) } };
 }

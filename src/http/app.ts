@@ -2,12 +2,12 @@
  * The HTTP listener: JSON in, typed calls to the services, JSON out. It only
  * translates; the policy and the pipeline live elsewhere.
  */
-import express, { type Express, type RequestHandler } from 'express';
+import express, { type Express } from 'express';
 import { consoleRouter } from '../console/index.js';
 import type { RelayContext } from '../context.js';
-import { RelayError } from '../errors.js';
 import { authenticate } from './auth.js';
-import { errorHandler, notFoundHandler, sendError } from './errors.js';
+import { errorHandler, notFoundHandler } from './errors.js';
+import { refuseDeclaredOversize } from './oversize.js';
 import { adminRoutes } from './routes/admin.js';
 import { announcementRoutes } from './routes/announcements.js';
 import { auditHeadsRoutes } from './routes/audit-heads.js';
@@ -22,26 +22,6 @@ import { tokenRoutes } from './routes/tokens.js';
 /** The largest JSON body: a message at RELAY_MAX_MESSAGE_BYTES as base64, plus room for the envelope fields. */
 export function jsonBodyLimit(maxMessageBytes: number): number {
   return Math.ceil((maxMessageBytes * 4) / 3) + 64 * 1024;
-}
-
-/**
- * Answers 413 at once to a body whose declared Content-Length is over
- * `limit`. body-parser answers only after reading (and discarding) the whole
- * body, so the client would push it all before hearing no; answered first, it
- * can stop. Node discards whatever still arrives (never buffered), and
- * requestTimeout bounds a client that keeps sending. The connection is not
- * closed here: closing with unread input resets it, and the client would
- * lose the 413.
- */
-export function refuseDeclaredOversize(limit: number): RequestHandler {
-  return (req, res, next) => {
-    const declared = Number(req.get('content-length') ?? '0');
-    if (!(declared > limit)) {
-      next();
-      return;
-    }
-    sendError(res, new RelayError('payload_too_large', `The request body is ${declared} bytes; this relay accepts at most ${limit} (RELAY_MAX_MESSAGE_BYTES); send smaller attachments.`));
-  };
 }
 
 /** Builds the express app over the given context. */

@@ -123,6 +123,11 @@ export const SendEmail = z.strictObject({
     .optional(),
 });
 
+// ------------------------------------------------------------------ idempotency
+
+/** An idempotency key (the API's Idempotency-Key header, the console's hidden field): 1-200 printable ASCII characters. */
+export const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
+
 /** Paging and the Message-ID lookup of GET …/emails (API contract: limit 1-1000, default 100). */
 export const ListEmails = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
@@ -209,4 +214,19 @@ export const AnnouncementEdit = z
 export const InternalSourceRecord = z.strictObject({
   ruledOut: z.boolean(),
   note: z.string().max(10_000).optional(),
+});
+
+// ------------------------------------------------------------------ sms
+
+/** At most this many entries in a nudge's `to` list; "roster" names every active member. */
+export const MAX_SMS_RECIPIENTS = 100;
+
+/**
+ * POST …/sms (and the console's nudge form). Entries are any short string
+ * here; the policy refuses (and audits by hash) whatever is not a roster
+ * address, phone numbers included.
+ */
+export const SendSms = z.strictObject({
+  to: z.union([z.literal('roster'), z.array(z.string().min(1).max(254).transform((s) => s.toLowerCase())).min(1).max(MAX_SMS_RECIPIENTS)]),
+  body: z.string().optional(),
 });

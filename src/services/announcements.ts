@@ -579,6 +579,11 @@ export async function internalSourceView(deps: Pick<AnnouncementDeps, 'store'>, 
   return deps.store.announcements.internalSource(incident.id);
 }
 
+/** Whether a roster member may record (or withdraw) the internal-source finding: the incident's commander only, never an admin's pass. The console shows the form by the same rule. */
+export function mayRecordInternalSource(member: Pick<RosterMember, 'role'> | undefined): boolean {
+  return member?.role === 'commander';
+}
+
 /**
  * The commander records that forensic analysis ruled out an internal source
  * (with a note saying how they know), or withdraws that record. Withdrawing
@@ -597,7 +602,7 @@ export async function recordInternalSource(
   return audited(deps, event, facts, () =>
     deps.store.transaction(async (tx) => {
       const member = await tx.incidents.activeMember(incident.id, caller.email);
-      if (member?.role !== 'commander') {
+      if (!mayRecordInternalSource(member)) {
         throw new RelayError('forbidden', 'Only the incident\'s commander records whether forensics ruled out an internal source.', { rule: 'internal-source' });
       }
       if (input.ruledOut && note === '') throw invalid('Say how forensics ruled out an internal source: {"ruledOut": true, "note": "…"} (e.g. the report that shows it).', { field: 'note' });

@@ -50,8 +50,12 @@ export interface EmailAccepted {
   recipients: string[];
 }
 
+/** The listener a send or preview came through: the JSON API, SMTP, or the web console. */
+export type Via = 'http' | 'smtp' | 'console';
+
 export interface SubmitOptions {
-  via: 'http' | 'smtp';
+  /** The listener the request came through, as the audit log records it. */
+  via: Via;
   /** Replays the first answer for the same caller and key. */
   idempotencyKey?: string | undefined;
 }

@@ -87,6 +87,16 @@ export function permits(caller: Pick<Caller, 'role'>, member: Pick<RosterMember,
   return allowed === 'roster' || allowed.includes(member.role);
 }
 
+/**
+ * Whether a caller with this roster entry may send email and nudges in
+ * `incident` now: the sender rule is the roster's, so it is permits() for a
+ * caller without the admin pass (an admin off the roster sends nothing),
+ * and only while the incident is open. For screens; the pipeline decides.
+ */
+export function maySend(member: Pick<RosterMember, 'role'> | undefined, incident: Pick<Incident, 'status'>): boolean {
+  return incident.status === 'open' && permits({ role: 'responder' }, member);
+}
+
 /** The commander's address, for the incident view. */
 export async function commanderOf(ctx: Pick<RelayContext, 'store'>, incident: Incident): Promise<string | null> {
   return (await ctx.store.incidents.roster(incident.id)).find((m) => m.role === 'commander')?.email ?? null;

@@ -13,6 +13,7 @@ import type { NewDelivery } from '../store/outbox.js';
 import { checkSecurityTeam, securityMemberCount } from '../policy/security-team.js';
 import { loadTemplate } from '../templates.js';
 import { isEmailAddress, normalisedEmail } from '../validation.js';
+import type { Via } from './emails.js';
 import { rememberAnswer, replayAnswer, requestFingerprint, type IdempotencyUse } from './idempotency.js';
 import type { Caller } from './incidents.js';
 
@@ -30,7 +31,7 @@ export interface NudgeAccepted {
 type Outcome = { kind: 'accepted' | 'replayed'; answer: NudgeAccepted } | { kind: 'refused'; error: RelayError } | { kind: 'raced' };
 
 /** Runs one nudge request through the policy and queues the nudges; returns once they are committed to the outbox. */
-export async function sendNudges(ctx: RelayContext, caller: Caller, incident: Incident, request: NudgeRequest, options: { idempotencyKey?: string | undefined } = {}): Promise<NudgeAccepted> {
+export async function sendNudges(ctx: RelayContext, caller: Caller, incident: Incident, request: NudgeRequest, options: { via: Extract<Via, 'http' | 'console'>; idempotencyKey?: string | undefined }): Promise<NudgeAccepted> {
   const started = process.hrtime.bigint();
   const route = `sms:${incident.id}`;
   const idempotency: IdempotencyUse | undefined = options.idempotencyKey
@@ -50,7 +51,7 @@ export async function sendNudges(ctx: RelayContext, caller: Caller, incident: In
   const blocked = isPermittedSmsBody(request.body, nudge) ? undefined : fingerprint(request.body ?? '');
   const others = listed === 'roster' ? [] : listed.filter((t) => !isEmailAddress(t));
   const requestFacts = {
-    via: 'http',
+    via: options.via,
     recipients: listed === 'roster' ? 'roster' : listed.filter(isEmailAddress),
     ...(others.length > 0 ? { otherRecipientsSha256: others.map(sha256Hex) } : {}),
     ...(blocked ? { blockedLength: blocked.length, blockedSha256: blocked.sha256 } : {}),

@@ -13,6 +13,9 @@ import { formatTime, renderTable, sanitize } from '../../src/cli/output.js';
 import { reportError } from '../../src/cli/report.js';
 import { collectList, isoTime } from '../../src/cli/commands/common.js';
 import { renderVerdict, type DryRunAnswer } from '../../src/cli/verdict.js';
+import type { App } from '../../src/cli/app.js';
+import { buildProgram } from '../../src/cli/main.js';
+import { ROSTER_ROLES } from '../../src/store/incidents.js';
 
 const RELAY = 'https://relay.corp.example';
 
@@ -226,5 +229,16 @@ describe('small parts', () => {
 
   it('child processes get no INCIDENT_RELAY_* variable', () => {
     expect(childEnv({ PATH: '/bin', INCIDENT_RELAY_TOKEN: 't', INCIDENT_RELAY_URL: 'u', GNUPGHOME: '/g' })).toEqual({ PATH: '/bin', GNUPGHOME: '/g' });
+  });
+});
+
+describe('roster roles', () => {
+  it("offers exactly the relay's roster roles as --role choices, in its order", () => {
+    const program = buildProgram({ environment: { version: '0.0.0', streams: { stdout: process.stdout, stderr: process.stderr } }, session: () => { throw new Error('no session in this test'); } } as unknown as App);
+    const roster = program.commands.find((c) => c.name() === 'roster')!;
+    for (const sub of ['add', 'update']) {
+      const role = roster.commands.find((c) => c.name() === sub)!.options.find((o) => o.long === '--role')!;
+      expect([sub, role.argChoices]).toEqual([sub, [...ROSTER_ROLES]]);
+    }
   });
 });

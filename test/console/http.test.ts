@@ -75,6 +75,8 @@ describe.each(BACKENDS)('the console on %s', (backend) => {
     expect(res.status, res.text).toBe(303);
     return sessionCookieOf(res);
   };
+  // The `via` of each audit event of `type`, oldest first.
+  const viaOf = async (type: string) => (await relay.ctx.store.sql.all<{ data: string }>('SELECT data FROM audit_events WHERE type = ? ORDER BY seq', [type])).map((e) => (JSON.parse(e.data) as { via?: unknown }).via);
   const declare = async (cookie: string): Promise<string> => {
     const res = await post('/console/incidents', cookie).type('form').send({ codename: '' });
     expect(res.status, res.text).toBe(303);
@@ -224,6 +226,23 @@ describe.each(BACKENDS)('the console on %s', (backend) => {
       expect(late.text).toContain('Sign in to continue.');
     });
 
+    it('a token used only through the console shows when it was last used: at sign-in, and as its session is used', async () => {
+      const token = await relay.tokenFor('console-only@corp.example');
+      const id = /^ir_([a-z0-9]{16})_/.exec(token)![1]!;
+      const lastUsed = async () => ((await relay.request.get('/v1/tokens').set('Authorization', `Bearer ${relay.admin}`)).body.tokens as Array<{ id: string; lastUsedAt: string | null }>).find((t) => t.id === id)!.lastUsedAt;
+      expect(await lastUsed()).toBeNull();
+      const cookie = await signIn(token);
+      const signedInAt = relay.clock.now().toISOString();
+      expect(await lastUsed()).toBe(signedInAt);
+      // Within the minute the session is not touched again, and the use is not written again (as for the API).
+      relay.clock.advance(30_000);
+      expect((await get('/console/incidents', cookie)).status).toBe(200);
+      expect(await lastUsed()).toBe(signedInAt);
+      relay.clock.advance(5 * 60_000);
+      expect((await get('/console/incidents', cookie)).status).toBe(200);
+      expect(await lastUsed()).toBe(relay.clock.now().toISOString());
+    });
+
     it('a session idle for 30 minutes ends', async () => {
       const cookie = await signIn(icToken);
       relay.clock.advance(SESSION_IDLE_MS);
@@ -356,6 +375,11 @@ describe.each(BACKENDS)('the console on %s', (backend) => {
       expect((await post(`/console/incidents/${codename}/emails`, cookie).field('idempotencyKey', 'compose-1').field('to', 'sec@corp.example').field('subject', 'Rotate keys').field('text', 'Rotate now.').attach('attachments', Buffer.from('timeline'), { filename: 'timeline.txt', contentType: 'text/plain' })).status).toBe(303);
       expect(await relay.ctx.store.sql.all('SELECT id FROM emails')).toHaveLength(1);
 
+      // The audit log tells the console from the API: the send and a preview are `via: "console"` (a nudge: below).
+      expect((await post(`/console/incidents/${codename}/emails/preview`, cookie).field('to', 'sec@corp.example').field('text', 'Rotate now.')).status).toBe(200);
+      expect(await viaOf('email.decision')).toEqual(['console']);
+      expect(await viaOf('email.preview')).toEqual(['console']);
+
       await post(`/console/incidents/${codename}/roster`, cookie).field('email', 'carol@lawfirm.example').field('name', 'Carol').field('role', 'external');
       const refused = await post(`/console/incidents/${codename}/emails`, cookie).field('to', 'carol@lawfirm.example').field('subject', 'Draft').field('text', 'Keep <this> text');
       expect(refused.status).toBe(422);
@@ -371,6 +395,7 @@ describe.each(BACKENDS)('the console on %s', (backend) => {
       expect(res.status, res.text).toBe(303);
       const page = await get(`/console/incidents/${codename}`, cookie);
       expect(page.text).toContain('SMS nudge: 1 queued,');
+      expect(await viaOf('sms.decision')).toEqual(['console']);
       expect(page.text).toMatch(/<td>sec@corp\.example<\/td><td><span class="badge good">queued<\/span><\/td>/);
       expect(page.text).toMatch(/<td>ic@corp\.example<\/td><td><span class="badge warn">skipped<\/span><\/td><td>no phone number on the roster<\/td>/);
       const none = await post(`/console/incidents/${codename}/sms`, cookie).type('form').send({ scope: 'selected' });
@@ -428,6 +453,12 @@ describe.each(BACKENDS)('the console on %s', (backend) => {
       expect(page.text).not.toContain('Rotate now.');
       expect(page.text).not.toContain('Audit chain verified');
       const admin = await signIn(relay.admin);
+      // An admin off the roster reads and manages, but the sender rule is the roster's: no compose or nudge form.
+      const adminIncident = await get(`/console/incidents/${codename}`, admin);
+      expect(adminIncident.text).toContain('id="add-member"');
+      expect(adminIncident.text).not.toContain('id="compose"');
+      expect(adminIncident.text).not.toContain('id="nudge"');
+      expect(adminIncident.text).toContain('<p class="card">Only members of this roster send email and nudges here.</p>');
       const adminPage = await get(`/console/incidents/${codename}/audit`, admin);
       expect(adminPage.text).toContain('Audit chain verified');
       // The same verification as GET /v1/audit/verify, with its signed checkpoints.
@@ -475,6 +506,21 @@ describe.each(BACKENDS)('the console on %s', (backend) => {
       const big = await post(`/console/incidents/${open}/emails`, cookie).set('Content-Type', 'multipart/form-data; boundary=x').set('Content-Length', String(relay.ctx.config.maxMessageBytes + 1024 * 1024)).send('--x--');
       expect(big.status).toBe(413);
       expect(big.text).toContain('<code>payload_too_large</code>');
+      expect(big.text).toContain(`The form with its files is ${relay.ctx.config.maxMessageBytes + 1024 * 1024} bytes; this relay accepts at most `);
+    });
+
+    it('a form with more than 1,000 fields is 413 payload_too_large, and a body that cannot be read a 400 that says "form": never a 500 with no code', async () => {
+      const open = await declare(cookie);
+      const fields = (n: number) => Array.from({ length: n }, (_, i) => `f${i}=1`).join('&');
+      const many = await post(`/console/incidents/${open}/sms`, cookie).type('form').send(fields(1001));
+      expect(many.status).toBe(413);
+      expect(many.text).toContain('<code>payload_too_large</code>');
+      expect(many.text).toContain('The form has more than 1000 fields; this relay reads at most 1000.');
+      const broken = await post(`/console/incidents/${open}/sms`, cookie).type('form').set('Content-Encoding', 'gzip').send('scope=roster');
+      expect(broken.status).toBe(400);
+      expect(broken.text).toContain('<code>invalid_request</code>');
+      expect(broken.text).toContain('The request body could not be read.');
+      expect(broken.text).not.toContain('JSON');
     });
   });
 });

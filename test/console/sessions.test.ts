@@ -4,15 +4,20 @@
  * session at its next request (deleted and audited, never the token); the
  * flash is read once; ended sessions are purged at the next sign-in.
  */
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { leaveFlash, takeFlash } from '../../src/console/flash.js';
+import { flashBlock } from '../../src/console/views/common.js';
 import { SESSION_IDLE_MS, SESSION_MAX_MS, endSession, hashSessionId, openSession, resumeSession } from '../../src/console/sessions.js';
+import { ensureBootstrapAdmin } from '../../src/services/bootstrap.js';
 import type { Caller } from '../../src/services/incidents.js';
 import { callerFromToken } from '../../src/services/tokens.js';
 import type { Store } from '../../src/store/index.js';
+import { BOOTSTRAP_TOKEN_ID } from '../../src/store/tokens.js';
 import { BACKENDS, TestClock, openTestStore } from '../helpers/relay.js';
 
 const opened: Store[] = [];
+const quiet = <T extends object>(deps: T) => ({ ...deps, logger: pino({ level: 'silent' }) });
 afterEach(async () => {
   await Promise.all(opened.splice(0).map((s) => s.close()));
 });
@@ -98,6 +103,35 @@ describe.each(BACKENDS)('console sessions on %s', (backend) => {
     expect(await store.consoleSessions.countForToken(caller.tokenId)).toBe(0);
   });
 
+  it('a new RELAY_ADMIN_TOKEN ends the sessions opened with the old one, even after a revocation; sessions of the new one live', async () => {
+    const { store, clock, deps } = await setup();
+    const logger = pino({ level: 'silent' });
+    // The relay's start files RELAY_ADMIN_TOKEN under the one id 'admin'.
+    await ensureBootstrapAdmin(store, { adminToken: 'old-admin-token-0123456789', adminEmail: 'admin@corp.example', now: clock.now(), logger });
+    const admin: Caller = { tokenId: BOOTSTRAP_TOKEN_ID, email: 'admin@corp.example', role: 'admin', incidentScope: null };
+    clock.advance(60_000);
+    const leaked = await openSession(deps, admin, '127.0.0.1');
+    clock.advance(60_000);
+    // A restart with a new value: the row is deleted and filed again, unrevoked, under the same id.
+    await ensureBootstrapAdmin(store, { adminToken: 'new-admin-token-0123456789', adminEmail: 'admin@corp.example', now: clock.now(), logger });
+    const fresh = await openSession(deps, admin, '127.0.0.1');
+    clock.advance(60_000);
+    expect(await resumeSession(deps, leaked.id)).toEqual({ ended: 'token_revoked' });
+    expect(await store.consoleSessions.get(hashSessionId(leaked.id))).toBeUndefined();
+    expect(await resumeSession(deps, fresh.id)).toMatchObject({ active: { caller: admin } });
+    const ended = await store.sql.all<{ actor: string; data: string }>("SELECT actor, data FROM audit_events WHERE type = 'console.signed_out'");
+    expect(ended.map((e) => [e.actor, JSON.parse(e.data)])).toEqual([['admin@corp.example', { tokenId: 'admin', session: hashSessionId(leaked.id).slice(0, 16), reason: 'token_revoked' }]]);
+
+    // Revoked, then replaced: the revocation is gone with the old row, and the old session must not come back with the new one.
+    const before = await openSession(deps, admin, '127.0.0.1');
+    clock.advance(60_000);
+    await store.tokens.revoke(BOOTSTRAP_TOKEN_ID, clock.now());
+    clock.advance(60_000);
+    await ensureBootstrapAdmin(store, { adminToken: 'third-admin-token-0123456789', adminEmail: 'admin@corp.example', now: clock.now(), logger });
+    expect((await store.tokens.get(BOOTSTRAP_TOKEN_ID))!.revokedAt).toBeNull();
+    expect(await resumeSession(deps, before.id)).toEqual({ ended: 'token_revoked' });
+  });
+
   it('sign-out deletes the session and is audited once; ended sessions are purged at the next sign-in', async () => {
     const { store, clock, caller, deps } = await setup();
     const { id, session } = await openSession(deps, caller, '127.0.0.1');
@@ -117,8 +151,36 @@ describe.each(BACKENDS)('console sessions on %s', (backend) => {
     const { caller, deps } = await setup();
     const { id } = await openSession(deps, caller, '127.0.0.1');
     const resumed = async () => ((await resumeSession(deps, id)) as { active: { session: Parameters<typeof takeFlash>[1] } }).active.session;
-    await leaveFlash(deps, await resumed(), { kind: 'nudge', results: [{ email: 'sec@corp.example', status: 'queued' }, { email: 'ic@corp.example', status: 'skipped', reason: 'no_phone' }] });
-    expect(await takeFlash(deps, await resumed())).toEqual({ kind: 'nudge', results: [{ email: 'sec@corp.example', status: 'queued' }, { email: 'ic@corp.example', status: 'skipped', reason: 'no_phone' }] });
+    expect(await leaveFlash(quiet(deps), await resumed(), { kind: 'nudge', results: [{ email: 'sec@corp.example', status: 'queued' }, { email: 'ic@corp.example', status: 'skipped', reason: 'no_phone' }] })).toBe(true);
+    expect(await takeFlash(deps, await resumed())).toEqual({
+      kind: 'nudge',
+      queued: 1,
+      skipped: 1,
+      results: [{ email: 'sec@corp.example', status: 'queued' }, { email: 'ic@corp.example', status: 'skipped', reason: 'no_phone' }],
+      more: 0,
+    });
     expect(await takeFlash(deps, await resumed())).toBeUndefined();
+  });
+
+  it('a result longer than a page shows is clipped with a count of the rest, never refused', async () => {
+    const { caller, deps } = await setup();
+    const { id } = await openSession(deps, caller, '127.0.0.1');
+    const resumed = async () => ((await resumeSession(deps, id)) as { active: { session: Parameters<typeof takeFlash>[1] } }).active.session;
+    // A nudge to everyone on a roster of 1,500 (what the API allows with "to": "roster").
+    const results = Array.from({ length: 1500 }, (_, i) => (i % 3 === 0 ? { email: `m${i}@corp.example`, status: 'skipped', reason: 'no_phone' } : { email: `m${i}@corp.example`, status: 'queued' }));
+    expect(await leaveFlash(quiet(deps), await resumed(), { kind: 'nudge', results })).toBe(true);
+    const nudge = await takeFlash(deps, await resumed());
+    expect(nudge).toEqual({ kind: 'nudge', queued: 1000, skipped: 500, results: results.slice(0, 1000), more: 500 });
+    expect(flashBlock(nudge).toString()).toContain('<h2 id="flash-title">SMS nudge: 1000 queued, 500 skipped</h2>');
+    expect(flashBlock(nudge).toString()).toContain('<p>…and 500 more members not listed here.</p>');
+
+    const notFound = Array.from({ length: 1001 }, (_, i) => `gone${i}@corp.example`);
+    expect(await leaveFlash(quiet(deps), await resumed(), { kind: 'slack', name: 'ir-amber-otter', kicked: 0, invited: 0, topicRestored: false, notFound })).toBe(true);
+    const slack = await takeFlash(deps, await resumed());
+    expect(slack).toMatchObject({ kind: 'slack', notFound: notFound.slice(0, 1000), more: 1 });
+    expect(flashBlock(slack).toString()).toContain('gone999@corp.example and 1 more.</p>');
+
+    expect(await leaveFlash(quiet(deps), await resumed(), { kind: 'notice', text: 'x'.repeat(5000) })).toBe(true);
+    expect(await takeFlash(deps, await resumed())).toEqual({ kind: 'notice', text: `${'x'.repeat(1999)}…` });
   });
 });

@@ -202,7 +202,7 @@ describe('oversize bodies', () => {
   it('a declared Content-Length over the limit is refused with 413 before the body is read', async () => {
     const res = await rawRequest(postHead(emailsUrl(), { Authorization: `Bearer ${ic}`, 'Content-Type': 'application/json', 'Content-Length': String(100 * 1024 * 1024) }), 100 * 1024 * 1024);
     expect(res.status).toBe(413);
-    expect(res.text).toContain('"code":"payload_too_large"');
+    expect(res.text).toContain(`"code":"payload_too_large","message":"The request body is ${100 * 1024 * 1024} bytes; this relay accepts at most ${limit} (RELAY_MAX_MESSAGE_BYTES); send smaller attachments."`);
     // The answer came while almost all of the 100 MiB was still unsent.
     expect(res.bodySent).toBeLessThan(8 * 1024 * 1024);
     await stillUp();

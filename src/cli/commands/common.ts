@@ -2,9 +2,6 @@
 import { InvalidArgumentError } from 'commander';
 import type { RelayClient } from '../client.js';
 
-/** Roster roles (SPEC §4), offered as choices so a typo is a usage error before any request. */
-export const ROSTER_ROLES = ['commander', 'deputy', 'scribe', 'security', 'service-owner', 'executive', 'legal', 'communications', 'external'] as const;
-
 /** Parses a positive integer option value. */
 export function positiveInt(value: string): number {
   if (!/^[1-9][0-9]{0,8}$/.test(value)) throw new InvalidArgumentError('must be a positive whole number.');

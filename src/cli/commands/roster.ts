@@ -5,8 +5,8 @@ import type { App } from '../app.js';
 import { apiPath } from '../client.js';
 import { usageError } from '../exit.js';
 import { publicKeyFromOptions, type PublicKeyMaterial } from '../keymaterial.js';
+import { ROSTER_ROLES } from '../../store/incidents.js';
 import { formatTime, sanitize } from '../output.js';
-import { ROSTER_ROLES } from './common.js';
 
 /** A member's key for the table: status and the fingerprint's last 16 hex digits, or "missing". */
 export function keyCell(key: MemberView['key']): string {

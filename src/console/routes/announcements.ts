@@ -22,16 +22,17 @@ import {
   internalSourceView,
   listAnnouncements,
   listAudiences,
+  mayRecordInternalSource,
   recordInternalSource,
   sendAnnouncement,
 } from '../../services/announcements.js';
-import { COMMANDERS, authorizeIncident, permits, type IncidentAccess } from '../../services/incidents.js';
-import { leaveFlash, takeFlash, type Flash } from '../flash.js';
+import { authorizeIncident, type IncidentAccess } from '../../services/incidents.js';
+import { takeFlash, type Flash } from '../flash.js';
 import { announcementEditInput, announcementInput, idempotencyKeyOf, internalSourceInput } from '../forms.js';
 import type { FormData } from '../multipart.js';
 import { announcementPage, announcementPath, announcementsPage, type AnnouncementDraftValues, type AnnouncementsContext } from '../views/announcements.js';
 import { incidentPath } from '../views/common.js';
-import { accessOf, activeOf, formOf, loadIncident, param, sendPage, signedInOf, urlencodedBody } from './common.js';
+import { accessOf, activeOf, formOf, loadIncident, param, reportDone, sendPage, signedInOf, urlencodedBody } from './common.js';
 
 // An announcement's text is at most 100,000 characters (the service says so); URL-encoded, a character takes up to 9 bytes.
 const ANNOUNCEMENT_FORM_LIMIT = 2 * 1024 * 1024;
@@ -51,8 +52,7 @@ export function announcementRoutes(ctx: RelayContext): Router {
       signedIn: signedInOf(res),
       incident: access.incident,
       internalSource: await internalSourceView(ctx, access.incident),
-      // The service lets the roster's commander record it (not an admin): the role list without the admin's pass.
-      mayRecordInternalSource: permits({ role: 'responder' }, access.member, COMMANDERS),
+      mayRecordInternalSource: mayRecordInternalSource(access.member),
       audiences: await listAudiences(ctx),
       ...extra,
     };
@@ -101,7 +101,7 @@ export function announcementRoutes(ctx: RelayContext): Router {
   });
 
   router.post('/incidents/:codename/announcements', loadIncident(ctx), ...urlencodedBody(ANNOUNCEMENT_FORM_LIMIT), async (req, res) => {
-    const { caller, session } = activeOf(res);
+    const { caller } = activeOf(res);
     const access = accessOf(res);
     let form: FormData | undefined;
     await orRefusal(
@@ -110,8 +110,7 @@ export function announcementRoutes(ctx: RelayContext): Router {
       async () => {
         form = formOf(req);
         const created = await createAnnouncement(ctx, caller, access.incident, announcementInput(form));
-        await leaveFlash(ctx, session, { kind: 'notice', text: `Saved the draft for ${created.audience.count} address(es). Run the checks next.` });
-        res.redirect(303, announcementPath(access.incident.codename, created.id));
+        await reportDone(ctx, res, { kind: 'notice', text: `Saved the draft for ${created.audience.count} address(es). Run the checks next.` }, { href: announcementPath(access.incident.codename, created.id), codename: access.incident.codename });
       },
     );
   });
@@ -121,7 +120,7 @@ export function announcementRoutes(ctx: RelayContext): Router {
   });
 
   router.post('/incidents/:codename/announcements/:id', loadIncident(ctx), ...urlencodedBody(ANNOUNCEMENT_FORM_LIMIT), async (req, res) => {
-    const { caller, session } = activeOf(res);
+    const { caller } = activeOf(res);
     const access = accessOf(res);
     let form: FormData | undefined;
     await orRefusal(
@@ -132,32 +131,30 @@ export function announcementRoutes(ctx: RelayContext): Router {
         const current = await announcementView(ctx, access.incident, await findAnnouncement(ctx, access.incident, id(req)));
         const edited = await editAnnouncement(ctx, caller, access.incident, id(req), announcementEditInput(form, current));
         const voided = current.approvals.filter((p) => p.current).length - edited.approvals.filter((p) => p.current).length;
-        await leaveFlash(ctx, session, {
+        await reportDone(ctx, res, {
           kind: 'notice',
           text: edited.contentHash === current.contentHash && edited.audience.list === current.audience.list ? 'Nothing changed.' : `Saved the changes.${voided > 0 ? ` ${voided} approval(s) voided: it must be approved again.` : ''} Run the checks again.`,
-        });
-        res.redirect(303, announcementPath(access.incident.codename, edited.id));
+        }, { href: announcementPath(access.incident.codename, edited.id), codename: access.incident.codename });
       },
     );
   });
 
   router.post('/incidents/:codename/announcements/:id/check', loadIncident(ctx), async (req, res) => {
-    const { caller, session } = activeOf(res);
+    const { caller } = activeOf(res);
     const access = accessOf(res);
     await orRefusal(
       res,
       (error) => onePage(res, access, id(req), { error }),
       async () => {
         const checked = await checkAnnouncementNow(ctx, caller, access.incident, id(req));
-        await leaveFlash(ctx, session, { kind: 'notice', text: `The checks passed: ${checked.state}.${checked.kind === 'external' && checked.state !== 'approved' ? ' It needs the approvals next.' : ''}` });
-        res.redirect(303, announcementPath(access.incident.codename, checked.id));
+        await reportDone(ctx, res, { kind: 'notice', text: `The checks passed: ${checked.state}.${checked.kind === 'external' && checked.state !== 'approved' ? ' It needs the approvals next.' : ''}` }, { href: announcementPath(access.incident.codename, checked.id), codename: access.incident.codename });
       },
     );
   });
 
   // As the API's route: the service finds the incident itself, so an attempt by someone off the roster is audited and answered not_found.
   router.post('/incidents/:codename/announcements/:id/approve', async (req, res) => {
-    const { caller, session } = activeOf(res);
+    const { caller } = activeOf(res);
     const codename = param(req, 'codename');
     await orRefusal(
       res,
@@ -165,28 +162,26 @@ export function announcementRoutes(ctx: RelayContext): Router {
       async () => {
         const approved = await approveAnnouncement(ctx, caller, codename, id(req));
         const mine = approved.approvals.find((p) => p.approver === caller.email && p.current);
-        await leaveFlash(ctx, session, { kind: 'notice', text: `Approved${mine ? ` as ${mine.role}` : ''}. ${approved.release.ready ? 'Nothing blocks it now.' : 'Still blocking: see below.'}` });
-        res.redirect(303, announcementPath(approved.codename, approved.id));
+        await reportDone(ctx, res, { kind: 'notice', text: `Approved${mine ? ` as ${mine.role}` : ''}. ${approved.release.ready ? 'Nothing blocks it now.' : 'Still blocking: see below.'}` }, { href: announcementPath(approved.codename, approved.id), codename: approved.codename });
       },
     );
   });
 
   router.post('/incidents/:codename/announcements/:id/send', loadIncident(ctx), ...urlencodedBody(), async (req, res) => {
-    const { caller, session } = activeOf(res);
+    const { caller } = activeOf(res);
     const access = accessOf(res);
     await orRefusal(
       res,
       (error) => onePage(res, access, id(req), { error }),
       async () => {
         const sent = await sendAnnouncement(ctx, caller, access.incident, id(req), { idempotencyKey: idempotencyKeyOf(formOf(req)) });
-        await leaveFlash(ctx, session, { kind: 'notice', text: `Sent: ${sent.copies} copies queued (${sent.encrypted} encrypted), Message-ID ${sent.messageId}.` });
-        res.redirect(303, announcementPath(access.incident.codename, sent.id));
+        await reportDone(ctx, res, { kind: 'notice', text: `Sent: ${sent.copies} copies queued (${sent.encrypted} encrypted), Message-ID ${sent.messageId}.` }, { href: announcementPath(access.incident.codename, sent.id), codename: access.incident.codename });
       },
     );
   });
 
   router.post('/incidents/:codename/internal-source', loadIncident(ctx), ...urlencodedBody(), async (req, res) => {
-    const { caller, session } = activeOf(res);
+    const { caller } = activeOf(res);
     const access = accessOf(res);
     let form: FormData | undefined;
     await orRefusal(
@@ -198,8 +193,7 @@ export function announcementRoutes(ctx: RelayContext): Router {
         const text = done.internalSourceRuledOut
           ? 'Recorded: forensics ruled out an internal source. Announcements can be released.'
           : `Withdrew the record: nothing more leaves the response team.${done.cancelledDeliveries > 0 ? ` ${done.cancelledDeliveries} queued announcement copies cancelled.` : ''}`;
-        await leaveFlash(ctx, session, { kind: 'notice', text });
-        res.redirect(303, incidentPath(access.incident.codename, '/announcements'));
+        await reportDone(ctx, res, { kind: 'notice', text }, { href: incidentPath(access.incident.codename, '/announcements'), codename: access.incident.codename });
       },
     );
   });

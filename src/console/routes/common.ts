@@ -6,12 +6,16 @@
 import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { RelayContext } from '../../context.js';
 import { RelayError } from '../../errors.js';
+import { MAX_FORM_FIELDS } from '../../http/errors.js';
+import { refuseDeclaredOversize } from '../../http/oversize.js';
 import { authorizeIncident, type IncidentAccess } from '../../services/incidents.js';
 import type { RosterRole } from '../../store/incidents.js';
+import { leaveFlash, shownFlash, type FlashInput } from '../flash.js';
 import type { SafeHtml } from '../html.js';
 import { FormData, parseMultipart, urlencodedForm } from '../multipart.js';
 import type { ActiveSession } from '../sessions.js';
 import type { SignedIn } from '../views/layout.js';
+import { resultPage, type NextPage } from '../views/result.js';
 
 /** Sends a page with `status` (and Retry-After for a refusal that has one). */
 export function sendPage(res: Response, page: SafeHtml, status = 200, retryAfter?: number): void {
@@ -39,6 +43,18 @@ export function param(req: Request, name: string): string {
 }
 
 /**
+ * Answers a POST whose action has committed: leaves its result for the page
+ * `next` and redirects there (POST, redirect, GET). When the store will not
+ * keep the result, shows it at once instead: the action is done and must
+ * never read as refused — "try again" with a fresh idempotency key would
+ * do it twice.
+ */
+export async function reportDone(ctx: Pick<RelayContext, 'store' | 'logger'>, res: Response, flash: FlashInput, next: NextPage): Promise<void> {
+  if (await leaveFlash(ctx, activeOf(res).session, flash)) res.redirect(303, next.href);
+  else sendPage(res, resultPage(signedInOf(res), shownFlash(flash), next));
+}
+
+/**
  * Authorizes the caller for the incident in `:codename` with the roles the
  * API route uses (authorizeIncident: a non-member gets not_found), before
  * anything else — the body above all — is read.
@@ -57,23 +73,14 @@ export function accessOf(res: Response): IncidentAccess {
   return access;
 }
 
-/** Refuses at once a body whose declared length is over `limit`, before a byte of it is read. */
-function refuseDeclaredOversize(limit: number, what: string): RequestHandler {
-  return (req, _res, next) => {
-    const declared = Number(req.get('content-length') ?? '0');
-    if (declared > limit) throw new RelayError('payload_too_large', `The ${what} is ${declared} bytes; this relay accepts at most ${limit}. Send smaller files.`);
-    next();
-  };
-}
-
 /** An url-encoded form (every form without a file input), at most `limit` bytes. */
 export function urlencodedBody(limit = 64 * 1024): RequestHandler[] {
-  return [refuseDeclaredOversize(limit, 'form'), express.urlencoded({ extended: false, limit, parameterLimit: 1000, type: 'application/x-www-form-urlencoded' })];
+  return [refuseDeclaredOversize(limit, 'form', '. Send smaller files.'), express.urlencoded({ extended: false, limit, parameterLimit: MAX_FORM_FIELDS, type: 'application/x-www-form-urlencoded' })];
 }
 
 /** A multipart form (the roster form's key file, compose's attachments), at most `limit` bytes, kept in memory and split by parseMultipart. */
 export function multipartBody(limit: number): RequestHandler[] {
-  return [refuseDeclaredOversize(limit, 'form with its files'), express.raw({ type: 'multipart/form-data', limit })];
+  return [refuseDeclaredOversize(limit, 'form with its files', '. Send smaller files.'), express.raw({ type: 'multipart/form-data', limit })];
 }
 
 /** The request's form, whichever of the two encodings it came in. */

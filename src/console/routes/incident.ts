@@ -18,6 +18,7 @@ import {
   COMMANDERS,
   ROSTER_MANAGERS,
   commanderOf,
+  maySend,
   patchMember,
   permits,
   putMember,
@@ -30,7 +31,7 @@ import { syncSlackRoom } from '../../services/slack.js';
 import { sendNudges } from '../../services/sms.js';
 import type { RosterMember } from '../../store/incidents.js';
 import { emailParam } from '../../validation.js';
-import { leaveFlash, takeFlash, type Flash } from '../flash.js';
+import { takeFlash, type Flash } from '../flash.js';
 import { composeInput, idempotencyKeyOf, labelInput, memberInput, nudgeInput, revocationInput } from '../forms.js';
 import { keyInfoOf, keyInfos } from '../keys.js';
 import type { FormData } from '../multipart.js';
@@ -38,7 +39,7 @@ import { incidentPath, memberPath } from '../views/common.js';
 import { memberPage, removePage } from '../views/confirm.js';
 import { incidentPage, type ComposeDraft, type IncidentPage, type KeyInfo, type MemberDraft } from '../views/incident.js';
 import { verdictBlock, type Verdict } from '../views/preview.js';
-import { accessOf, activeOf, formOf, loadIncident, multipartBody, param, sendPage, signedInOf, urlencodedBody } from './common.js';
+import { accessOf, activeOf, formOf, loadIncident, multipartBody, param, reportDone, sendPage, signedInOf, urlencodedBody } from './common.js';
 
 // The roster form carries one key file (at most 64 KiB) and a few short fields.
 const ROSTER_FORM_LIMIT = 128 * 1024;
@@ -63,8 +64,7 @@ async function pageData(ctx: RelayContext, res: Response, access: IncidentAccess
     can: {
       manageRoster: permits(caller, member, ROSTER_MANAGERS),
       command: permits(caller, member, COMMANDERS),
-      // The sender rule: only an active member sends, and only while the incident is open.
-      send: member !== undefined && incident.status === 'open',
+      send: maySend(member, incident),
       readAudit: permits(caller, member, AUDIT_READERS),
     },
     idempotency: { email: randomUUID(), sms: randomUUID() },
@@ -111,7 +111,7 @@ export function incidentRoutes(ctx: RelayContext): Router {
   });
 
   router.post('/incidents/:codename/roster', loadIncident(ctx, ROSTER_MANAGERS), ...multipartBody(ROSTER_FORM_LIMIT), async (req, res) => {
-    const { caller, session } = activeOf(res);
+    const { caller } = activeOf(res);
     const { incident } = accessOf(res);
     let form: FormData | undefined;
     await orRefusal(
@@ -121,8 +121,7 @@ export function incidentRoutes(ctx: RelayContext): Router {
         form = formOf(req);
         const { member, created, key } = await putMember(ctx, caller, incident, memberInput(form));
         const keyText = key ? ` Key ${key.fingerprint.slice(-16)} on file.` : ' No key on file.';
-        await leaveFlash(ctx, session, { kind: 'notice', text: `${created ? 'Added' : 'Updated'} ${member.email} as ${member.role}.${keyText}` });
-        res.redirect(303, incidentPath(incident.codename));
+        await reportDone(ctx, res, { kind: 'notice', text: `${created ? 'Added' : 'Updated'} ${member.email} as ${member.role}.${keyText}` }, { href: incidentPath(incident.codename), codename: incident.codename });
       },
     );
   });
@@ -142,14 +141,13 @@ export function incidentRoutes(ctx: RelayContext): Router {
   });
 
   router.post('/incidents/:codename/roster/:email', loadIncident(ctx, ROSTER_MANAGERS), ...multipartBody(ROSTER_FORM_LIMIT), async (req, res) => {
-    const { caller, session } = activeOf(res);
+    const { caller } = activeOf(res);
     const { incident } = accessOf(res);
     const { email, member } = await memberOf(res, req);
     const form = formOf(req);
     try {
       const { key } = await putMember(ctx, caller, incident, memberInput(form, email));
-      await leaveFlash(ctx, session, { kind: 'notice', text: `Saved ${email}.${key ? ` Key ${key.fingerprint.slice(-16)} on file.` : ' No key on file.'}` });
-      res.redirect(303, incidentPath(incident.codename));
+      await reportDone(ctx, res, { kind: 'notice', text: `Saved ${email}.${key ? ` Key ${key.fingerprint.slice(-16)} on file.` : ' No key on file.'}` }, { href: incidentPath(incident.codename), codename: incident.codename });
     } catch (err) {
       const known = asRelayError(err);
       if (!known) throw err;
@@ -159,15 +157,14 @@ export function incidentRoutes(ctx: RelayContext): Router {
 
   // The member's key: withdraw the one given with this roster entry (the API's DELETE …/roster/:email/key).
   router.post('/incidents/:codename/roster/:email/key/withdraw', loadIncident(ctx, ROSTER_MANAGERS), async (req, res) => {
-    const { caller, session } = activeOf(res);
+    const { caller } = activeOf(res);
     const { incident } = accessOf(res);
     const { email, member } = await memberOf(res, req);
     try {
       await withdrawMemberKey(ctx, caller, incident, email);
       const now = await keyOf(incident.id, email);
       const after = now.status === 'missing' ? 'No key is on file for them now.' : `Their relay-wide key ${now.fingerprint?.slice(-16) ?? ''} (${now.status}) holds again.`;
-      await leaveFlash(ctx, session, { kind: 'notice', text: `Withdrew the key given for ${email} in this incident. ${after}` });
-      res.redirect(303, memberPath(incident.codename, email));
+      await reportDone(ctx, res, { kind: 'notice', text: `Withdrew the key given for ${email} in this incident. ${after}` }, { href: memberPath(incident.codename, email), codename: incident.codename });
     } catch (err) {
       const known = asRelayError(err);
       if (!known) throw err;
@@ -177,7 +174,7 @@ export function incidentRoutes(ctx: RelayContext): Router {
 
   // …and revoke the key on file with its revocation certificate (the API's roster PATCH with publicKey).
   router.post('/incidents/:codename/roster/:email/key/revoke', loadIncident(ctx, ROSTER_MANAGERS), ...multipartBody(ROSTER_FORM_LIMIT), async (req, res) => {
-    const { caller, session } = activeOf(res);
+    const { caller } = activeOf(res);
     const { incident } = accessOf(res);
     const { email, member } = await memberOf(res, req);
     try {
@@ -187,8 +184,7 @@ export function incidentRoutes(ctx: RelayContext): Router {
         now.status === 'revoked'
           ? `Revoked the key ${now.fingerprint?.slice(-16) ?? ''} of ${email}: every stored copy is revoked, and mail to them is refused until a usable key is given.`
           : `Saved the key of ${email}: it is ${now.status}.`;
-      await leaveFlash(ctx, session, { kind: 'notice', text });
-      res.redirect(303, memberPath(incident.codename, email));
+      await reportDone(ctx, res, { kind: 'notice', text }, { href: memberPath(incident.codename, email), codename: incident.codename });
     } catch (err) {
       const known = asRelayError(err);
       if (!known) throw err;
@@ -198,7 +194,7 @@ export function incidentRoutes(ctx: RelayContext): Router {
 
   // The private label: the API's PATCH {label} (commander, admin).
   router.post('/incidents/:codename/label', loadIncident(ctx, COMMANDERS), ...urlencodedBody(), async (req, res) => {
-    const { caller, session } = activeOf(res);
+    const { caller } = activeOf(res);
     const { incident } = accessOf(res);
     let typed: string | undefined;
     await orRefusal(
@@ -209,8 +205,7 @@ export function incidentRoutes(ctx: RelayContext): Router {
         typed = form.one('label');
         const label = labelInput(form);
         await setIncidentLabel(ctx, caller, incident, label);
-        await leaveFlash(ctx, session, { kind: 'notice', text: label === null ? 'The private label is cleared.' : 'The private label is saved.' });
-        res.redirect(303, incidentPath(incident.codename));
+        await reportDone(ctx, res, { kind: 'notice', text: label === null ? 'The private label is cleared.' : 'The private label is saved.' }, { href: incidentPath(incident.codename), codename: incident.codename });
       },
     );
   });
@@ -221,14 +216,13 @@ export function incidentRoutes(ctx: RelayContext): Router {
   });
 
   router.post('/incidents/:codename/roster/:email/remove', loadIncident(ctx, ROSTER_MANAGERS), async (req, res) => {
-    const { caller, session } = activeOf(res);
+    const { caller } = activeOf(res);
     const { incident } = accessOf(res);
     const { email, member } = await memberOf(res, req);
     try {
       const cancelled = await removeMember(ctx, caller, incident, email);
       const note = cancelled.length > 0 ? ` ${cancelled.length} queued delivery(ies) to or from them cancelled.` : '';
-      await leaveFlash(ctx, session, { kind: 'notice', text: `Removed ${email} from the roster.${note}` });
-      res.redirect(303, incidentPath(incident.codename));
+      await reportDone(ctx, res, { kind: 'notice', text: `Removed ${email} from the roster.${note}` }, { href: incidentPath(incident.codename), codename: incident.codename });
     } catch (err) {
       const known = asRelayError(err);
       if (!known) throw err;
@@ -237,7 +231,7 @@ export function incidentRoutes(ctx: RelayContext): Router {
   });
 
   router.post('/incidents/:codename/emails', loadIncident(ctx), ...multipartBody(composeLimit(ctx.config.maxMessageBytes)), async (req, res) => {
-    const { caller, session } = activeOf(res);
+    const { caller } = activeOf(res);
     const { incident } = accessOf(res);
     let form: FormData | undefined;
     await orRefusal(
@@ -245,9 +239,8 @@ export function incidentRoutes(ctx: RelayContext): Router {
       () => ({ composeDraft: form ? composeDraftOf(form) : undefined }),
       async () => {
         form = formOf(req);
-        const accepted = await submitEmail(ctx, caller, incident, composeInput(form), { via: 'http', idempotencyKey: idempotencyKeyOf(form) });
-        await leaveFlash(ctx, session, { kind: 'email', id: accepted.id, messageId: accepted.messageId, encrypted: accepted.encrypted, recipients: accepted.recipients });
-        res.redirect(303, incidentPath(incident.codename));
+        const accepted = await submitEmail(ctx, caller, incident, composeInput(form), { via: 'console', idempotencyKey: idempotencyKeyOf(form) });
+        await reportDone(ctx, res, { kind: 'email', id: accepted.id, messageId: accepted.messageId, encrypted: accepted.encrypted, recipients: accepted.recipients }, { href: incidentPath(incident.codename), codename: incident.codename });
       },
     );
   });
@@ -268,7 +261,7 @@ export function incidentRoutes(ctx: RelayContext): Router {
     let verdict: Verdict;
     let status = 200;
     try {
-      verdict = { preview: await previewEmail(ctx, caller, access.incident, composeInput(form), { via: 'http' }) };
+      verdict = { preview: await previewEmail(ctx, caller, access.incident, composeInput(form), { via: 'console' }) };
     } catch (err) {
       const known = asRelayError(err);
       if (!known) throw err;
@@ -284,37 +277,35 @@ export function incidentRoutes(ctx: RelayContext): Router {
   });
 
   router.post('/incidents/:codename/sms', loadIncident(ctx), ...urlencodedBody(), async (req, res) => {
-    const { caller, session } = activeOf(res);
+    const { caller } = activeOf(res);
     const { incident } = accessOf(res);
     await orRefusal(
       res,
       () => ({}),
       async () => {
         const form = formOf(req);
-        const accepted = await sendNudges(ctx, caller, incident, nudgeInput(form), { idempotencyKey: idempotencyKeyOf(form) });
-        await leaveFlash(ctx, session, { kind: 'nudge', results: accepted.results.map((r) => ({ email: r.email, status: r.status, ...(r.reason ? { reason: r.reason } : {}) })) });
-        res.redirect(303, incidentPath(incident.codename));
+        const accepted = await sendNudges(ctx, caller, incident, nudgeInput(form), { via: 'console', idempotencyKey: idempotencyKeyOf(form) });
+        await reportDone(ctx, res, { kind: 'nudge', results: accepted.results }, { href: incidentPath(incident.codename), codename: incident.codename });
       },
     );
   });
 
   router.post('/incidents/:codename/slack/sync', loadIncident(ctx, COMMANDERS), async (_req, res) => {
-    const { caller, session } = activeOf(res);
+    const { caller } = activeOf(res);
     const { incident } = accessOf(res);
     await orRefusal(
       res,
       () => ({}),
       async () => {
         const result = await syncSlackRoom(ctx, caller, incident);
-        await leaveFlash(ctx, session, {
+        await reportDone(ctx, res, {
           kind: 'slack',
           name: result.name,
           kicked: result.kicked.length,
           invited: result.invited.length,
           topicRestored: result.topicRestored,
           notFound: result.notFound,
-        });
-        res.redirect(303, incidentPath(incident.codename));
+        }, { href: incidentPath(incident.codename), codename: incident.codename });
       },
     );
   });

@@ -3,12 +3,12 @@ import { Router } from 'express';
 import type { RelayContext } from '../../context.js';
 import { asRelayError } from '../../errors.js';
 import { COMMANDERS, closeIncident, commanderOf, createIncident, permits, reopenIncident, visibleIncidents } from '../../services/incidents.js';
-import { leaveFlash, takeFlash } from '../flash.js';
+import { takeFlash } from '../flash.js';
 import { declareInput } from '../forms.js';
 import { incidentPath } from '../views/common.js';
 import { closePage, reopenPage } from '../views/confirm.js';
 import { incidentsPage, type IncidentRow, type StatusFilter } from '../views/incidents.js';
-import { accessOf, activeOf, formOf, loadIncident, sendPage, signedInOf, urlencodedBody } from './common.js';
+import { accessOf, activeOf, formOf, loadIncident, reportDone, sendPage, signedInOf, urlencodedBody } from './common.js';
 
 // The list shows at most this many incidents (newest first).
 const MAX_LISTED = 500;
@@ -39,12 +39,11 @@ export function incidentsRoutes(ctx: RelayContext): Router {
   });
 
   router.post('/incidents', ...urlencodedBody(), async (req, res) => {
-    const { caller, session } = activeOf(res);
+    const { caller } = activeOf(res);
     const form = formOf(req);
     try {
       const incident = await createIncident(ctx, caller, declareInput(form));
-      await leaveFlash(ctx, session, { kind: 'notice', text: `Declared ${incident.codename}. Add the response team to its roster.` });
-      res.redirect(303, incidentPath(incident.codename));
+      await reportDone(ctx, res, { kind: 'notice', text: `Declared ${incident.codename}. Add the response team to its roster.` }, { href: incidentPath(incident.codename), codename: incident.codename });
     } catch (err) {
       const known = asRelayError(err);
       if (!known) throw err;
@@ -58,10 +57,9 @@ export function incidentsRoutes(ctx: RelayContext): Router {
   });
 
   router.post('/incidents/:codename/close', loadIncident(ctx, COMMANDERS), async (_req, res) => {
-    const { caller, session } = activeOf(res);
+    const { caller } = activeOf(res);
     const incident = await closeIncident(ctx, caller, accessOf(res).incident);
-    await leaveFlash(ctx, session, { kind: 'notice', text: `${incident.codename} is closed. It accepts no new messages; queued ones are still delivered.` });
-    res.redirect(303, incidentPath(incident.codename));
+    await reportDone(ctx, res, { kind: 'notice', text: `${incident.codename} is closed. It accepts no new messages; queued ones are still delivered.` }, { href: incidentPath(incident.codename), codename: incident.codename });
   });
 
   router.get('/incidents/:codename/reopen', loadIncident(ctx, COMMANDERS), (_req, res) => {
@@ -69,10 +67,9 @@ export function incidentsRoutes(ctx: RelayContext): Router {
   });
 
   router.post('/incidents/:codename/reopen', loadIncident(ctx, COMMANDERS), async (_req, res) => {
-    const { caller, session } = activeOf(res);
+    const { caller } = activeOf(res);
     const incident = await reopenIncident(ctx, caller, accessOf(res).incident);
-    await leaveFlash(ctx, session, { kind: 'notice', text: `${incident.codename} is open again. It accepts email, nudges and announcements.` });
-    res.redirect(303, incidentPath(incident.codename));
+    await reportDone(ctx, res, { kind: 'notice', text: `${incident.codename} is open again. It accepts email, nudges and announcements.` }, { href: incidentPath(incident.codename), codename: incident.codename });
   });
 
   return router;

@@ -2,6 +2,7 @@
 import { Router, type RequestHandler } from 'express';
 import type { RelayContext } from '../../context.js';
 import { asRelayError } from '../../errors.js';
+import { recordTokenUse } from '../../services/tokens.js';
 import { ipKey } from '../../smtp/backoff.js';
 import { clearSessionCookie, sessionCookie, setSessionCookie } from '../security.js';
 import { endSession, hashSessionId, isSessionId, openSession, resumeSession } from '../sessions.js';
@@ -31,6 +32,8 @@ export function sessionRoutes(ctx: RelayContext, guard: SignInGuard): Router {
       sendPage(res, signInPage({ error: known }), known.httpStatus, known.retryAfter);
       return;
     }
+    // The token's last use, as the API's authenticate() records it: a token used only here must not read "never used".
+    await recordTokenUse(ctx.store, caller.tokenId, ctx.now(), (err) => ctx.logger.warn({ err, tokenId: caller.tokenId }, 'could not record a token use'));
     // A browser that signs in again leaves no session of its own behind.
     const previous = sessionCookie(req);
     if (previous !== undefined && isSessionId(previous)) {

@@ -71,6 +71,11 @@ const NUDGE_REASONS: Readonly<Record<string, string>> = {
   removed: 'no longer on the roster',
 };
 
+// The end of a clipped list: " and 12 more".
+function andMore(more: number): string {
+  return more > 0 ? ` and ${more} more` : '';
+}
+
 /** The one-shot result of the last POST, announced politely (role=status); `codename` links a queued email to the emails screen. */
 export function flashBlock(flash: Flash | undefined, codename?: string): SafeHtml {
   if (!flash) return html``;
@@ -80,12 +85,12 @@ export function flashBlock(flash: Flash | undefined, codename?: string): SafeHtm
     case 'email':
       return html`<section class="flash" role="status" aria-labelledby="flash-title">
   <h2 id="flash-title">Email queued${flash.encrypted ? ', encrypted' : ', not encrypted (all recipients are inside the company)'}</h2>
-  <p>To ${flash.recipients.join(', ')}. Message-ID <code>${flash.messageId}</code>, id <code>${flash.id}</code>.</p>
+  <p>To ${flash.recipients.join(', ')}${andMore(flash.more)}. Message-ID <code>${flash.messageId}</code>, id <code>${flash.id}</code>.</p>
   ${codename !== undefined ? html`<p><a href="${incidentPath(codename, '/emails')}?messageId=${flash.messageId}">Follow its delivery</a></p>` : ''}
 </section>`;
     case 'nudge':
       return html`<section class="flash" role="status" aria-labelledby="flash-title">
-  <h2 id="flash-title">SMS nudge: ${flash.results.filter((r) => r.status === 'queued').length} queued, ${flash.results.filter((r) => r.status !== 'queued').length} skipped</h2>
+  <h2 id="flash-title">SMS nudge: ${flash.queued} queued, ${flash.skipped} skipped</h2>
   <table>
     <caption>Who gets “Please join Slack ASAP.”</caption>
     <thead><tr><th scope="col">Member</th><th scope="col">Result</th><th scope="col">Why</th></tr></thead>
@@ -93,11 +98,12 @@ export function flashBlock(flash: Flash | undefined, codename?: string): SafeHtm
       (r) => html`<tr><td>${r.email}</td><td>${r.status === 'queued' ? badge('queued', 'good') : badge(r.status, 'warn')}</td><td>${r.reason ? (NUDGE_REASONS[r.reason] ?? r.reason) : ''}</td></tr>`,
     )}</tbody>
   </table>
+  ${flash.more > 0 ? html`<p>…and ${flash.more} more members not listed here.</p>` : ''}
 </section>`;
     case 'slack':
       return html`<section class="flash" role="status" aria-labelledby="flash-title">
   <h2 id="flash-title">Slack room ${flash.name ?? ''} reconciled</h2>
-  <p>${flash.invited} invited, ${flash.kicked} removed${flash.topicRestored ? ', topic restored' : ''}.${flash.notFound.length > 0 ? ` Not found in Slack: ${flash.notFound.join(', ')}.` : ''}</p>
+  <p>${flash.invited} invited, ${flash.kicked} removed${flash.topicRestored ? ', topic restored' : ''}.${flash.notFound.length > 0 ? ` Not found in Slack: ${flash.notFound.join(', ')}${andMore(flash.more)}.` : ''}</p>
 </section>`;
   }
 }

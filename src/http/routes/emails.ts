@@ -7,7 +7,7 @@ import { emailStatus, listEmails, previewEmail, submitEmail, type EmailSubmissio
 import { parseInput } from '../../validation.js';
 import { callerOf, param } from '../auth.js';
 import { methodNotAllowed } from '../errors.js';
-import { ListEmails, SendEmail } from '../schemas.js';
+import { IDEMPOTENCY_KEY, ListEmails, SendEmail } from '../schemas.js';
 
 // Moved to the shared schema module; re-exported for the worst-case timing test that measures it.
 export { isBase64 } from '../schemas.js';
@@ -24,7 +24,7 @@ function isDryRun(req: Request): boolean {
 export function idempotencyKey(req: Request): string | undefined {
   const key = req.get('idempotency-key');
   if (key === undefined) return undefined;
-  if (!/^[\x21-\x7e]{1,200}$/.test(key)) throw invalid('Idempotency-Key must be 1-200 printable ASCII characters.');
+  if (!IDEMPOTENCY_KEY.test(key)) throw invalid('Idempotency-Key must be 1-200 printable ASCII characters.');
   return key;
 }
 

@@ -5,25 +5,15 @@
  */
 import express, { Router, type Request } from 'express';
 import twilio from 'twilio';
-import { z } from 'zod';
 import type { RelayContext } from '../../context.js';
 import { RelayError } from '../../errors.js';
 import { authorizeIncident } from '../../services/incidents.js';
 import { receiveInboundSms, sendNudges } from '../../services/sms.js';
 import { parseInput } from '../../validation.js';
 import { callerOf, param } from '../auth.js';
-import { methodNotAllowed } from '../errors.js';
+import { MAX_FORM_FIELDS, methodNotAllowed } from '../errors.js';
+import { SendSms } from '../schemas.js';
 import { idempotencyKey } from './emails.js';
-
-/** At most this many entries in a `to` list; "roster" names every active member. */
-export const MAX_SMS_RECIPIENTS = 100;
-
-// Entries are any short string here; the policy refuses (and audits by hash)
-// whatever is not a roster address, phone numbers included.
-const SendSms = z.strictObject({
-  to: z.union([z.literal('roster'), z.array(z.string().min(1).max(254).transform((s) => s.toLowerCase())).min(1).max(MAX_SMS_RECIPIENTS)]),
-  body: z.string().optional(),
-});
 
 /** The nudge route, mounted behind /v1 authentication. */
 export function smsRoutes(ctx: RelayContext): Router {
@@ -34,7 +24,7 @@ export function smsRoutes(ctx: RelayContext): Router {
       const caller = callerOf(res);
       const { incident } = await authorizeIncident(ctx, caller, param(req, 'codename'));
       const input = parseInput(SendSms, req.body);
-      const accepted = await sendNudges(ctx, caller, incident, { to: input.to, body: input.body }, { idempotencyKey: idempotencyKey(req) });
+      const accepted = await sendNudges(ctx, caller, incident, { to: input.to, body: input.body }, { via: 'http', idempotencyKey: idempotencyKey(req) });
       res.status(202).json(accepted);
     })
     .all(methodNotAllowed);
@@ -66,7 +56,7 @@ export function twilioWebhookRoutes(ctx: RelayContext): Router {
   router
     .route(TWILIO_WEBHOOK_PATH)
     // Form-encoded, as Twilio posts it; only this route parses that format.
-    .post(express.urlencoded({ extended: false, limit: '64kb', type: 'application/x-www-form-urlencoded' }), async (req, res) => {
+    .post(express.urlencoded({ extended: false, limit: '64kb', parameterLimit: MAX_FORM_FIELDS, type: 'application/x-www-form-urlencoded' }), async (req, res) => {
       const twilioConfig = ctx.config.twilio!;
       const params = (req.body ?? {}) as Record<string, unknown>;
       const signature = req.get('x-twilio-signature') ?? '';
