@@ -85,6 +85,8 @@ export interface TokenView {
   createdBy: string | null;
   lastUsedAt: string | null;
   revokedAt: string | null;
+  /** The incident (codename) the token is held to; null: relay-wide. */
+  incident: string | null;
 }
 
 /** The 201 of POST /v1/tokens: the secret, shown once. */

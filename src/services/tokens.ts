@@ -17,10 +17,13 @@ import { authorizeIncident, type Caller } from './incidents.js';
 export const TOKEN_USE_RESOLUTION_MS = 60_000;
 
 /** A token as GET /v1/tokens shows it: metadata, never the secret or its hash (the store holds only these fields and the hash). */
-export type TokenView = Pick<TokenRecord, 'id' | 'email' | 'role' | 'label' | 'createdAt' | 'createdBy' | 'lastUsedAt' | 'revokedAt'>;
+export type TokenView = Pick<TokenRecord, 'id' | 'email' | 'role' | 'label' | 'createdAt' | 'createdBy' | 'lastUsedAt' | 'revokedAt'> & {
+  /** The codename of the incident the token is held to, or null for a relay-wide token. */
+  incident: string | null;
+};
 
-/** The view of a token record. */
-export function tokenView(record: TokenRecord): TokenView {
+/** The view of a token record; `incident`: the codename of the incident it is held to. */
+export function tokenView(record: TokenRecord, incident: string | null): TokenView {
   return {
     id: record.id,
     email: record.email,
@@ -30,6 +33,7 @@ export function tokenView(record: TokenRecord): TokenView {
     createdBy: record.createdBy,
     lastUsedAt: record.lastUsedAt,
     revokedAt: record.revokedAt,
+    incident,
   };
 }
 
@@ -118,9 +122,26 @@ async function assertMayIssueFor(tx: Repositories, caller: Caller, incidentId: s
   }
 }
 
-/** GET /v1/tokens: every token for an admin, a responder's own otherwise. */
+/**
+ * Whether `caller` may see and revoke `record`: an admin any token, a
+ * responder their own, and a token issued for one incident only itself (its
+ * holder's other tokens are not its business: the commander who issued it
+ * could otherwise list and revoke them, an admin's included).
+ */
+function mayManage(caller: Caller, record: TokenRecord): boolean {
+  if (caller.incidentScope !== null) return record.id === caller.tokenId;
+  return caller.role === 'admin' || record.email === caller.email;
+}
+
+/** GET /v1/tokens: every token for an admin, a responder's own otherwise, only itself for a token held to an incident. */
 export async function listTokens(ctx: Pick<RelayContext, 'store'>, caller: Caller): Promise<TokenView[]> {
-  return (await ctx.store.tokens.list(caller.role === 'admin' ? undefined : caller.email)).map(tokenView);
+  const records = (await ctx.store.tokens.list(caller.role === 'admin' ? undefined : caller.email)).filter((record) => mayManage(caller, record));
+  const codenames = new Map<string, string>();
+  for (const id of new Set(records.map((record) => record.incidentId))) {
+    const incident = id === null ? undefined : await ctx.store.incidents.byId(id);
+    if (incident) codenames.set(incident.id, incident.codename);
+  }
+  return records.map((record) => tokenView(record, record.incidentId === null ? null : (codenames.get(record.incidentId) ?? null)));
 }
 
 /** DELETE /v1/tokens/:id: an admin revokes any token, a responder their own. Audited. */
@@ -128,10 +149,10 @@ export async function revokeToken(ctx: Pick<RelayContext, 'store' | 'now'>, call
   const revoked = await ctx.store.transaction(async (tx) => {
     const record = await tx.tokens.get(id);
     // Someone else's token is answered like an unknown one: ids are not a way to learn who has tokens.
-    if (!record || (caller.role !== 'admin' && record.email !== caller.email)) return false;
+    if (!record || !mayManage(caller, record)) return false;
     const done = await tx.tokens.revoke(id, ctx.now());
     if (done) await tx.audit.append({ type: 'token.revoked', actor: caller.email, outcome: 'ok', data: { id, email: record.email } });
     return done;
   });
-  if (!revoked) throw new RelayError('not_found', `No live token with id ${id.slice(0, 40)} that you may revoke (your own, or any for an admin).`);
+  if (!revoked) throw new RelayError('not_found', `No live token with id ${id.slice(0, 40)} that you may revoke (your own, any for an admin, only itself for a token issued for one incident).`);
 }

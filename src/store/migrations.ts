@@ -680,12 +680,24 @@ CREATE INDEX console_sessions_expires ON console_sessions (expires_at);
     // otherwise a commander who adds an address to their roster and issues
     // it a token could act as that person everywhere, in other incidents and
     // as a second approver of their own announcement. NULL: no scope (tokens
-    // an admin issues, and the bootstrap token).
+    // an admin issues without an incident, and the bootstrap token). Tokens
+    // issued for an incident before this version take the incident their
+    // token.created event recorded, so the rule holds for them too.
     sqlite: `
 ALTER TABLE tokens ADD COLUMN incident_id TEXT REFERENCES incidents(id);
+UPDATE tokens SET incident_id = (
+  SELECT e.incident_id FROM audit_events e
+  WHERE e.type = 'token.created' AND e.incident_id IS NOT NULL AND json_extract(e.data, '$.id') = tokens.id
+  ORDER BY e.seq LIMIT 1
+);
 `,
     postgres: `
 ALTER TABLE tokens ADD COLUMN incident_id TEXT REFERENCES incidents(id);
+UPDATE tokens SET incident_id = (
+  SELECT e.incident_id FROM audit_events e
+  WHERE e.type = 'token.created' AND e.incident_id IS NOT NULL AND (e.data::jsonb ->> 'id') = tokens.id
+  ORDER BY e.seq LIMIT 1
+);
 `,
   },
 ];

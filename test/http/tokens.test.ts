@@ -102,6 +102,22 @@ describe.each(BACKENDS)('tokens (%s)', (backend) => {
     }
     expect(await relay.ctx.store.keys.getFor('counsel@lawfirm.example', null)).toBeUndefined();
 
+    // The holder's other tokens (here an admin-issued one, and the admin's own once the admin is on the roster)
+    // are not this token's to list or revoke: the commander who issued it could otherwise lock them out.
+    const own = await issue(relay.admin, { email: 'counsel@lawfirm.example', role: 'responder' });
+    const listed = await relay.request.get('/v1/tokens').set(auth(scoped));
+    expect(listed.body.tokens.map((t: { id: string; incident: string | null }) => [t.id, t.incident])).toEqual([[record.id, codename]]);
+    const revokeOther = await relay.request.delete(`/v1/tokens/${own.body.id}`).set(auth(scoped));
+    expect([revokeOther.status, revokeOther.body.error.code]).toEqual([404, 'not_found']);
+    expect((await relay.request.put(`/v1/incidents/${codename}/roster/admin@corp.example`).set(auth(ic)).send({ name: 'Admin', role: 'executive' })).status).toBe(201);
+    const asAdminIssued = await issue(ic, { email: 'admin@corp.example', role: 'responder', incident: codename });
+    const asAdmin = asAdminIssued.body.token as string;
+    const adminTokens = (await relay.ctx.store.tokens.list('admin@corp.example')).map((t) => t.id).filter((id) => id !== asAdminIssued.body.id);
+    expect(adminTokens).toHaveLength(1);
+    for (const id of adminTokens) expect((await relay.request.delete(`/v1/tokens/${id}`).set(auth(asAdmin))).status).toBe(404);
+    expect((await relay.request.get('/v1/incidents').set(auth(relay.admin))).status).toBe(200);
+    expect((await relay.request.get('/v1/incidents').set(auth(own.body.token))).status).toBe(200);
+
     // The commander puts a "legal" member on the roster and issues its token: it may not approve.
     expect((await relay.request.put(`/v1/incidents/${codename}/roster/sock@corp.example`).set(auth(ic)).send({ name: 'Sock', role: 'legal' })).status).toBe(201);
     const sock = (await issue(ic, { email: 'sock@corp.example', role: 'responder', incident: codename })).body.token as string;
@@ -120,8 +136,9 @@ describe.each(BACKENDS)('tokens (%s)', (backend) => {
     expect(admins.status).toBe(200);
     const tokens = admins.body.tokens as Record<string, unknown>[];
     expect(tokens.map((t) => t['email']).sort()).toEqual(['admin@corp.example', 'counsel@lawfirm.example', 'deputy@corp.example', 'ic@corp.example', 'other-ic@corp.example']);
-    for (const t of tokens) expect(Object.keys(t).sort()).toEqual(['createdAt', 'createdBy', 'email', 'id', 'label', 'lastUsedAt', 'revokedAt', 'role']);
-    expect(tokens.find((t) => t['email'] === 'counsel@lawfirm.example')).toMatchObject({ id: counsel.body.id, role: 'responder', createdBy: 'ic@corp.example', revokedAt: null, lastUsedAt: null });
+    for (const t of tokens) expect(Object.keys(t).sort()).toEqual(['createdAt', 'createdBy', 'email', 'id', 'incident', 'label', 'lastUsedAt', 'revokedAt', 'role']);
+    expect(tokens.find((t) => t['email'] === 'counsel@lawfirm.example')).toMatchObject({ id: counsel.body.id, role: 'responder', createdBy: 'ic@corp.example', revokedAt: null, lastUsedAt: null, incident: codename });
+    expect(tokens.find((t) => t['email'] === 'ic@corp.example')).toMatchObject({ incident: null });
     const raw = admins.text;
     const hashes = (await relay.ctx.store.sql.all<{ hash: string }>('SELECT hash FROM tokens')).map((r) => r.hash);
     for (const secret of [counsel.body.token, ic, deputy, relay.admin, ...hashes]) expect(raw).not.toContain(secret);

@@ -140,3 +140,34 @@ describe('migrations on SQLite databases of the first wave', () => {
     expect(await store.idempotency.get('t', 'k')).toMatchObject({ fingerprint: null, route: 'r' });
   });
 });
+
+describe.each(BACKENDS)('migration 12 on %s', (backend) => {
+  it('holds a token issued for an incident before it to the incident its token.created event recorded, and leaves the others relay-wide', async () => {
+    const url = backend === 'postgres' ? await freshDatabaseUrl() : undefined;
+    const file = backend === 'sqlite' ? tempFile() : undefined;
+    const b = url !== undefined ? openPostgres(url) : openSqlite(file!);
+    try {
+      await migrate(b, MIGRATIONS.filter((m) => m.version < 12));
+      await b.sql.run("INSERT INTO incidents (id, codename, status, created_by, created_at) VALUES ('i1', 'amber-otter', 'open', 'ic@corp.example', '2026-01-01T00:00:00.000Z')");
+      for (const id of ['scoped', 'wide', 'unaudited']) {
+        await b.sql.run("INSERT INTO tokens (id, email, role, label, hash, created_at) VALUES (?, 'counsel@lawfirm.example', 'responder', NULL, ?, '2026-01-01T00:00:00.000Z')", [id, `h-${id}`]);
+      }
+      const events: [string, string | null][] = [
+        ['{"email":"counsel@lawfirm.example","forRoster":true,"id":"scoped","role":"responder"}', 'i1'],
+        ['{"email":"counsel@lawfirm.example","id":"wide","role":"responder"}', null],
+        ['{"id":"unaudited"}', 'i1'],
+      ];
+      for (const [i, [data, incident]] of events.entries()) {
+        const type = i === 2 ? 'token.revoked' : 'token.created';
+        await b.sql.run("INSERT INTO audit_events (seq, at, type, actor, incident_id, outcome, data, prev_hash, hash) VALUES (?, 't', ?, 'ic@corp.example', ?, 'ok', ?, 'p', 'h')", [i + 1, type, incident, data]);
+      }
+    } finally {
+      await b.close();
+    }
+    const store = await openStore(url !== undefined ? { url } : { file: file! }, { now: () => new Date() });
+    stores.push(store);
+    expect((await store.tokens.get('scoped'))?.incidentId).toBe('i1');
+    expect((await store.tokens.get('wide'))?.incidentId).toBeNull();
+    expect((await store.tokens.get('unaudited'))?.incidentId).toBeNull();
+  });
+});

@@ -40,8 +40,8 @@ export function registerTokens(program: Command, app: App): void {
       const list = answer?.tokens ?? [];
       session.out.result({ tokens: list }, () =>
         session.out.table(
-          ['ID', 'EMAIL', 'ROLE', 'LABEL', 'CREATED', 'LAST USED', 'REVOKED'],
-          list.map((t) => [t.id, t.email, t.role, t.label, formatTime(t.createdAt), formatTime(t.lastUsedAt), formatTime(t.revokedAt)]),
+          ['ID', 'EMAIL', 'ROLE', 'INCIDENT', 'LABEL', 'CREATED', 'LAST USED', 'REVOKED'],
+          list.map((t) => [t.id, t.email, t.role, t.incident ?? 'all', t.label, formatTime(t.createdAt), formatTime(t.lastUsedAt), formatTime(t.revokedAt)]),
         ),
       );
     });
