@@ -165,8 +165,9 @@ function databaseUrl(variable: string, raw: string | undefined, allowInsecure: b
     safe = databaseIsLocalOrVerified(raw);
   } catch (err) {
     // pg reads sslrootcert, sslcert and sslkey when it parses the URL: a missing file fails here, not at the first query.
-    const reason = err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : 'the URL is not one pg accepts';
-    throw new ConfigError(variable, `a postgres:// URL whose sslrootcert, sslcert and sslkey files are readable (${reason})`);
+    // The reason names a file error's code, never the URL (it carries the password).
+    const reason = err instanceof Error && 'code' in err && typeof err.code === 'string' ? `a file: ${err.code}` : 'its TLS parameters do not go together';
+    throw new ConfigError(variable, `a postgres:// URL that pg accepts, with readable sslrootcert, sslcert and sslkey files (${reason})`);
   }
   // The database holds queued internal mail and every address of every
   // incident: off this machine it is reached over verified TLS, or not at all

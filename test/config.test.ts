@@ -243,7 +243,11 @@ describe('loadConfig refuses bad values, naming the variable', () => {
     it('refuses an sslrootcert it cannot read at start, not at the first query, without echoing the URL', () => {
       const url = `postgres://relay:${PASSWORD}@db.corp.example/relay?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem`;
       expect(() => loadConfig({ RELAY_DATABASE_URL: url })).toThrow(
-        'RELAY_DATABASE_URL: a postgres:// URL whose sslrootcert, sslcert and sslkey files are readable (ENOENT)',
+        'RELAY_DATABASE_URL: a postgres:// URL that pg accepts, with readable sslrootcert, sslcert and sslkey files (a file: ENOENT)',
+      );
+      // pg refuses verify-ca without a CA under uselibpqcompat; so does the relay, at start.
+      expect(() => loadConfig({ RELAY_DATABASE_URL: `postgres://relay:${PASSWORD}@db.corp.example/relay?sslmode=verify-ca&uselibpqcompat=true` })).toThrow(
+        'RELAY_DATABASE_URL: a postgres:// URL that pg accepts, with readable sslrootcert, sslcert and sslkey files (its TLS parameters do not go together)',
       );
     });
 

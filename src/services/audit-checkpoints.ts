@@ -264,7 +264,9 @@ export class AuditVerifier {
     if (stored === undefined) return undefined;
     try {
       const parsed = JSON.parse(stored) as Partial<FullVerification> | null;
-      if (typeof parsed?.at === 'string' && typeof parsed.ok === 'boolean' && typeof parsed.events === 'number') return parsed as FullVerification;
+      // A time the relay could not have written (not its form, or later than now) is not trusted to say "clean" either.
+      const readable = typeof parsed?.at === 'string' && ISO_TIME.test(parsed.at) && Date.parse(parsed.at) <= this.deps.now().getTime();
+      if (readable && typeof parsed.ok === 'boolean' && typeof parsed.events === 'number') return parsed as FullVerification;
     } catch {
       // Not JSON: treated as below.
     }

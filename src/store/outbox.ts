@@ -2,8 +2,9 @@
  * The durable outbox: composed messages and their envelopes, committed before
  * the relay answers, claimed by a delivery worker under a lease, purged once
  * sent. A lease is a row-level fact in the database (owner, expiry), so two
- * relays never send the same delivery at once, and a delivery held by a relay
- * that died is taken over when its lease expires.
+ * live relays do not send the same delivery at once, and a delivery held by a
+ * relay that died (or stalled past its lease: at least once, then) is taken
+ * over when its lease expires.
  */
 import { LOOKUP_SLICE, placeholders, type SqlExecutor } from './sql.js';
 

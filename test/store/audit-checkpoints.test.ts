@@ -276,7 +276,7 @@ describe.each(BACKENDS)('signed audit checkpoints (%s)', (backend) => {
     await r.ctx.store.settings.put('audit_full_verification', JSON.stringify({ at: '2999-01-01T00:00:00.000Z', ok: true, events: 1 }));
     expect(await fullVerificationIfDue(depsOf(r), verifier)).toMatchObject({ ok: false, brokenAt: decisionSeq });
     // Not JSON, or not its shape: reported as a failed pass, and the next pass is due at once.
-    for (const row of ['not json', '{"ok":true}']) {
+    for (const row of ['not json', '{"ok":true}', '{"at":"2999-01-01T00:00:00.000Z","ok":true,"events":1}', '{"at":"yesterday","ok":true,"events":1}']) {
       await r.ctx.store.settings.put('audit_full_verification', row);
       expect((await verifyOverHttp(r)).lastFullVerification).toEqual({ at: '1970-01-01T00:00:00.000Z', ok: false, events: 0 });
     }

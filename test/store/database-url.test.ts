@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { redactDatabaseUrl } from '../../src/store/database-url.js';
 
@@ -11,5 +12,13 @@ describe('redactDatabaseUrl', () => {
   ])('shows %s as %s', (url, shown) => {
     expect(redactDatabaseUrl(url)).toBe(shown);
     expect(redactDatabaseUrl(url)).not.toContain('s3cret');
+  });
+});
+
+describe('the URL parser', () => {
+  it('is the very copy pg connects with, so the TLS check judges what pg will do', () => {
+    const require = createRequire(import.meta.url);
+    const pgs = createRequire(require.resolve('pg')).resolve('pg-connection-string');
+    expect(require.resolve('pg-connection-string')).toBe(pgs);
   });
 });
