@@ -12,6 +12,7 @@ import type { RelayContext } from '../context.js';
 import type { Caller } from '../services/incidents.js';
 import type { ConsoleSession } from '../store/console-sessions.js';
 import { callerFromToken, recordTokenUse } from '../services/tokens.js';
+import { BOOTSTRAP_TOKEN_ID } from '../store/tokens.js';
 
 /** A session ends after this long without a request (30 minutes). */
 export const SESSION_IDLE_MS = 30 * 60_000;
@@ -102,8 +103,10 @@ export async function resumeSession(deps: Pick<RelayContext, 'store' | 'now'>, i
   const idleMs = now.getTime() - Date.parse(session.lastSeenAt);
   if (idleMs >= SESSION_IDLE_MS) return end('idle');
   const token = await deps.store.tokens.get(session.tokenId);
-  // A token row newer than the session is another token under the same id (RELAY_ADMIN_TOKEN changed): it never opened this session.
-  if (!token || token.revokedAt !== null || Date.parse(token.createdAt) > Date.parse(session.createdAt)) return end('token_revoked');
+  // Only the bootstrap token is ever filed again under its id (RELAY_ADMIN_TOKEN changed): a row of it newer than the session is
+  // another token, which never opened this session. Other ids are random and never reused, so the clocks of two relays are not compared for them.
+  const replaced = token?.id === BOOTSTRAP_TOKEN_ID && Date.parse(token.createdAt) > Date.parse(session.createdAt);
+  if (!token || token.revokedAt !== null || replaced) return end('token_revoked');
   if (idleMs >= TOUCH_EVERY_MS) await Promise.all([deps.store.consoleSessions.touch(session.idHash, now.toISOString()), recordTokenUse(deps.store, token.id, now)]);
   return { active: { session, caller: callerFromToken(token) } };
 }

@@ -132,6 +132,14 @@ describe.each(BACKENDS)('console sessions on %s', (backend) => {
     expect(await resumeSession(deps, before.id)).toEqual({ ended: 'token_revoked' });
   });
 
+  it('keeps a session whose token the relay that issued it dated later, its clock running ahead: only the bootstrap id is ever reused', async () => {
+    const { store, clock, deps } = await setup();
+    const ahead = new Date(clock.now().getTime() + 5_000);
+    const { record } = await store.tokens.create({ email: 'counsel@lawfirm.example', role: 'responder', at: ahead });
+    const { id } = await openSession(deps, callerFromToken(record), '127.0.0.1');
+    expect(await resumeSession(deps, id)).toMatchObject({ active: { caller: { tokenId: record.id } } });
+  });
+
   it('sign-out deletes the session and is audited once; ended sessions are purged at the next sign-in', async () => {
     const { store, clock, caller, deps } = await setup();
     const { id, session } = await openSession(deps, caller, '127.0.0.1');
