@@ -71,8 +71,14 @@ export function inScope(caller: Pick<Caller, 'incidentScope'>, incidentId: strin
  * not about that incident (declaring another, relay-wide keys, approving).
  */
 export function assertUnscoped(caller: Pick<Caller, 'incidentScope'>, what: string, instead = 'ask an admin for a token of your own'): void {
-  if (caller.incidentScope === null) return;
-  throw new RelayError('forbidden', `This token was issued for one incident's roster and may not ${what}; ${instead}.`);
+  const refusal = scopeRefusal(caller, what, instead);
+  if (refusal) throw refusal;
+}
+
+/** The refusal assertUnscoped throws, for screens that show it before the caller tries. */
+export function scopeRefusal(caller: Pick<Caller, 'incidentScope'>, what: string, instead = 'ask an admin for a token of your own'): RelayError | undefined {
+  if (caller.incidentScope === null) return undefined;
+  return new RelayError('forbidden', `This token was issued for one incident's roster and may not ${what}; ${instead}.`);
 }
 
 /**

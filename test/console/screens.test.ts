@@ -474,6 +474,19 @@ describe.each(BACKENDS)('the console screens on %s', (backend) => {
       expect(await relay.ctx.store.sql.all("SELECT id FROM emails WHERE sender = 'comms@corp.example'")).toEqual([]);
     });
 
+    it('a session with a token held to the incident is not offered what it would be refused: approving, declaring', async () => {
+      const issued = await api.post('/v1/tokens', tokens['ic']!, { email: 'legal@corp.example', role: 'responder', incident: codename });
+      expect(issued.status).toBe(201);
+      const scoped = await signIn(issued.body.token);
+      const page = await get(at(`/${id}`), scoped);
+      expect(page.text).toContain('You cannot approve it: This token was issued for one incident&#39;s roster and may not approve an announcement; ask an admin for a token of your own.');
+      expect(page.text).not.toContain('>Approve</button>');
+      const incidents = await get('/console/incidents', scoped);
+      expect(incidents.status).toBe(200);
+      expect(incidents.text).not.toContain('Declare an incident');
+      expect((await get('/console/incidents', cookies['legal']!)).text).toContain('Declare an incident');
+    });
+
     it('checks, approves (commander and legal), records the internal source and sends, each through the announcements service', async () => {
       // The title's "<b>" is content: the checks pass (it is dated); edit it away first, which is the author's to do.
       const edited = await post(at(`/${id}`), cookies['comms']!).type('form').send({ kind: 'external', title: 'Security notice, 2026-11-28', text: 'On November 28 we found unauthorised access.', addresses: 'desk@news.example\ntips@paper.example', list: '' });

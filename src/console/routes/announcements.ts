@@ -26,7 +26,7 @@ import {
   recordInternalSource,
   sendAnnouncement,
 } from '../../services/announcements.js';
-import { authorizeIncident, type IncidentAccess } from '../../services/incidents.js';
+import { authorizeIncident, scopeRefusal, type IncidentAccess } from '../../services/incidents.js';
 import { takeFlash, type Flash } from '../flash.js';
 import { announcementEditInput, announcementInput, idempotencyKeyOf, internalSourceInput } from '../forms.js';
 import type { FormData } from '../multipart.js';
@@ -72,12 +72,14 @@ export function announcementRoutes(ctx: RelayContext): Router {
       ...(await context(res, { ...access, incident }, extra)),
       announcement,
       // The approve step's own rule, asked with what the screen knows; the service asks again on the post.
-      approvalRefusal: approvalRefusal({
-        approver: caller.email,
-        author: announcement.author,
-        role: access.member?.role,
-        alreadyApproved: announcement.approvals.some((p) => p.approver === caller.email && p.current),
-      }),
+      approvalRefusal:
+        scopeRefusal(caller, 'approve an announcement') ??
+        approvalRefusal({
+          approver: caller.email,
+          author: announcement.author,
+          role: access.member?.role,
+          alreadyApproved: announcement.approvals.some((p) => p.approver === caller.email && p.current),
+        }),
       idempotencyKey: randomUUID(),
       editDraft: extra.editDraft,
     });

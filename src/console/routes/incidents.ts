@@ -35,7 +35,7 @@ export function incidentsRoutes(ctx: RelayContext): Router {
   router.get('/incidents', async (req, res) => {
     const { caller, session } = activeOf(res);
     const status = statusFilter(req.query['status']);
-    sendPage(res, incidentsPage({ signedIn: signedInOf(res), isAdmin: caller.role === 'admin', status, rows: await rows(caller, status), flash: await takeFlash(ctx, session) }));
+    sendPage(res, incidentsPage({ signedIn: signedInOf(res), isAdmin: caller.role === 'admin', mayDeclare: caller.incidentScope === null, status, rows: await rows(caller, status), flash: await takeFlash(ctx, session) }));
   });
 
   router.post('/incidents', ...urlencodedBody(), async (req, res) => {
@@ -48,7 +48,7 @@ export function incidentsRoutes(ctx: RelayContext): Router {
       const known = asRelayError(err);
       if (!known) throw err;
       const draft = { codename: form.all('codename')[0], commander: form.all('commander')[0], label: form.all('label')[0] };
-      sendPage(res, incidentsPage({ signedIn: signedInOf(res), isAdmin: caller.role === 'admin', status: 'open', rows: await rows(caller, 'open'), error: known, draft }), known.httpStatus, known.retryAfter);
+      sendPage(res, incidentsPage({ signedIn: signedInOf(res), isAdmin: caller.role === 'admin', mayDeclare: caller.incidentScope === null, status: 'open', rows: await rows(caller, 'open'), error: known, draft }), known.httpStatus, known.retryAfter);
     }
   });
 

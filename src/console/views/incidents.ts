@@ -21,6 +21,8 @@ export interface IncidentRow {
 export interface IncidentsPage {
   signedIn: SignedIn;
   isAdmin: boolean;
+  /** Whether the caller may declare an incident (not with a token held to one incident). */
+  mayDeclare: boolean;
   status: StatusFilter;
   rows: IncidentRow[];
   flash?: Flash | undefined;
@@ -78,7 +80,12 @@ ${rows.length === 0
   )}
   </tbody>
 </table>`}
-<section aria-labelledby="declare-title" class="card">
+${page.mayDeclare ? declareForm(page) : ''}`,
+  });
+}
+
+function declareForm(page: IncidentsPage): SafeHtml {
+  return html`<section aria-labelledby="declare-title" class="card">
   <h2 id="declare-title">Declare an incident</h2>
   <form method="post" action="/console/incidents" accept-charset="utf-8">
     <p>
@@ -99,6 +106,5 @@ ${rows.length === 0
       : html`<p class="hint">You will be its commander.</p>`}
     <p><button type="submit">Declare incident</button></p>
   </form>
-</section>`,
-  });
+</section>`;
 }
