@@ -9,6 +9,7 @@
  */
 import { Writable } from 'node:stream';
 import type { Response } from 'supertest';
+import * as openpgp from 'openpgp';
 import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Store } from '../../src/store/index.js';
@@ -117,5 +118,23 @@ describe.each(BACKENDS)('a console action whose result the store will not keep, 
     expect(res.text).toMatch(/<p>Sent: 1 copies queued \(0 encrypted\), Message-ID &lt;[^&]+@corp\.example&gt;\.<\/p>/);
     expect((await relay.request.get(`/v1/incidents/${codename}/announcements/${id}`).set(auth(ic))).body.state).toBe('sent');
     expectLogged('notice', ['staff@corp.example']);
+  });
+
+  it('a key that was withdrawn is reported withdrawn when the key cannot be read back afterwards', async () => {
+    const { publicKey } = await openpgp.generateKey({ userIDs: [{ email: 'counsel@lawfirm.example' }], format: 'armored' });
+    expect((await relay.request.put(`/v1/incidents/${codename}/roster/counsel@lawfirm.example`).set(auth(ic)).send({ name: 'Counsel', role: 'external', publicKey })).status).toBe(201);
+    // The read after the change fails, as a store failing over between the two would.
+    const keys = relay.ctx.keys;
+    const view = keys.view.bind(keys);
+    keys.view = () => Promise.reject(new Error('connection terminated'));
+    try {
+      const res = await post(`/console/incidents/${codename}/roster/counsel%40lawfirm.example/key/withdraw`);
+      expectNoRefusal(res);
+      expect(res.text).toContain('Withdrew the key given for counsel@lawfirm.example in this incident.');
+    } finally {
+      keys.view = view;
+    }
+    // Withdrawn: no key holds for counsel in this incident any more.
+    expect(await keys.view('counsel@lawfirm.example', (await relay.ctx.store.incidents.byCodename(codename))!.id)).toBeUndefined();
   });
 });

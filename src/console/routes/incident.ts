@@ -105,6 +105,16 @@ export function incidentRoutes(ctx: RelayContext): Router {
     return keyInfoOf(await ctx.keys.view(email, incidentId), !internalMatcher(ctx.config.internalDomains)(email));
   }
 
+  /** The key after a change that committed: undefined when the store will not say (the change is still reported done). */
+  async function keyAfter(incidentId: string, email: string): Promise<KeyInfo | undefined> {
+    try {
+      return await keyOf(incidentId, email);
+    } catch (err) {
+      ctx.logger.warn({ err: err instanceof Error ? err.name : 'unknown' }, 'console: the key could not be read after a change that committed');
+      return undefined;
+    }
+  }
+
   router.get('/incidents/:codename', loadIncident(ctx), async (_req, res) => {
     const { session } = activeOf(res);
     sendPage(res, incidentPage(await pageData(ctx, res, accessOf(res), { flash: await takeFlash(ctx, session) })));
@@ -162,14 +172,16 @@ export function incidentRoutes(ctx: RelayContext): Router {
     const { email, member } = await memberOf(res, req);
     try {
       await withdrawMemberKey(ctx, caller, incident, email);
-      const now = await keyOf(incident.id, email);
-      const after = now.status === 'missing' ? 'No key is on file for them now.' : `Their relay-wide key ${now.fingerprint?.slice(-16) ?? ''} (${now.status}) holds again.`;
-      await reportDone(ctx, res, { kind: 'notice', text: `Withdrew the key given for ${email} in this incident. ${after}` }, { href: memberPath(incident.codename, email), codename: incident.codename });
     } catch (err) {
       const known = asRelayError(err);
       if (!known) throw err;
       sendPage(res, memberPage(signedInOf(res), incident, member, await keyOf(incident.id, email), { error: known }), known.httpStatus, known.retryAfter);
+      return;
     }
+    // Done: what holds now is told if it can be read, never turned into a refusal.
+    const now = await keyAfter(incident.id, email);
+    const after = now === undefined ? '' : now.status === 'missing' ? ' No key is on file for them now.' : ` Their relay-wide key ${now.fingerprint?.slice(-16) ?? ''} (${now.status}) holds again.`;
+    await reportDone(ctx, res, { kind: 'notice', text: `Withdrew the key given for ${email} in this incident.${after}` }, { href: memberPath(incident.codename, email), codename: incident.codename });
   });
 
   // …and revoke the key on file with its revocation certificate (the API's roster PATCH with publicKey).
@@ -179,17 +191,20 @@ export function incidentRoutes(ctx: RelayContext): Router {
     const { email, member } = await memberOf(res, req);
     try {
       await patchMember(ctx, caller, incident, email, { publicKey: revocationInput(formOf(req)) });
-      const now = await keyOf(incident.id, email);
-      const text =
-        now.status === 'revoked'
-          ? `Revoked the key ${now.fingerprint?.slice(-16) ?? ''} of ${email}: every stored copy is revoked, and mail to them is refused until a usable key is given.`
-          : `Saved the key of ${email}: it is ${now.status}.`;
-      await reportDone(ctx, res, { kind: 'notice', text }, { href: memberPath(incident.codename, email), codename: incident.codename });
     } catch (err) {
       const known = asRelayError(err);
       if (!known) throw err;
       sendPage(res, memberPage(signedInOf(res), incident, member, await keyOf(incident.id, email), { error: known }), known.httpStatus, known.retryAfter);
+      return;
     }
+    const now = await keyAfter(incident.id, email);
+    const text =
+      now === undefined
+        ? `Saved the key of ${email}.`
+        : now.status === 'revoked'
+          ? `Revoked the key ${now.fingerprint?.slice(-16) ?? ''} of ${email}: every stored copy is revoked, and mail to them is refused until a usable key is given.`
+          : `Saved the key of ${email}: it is ${now.status}.`;
+    await reportDone(ctx, res, { kind: 'notice', text }, { href: memberPath(incident.codename, email), codename: incident.codename });
   });
 
   // The private label: the API's PATCH {label} (commander, admin).
