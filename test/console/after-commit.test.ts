@@ -121,7 +121,7 @@ describe.each(BACKENDS)('a console action whose result the store will not keep, 
   });
 
   it('a key that was withdrawn is reported withdrawn when the key cannot be read back afterwards', async () => {
-    const { publicKey } = await openpgp.generateKey({ userIDs: [{ email: 'counsel@lawfirm.example' }], format: 'armored' });
+    const { publicKey } = await openpgp.generateKey({ userIDs: [{ email: 'counsel@lawfirm.example' }], date: new Date(relay.clock.now().getTime() - 60_000), format: 'armored' });
     expect((await relay.request.put(`/v1/incidents/${codename}/roster/counsel@lawfirm.example`).set(auth(ic)).send({ name: 'Counsel', role: 'external', publicKey })).status).toBe(201);
     // The read after the change fails, as a store failing over between the two would.
     const keys = relay.ctx.keys;
