@@ -170,6 +170,9 @@ export interface AnnouncementView {
   sent: { at: string; by: string; emailId: string; messageId: string | null } | null;
 }
 
+/** GET …/announcements entries: no text, and the audience as its list's name (when there is one) and count, never its addresses. */
+export type AnnouncementListItem = Omit<AnnouncementView, 'text' | 'audience'> & { audience: { list?: string; count: number } };
+
 /** The 202 of POST …/announcements/:id/send. */
 export interface AnnouncementSent {
   id: string;

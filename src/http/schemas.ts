@@ -15,7 +15,7 @@ import type { AuditRequest } from '../services/audit-views.js';
 import { auditCursorSeq } from '../services/audit-views.js';
 import { MAX_RECIPIENTS } from '../services/emails.js';
 import { ROSTER_ROLES } from '../store/incidents.js';
-import { CONTENT_TYPE, emailAddress, headerText, isContentType, messageId, parseInput, phoneNumber, titleText } from '../validation.js';
+import { CONTENT_TYPE, emailAddress, headerText, isContentType, messageId, normalisedEmail, parseInput, phoneNumber, titleText } from '../validation.js';
 
 // ------------------------------------------------------------------ incidents
 
@@ -170,7 +170,8 @@ export function auditQuery(query: unknown, scope: 'all' | 'incident'): AuditRequ
   return {
     type: prefix === undefined ? q.type : undefined,
     typePrefix: prefix,
-    actor: q.actor?.toLowerCase(),
+    // Stored actors are normalised addresses (a Unicode domain as its A-label); a value that is no address is matched lowercase.
+    actor: q.actor === undefined ? undefined : (normalisedEmail(q.actor) ?? q.actor.toLowerCase()),
     incident: q.incident,
     since: q.since,
     until: q.until,

@@ -5,6 +5,7 @@
  */
 import * as openpgp from 'openpgp';
 import { RelayError } from '../errors.js';
+import { normalisedEmail } from '../validation.js';
 
 /** Upper bound on an armored public key; real keys with a few UIDs are a few KiB. */
 export const MAX_PUBLIC_KEY_BYTES = 64 * 1024;
@@ -210,11 +211,12 @@ function isStrong(key: AnyKey): boolean {
   return ECC_ALGORITHMS.has(algorithm);
 }
 
-/** A user ID with this email (case-insensitive) whose self-certification is valid and unrevoked at `now`. */
+/** A user ID with this email (normalised: case-insensitive, a Unicode domain as its A-label) whose self-certification is valid and unrevoked at `now`. */
 async function hasValidUserIdFor(key: openpgp.PublicKey, email: string, now: Date): Promise<boolean> {
-  const wanted = email.trim().toLowerCase();
+  const wanted = normalisedEmail(email.trim()) ?? email.trim().toLowerCase();
   for (const user of key.users) {
-    if (user.userID?.email.toLowerCase() !== wanted) continue;
+    // Normalised both sides: a user ID written `name@bücher.example` is the key of `name@xn--bcher-kva.example`.
+    if (normalisedEmail(user.userID?.email ?? '') !== wanted) continue;
     try {
       await user.verify(now);
       return true;
@@ -225,11 +227,12 @@ async function hasValidUserIdFor(key: openpgp.PublicKey, email: string, now: Dat
   return false;
 }
 
-/** Lowercased, deduplicated emails of the user IDs that are validly self-signed at `now`. */
+/** Normalised (lowercase, A-label domain), deduplicated emails of the user IDs that are validly self-signed at `now`. */
 async function validEmails(key: openpgp.PublicKey, now: Date): Promise<string[]> {
   const emails = new Set<string>();
   for (const user of key.users) {
-    const email = user.userID?.email.toLowerCase();
+    // Filed under the form every lookup uses; a user ID that is no address the relay accepts names nobody.
+    const email = normalisedEmail(user.userID?.email ?? '');
     if (!email) continue;
     try {
       await user.verify(now);

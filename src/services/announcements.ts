@@ -246,19 +246,24 @@ export async function announcementView(deps: Pick<AnnouncementDeps, 'store'>, in
   };
 }
 
-/** An announcement in a list: everything but its text (up to 100,000 characters each; GET …/announcements/:id has it). */
-export type AnnouncementListItem = Omit<AnnouncementView, 'text'>;
+/**
+ * An announcement in a list: everything but its text (up to 100,000
+ * characters each) and its audience's addresses (up to
+ * RELAY_ANNOUNCEMENT_MAX_AUDIENCE each): the audience is its list's name, if
+ * any, and its count. GET …/announcements/:id has both.
+ */
+export type AnnouncementListItem = Omit<AnnouncementView, 'text' | 'audience'> & { audience: { list?: string; count: number } };
 
-/** The list form of a view: the text left out. */
+/** The list form of a view: the text and the addresses left out. */
 export function announcementListItem(view: AnnouncementView): AnnouncementListItem {
-  const { text: _text, ...item } = view;
-  return item;
+  const { text: _text, audience, ...item } = view;
+  return { ...item, audience: audience.list === null ? { count: audience.count } : { list: audience.list, count: audience.count } };
 }
 
-/** The incident's announcements, newest first. */
-export async function listAnnouncements(deps: Pick<AnnouncementDeps, 'store'>, incident: Incident): Promise<AnnouncementView[]> {
+/** The incident's announcements, newest first, in their list form. */
+export async function listAnnouncements(deps: Pick<AnnouncementDeps, 'store'>, incident: Incident): Promise<AnnouncementListItem[]> {
   const all = await deps.store.announcements.list(incident.id);
-  return Promise.all(all.map((a) => announcementView(deps, incident, a)));
+  return Promise.all(all.map(async (a) => announcementListItem(await announcementView(deps, incident, a))));
 }
 
 /** One announcement of the incident; not_found for an id of another incident. */

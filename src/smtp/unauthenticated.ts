@@ -15,7 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Counter } from 'prom-client';
-import { isEmailAddress } from '../validation.js';
+import { normalisedEmail } from '../validation.js';
 import { ipKey } from './backoff.js';
 
 /** Why an unauthenticated client was counted (the `reason` label of relay_smtp_unauthenticated_total). */
@@ -45,9 +45,11 @@ export function networkOf(remoteAddress: string): string {
 }
 
 // A username that is not an address may be a token pasted into the wrong field: only a hash of it is kept.
+// An address is counted under its normalised form, so two spellings of one (`Bücher`, `xn--bcher-kva`) are one claimant.
 function claimedKey(username: string): string {
-  const normalised = username.trim().toLowerCase();
-  return isEmailAddress(normalised) ? normalised : `sha256:${createHash('sha256').update(normalised, 'utf8').digest('hex').slice(0, 16)}`;
+  const address = normalisedEmail(username.trim());
+  if (address !== undefined) return address;
+  return `sha256:${createHash('sha256').update(username.trim().toLowerCase(), 'utf8').digest('hex').slice(0, 16)}`;
 }
 
 interface NetworkCount {

@@ -17,6 +17,7 @@ import { LeaseStore } from './leases.js';
 import { CheckpointStore } from './checkpoints.js';
 import { SendLimitStore } from './limits.js';
 import { migrate } from './migrate.js';
+import { normaliseStoredAddresses } from './normalise-addresses.js';
 import { Outbox } from './outbox.js';
 import { openPostgres } from './postgres.js';
 import { SettingsStore } from './settings.js';
@@ -25,6 +26,8 @@ import { SmsStore } from './sms.js';
 import { openSqlite } from './sqlite.js';
 import type { Dialect, SqlExecutor } from './sql.js';
 import { TokenStore } from './tokens.js';
+import { announcementHash } from '../policy/gates.js';
+import { normalisedEmail } from '../validation.js';
 
 /** The repositories, bound to the store (each call its own statement) or to one transaction. */
 export interface Repositories {
@@ -118,11 +121,15 @@ export function storeOver(backend: Backend, now: () => Date): Store {
   };
 }
 
-/** Opens the database, runs the migrations, and builds the repositories. */
+/** Opens the database, runs the migrations and the address normalisation, and builds the repositories. */
 export async function openStore(location: StoreLocation, options: StoreOptions): Promise<Store> {
   const backend = 'url' in location ? openPostgres(location.url, { onIdleError: options.onBackendError }) : openSqlite(location.file);
   try {
     await migrate(backend);
+    // After the SQL migrations (SQL cannot punycode): addresses stored before every entry point normalised them.
+    await backend.transaction((sql) =>
+      normaliseStoredAddresses(sql, new AuditLog(sql, options.now, (fn) => fn(sql)), { normalise: normalisedEmail, announcementHash, now: options.now() }),
+    );
   } catch (err) {
     await backend.close().catch(() => undefined);
     throw err;

@@ -414,15 +414,27 @@ describe.each(BACKENDS)('announcements end to end (%s)', (backend) => {
     // Another token has its own bucket.
     expect((await draft(ic, { kind: 'external', title: TITLE, text: TEXT, audience: { addresses: ['cto@client.example'] } })).status).toBe(201);
 
-    // The list leaves each text out (up to 100,000 characters each); one announcement's page has it.
+    // One read from a named list.
+    expect((await relay.request.put('/v1/audiences/press').set(auth(relay.admin)).send({ addresses: ['a@client.example', 'b@client.example'] })).status).toBe(201);
+    const listed = await draft(ic, { kind: 'external', title: TITLE, text: TEXT, audience: { list: 'press' } });
+    expect(listed.status).toBe(201);
+
+    // The list leaves each text and each audience's addresses out (up to
+    // 100,000 characters and RELAY_ANNOUNCEMENT_MAX_AUDIENCE addresses each):
+    // the audience is its list's name and count. One announcement's page has both.
     const list = await relay.request.get(path()).set(auth(comms));
     expect(list.status).toBe(200);
-    expect(list.body.announcements).toHaveLength(2);
+    expect(list.body.announcements).toHaveLength(3);
     for (const item of list.body.announcements) {
       expect(item).not.toHaveProperty('text');
-      expect(item).toMatchObject({ kind: 'external', audience: { count: 1 } });
+      expect(item.kind).toBe('external');
     }
-    expect((await relay.request.get(path(`/${created.body.id}`)).set(auth(comms))).body.text).toBe(TEXT);
+    // (Drafted in the same instant of the test clock: listed in id order.)
+    const audiences = list.body.announcements.map((item: { audience: unknown }) => JSON.stringify(item.audience)).sort();
+    expect(audiences).toEqual(['{"count":1}', '{"count":1}', '{"list":"press","count":2}']);
+    const one = (await relay.request.get(path(`/${created.body.id}`)).set(auth(comms))).body;
+    expect(one.text).toBe(TEXT);
+    expect(one.audience).toEqual({ addresses: ['cto@client.example'], list: null, count: 1 });
   });
 
   it('the check refuses text carrying the incident\'s private label (rule codename), and passes once the label is cleared', async () => {

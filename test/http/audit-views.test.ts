@@ -152,6 +152,10 @@ describe.each(BACKENDS)('audit views (%s)', (backend) => {
     expect(paged).toEqual(all.map((e) => e.seq));
     expect(paged).toEqual([...paged].sort((a, b) => a - b));
 
+    // The actor filter is normalised as stored actors are: a Unicode domain finds its A-label form.
+    await relay.ctx.store.audit.append({ type: 'test.marker', actor: 'ana@xn--bcher-kva.example', outcome: 'ok' });
+    expect((await admin(`?actor=${encodeURIComponent('Ana@Bücher.example')}`)).body.events.map((e: AuditEvent) => [e.type, e.actor])).toEqual([['test.marker', 'ana@xn--bcher-kva.example']]);
+
     // The incident route takes the same filters (not incident).
     expect((await incidentAudit(tokens.ic, '?type=email.decision&actor=deputy@corp.example')).body.events).toHaveLength(1);
     expect((await incidentAudit(tokens.ic, `?incident=${codename}`)).status).toBe(400);

@@ -1,3 +1,4 @@
+import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RelayError } from '../../src/errors.js';
 import { assertUsableFor, parsePublicKey, type ParsedPublicKey, type UnusableKeyReason } from '../../src/pgp/keys.js';
@@ -109,6 +110,15 @@ describe('parsePublicKey / assertUsableFor with keys made by gpg', () => {
     await expectUnusable(parsed, 'bob@example.com', new Date(), 'user_id_mismatch');
     // A look-alike address is not a match either.
     await expectUnusable(parsed, 'alice@example.com.evil.test', new Date(), 'user_id_mismatch');
+  });
+
+  it('matches a user ID with a Unicode domain to its A-label address, and lists it in that form', async () => {
+    // Made with OpenPGP.js: the gpg helper runs under LC_ALL=C, which would re-encode a non-ASCII user ID.
+    const { publicKey } = await openpgp.generateKey({ userIDs: [{ name: 'Dora', email: 'Dora@Bücher.example' }], type: 'ecc', curve: 'curve25519Legacy', date: new Date(Date.now() - 60_000) });
+    const parsed = await parsePublicKey(publicKey);
+    expect(parsed.info.emails).toEqual(['dora@xn--bcher-kva.example']);
+    await expect(assertUsableFor(parsed, 'dora@xn--bcher-kva.example', new Date())).resolves.toBeUndefined();
+    await expectUnusable(parsed, 'dora@bucher.example', new Date(), 'user_id_mismatch');
   });
 
   it('lowercases user ID emails and ignores revoked user IDs', async () => {

@@ -216,6 +216,16 @@ describe('the tally', () => {
     expect(tally.take('r1', new Date(at.getTime() + 2000))).toBeUndefined();
   });
 
+  it('counts two spellings of one address (a Unicode domain, its A-label, any case) as one claimant, under the normalised form', () => {
+    const tally = new UnauthenticatedTally(noCounter, new Date());
+    tally.authFailure('unknown_token', '192.0.2.1', 'Ana@Bücher.example');
+    tally.authFailure('unknown_token', '192.0.2.1', 'ana@xn--bcher-kva.example');
+    tally.authFailure('unknown_token', '192.0.2.1', ' ANA@XN--BCHER-KVA.EXAMPLE ');
+    const summary = tally.take('r1', new Date())!;
+    expect(summary.usernames).toEqual([{ username: 'ana@xn--bcher-kva.example', authFailures: 3 }]);
+    expect(summary.usernamesOmitted).toBe(0);
+  });
+
   it('names the 50 busiest networks, most first, and counts the rest', () => {
     const tally = new UnauthenticatedTally(noCounter, new Date());
     for (let i = 0; i < 60; i++) for (let k = 0; k <= i; k++) tally.connection(`10.0.${i}.9`);

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import { Option, type Command } from 'commander';
-import type { AnnouncementSent, AnnouncementView, AudienceView } from '../api-types.js';
+import type { AnnouncementListItem, AnnouncementSent, AnnouncementView, AudienceView } from '../api-types.js';
 import type { App } from '../app.js';
 import { apiPath } from '../client.js';
 import { CliError, EXIT, usageError } from '../exit.js';
@@ -94,7 +94,7 @@ Example:
     .action(async (codename: string, _opts: unknown, cmd: Command) => {
       const session = app.session(cmd);
       session.errors.codename = codename;
-      const answer = await session.client().get<{ announcements?: AnnouncementView[] }>(apiPath`/v1/incidents/${codename}/announcements`);
+      const answer = await session.client().get<{ announcements?: AnnouncementListItem[] }>(apiPath`/v1/incidents/${codename}/announcements`);
       const all = answer?.announcements ?? [];
       session.out.result({ announcements: all }, () =>
         all.length === 0

@@ -7,7 +7,7 @@
  * the announcements service, which decides again.
  */
 import type { RelayError } from '../../errors.js';
-import type { AnnouncementView, AudienceView } from '../../services/announcements.js';
+import type { AnnouncementListItem, AnnouncementView, AudienceView } from '../../services/announcements.js';
 import type { InternalSource } from '../../store/announcements.js';
 import type { Incident } from '../../store/incidents.js';
 import type { Flash } from '../flash.js';
@@ -39,7 +39,7 @@ export interface AnnouncementsContext {
 
 /** The list screen. */
 export interface AnnouncementsPage extends AnnouncementsContext {
-  announcements: AnnouncementView[];
+  announcements: AnnouncementListItem[];
   draft?: AnnouncementDraftValues | undefined;
   /** What the internal-source form held when it was refused. */
   noteDraft?: string | undefined;
@@ -68,13 +68,15 @@ function crumbs(codename: string, here: SafeHtml | string): SafeHtml {
 }
 
 /** What still stops the announcement from going out, in words; empty when nothing does. */
-export function blockers(a: AnnouncementView): string[] {
+export function blockers(a: Pick<AnnouncementView, 'state' | 'checked' | 'release'>): string[] {
   if (a.state === 'sent') return [];
   return [...(a.checked ? [] : ['the content has not passed its checks (run them)']), ...a.release.rules.filter((r) => r.result === 'fail').map((r) => `${r.rule}: ${r.reason}`)];
 }
 
-function audienceLine(a: AnnouncementView): string {
-  return `${a.audience.count} address${a.audience.count === 1 ? '' : 'es'}${a.audience.list !== null ? ` (list ${a.audience.list})` : ''}`;
+// The list item leaves `list` out when there is none; the full view has it null.
+function audienceLine(a: { audience: { list?: string | null; count: number } }): string {
+  const list = a.audience.list ?? null;
+  return `${a.audience.count} address${a.audience.count === 1 ? '' : 'es'}${list !== null ? ` (list ${list})` : ''}`;
 }
 
 function internalSourceBlock(page: AnnouncementsContext, noteDraft?: string): SafeHtml {

@@ -8,7 +8,6 @@ import { Router } from 'express';
 import { z } from 'zod';
 import type { RelayContext } from '../../context.js';
 import {
-  announcementListItem,
   announcementView,
   approveAnnouncement,
   checkAnnouncementNow,
@@ -47,8 +46,8 @@ export function announcementRoutes(ctx: RelayContext): Router {
     })
     .get(async (req, res) => {
       const { incident } = await authorizeIncident(ctx, callerOf(res), param(req, 'codename'));
-      // Without their text: GET …/announcements/:id has it.
-      res.json({ announcements: (await listAnnouncements(ctx, incident)).map(announcementListItem) });
+      // Without their text and audience addresses: GET …/announcements/:id has them.
+      res.json({ announcements: await listAnnouncements(ctx, incident) });
     })
     .all(methodNotAllowed);
 
