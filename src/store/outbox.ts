@@ -419,9 +419,11 @@ export class Outbox {
    * holds the lease (null: while nobody does): a relay whose lease lapsed
    * during a stall must not clear the lease of the relay that took the
    * delivery over, or a third could claim and send it again. False when the
-   * delivery is no longer queued or someone else holds it.
+   * delivery is no longer queued or someone else holds it. `owner` has no
+   * default: a caller that left it out would silently change nothing on a
+   * leased row.
    */
-  async markRetry(id: string, error: string, nextAttempt: Date, owner: string | null = null): Promise<boolean> {
+  async markRetry(id: string, error: string, nextAttempt: Date, owner: string | null): Promise<boolean> {
     const changes = await this.sql.run(
       `UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_ms = ?, lease_owner = NULL, lease_until_ms = NULL
        WHERE id = ? AND status = 'queued' AND ${heldBy(owner)}`,
@@ -431,7 +433,7 @@ export class Outbox {
   }
 
   /** Gives up: the body is purged too, since it will never be sent. Only while `owner` holds the lease, as markRetry. */
-  async markFailed(id: string, error: string, owner: string | null = null): Promise<boolean> {
+  async markFailed(id: string, error: string, owner: string | null): Promise<boolean> {
     const row = await this.sql.get<{ body_kind: BodyKind }>(
       `UPDATE deliveries SET status = 'failed', body = NULL, attempts = attempts + 1, last_error = ?, lease_owner = NULL, lease_until_ms = NULL
        WHERE id = ? AND status = 'queued' AND ${heldBy(owner)} RETURNING body_kind`,

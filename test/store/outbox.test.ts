@@ -34,7 +34,7 @@ describe.each(BACKENDS)('store on %s', (backend) => {
   async function queueSix(s: Store): Promise<void> {
     for (let i = 0; i < 6; i++) await s.outbox.enqueue([mail(`d${i}`, ['a@corp.example'])], at(i));
     // d5 is scheduled later than the looks below.
-    await s.outbox.markRetry('d5', 'later', at(60_000));
+    await s.outbox.markRetry('d5', 'later', at(60_000), null);
   }
 
   it('claims due deliveries oldest first, up to the limit, with their bodies, and never one not yet due', async () => {
@@ -87,14 +87,14 @@ describe.each(BACKENDS)('store on %s', (backend) => {
     await queueSix(s);
     expect(await s.outbox.markSent('d0', 'queue-id-1', at(2_000))).toBe(true);
     expect(await s.outbox.markSent('d0', 'queue-id-2', at(3_000))).toBe(false);
-    expect(await s.outbox.markFailed('d0', 'late')).toBe(false);
+    expect(await s.outbox.markFailed('d0', 'late', null)).toBe(false);
     expect(await s.outbox.get('d0')).toMatchObject({ status: 'sent', body: null, attempts: 1 });
   });
 
   it('the next look is when something unleased is due or another relay\'s lease expires', async () => {
     const s = await store();
     await s.outbox.enqueue([mail('x', ['a@corp.example'])], at(0));
-    await s.outbox.markRetry('x', 'later', at(5_000));
+    await s.outbox.markRetry('x', 'later', at(5_000), null);
     expect(await s.outbox.nextDueMs('relay-a')).toBe(at(5_000).getTime());
     await s.outbox.claim('relay-b', at(5_000), 1, 30_000);
     expect(await s.outbox.nextDueMs('relay-a')).toBe(at(35_000).getTime());
@@ -154,7 +154,7 @@ describe.each(BACKENDS)('store on %s', (backend) => {
     // relay-a wakes up: its retry and failure must not clear relay-b's lease.
     expect(await s.outbox.markRetry('d0', 'timeout', at(40_000), 'relay-a')).toBe(false);
     expect(await s.outbox.markFailed('d1', '550 no', 'relay-a')).toBe(false);
-    expect(await s.outbox.markRetry('d1', 'timeout', at(40_000))).toBe(false);
+    expect(await s.outbox.markRetry('d1', 'timeout', at(40_000), null)).toBe(false);
     expect(await s.outbox.leasedBy('relay-b')).toBe(3);
     expect(await s.outbox.claim('relay-c', at(32_000), 10, 30_000)).toMatchObject([{ id: 'd3' }, { id: 'd4' }]);
     expect(await s.outbox.get('d0')).toMatchObject({ status: 'queued', attempts: 0, lastError: null });
