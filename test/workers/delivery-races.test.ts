@@ -15,14 +15,22 @@
  * Where an interleaving has to be forced, the test wraps one method of the
  * real store to run the concurrent step at that point; nothing is mocked.
  */
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSmtpChannel } from '../../src/channels/email/smtp.js';
 import type { Delivery } from '../../src/store/outbox.js';
-import { DeliveryWorker } from '../../src/workers/delivery.js';
+import { DeliveryWorker, type DeliveryContext } from '../../src/workers/delivery.js';
 import { BACKENDS, createTestRelay, type TestRelay } from '../helpers/relay.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A real logger whose records are kept for the test to read. */
+function capturingLogger(): { logger: DeliveryContext['logger']; lines: Array<{ level: number; msg: string; deliveryId?: string }> } {
+  const lines: Array<{ level: number; msg: string; deliveryId?: string }> = [];
+  const logger: DeliveryContext['logger'] = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  return { lines, logger };
+}
 
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
@@ -177,6 +185,70 @@ describe.each(BACKENDS)('delivery worker races (%s)', (backend) => {
     expect(await worker.runOnce()).toBe(1);
     expect(s.upstream.received).toHaveLength(1);
     expect(await row()).toMatchObject({ owner: null, attempts: 1, status: 'sent' });
+  });
+
+  it('records as failed, audited, a delivery whose checks before sending still fail past RELAY_DELIVERY_MAX_AGE; a store that cannot write that retries it', async () => {
+    const s = await setup(backend);
+    const emailId = await s.send(['sec@corp.example']);
+    const { store } = s.relay.ctx;
+    s.relay.ctx.config.deliveryMaxAge = 60_000;
+    await store.sql.exec('ALTER TABLE roster RENAME TO roster_away');
+    const worker = new DeliveryWorker(s.relay.ctx, { channels: { email: s.channel }, baseBackoffMs: 10_000, random: () => 0 });
+    const row = () => store.sql.get<{ owner: string | null; next: number; attempts: number; status: string; error: string | null }>(
+      'SELECT lease_owner AS owner, next_attempt_ms AS next, attempts, status, last_error AS error FROM deliveries',
+    );
+    const t0 = s.relay.clock.now().getTime();
+    // Within the max age: given back for a retry.
+    expect(await worker.runOnce()).toBe(1);
+    expect(await row()).toEqual({ owner: null, next: t0 + 5_000, attempts: 0, status: 'queued', error: null });
+    // Past it, and the store cannot write the failure either (its audit log is gone): given back again, nothing lost.
+    s.relay.clock.advance(60_000);
+    await store.sql.exec('ALTER TABLE audit_events RENAME TO audit_away');
+    expect(await worker.runOnce()).toBe(1);
+    expect(await row()).toEqual({ owner: null, next: t0 + 70_000, attempts: 0, status: 'queued', error: null });
+    await store.sql.exec('ALTER TABLE audit_away RENAME TO audit_events');
+    // The store writes again; the checks still fail: recorded failed, with its reason, and audited.
+    s.relay.clock.advance(10_000);
+    expect(await worker.runOnce()).toBe(1);
+    const error = "gave up after RELAY_DELIVERY_MAX_AGE: the checks before sending kept failing (the relay's log says why)";
+    expect(await row()).toEqual({ owner: null, next: t0 + 70_000, attempts: 1, status: 'failed', error });
+    s.relay.clock.advance(3_600_000);
+    expect(await worker.runOnce()).toBe(0);
+    expect(s.upstream.received).toEqual([]);
+    await store.sql.exec('ALTER TABLE roster_away RENAME TO roster');
+    const events = await store.audit.listForIncident(s.incidentId);
+    expect(events.filter((e) => e.type === 'email.delivery_failed').map((e) => [e.outcome, e.data])).toEqual([
+      ['failed', { deliveryId: expect.any(String), emailId, attempt: 1, error, reason: 'checks_failed_before_send' }],
+    ]);
+    expect((await store.audit.verify()).ok).toBe(true);
+    expect((await s.relay.request.get(`/v1/incidents/${s.codename}/emails/${emailId}`).set(s.ic)).body).toMatchObject({ status: 'failed', lastError: error });
+  });
+
+  it('logs a roster check whose write failed once, not once per layer', async () => {
+    const s = await setup(backend);
+    await s.send(['b@corp.example', 'sec@corp.example']);
+    const { incidents } = s.relay.ctx.store;
+    const { store } = s.relay.ctx;
+    const roster = incidents.roster.bind(incidents);
+    let raced = false;
+    // The worker sees b gone; before it writes b's cancellation the store stops answering (its table is away).
+    incidents.roster = async (id) => {
+      if (raced) return roster(id);
+      raced = true;
+      await s.remove('b@corp.example');
+      const seen = await roster(id);
+      await store.sql.exec('ALTER TABLE deliveries RENAME TO deliveries_away');
+      return seen;
+    };
+    const { logger, lines } = capturingLogger();
+    const worker = new DeliveryWorker({ ...s.relay.ctx, logger }, { channels: { email: s.channel } });
+    expect(await worker.runOnce()).toBe(1);
+    await store.sql.exec('ALTER TABLE deliveries_away RENAME TO deliveries');
+    expect(raced).toBe(true);
+    const errors = lines.filter((l) => l.level >= 50);
+    expect(errors.map((l) => l.msg)).toEqual(['delivery checks failed before sending; the lease is given back']);
+    expect(errors[0]!.deliveryId).toEqual(expect.any(String));
+    expect(s.upstream.received).toEqual([]);
   });
 
   it('stop() keeps the lease of a slow send alive until it is recorded, so nobody else sends it meanwhile', async () => {
