@@ -131,6 +131,9 @@ export interface DeliveryState {
   envelope: Envelope;
   /** The relay holding its lease, if any. */
   leaseOwner: string | null;
+  /** Once recorded sent: the upstream's id and the time of the receipt recorded (ISO 8601), which tell one send's record from another's. */
+  providerId: string | null;
+  sentAt: string | null;
 }
 
 interface DeliveryRow {
@@ -344,18 +347,20 @@ export class Outbox {
   }
 
   /**
-   * A delivery's status, envelope and lease holder, without its body. With
+   * A delivery's status, envelope, lease holder and recorded receipt, without its body. With
    * `lock` (inside a transaction), the row is locked until the transaction
    * ends (PostgreSQL: FOR UPDATE; SQLite has one writer), so a cancellation
    * on another relay waits instead of changing it under the caller.
    */
   async state(id: string, lock = false): Promise<DeliveryState | undefined> {
     const forUpdate = lock && this.sql.dialect === 'postgres' ? ' FOR UPDATE' : '';
-    const row = await this.sql.get<{ status: DeliveryStatus; envelope: string; lease_owner: string | null }>(
-      `SELECT status, envelope, lease_owner FROM deliveries WHERE id = ?${forUpdate}`,
+    const row = await this.sql.get<{ status: DeliveryStatus; envelope: string; lease_owner: string | null; provider_id: string | null; sent_at: string | null }>(
+      `SELECT status, envelope, lease_owner, provider_id, sent_at FROM deliveries WHERE id = ?${forUpdate}`,
       [id],
     );
-    return row ? { status: row.status, envelope: JSON.parse(row.envelope) as Envelope, leaseOwner: row.lease_owner } : undefined;
+    return row
+      ? { status: row.status, envelope: JSON.parse(row.envelope) as Envelope, leaseOwner: row.lease_owner, providerId: row.provider_id, sentAt: row.sent_at }
+      : undefined;
   }
 
   /**

@@ -453,11 +453,28 @@ export class DeliveryWorker {
     const refusedNow = new Set(refused.map((r) => r.recipient));
     const received = recipientsOf(envelope).filter((r) => !refusedNow.has(r));
     let splits: Split[] = [];
+    let duplicate = false;
     await this.record(delivery, async (tx) => {
       // Locked: a cancellation on another relay waits until this is recorded.
       const stored = await tx.outbox.state(delivery.id, true);
-      // Already recorded: an earlier try of this very write did commit.
-      if (stored === undefined || (stored.status !== 'queued' && stored.status !== 'cancelled')) return;
+      if (stored === undefined) return;
+      if (stored.status === 'sent' || stored.status === 'failed') {
+        // Recorded with this very receipt: an earlier try of this write did commit.
+        if (stored.status === 'sent' && stored.providerId === receipt.id && stored.sentAt === receipt.at.toISOString()) return;
+        // Recorded by the relay that took the lease over while this one
+        // stalled, and this send went out too: a second real send (maybe to
+        // outside recipients), audited as one. The id alone cannot always tell
+        // the two apart (the SMS file channel's is the delivery's own id); the
+        // time of the receipt can. The row keeps the other relay's record.
+        duplicate = true;
+        await tx.audit.append({
+          ...base,
+          type: `${delivery.channel}.delivered`,
+          outcome: 'ok',
+          data: { ...refs, providerId: receipt.id, duplicate: true, recordedAs: stored.status, ...(stored.providerId !== null ? { recordedProviderId: stored.providerId } : {}) },
+        });
+        return;
+      }
       // Recipients cut from the row while the send was under way (they, or
       // the sender, left the roster; cancelled whole) have the message all
       // the same: their cancelled record is corrected to sent, and said so.
@@ -483,6 +500,7 @@ export class DeliveryWorker {
       for (const split of splits) await tx.audit.append({ ...base, ...split.audit });
     });
     ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: 'sent' });
+    if (duplicate) ctx.logger.warn({ deliveryId: delivery.id, channel: delivery.channel }, 'sent a delivery another relay had already recorded (its lease had moved); audited as a duplicate');
     for (const split of splits) {
       ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: split.row.status === 'queued' ? 'retry' : 'failed' });
       ctx.logger.warn({ deliveryId: delivery.id, splitId: split.row.id, channel: delivery.channel, recipients: split.row.to.length, status: split.row.status }, 'upstream refused some recipients');

@@ -161,7 +161,7 @@ describe.each(BACKENDS)('store on %s', (backend) => {
     // But the upstream took d2 from relay-a: that is recorded, and clears relay-b's lease.
     expect(await s.outbox.markSent('d2', 'queue-id-a', at(32_000))).toBe(true);
     expect(await s.sql.get('SELECT status, provider_id AS "providerId" FROM deliveries WHERE id = ?', ['d2'])).toEqual({ status: 'sent', providerId: 'queue-id-a' });
-    expect(await s.outbox.state('d2')).toEqual({ status: 'sent', envelope: { kind: 'email', from: 'ic@corp.example', to: ['a@corp.example'] }, leaseOwner: null });
+    expect(await s.outbox.state('d2')).toEqual({ status: 'sent', envelope: { kind: 'email', from: 'ic@corp.example', to: ['a@corp.example'] }, leaseOwner: null, providerId: 'queue-id-a', sentAt: at(32_000).toISOString() });
     // The holder records its own outcomes.
     expect(await s.outbox.markRetry('d0', 'timeout', at(40_000), 'relay-b')).toBe(true);
     expect(await s.outbox.markFailed('d1', '550 no', 'relay-b')).toBe(true);

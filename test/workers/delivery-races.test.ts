@@ -7,7 +7,10 @@
  * - recipients cut from a delivery while its send was under way got it: their
  *   record says `sent`, not `cancelled`;
  * - an attempt whose checks fail before anything is sent or recorded gives its
- *   lease back, not due again before a backoff that grows;
+ *   lease back, not due again before a backoff that grows, and is recorded
+ *   failed past RELAY_DELIVERY_MAX_AGE (logged once per failure);
+ * - a relay that stalled mid-send and the one that took its lease over both
+ *   send: the second record is audited as a duplicate, the row keeps the first;
  * - stop() keeps renewing the leases of the sends it waits for, and waits for
  *   a look at the queue that is part-way through a claim (what it claimed is
  *   given back, never sent after stop() resolved).
@@ -249,6 +252,89 @@ describe.each(BACKENDS)('delivery worker races (%s)', (backend) => {
     expect(errors.map((l) => l.msg)).toEqual(['delivery checks failed before sending; the lease is given back']);
     expect(errors[0]!.deliveryId).toEqual(expect.any(String));
     expect(s.upstream.received).toEqual([]);
+  });
+
+  /** Two workers (relay-a, relay-b) on this relay's store, each with its own channel: relay-a's send is slow and its lease is made to run out, relay-b takes the delivery over. */
+  async function stalledAndTaker(s: Setup) {
+    const other = createSmtpChannel(s.upstream.url);
+    cleanups.push(() => other.close());
+    const a = new DeliveryWorker({ ...s.relay.ctx, replicaId: 'relay-a' }, { channels: { email: s.channel } });
+    const b = new DeliveryWorker({ ...s.relay.ctx, replicaId: 'relay-b' }, { channels: { email: other } });
+    s.upstream.replyDelayMs = 1_500;
+    const runA = a.runOnce();
+    await sleep(400);
+    // relay-a stalls: it renews nothing, and its lease runs out.
+    await s.relay.ctx.store.sql.run('UPDATE deliveries SET lease_until_ms = 0');
+    return { runA, b };
+  }
+
+  it('audits a second real send as a duplicate when the relay that took the delivery over recorded its own send first', async () => {
+    const s = await setup(backend);
+    const emailId = await s.send(['sec@corp.example']);
+    const { runA, b } = await stalledAndTaker(s);
+    // relay-b sends too: its upstream reply comes after relay-a's, which records first.
+    expect(await b.runOnce()).toBe(1);
+    expect(await runA).toBe(1);
+    expect(s.upstream.received).toHaveLength(2);
+    // The row keeps relay-a's record (the first written).
+    const row = await s.relay.ctx.store.sql.get<{ status: string; attempts: number; owner: string | null; providerId: string; sentAt: string }>(
+      'SELECT status, attempts, lease_owner AS owner, provider_id AS "providerId", sent_at AS "sentAt" FROM deliveries',
+    );
+    expect(row).toMatchObject({ status: 'sent', attempts: 1, owner: null });
+    const events = (await s.relay.ctx.store.audit.listForIncident(s.incidentId)).filter((e) => e.type === 'email.delivered');
+    // Both sends are in the log: the second says it is one, and which record it met.
+    expect(events.map((e) => e.data)).toEqual([
+      { deliveryId: expect.any(String), emailId, attempt: 1, providerId: row!.providerId },
+      { deliveryId: expect.any(String), emailId, attempt: 1, providerId: expect.any(String), duplicate: true, recordedAs: 'sent', recordedProviderId: row!.providerId },
+    ]);
+    expect(events[1]!.data['providerId']).not.toBe(row!.providerId);
+    expect((await s.relay.ctx.store.audit.verify()).ok).toBe(true);
+  });
+
+  it('audits a send the upstream took after the relay that took the delivery over recorded it failed; the row stays failed', async () => {
+    const s = await setup(backend);
+    const emailId = await s.send(['sec@corp.example']);
+    const { runA, b } = await stalledAndTaker(s);
+    // relay-b's send is refused for good (relay-a's is past RCPT TO, waiting for its reply to DATA).
+    s.upstream.refuseRecipients.set('sec@corp.example', 550);
+    expect(await b.runOnce()).toBe(1);
+    expect(await s.relay.ctx.store.sql.get('SELECT status, lease_owner AS owner FROM deliveries')).toEqual({ status: 'failed', owner: null });
+    expect(await runA).toBe(1);
+    expect(s.upstream.received).toHaveLength(1);
+    expect(await copies(s, emailId)).toEqual([['failed', ['sec@corp.example']]]);
+    const events = (await s.relay.ctx.store.audit.listForIncident(s.incidentId)).filter((e) => e.type === 'email.delivered' || e.type === 'email.delivery_failed');
+    expect(events.map((e) => [e.type, e.data['duplicate'] ?? null, e.data['recordedAs'] ?? null])).toEqual([
+      ['email.delivery_failed', null, null],
+      ['email.delivered', true, 'failed'],
+    ]);
+    expect(events[1]!.data['providerId']).toEqual(expect.any(String));
+    expect(events[1]!.data).not.toHaveProperty('recordedProviderId');
+  });
+
+  it('a retried outcome write that finds its own earlier try committed adds nothing: no duplicate', async () => {
+    const s = await setup(backend);
+    await s.send(['sec@corp.example']);
+    const { store } = s.relay.ctx;
+    const grouped = store.grouped.bind(store);
+    let lost = false;
+    // The outcome commits, and the answer is lost on the way back (a dropped connection): the worker keeps it to write again.
+    store.grouped = async <T>(write: Parameters<typeof grouped<T>>[0]): Promise<T> => {
+      const done = await grouped(write);
+      if (!lost) {
+        lost = true;
+        throw new Error('connection lost after commit');
+      }
+      return done;
+    };
+    const worker = new DeliveryWorker(s.relay.ctx, { channels: { email: s.channel } });
+    expect(await worker.runOnce()).toBe(1);
+    expect(lost).toBe(true);
+    expect(worker.unrecordedCount).toBe(1);
+    await worker.stop();
+    expect(worker.unrecordedCount).toBe(0);
+    expect(s.upstream.received).toHaveLength(1);
+    const events = (await store.audit.listForIncident(s.incidentId)).filter((e) => e.type === 'email.delivered');
+    expect(events.map((e) => e.data['duplicate'] ?? false)).toEqual([false]);
   });
 
   it('stop() keeps the lease of a slow send alive until it is recorded, so nobody else sends it meanwhile', async () => {
