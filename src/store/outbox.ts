@@ -542,13 +542,25 @@ export class Outbox {
    * Cancels, in the caller's transaction, every queued delivery of the
    * incident that `email` would receive, or that `email` sent: they left the
    * roster, and nothing may reach or come from them any more.
+   *
+   * Lock order (PostgreSQL): every queued delivery row of the incident is
+   * locked first, in one statement and in id order, and only then is any
+   * email's payload row locked (cancelling a sealed copy whole purges it).
+   * The worker recording a send locks its one delivery row, then the payload
+   * (markSent). Locking the rows one at a time instead let a removal hold a
+   * payload (after cancelling one copy) while waiting for another copy's row
+   * that a worker held while waiting for that payload: a deadlock, and
+   * PostgreSQL aborted one of them (`test/store/outbox.test.ts`).
    */
   async cancelForMember(incidentId: string, email: string, reason: string, newId: () => string): Promise<Cancellation[]> {
-    const rows = await this.sql.all<{ id: string; channel: DeliveryChannel; envelope: string; member: string | null }>(
-      `SELECT d.id, d.channel, d.envelope, s.email AS member FROM deliveries d LEFT JOIN sms_messages s ON s.id = d.sms_id
-       WHERE d.incident_id = ? AND d.status = 'queued' ORDER BY d.created_ms, d.id`,
+    const lock = this.sql.dialect === 'postgres' ? ' FOR UPDATE OF d' : '';
+    const locked = await this.sql.all<{ id: string; channel: DeliveryChannel; envelope: string; member: string | null; created_ms: number }>(
+      `SELECT d.id, d.channel, d.envelope, d.created_ms, s.email AS member FROM deliveries d LEFT JOIN sms_messages s ON s.id = d.sms_id
+       WHERE d.incident_id = ? AND d.status = 'queued' ORDER BY d.id${lock}`,
       [incidentId],
     );
+    // Cancelled oldest first, as queued (the order the audit events follow).
+    const rows = locked.sort((a, b) => Number(a.created_ms) - Number(b.created_ms) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     const cancelled: Cancellation[] = [];
     for (const row of rows) {
       const envelope = JSON.parse(row.envelope) as Envelope;

@@ -201,6 +201,44 @@ describe.each(BACKENDS)('store on %s', (backend) => {
     ]);
   });
 
+  it('a removal and a send being recorded on two relays do not deadlock: the removal locks its rows before any payload', async () => {
+    const s = await store();
+    const peer = backend === 'postgres' ? await openPeer(s) : s;
+    const sealed = (id: string, to: string): NewDelivery => ({ ...mail(id, [to], 'ic@corp.example', 'i1'), emailId: 'e1', bodyKind: 'sealed' });
+    await s.transaction(async (tx) => {
+      await tx.incidents.create({ id: 'i1', codename: 'amber-otter', createdBy: 'ic@corp.example', at: T0 });
+      await tx.outbox.insertEmail({ id: 'e1', incidentId: 'i1', messageId: '<e1@corp.example>', sender: 'ic@corp.example', encrypted: true, chainExternal: false, recipients: ['a@corp.example', 'b@corp.example'], createdAt: T0.toISOString() });
+      await tx.outbox.insertPayload('e1', { head: Buffer.from('head'), tail: Buffer.from('tail'), shared: Buffer.from('shared') });
+      // Two sealed copies of one email (the visible recipients' and a Bcc one): d1 sorts first.
+      await tx.outbox.enqueue([sealed('d1', 'a@corp.example'), sealed('d2', 'b@corp.example')], T0);
+    });
+    // A worker is recording d2 sent: it holds d2's row, and will need the email's payload row (markSent purges it).
+    let record!: () => void;
+    const go = new Promise<void>((resolve) => (record = resolve));
+    let locked!: () => void;
+    const holding = new Promise<void>((resolve) => (locked = resolve));
+    const worker = s.transaction(async (tx) => {
+      await tx.outbox.state('d2', true);
+      locked();
+      await go;
+      return tx.outbox.markSent('d2', 'queue-2', at(5_000));
+    });
+    await holding;
+    // Meanwhile the sender leaves, on another relay: both copies are to be cancelled whole.
+    const removal = peer.transaction((tx) => tx.outbox.cancelForMember('i1', 'ic@corp.example', 'cancelled: ic left', () => 'x'));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    record();
+    const [sent, cancelled] = await Promise.all([worker, removal]);
+    expect(sent).toBe(true);
+    expect(cancelled).toEqual([{ deliveryId: 'd1', channel: 'email', emailId: 'e1', smsId: null, recipients: ['a@corp.example'] }]);
+    expect((await s.outbox.deliveriesOf('e1')).map((d) => [d.id, d.status])).toEqual([
+      ['d1', 'cancelled'],
+      ['d2', 'sent'],
+    ]);
+    // The payload went with the last queued copy.
+    expect(await s.outbox.payload('e1')).toBeUndefined();
+  });
+
   it('a cancelled copy the upstream took anyway is recorded sent; whoever did not get it stays cancelled', async () => {
     const s = await store();
     await s.transaction(async (tx) => {
