@@ -131,6 +131,9 @@ export interface DeliveryState {
   envelope: Envelope;
   /** The relay holding its lease, if any. */
   leaseOwner: string | null;
+  /** Once recorded sent: the upstream's id and the time of the receipt recorded (ISO 8601), which tell one send's record from another's. */
+  providerId: string | null;
+  sentAt: string | null;
 }
 
 interface DeliveryRow {
@@ -344,18 +347,20 @@ export class Outbox {
   }
 
   /**
-   * A delivery's status, envelope and lease holder, without its body. With
+   * A delivery's status, envelope, lease holder and recorded receipt, without its body. With
    * `lock` (inside a transaction), the row is locked until the transaction
    * ends (PostgreSQL: FOR UPDATE; SQLite has one writer), so a cancellation
    * on another relay waits instead of changing it under the caller.
    */
   async state(id: string, lock = false): Promise<DeliveryState | undefined> {
     const forUpdate = lock && this.sql.dialect === 'postgres' ? ' FOR UPDATE' : '';
-    const row = await this.sql.get<{ status: DeliveryStatus; envelope: string; lease_owner: string | null }>(
-      `SELECT status, envelope, lease_owner FROM deliveries WHERE id = ?${forUpdate}`,
+    const row = await this.sql.get<{ status: DeliveryStatus; envelope: string; lease_owner: string | null; provider_id: string | null; sent_at: string | null }>(
+      `SELECT status, envelope, lease_owner, provider_id, sent_at FROM deliveries WHERE id = ?${forUpdate}`,
       [id],
     );
-    return row ? { status: row.status, envelope: JSON.parse(row.envelope) as Envelope, leaseOwner: row.lease_owner } : undefined;
+    return row
+      ? { status: row.status, envelope: JSON.parse(row.envelope) as Envelope, leaseOwner: row.lease_owner, providerId: row.provider_id, sentAt: row.sent_at }
+      : undefined;
   }
 
   /**
@@ -419,9 +424,11 @@ export class Outbox {
    * holds the lease (null: while nobody does): a relay whose lease lapsed
    * during a stall must not clear the lease of the relay that took the
    * delivery over, or a third could claim and send it again. False when the
-   * delivery is no longer queued or someone else holds it.
+   * delivery is no longer queued or someone else holds it. `owner` has no
+   * default: a caller that left it out would silently change nothing on a
+   * leased row.
    */
-  async markRetry(id: string, error: string, nextAttempt: Date, owner: string | null = null): Promise<boolean> {
+  async markRetry(id: string, error: string, nextAttempt: Date, owner: string | null): Promise<boolean> {
     const changes = await this.sql.run(
       `UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_ms = ?, lease_owner = NULL, lease_until_ms = NULL
        WHERE id = ? AND status = 'queued' AND ${heldBy(owner)}`,
@@ -431,7 +438,7 @@ export class Outbox {
   }
 
   /** Gives up: the body is purged too, since it will never be sent. Only while `owner` holds the lease, as markRetry. */
-  async markFailed(id: string, error: string, owner: string | null = null): Promise<boolean> {
+  async markFailed(id: string, error: string, owner: string | null): Promise<boolean> {
     const row = await this.sql.get<{ body_kind: BodyKind }>(
       `UPDATE deliveries SET status = 'failed', body = NULL, attempts = attempts + 1, last_error = ?, lease_owner = NULL, lease_until_ms = NULL
        WHERE id = ? AND status = 'queued' AND ${heldBy(owner)} RETURNING body_kind`,
@@ -535,13 +542,25 @@ export class Outbox {
    * Cancels, in the caller's transaction, every queued delivery of the
    * incident that `email` would receive, or that `email` sent: they left the
    * roster, and nothing may reach or come from them any more.
+   *
+   * Lock order (PostgreSQL): every queued delivery row of the incident is
+   * locked first, in one statement and in id order, and only then is any
+   * email's payload row locked (cancelling a sealed copy whole purges it).
+   * The worker recording a send locks its one delivery row, then the payload
+   * (markSent). Locking the rows one at a time instead let a removal hold a
+   * payload (after cancelling one copy) while waiting for another copy's row
+   * that a worker held while waiting for that payload: a deadlock, and
+   * PostgreSQL aborted one of them (`test/store/outbox.test.ts`).
    */
   async cancelForMember(incidentId: string, email: string, reason: string, newId: () => string): Promise<Cancellation[]> {
-    const rows = await this.sql.all<{ id: string; channel: DeliveryChannel; envelope: string; member: string | null }>(
-      `SELECT d.id, d.channel, d.envelope, s.email AS member FROM deliveries d LEFT JOIN sms_messages s ON s.id = d.sms_id
-       WHERE d.incident_id = ? AND d.status = 'queued' ORDER BY d.created_ms, d.id`,
+    const lock = this.sql.dialect === 'postgres' ? ' FOR UPDATE OF d' : '';
+    const locked = await this.sql.all<{ id: string; channel: DeliveryChannel; envelope: string; member: string | null; created_ms: number }>(
+      `SELECT d.id, d.channel, d.envelope, d.created_ms, s.email AS member FROM deliveries d LEFT JOIN sms_messages s ON s.id = d.sms_id
+       WHERE d.incident_id = ? AND d.status = 'queued' ORDER BY d.id${lock}`,
       [incidentId],
     );
+    // Cancelled oldest first, as queued (the order the audit events follow).
+    const rows = locked.sort((a, b) => Number(a.created_ms) - Number(b.created_ms) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     const cancelled: Cancellation[] = [];
     for (const row of rows) {
       const envelope = JSON.parse(row.envelope) as Envelope;

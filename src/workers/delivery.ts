@@ -356,7 +356,10 @@ export class DeliveryWorker {
    * than held (and, before, renewed for as long as other sends kept this
    * relay busy), and the delivery is not due again before a backoff that
    * grows while it keeps failing, so a failing read neither holds it nor
-   * spins on it.
+   * spins on it. Past RELAY_DELIVERY_MAX_AGE it is recorded failed (audited),
+   * as any other expired delivery, so a check that can never pass surfaces
+   * instead of being retried for ever; when that write fails too (the store
+   * is out), the lease is given back as before and it is tried again later.
    */
   private async giveBack(delivery: Delivery, err: unknown): Promise<void> {
     const failures = (this.prepareFailures.get(delivery.id) ?? 0) + 1;
@@ -364,12 +367,49 @@ export class DeliveryWorker {
     if (this.prepareFailures.size >= MAX_REMEMBERED_FAILURES) this.prepareFailures.delete(this.prepareFailures.keys().next().value!);
     this.prepareFailures.set(delivery.id, failures);
     const wait = backoffMs(delivery.attempts + failures - 1, this.baseBackoffMs, this.maxBackoffMs, this.random);
+    const settled = this.ctx.now().getTime() + wait - delivery.createdMs > this.ctx.config.deliveryMaxAge ? await this.failExpired(delivery) : undefined;
+    if (settled !== undefined) {
+      this.prepareFailures.delete(delivery.id);
+      if (settled === 'failed') {
+        this.ctx.logger.error({ err, deliveryId: delivery.id }, 'delivery checks kept failing until RELAY_DELIVERY_MAX_AGE; recorded failed');
+        this.ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: 'failed' });
+      }
+      return;
+    }
     try {
       this.ctx.logger.error({ err, deliveryId: delivery.id, retryInMs: wait }, 'delivery checks failed before sending; the lease is given back');
       await this.ctx.store.outbox.release(delivery.id, this.owner, new Date(this.ctx.now().getTime() + wait));
     } catch (releaseErr) {
       // No longer in flight, so no longer renewed: the lease runs out on its own.
       this.ctx.logger.warn({ err: releaseErr, deliveryId: delivery.id }, 'could not give a delivery lease back; it expires on its own');
+    }
+  }
+
+  /**
+   * Records, now, a delivery whose checks before sending kept failing until
+   * RELAY_DELIVERY_MAX_AGE as failed, with its audit event: `failed`, or
+   * `gone` when it is no longer queued under this relay's lease (another
+   * relay's record decides); undefined when the store refused the write.
+   */
+  private async failExpired(delivery: Delivery): Promise<'failed' | 'gone' | undefined> {
+    // The store's error stays in the relay's log: last_error is shown to callers.
+    const error = "gave up after RELAY_DELIVERY_MAX_AGE: the checks before sending kept failing (the relay's log says why)";
+    const refs = { deliveryId: delivery.id, emailId: delivery.emailId ?? undefined, smsId: delivery.smsId ?? undefined, attempt: delivery.attempts + 1 };
+    try {
+      return await this.writeNow(async (tx) => {
+        if (!(await tx.outbox.markFailed(delivery.id, error, this.owner))) return 'gone' as const;
+        await tx.audit.append({
+          actor: null,
+          incidentId: delivery.incidentId,
+          type: `${delivery.channel}.delivery_failed`,
+          outcome: 'failed',
+          data: { ...refs, error, reason: 'checks_failed_before_send' },
+        });
+        return 'failed' as const;
+      });
+    } catch {
+      // The caller logs the checks' error and gives the lease back.
+      return undefined;
     }
   }
 
@@ -413,11 +453,28 @@ export class DeliveryWorker {
     const refusedNow = new Set(refused.map((r) => r.recipient));
     const received = recipientsOf(envelope).filter((r) => !refusedNow.has(r));
     let splits: Split[] = [];
+    let duplicate = false;
     await this.record(delivery, async (tx) => {
       // Locked: a cancellation on another relay waits until this is recorded.
       const stored = await tx.outbox.state(delivery.id, true);
-      // Already recorded: an earlier try of this very write did commit.
-      if (stored === undefined || (stored.status !== 'queued' && stored.status !== 'cancelled')) return;
+      if (stored === undefined) return;
+      if (stored.status === 'sent' || stored.status === 'failed') {
+        // Recorded with this very receipt: an earlier try of this write did commit.
+        if (stored.status === 'sent' && stored.providerId === receipt.id && stored.sentAt === receipt.at.toISOString()) return;
+        // Recorded by the relay that took the lease over while this one
+        // stalled, and this send went out too: a second real send (maybe to
+        // outside recipients), audited as one. The id alone cannot always tell
+        // the two apart (the SMS file channel's is the delivery's own id); the
+        // time of the receipt can. The row keeps the other relay's record.
+        duplicate = true;
+        await tx.audit.append({
+          ...base,
+          type: `${delivery.channel}.delivered`,
+          outcome: 'ok',
+          data: { ...refs, providerId: receipt.id, duplicate: true, recordedAs: stored.status, ...(stored.providerId !== null ? { recordedProviderId: stored.providerId } : {}) },
+        });
+        return;
+      }
       // Recipients cut from the row while the send was under way (they, or
       // the sender, left the roster; cancelled whole) have the message all
       // the same: their cancelled record is corrected to sent, and said so.
@@ -443,6 +500,7 @@ export class DeliveryWorker {
       for (const split of splits) await tx.audit.append({ ...base, ...split.audit });
     });
     ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: 'sent' });
+    if (duplicate) ctx.logger.warn({ deliveryId: delivery.id, channel: delivery.channel }, 'sent a delivery another relay had already recorded (its lease had moved); audited as a duplicate');
     for (const split of splits) {
       ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: split.row.status === 'queued' ? 'retry' : 'failed' });
       ctx.logger.warn({ deliveryId: delivery.id, splitId: split.row.id, channel: delivery.channel, recipients: split.row.to.length, status: split.row.status }, 'upstream refused some recipients');
@@ -545,7 +603,7 @@ export class DeliveryWorker {
    * its write) or already recorded, nothing of it may be sent.
    */
   private async cancelNow(delivery: Delivery, gone: readonly string[] | 'all', reason: string, event: (done: Cancellation) => AuditInput): Promise<Envelope | undefined> {
-    const { done, stored } = await this.writeNow(delivery, async (tx) => {
+    const { done, stored } = await this.writeNow(async (tx) => {
       const done = await tx.outbox.cancelRecipients(delivery.id, gone, reason, randomUUID);
       if (done) await tx.audit.append(event(done));
       return { done, stored: await tx.outbox.state(delivery.id) };
@@ -598,12 +656,12 @@ export class DeliveryWorker {
     return true;
   }
 
-  /** Writes in one transaction now, or throws (the delivery then stays queued under our lease and is retried later). */
-  private writeNow<T>(delivery: Delivery, write: (tx: Repositories) => Promise<T>): Promise<T> {
-    return this.ctx.store.transaction(write).catch((err: unknown) => {
-      this.ctx.logger.error({ err, deliveryId: delivery.id }, 'could not record a roster check; the delivery waits');
-      throw err;
-    });
+  /**
+   * Writes in one transaction now, or throws: the attempt's checks failed,
+   * and giveBack logs it (once) and gives the lease back for a later retry.
+   */
+  private writeNow<T>(write: (tx: Repositories) => Promise<T>): Promise<T> {
+    return this.ctx.store.transaction(write);
   }
 
   /**

@@ -190,7 +190,7 @@ describe.each(BACKENDS)('the console screens on %s', (backend) => {
       await send(tokens['ic']!, { to: ['counsel@lawfirm.example'], text: 'three' });
       // Delivery states as the worker leaves them: a retry with its error, a sent copy.
       const deliveryOf = async (emailId: string) => (await relay.ctx.store.sql.all<{ id: string }>('SELECT id FROM deliveries WHERE email_id = ?', [emailId]))[0]!.id;
-      await relay.ctx.store.outbox.markRetry(await deliveryOf(sent[0]!.id), '451 4.3.0 try again later', relay.clock.now());
+      await relay.ctx.store.outbox.markRetry(await deliveryOf(sent[0]!.id), '451 4.3.0 try again later', relay.clock.now(), null);
       await relay.ctx.store.outbox.markSent(await deliveryOf(sent[2]!.id), 'up-1', relay.clock.now());
     });
 

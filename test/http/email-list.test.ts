@@ -127,7 +127,7 @@ describe.each(BACKENDS)('the email list (%s)', (backend) => {
   it('summarises the copies: a cancelled copy and a queued one make the email queued; each copy is listed', async () => {
     const email = await send(ic, { to: ['sec@corp.example'], text: 'x' });
     const row = (await relay.ctx.store.outbox.deliveriesOf(email.id))[0]!;
-    await relay.ctx.store.transaction((tx) => tx.outbox.markRetry(row.id, '451 try later', new Date(relay.clock.now().getTime() + 60_000)));
+    await relay.ctx.store.transaction((tx) => tx.outbox.markRetry(row.id, '451 try later', new Date(relay.clock.now().getTime() + 60_000), null));
     const view = (await relay.request.get(`/v1/incidents/${codename}/emails/${email.id}`).set(auth(ic))).body;
     expect(view).toMatchObject({ status: 'queued', attempts: 1, lastError: '451 try later', deliveries: [{ recipients: ['sec@corp.example'], status: 'queued', attempts: 1, lastError: '451 try later' }] });
   });

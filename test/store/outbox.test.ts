@@ -34,7 +34,7 @@ describe.each(BACKENDS)('store on %s', (backend) => {
   async function queueSix(s: Store): Promise<void> {
     for (let i = 0; i < 6; i++) await s.outbox.enqueue([mail(`d${i}`, ['a@corp.example'])], at(i));
     // d5 is scheduled later than the looks below.
-    await s.outbox.markRetry('d5', 'later', at(60_000));
+    await s.outbox.markRetry('d5', 'later', at(60_000), null);
   }
 
   it('claims due deliveries oldest first, up to the limit, with their bodies, and never one not yet due', async () => {
@@ -87,14 +87,14 @@ describe.each(BACKENDS)('store on %s', (backend) => {
     await queueSix(s);
     expect(await s.outbox.markSent('d0', 'queue-id-1', at(2_000))).toBe(true);
     expect(await s.outbox.markSent('d0', 'queue-id-2', at(3_000))).toBe(false);
-    expect(await s.outbox.markFailed('d0', 'late')).toBe(false);
+    expect(await s.outbox.markFailed('d0', 'late', null)).toBe(false);
     expect(await s.outbox.get('d0')).toMatchObject({ status: 'sent', body: null, attempts: 1 });
   });
 
   it('the next look is when something unleased is due or another relay\'s lease expires', async () => {
     const s = await store();
     await s.outbox.enqueue([mail('x', ['a@corp.example'])], at(0));
-    await s.outbox.markRetry('x', 'later', at(5_000));
+    await s.outbox.markRetry('x', 'later', at(5_000), null);
     expect(await s.outbox.nextDueMs('relay-a')).toBe(at(5_000).getTime());
     await s.outbox.claim('relay-b', at(5_000), 1, 30_000);
     expect(await s.outbox.nextDueMs('relay-a')).toBe(at(35_000).getTime());
@@ -154,14 +154,14 @@ describe.each(BACKENDS)('store on %s', (backend) => {
     // relay-a wakes up: its retry and failure must not clear relay-b's lease.
     expect(await s.outbox.markRetry('d0', 'timeout', at(40_000), 'relay-a')).toBe(false);
     expect(await s.outbox.markFailed('d1', '550 no', 'relay-a')).toBe(false);
-    expect(await s.outbox.markRetry('d1', 'timeout', at(40_000))).toBe(false);
+    expect(await s.outbox.markRetry('d1', 'timeout', at(40_000), null)).toBe(false);
     expect(await s.outbox.leasedBy('relay-b')).toBe(3);
     expect(await s.outbox.claim('relay-c', at(32_000), 10, 30_000)).toMatchObject([{ id: 'd3' }, { id: 'd4' }]);
     expect(await s.outbox.get('d0')).toMatchObject({ status: 'queued', attempts: 0, lastError: null });
     // But the upstream took d2 from relay-a: that is recorded, and clears relay-b's lease.
     expect(await s.outbox.markSent('d2', 'queue-id-a', at(32_000))).toBe(true);
     expect(await s.sql.get('SELECT status, provider_id AS "providerId" FROM deliveries WHERE id = ?', ['d2'])).toEqual({ status: 'sent', providerId: 'queue-id-a' });
-    expect(await s.outbox.state('d2')).toEqual({ status: 'sent', envelope: { kind: 'email', from: 'ic@corp.example', to: ['a@corp.example'] }, leaseOwner: null });
+    expect(await s.outbox.state('d2')).toEqual({ status: 'sent', envelope: { kind: 'email', from: 'ic@corp.example', to: ['a@corp.example'] }, leaseOwner: null, providerId: 'queue-id-a', sentAt: at(32_000).toISOString() });
     // The holder records its own outcomes.
     expect(await s.outbox.markRetry('d0', 'timeout', at(40_000), 'relay-b')).toBe(true);
     expect(await s.outbox.markFailed('d1', '550 no', 'relay-b')).toBe(true);
@@ -199,6 +199,44 @@ describe.each(BACKENDS)('store on %s', (backend) => {
       ['cb', 'cancelled', ['b@corp.example']],
       ['d1', 'queued', ['c@corp.example']],
     ]);
+  });
+
+  it('a removal and a send being recorded on two relays do not deadlock: the removal locks its rows before any payload', async () => {
+    const s = await store();
+    const peer = backend === 'postgres' ? await openPeer(s) : s;
+    const sealed = (id: string, to: string): NewDelivery => ({ ...mail(id, [to], 'ic@corp.example', 'i1'), emailId: 'e1', bodyKind: 'sealed' });
+    await s.transaction(async (tx) => {
+      await tx.incidents.create({ id: 'i1', codename: 'amber-otter', createdBy: 'ic@corp.example', at: T0 });
+      await tx.outbox.insertEmail({ id: 'e1', incidentId: 'i1', messageId: '<e1@corp.example>', sender: 'ic@corp.example', encrypted: true, chainExternal: false, recipients: ['a@corp.example', 'b@corp.example'], createdAt: T0.toISOString() });
+      await tx.outbox.insertPayload('e1', { head: Buffer.from('head'), tail: Buffer.from('tail'), shared: Buffer.from('shared') });
+      // Two sealed copies of one email (the visible recipients' and a Bcc one): d1 sorts first.
+      await tx.outbox.enqueue([sealed('d1', 'a@corp.example'), sealed('d2', 'b@corp.example')], T0);
+    });
+    // A worker is recording d2 sent: it holds d2's row, and will need the email's payload row (markSent purges it).
+    let record!: () => void;
+    const go = new Promise<void>((resolve) => (record = resolve));
+    let locked!: () => void;
+    const holding = new Promise<void>((resolve) => (locked = resolve));
+    const worker = s.transaction(async (tx) => {
+      await tx.outbox.state('d2', true);
+      locked();
+      await go;
+      return tx.outbox.markSent('d2', 'queue-2', at(5_000));
+    });
+    await holding;
+    // Meanwhile the sender leaves, on another relay: both copies are to be cancelled whole.
+    const removal = peer.transaction((tx) => tx.outbox.cancelForMember('i1', 'ic@corp.example', 'cancelled: ic left', () => 'x'));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    record();
+    const [sent, cancelled] = await Promise.all([worker, removal]);
+    expect(sent).toBe(true);
+    expect(cancelled).toEqual([{ deliveryId: 'd1', channel: 'email', emailId: 'e1', smsId: null, recipients: ['a@corp.example'] }]);
+    expect((await s.outbox.deliveriesOf('e1')).map((d) => [d.id, d.status])).toEqual([
+      ['d1', 'cancelled'],
+      ['d2', 'sent'],
+    ]);
+    // The payload went with the last queued copy.
+    expect(await s.outbox.payload('e1')).toBeUndefined();
   });
 
   it('a cancelled copy the upstream took anyway is recorded sent; whoever did not get it stays cancelled', async () => {
