@@ -13,11 +13,16 @@
  * Where the normalised form is already stored under a unique key, the
  * normalised row is kept and the old one dropped (it was unreachable anyway).
  *
+ * Queued deliveries (their envelopes) and the SMS records are rewritten too:
+ * the worker checks each envelope against the roster, now normalised, and a
+ * delivery queued in the old spelling would be cancelled as "not on the
+ * roster" for someone who still is.
+ *
  * Left alone on purpose: the audit log (append-only, a record of what was
- * said at the time), emails, SMS and deliveries (records of what was accepted;
- * a queued envelope is what was accepted), and the audience of a sent
- * announcement (its queued copies are addressed in that spelling and the
- * worker sends only to its audience, under the content hash that was sent).
+ * said at the time), emails and finished deliveries (records of what was
+ * accepted and done), and a sent announcement with its queued copies (the
+ * worker sends a copy only to the announcement's audience, under the content
+ * hash that was sent: both keep the spelling they were sent with).
  */
 import type { AuditLog } from './audit.js';
 import type { SqlExecutor } from './sql.js';
@@ -65,6 +70,7 @@ export async function normaliseStoredAddresses(sql: SqlExecutor, audit: AuditLog
     into[key] = (into[key] ?? 0) + by;
   };
   const at = n.now.toISOString();
+  const events: Parameters<AuditLog['append']>[0][] = [];
 
   // Tables where the address is (part of) a unique key: keep the normalised row on a clash.
   const keyed: Array<{ table: string; scope: string[] }> = [
@@ -106,6 +112,8 @@ export async function normaliseStoredAddresses(sql: SqlExecutor, audit: AuditLog
     ['announcements', 'sent_by'],
     ['audiences', 'updated_by'],
     ['console_sessions', 'email'],
+    ['announcement_approvals', 'voided_by'],
+    ['sms_messages', 'email'],
   ];
   for (const [table, column] of plain) {
     const values = await sql.all<{ value: string }>(`SELECT DISTINCT ${column} AS value FROM ${table} WHERE ${nonAscii(sql, column)}`);
@@ -144,6 +152,23 @@ export async function normaliseStoredAddresses(sql: SqlExecutor, audit: AuditLog
     }
   }
 
+  // Queued deliveries, except copies of a sent announcement: the envelope's sender and recipients.
+  const queued = await sql.all<{ id: string; envelope: string }>(
+    `SELECT id, envelope FROM deliveries WHERE status = 'queued' AND ${nonAscii(sql, 'envelope')}
+       AND (email_id IS NULL OR email_id NOT IN (SELECT email_id FROM announcements WHERE email_id IS NOT NULL))`,
+  );
+  for (const row of queued) {
+    const envelope = JSON.parse(row.envelope) as { kind: string; from?: string; to?: string[] };
+    if (envelope.kind !== 'email' || envelope.from === undefined || envelope.to === undefined) continue;
+    const from = n.normalise(envelope.from) ?? envelope.from;
+    const { audience: to, rewritten, unreadable } = normaliseAudience(envelope.to, n.normalise);
+    counts.unreadable += unreadable;
+    const changed = rewritten + (from !== envelope.from ? 1 : 0);
+    if (changed === 0) continue;
+    await sql.run("UPDATE deliveries SET envelope = ? WHERE id = ? AND status = 'queued'", [JSON.stringify({ ...envelope, from, to }), row.id]);
+    add(counts.rewritten, 'deliveries.envelope', changed);
+  }
+
   // Audience lists: each address normalised, each once.
   const lists = await sql.all<{ name: string; addresses: string }>(`SELECT name, addresses FROM audiences WHERE ${nonAscii(sql, 'addresses')}`);
   for (const list of lists) {
@@ -164,17 +189,19 @@ export async function normaliseStoredAddresses(sql: SqlExecutor, audit: AuditLog
     const { audience, rewritten, unreadable } = normaliseAudience(JSON.parse(a.audience) as string[], n.normalise);
     counts.unreadable += unreadable;
     if (rewritten === 0) continue;
-    add(counts.rewritten, 'announcements.audience', rewritten);
     const contentHash = n.announcementHash({ kind: a.kind, title: a.title, text: a.text, audience });
-    await sql.run("UPDATE announcements SET audience = ?, content_hash = ?, checked_hash = NULL, state = 'draft', updated_at = ? WHERE id = ? AND state <> 'sent'", [
+    const updated = await sql.run("UPDATE announcements SET audience = ?, content_hash = ?, checked_hash = NULL, state = 'draft', updated_at = ? WHERE id = ? AND state <> 'sent'", [
       JSON.stringify(audience),
       contentHash,
       at,
       a.id,
     ]);
+    // Sent meanwhile by a relay already running: its audience stays as sent, and so do its approvals.
+    if (updated === 0) continue;
+    add(counts.rewritten, 'announcements.audience', rewritten);
     const voided = await sql.run("UPDATE announcement_approvals SET voided_at = ?, voided_by = NULL, void_reason = 'address_normalised' WHERE announcement_id = ? AND voided_at IS NULL", [at, a.id]);
     counts.announcementsVoided += 1;
-    await audit.append({
+    events.push({
       type: 'announcement.audience_normalised',
       actor: null,
       incidentId: a.incident_id,
@@ -185,6 +212,8 @@ export async function normaliseStoredAddresses(sql: SqlExecutor, audit: AuditLog
 
   const changed = [...Object.values(counts.rewritten), ...Object.values(counts.merged)].some((c) => c > 0);
   if (!changed) return null;
+  // Appended last: the audit chain's lock is taken once the rows are written, not held while they are.
+  for (const event of events) await audit.append(event);
   await audit.append({ type: 'store.addresses_normalised', actor: null, outcome: 'ok', data: { ...counts } });
   return counts;
 }

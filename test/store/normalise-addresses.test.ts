@@ -69,6 +69,15 @@ describe.each(BACKENDS)('old-form addresses on %s', (backend) => {
       [JSON.stringify(draft.audience), oldHash, oldHash, ANA_OLD, at, at],
     );
     await store.sql.run("INSERT INTO announcement_approvals (id, announcement_id, ordinal, approver, role, content_hash, approved_at) VALUES ('p1', 'a1', 1, ?, 'legal', ?, ?)", [DUP_OLD, oldHash, at]);
+    // Mail Ana queued before the upgrade, to the security member, and a nudge for them: the worker checks these against the roster.
+    const delivery = (id: string, channel: string, envelope: unknown, smsId: string | null) =>
+      store.sql.run(
+        "INSERT INTO deliveries (id, channel, email_id, sms_id, incident_id, envelope, body, body_kind, status, attempts, created_ms, next_attempt_ms) VALUES (?, ?, NULL, ?, 'inc-1', ?, ?, 'raw', 'queued', 0, 1, 1)",
+        [id, channel, smsId, JSON.stringify(envelope), Buffer.from('x')],
+      );
+    await delivery('d-mail', 'email', { kind: 'email', from: ANA_OLD, to: [OLD, 'ic@corp.example'] }, null);
+    await store.sql.run("INSERT INTO sms_messages (id, incident_id, email, phone, created_at, created_ms) VALUES ('s1', 'inc-1', ?, '+15555550100', ?, 1)", [OLD, at]);
+    await delivery('d-sms', 'sms', { kind: 'sms', to: '+15555550100', body: 'Please join Slack ASAP.' }, 's1');
     // The audit log keeps what it said: an event naming the old form.
     await store.audit.append({ type: 'roster.added', actor: 'ic@corp.example', incidentId: 'inc-1', outcome: 'ok', data: { email: OLD } });
     await store.close();
@@ -95,6 +104,9 @@ describe.each(BACKENDS)('old-form addresses on %s', (backend) => {
       { email: NEW, role: 'security' },
     ]);
     expect((await store.tokens.get('t1'))!.email).toBe(ANA_NEW);
+    // Queued mail and the nudge's record in the roster's spelling, so the worker's roster check keeps them.
+    expect(JSON.parse((await store.sql.get<{ envelope: string }>("SELECT envelope FROM deliveries WHERE id = 'd-mail'"))!.envelope)).toEqual({ kind: 'email', from: ANA_NEW, to: [NEW, 'ic@corp.example'] });
+    expect(await store.outbox.smsMember('s1')).toBe(NEW);
     expect((await store.announcements.audience('press'))!.addresses).toEqual([NEW, 'b@corp.example']);
 
     const a = (await store.announcements.get('inc-1', 'a1'))!;
@@ -122,6 +134,8 @@ describe.each(BACKENDS)('old-form addresses on %s', (backend) => {
           'announcement_approvals.approver': 1,
           'audiences.addresses': 1,
           'announcements.audience': 1,
+          'deliveries.envelope': 2,
+          'sms_messages.email': 1,
         },
         merged: { roster: 1 },
         unreadable: 0,
@@ -137,6 +151,8 @@ describe.each(BACKENDS)('old-form addresses on %s', (backend) => {
     const removed = await relay.request.delete(`/v1/incidents/blue-heron/roster/${encodeURIComponent(ANA_OLD)}`).set(auth(ic));
     expect(removed.status).toBe(204);
     expect((await store.incidents.member('inc-1', ANA_NEW))!.status).toBe('removed');
+    // Her queued mail goes with her: the removal finds it under the one spelling.
+    expect((await store.sql.get<{ status: string }>("SELECT status FROM deliveries WHERE id = 'd-mail'"))!.status).toBe('cancelled');
 
     // A second start: nothing left to rewrite, nothing appended.
     const before = await store.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM audit_events');
