@@ -408,6 +408,20 @@ export class Outbox {
     return row !== undefined;
   }
 
+  /**
+   * Corrects a delivery recorded failed to sent: the upstream took a send the
+   * record did not know of (a relay that stalled past its lease sent it, while
+   * the relay that took the lease over was refused). Its body is gone already.
+   */
+  async correctFailedToSent(id: string, providerId: string, at: Date): Promise<boolean> {
+    const changed = await this.sql.run("UPDATE deliveries SET status = 'sent', provider_id = ?, sent_at = ?, last_error = NULL WHERE id = ? AND status = 'failed'", [
+      providerId,
+      at.toISOString(),
+      id,
+    ]);
+    return changed === 1;
+  }
+
   /** Run after a change that took a delivery out of the queue: its email's payload goes when no copy waits for it. */
   private async purgePayloadOf(deliveryId: string): Promise<void> {
     if (this.sql.dialect === 'postgres') await this.sql.get(LOCK_PAYLOAD_OF_DELIVERY, [deliveryId]);

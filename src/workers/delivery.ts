@@ -458,6 +458,13 @@ export class DeliveryWorker {
       // Locked: a cancellation on another relay waits until this is recorded.
       const stored = await tx.outbox.state(delivery.id, true);
       if (stored === undefined) return;
+      if (stored.status === 'failed' && (await tx.outbox.correctFailedToSent(delivery.id, receipt.id, receipt.at))) {
+        // The relay that took the lease over while this one stalled was
+        // refused and recorded failed; this send went out. The record says
+        // what happened (sent), so nobody resends a message that arrived.
+        await tx.audit.append({ ...base, type: `${delivery.channel}.delivered`, outcome: 'ok', data: { ...refs, providerId: receipt.id, correctedFrom: 'failed' } });
+        return;
+      }
       if (stored.status === 'sent' || stored.status === 'failed') {
         // Recorded with this very receipt: an earlier try of this write did commit.
         if (stored.status === 'sent' && stored.providerId === receipt.id && stored.sentAt === receipt.at.toISOString()) return;

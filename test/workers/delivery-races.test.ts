@@ -291,7 +291,7 @@ describe.each(BACKENDS)('delivery worker races (%s)', (backend) => {
     expect((await s.relay.ctx.store.audit.verify()).ok).toBe(true);
   });
 
-  it('audits a send the upstream took after the relay that took the delivery over recorded it failed; the row stays failed', async () => {
+  it('records as sent, audited, a send the upstream took after the relay that took the delivery over recorded it failed', async () => {
     const s = await setup(backend);
     const emailId = await s.send(['sec@corp.example']);
     const { runA, b } = await stalledAndTaker(s);
@@ -301,14 +301,16 @@ describe.each(BACKENDS)('delivery worker races (%s)', (backend) => {
     expect(await s.relay.ctx.store.sql.get('SELECT status, lease_owner AS owner FROM deliveries')).toEqual({ status: 'failed', owner: null });
     expect(await runA).toBe(1);
     expect(s.upstream.received).toHaveLength(1);
-    expect(await copies(s, emailId)).toEqual([['failed', ['sec@corp.example']]]);
+    // It arrived: the record says sent (with the upstream's id), not failed, so nobody sends it again.
+    expect(await copies(s, emailId)).toEqual([['sent', ['sec@corp.example']]]);
+    const row = await s.relay.ctx.store.sql.get<{ provider_id: string | null; last_error: string | null }>('SELECT provider_id, last_error FROM deliveries');
     const events = (await s.relay.ctx.store.audit.listForIncident(s.incidentId)).filter((e) => e.type === 'email.delivered' || e.type === 'email.delivery_failed');
-    expect(events.map((e) => [e.type, e.data['duplicate'] ?? null, e.data['recordedAs'] ?? null])).toEqual([
+    expect(events.map((e) => [e.type, e.data['duplicate'] ?? null, e.data['correctedFrom'] ?? null])).toEqual([
       ['email.delivery_failed', null, null],
-      ['email.delivered', true, 'failed'],
+      ['email.delivered', null, 'failed'],
     ]);
-    expect(events[1]!.data['providerId']).toEqual(expect.any(String));
-    expect(events[1]!.data).not.toHaveProperty('recordedProviderId');
+    expect(row).toEqual({ provider_id: events[1]!.data['providerId'], last_error: null });
+    expect(row!.provider_id).toEqual(expect.any(String));
   });
 
   it('a retried outcome write that finds its own earlier try committed adds nothing: no duplicate', async () => {
