@@ -278,7 +278,8 @@ export class Outbox {
     for (let i = 0; i < ids.length; i += LOOKUP_SLICE) {
       const slice = ids.slice(i, i + LOOKUP_SLICE);
       renewed += await this.sql.run(
-        `UPDATE deliveries SET lease_until_ms = ? WHERE lease_owner = ? AND status = 'queued' AND id IN (${placeholders(slice.length)})`,
+        `UPDATE deliveries SET lease_until_ms = ? WHERE id IN (
+           SELECT id FROM deliveries WHERE lease_owner = ? AND status = 'queued' AND id IN (${placeholders(slice.length)})${this.inIdOrder()})`,
         [until.getTime(), owner, ...slice],
       );
     }
@@ -324,7 +325,20 @@ export class Outbox {
    * from where it was if the next try fails too.
    */
   async resumeQueued(at: Date): Promise<number> {
-    return this.sql.run("UPDATE deliveries SET next_attempt_ms = ? WHERE status = 'queued' AND next_attempt_ms > ?", [at.getTime(), at.getTime()]);
+    return this.sql.run(`UPDATE deliveries SET next_attempt_ms = ? WHERE id IN (SELECT id FROM deliveries WHERE status = 'queued' AND next_attempt_ms > ?${this.inIdOrder()})`, [
+      at.getTime(),
+      at.getTime(),
+    ]);
+  }
+
+  /**
+   * On PostgreSQL, the tail of a subquery that locks its rows in id order: a
+   * statement that locks several delivery rows takes them in the order
+   * cancelForMember does, so the two cannot deadlock (an UPDATE alone locks
+   * in whatever order its plan visits the rows). SQLite has one writer.
+   */
+  private inIdOrder(): string {
+    return this.sql.dialect === 'postgres' ? ' ORDER BY id FOR UPDATE' : '';
   }
 
   /**
