@@ -13,6 +13,80 @@ export interface Migration {
   postgres: string;
 }
 
+// Text both dialects share, written once (each migration's SQL is unchanged by this).
+const ANNOUNCEMENT_TABLES = `
+CREATE TABLE announcements (
+  id            TEXT PRIMARY KEY,
+  incident_id   TEXT NOT NULL REFERENCES incidents(id),
+  kind          TEXT NOT NULL CHECK (kind IN ('internal', 'external')),
+  title         TEXT NOT NULL,
+  text          TEXT NOT NULL,
+  audience      TEXT NOT NULL,
+  audience_list TEXT,
+  content_hash  TEXT NOT NULL,
+  checked_hash  TEXT,
+  state         TEXT NOT NULL CHECK (state IN ('draft', 'checked', 'approved', 'sent')),
+  author        TEXT NOT NULL,
+  created_at    TEXT NOT NULL,
+  updated_at    TEXT NOT NULL,
+  sent_at       TEXT,
+  sent_by       TEXT,
+  sent_hash     TEXT,
+  email_id      TEXT REFERENCES emails(id)
+);
+CREATE INDEX announcements_incident ON announcements (incident_id, created_at);
+CREATE UNIQUE INDEX announcements_email ON announcements (email_id) WHERE email_id IS NOT NULL;
+
+CREATE TABLE announcement_approvals (
+  id              TEXT PRIMARY KEY,
+  announcement_id TEXT NOT NULL REFERENCES announcements(id),
+  ordinal         INTEGER NOT NULL,
+  approver        TEXT NOT NULL,
+  role            TEXT NOT NULL,
+  content_hash    TEXT NOT NULL,
+  approved_at     TEXT NOT NULL,
+  voided_at       TEXT,
+  voided_by       TEXT,
+  void_reason     TEXT
+);
+CREATE INDEX announcement_approvals_of ON announcement_approvals (announcement_id);
+CREATE UNIQUE INDEX announcement_approvals_live ON announcement_approvals (announcement_id, approver) WHERE voided_at IS NULL;
+
+CREATE TABLE audiences (
+  name       TEXT PRIMARY KEY,
+  addresses  TEXT NOT NULL,
+  updated_by TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+
+`;
+
+const CONSOLE_SESSIONS_TABLE = `
+CREATE TABLE console_sessions (
+  id_hash      TEXT PRIMARY KEY,
+  token_id     TEXT NOT NULL,
+  email        TEXT NOT NULL,
+  created_at   TEXT NOT NULL,
+  last_seen_at TEXT NOT NULL,
+  expires_at   TEXT NOT NULL,
+  flash        TEXT
+);
+CREATE INDEX console_sessions_token ON console_sessions (token_id);
+CREATE INDEX console_sessions_expires ON console_sessions (expires_at);
+`;
+
+/** Migration 12's text; `tokenIdOfEvent` reads the token id from an audit event's JSON data in the dialect at hand. */
+function tokenScope(tokenIdOfEvent: string): string {
+  return `
+ALTER TABLE tokens ADD COLUMN incident_id TEXT REFERENCES incidents(id);
+UPDATE tokens SET incident_id = (
+  SELECT e.incident_id FROM audit_events e
+  WHERE e.type = 'token.created' AND e.incident_id IS NOT NULL AND ${tokenIdOfEvent} = tokens.id
+  ORDER BY e.seq LIMIT 1
+);
+`;
+}
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -499,101 +573,11 @@ CREATE INDEX tokens_email ON tokens (email);
     // email_id marks the email whose deliveries the worker checks against the
     // announcement instead of the roster. Audiences are admin-kept lists. The
     // commander's "internal source ruled out" record lives on the incident.
-    sqlite: `
-CREATE TABLE announcements (
-  id            TEXT PRIMARY KEY,
-  incident_id   TEXT NOT NULL REFERENCES incidents(id),
-  kind          TEXT NOT NULL CHECK (kind IN ('internal', 'external')),
-  title         TEXT NOT NULL,
-  text          TEXT NOT NULL,
-  audience      TEXT NOT NULL,
-  audience_list TEXT,
-  content_hash  TEXT NOT NULL,
-  checked_hash  TEXT,
-  state         TEXT NOT NULL CHECK (state IN ('draft', 'checked', 'approved', 'sent')),
-  author        TEXT NOT NULL,
-  created_at    TEXT NOT NULL,
-  updated_at    TEXT NOT NULL,
-  sent_at       TEXT,
-  sent_by       TEXT,
-  sent_hash     TEXT,
-  email_id      TEXT REFERENCES emails(id)
-);
-CREATE INDEX announcements_incident ON announcements (incident_id, created_at);
-CREATE UNIQUE INDEX announcements_email ON announcements (email_id) WHERE email_id IS NOT NULL;
-
-CREATE TABLE announcement_approvals (
-  id              TEXT PRIMARY KEY,
-  announcement_id TEXT NOT NULL REFERENCES announcements(id),
-  ordinal         INTEGER NOT NULL,
-  approver        TEXT NOT NULL,
-  role            TEXT NOT NULL,
-  content_hash    TEXT NOT NULL,
-  approved_at     TEXT NOT NULL,
-  voided_at       TEXT,
-  voided_by       TEXT,
-  void_reason     TEXT
-);
-CREATE INDEX announcement_approvals_of ON announcement_approvals (announcement_id);
-CREATE UNIQUE INDEX announcement_approvals_live ON announcement_approvals (announcement_id, approver) WHERE voided_at IS NULL;
-
-CREATE TABLE audiences (
-  name       TEXT PRIMARY KEY,
-  addresses  TEXT NOT NULL,
-  updated_by TEXT NOT NULL,
-  updated_at TEXT NOT NULL
-);
-
-ALTER TABLE incidents ADD COLUMN internal_source_at TEXT;
+    sqlite: `${ANNOUNCEMENT_TABLES}ALTER TABLE incidents ADD COLUMN internal_source_at TEXT;
 ALTER TABLE incidents ADD COLUMN internal_source_by TEXT;
 ALTER TABLE incidents ADD COLUMN internal_source_note TEXT;
 `,
-    postgres: `
-CREATE TABLE announcements (
-  id            TEXT PRIMARY KEY,
-  incident_id   TEXT NOT NULL REFERENCES incidents(id),
-  kind          TEXT NOT NULL CHECK (kind IN ('internal', 'external')),
-  title         TEXT NOT NULL,
-  text          TEXT NOT NULL,
-  audience      TEXT NOT NULL,
-  audience_list TEXT,
-  content_hash  TEXT NOT NULL,
-  checked_hash  TEXT,
-  state         TEXT NOT NULL CHECK (state IN ('draft', 'checked', 'approved', 'sent')),
-  author        TEXT NOT NULL,
-  created_at    TEXT NOT NULL,
-  updated_at    TEXT NOT NULL,
-  sent_at       TEXT,
-  sent_by       TEXT,
-  sent_hash     TEXT,
-  email_id      TEXT REFERENCES emails(id)
-);
-CREATE INDEX announcements_incident ON announcements (incident_id, created_at);
-CREATE UNIQUE INDEX announcements_email ON announcements (email_id) WHERE email_id IS NOT NULL;
-
-CREATE TABLE announcement_approvals (
-  id              TEXT PRIMARY KEY,
-  announcement_id TEXT NOT NULL REFERENCES announcements(id),
-  ordinal         INTEGER NOT NULL,
-  approver        TEXT NOT NULL,
-  role            TEXT NOT NULL,
-  content_hash    TEXT NOT NULL,
-  approved_at     TEXT NOT NULL,
-  voided_at       TEXT,
-  voided_by       TEXT,
-  void_reason     TEXT
-);
-CREATE INDEX announcement_approvals_of ON announcement_approvals (announcement_id);
-CREATE UNIQUE INDEX announcement_approvals_live ON announcement_approvals (announcement_id, approver) WHERE voided_at IS NULL;
-
-CREATE TABLE audiences (
-  name       TEXT PRIMARY KEY,
-  addresses  TEXT NOT NULL,
-  updated_by TEXT NOT NULL,
-  updated_at TEXT NOT NULL
-);
-
-ALTER TABLE incidents ADD COLUMN internal_source_at TEXT, ADD COLUMN internal_source_by TEXT, ADD COLUMN internal_source_note TEXT;
+    postgres: `${ANNOUNCEMENT_TABLES}ALTER TABLE incidents ADD COLUMN internal_source_at TEXT, ADD COLUMN internal_source_by TEXT, ADD COLUMN internal_source_note TEXT;
 `,
   },
   {
@@ -646,32 +630,8 @@ CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoint
     // The token id lets a revoked token end its sessions at the next request;
     // `flash` is the one-shot result shown after a POST-redirect-GET
     // (addresses and statuses, never message content).
-    sqlite: `
-CREATE TABLE console_sessions (
-  id_hash      TEXT PRIMARY KEY,
-  token_id     TEXT NOT NULL,
-  email        TEXT NOT NULL,
-  created_at   TEXT NOT NULL,
-  last_seen_at TEXT NOT NULL,
-  expires_at   TEXT NOT NULL,
-  flash        TEXT
-);
-CREATE INDEX console_sessions_token ON console_sessions (token_id);
-CREATE INDEX console_sessions_expires ON console_sessions (expires_at);
-`,
-    postgres: `
-CREATE TABLE console_sessions (
-  id_hash      TEXT PRIMARY KEY,
-  token_id     TEXT NOT NULL,
-  email        TEXT NOT NULL,
-  created_at   TEXT NOT NULL,
-  last_seen_at TEXT NOT NULL,
-  expires_at   TEXT NOT NULL,
-  flash        TEXT
-);
-CREATE INDEX console_sessions_token ON console_sessions (token_id);
-CREATE INDEX console_sessions_expires ON console_sessions (expires_at);
-`,
+    sqlite: CONSOLE_SESSIONS_TABLE,
+    postgres: CONSOLE_SESSIONS_TABLE,
   },
   {
     version: 12,
@@ -683,21 +643,7 @@ CREATE INDEX console_sessions_expires ON console_sessions (expires_at);
     // an admin issues without an incident, and the bootstrap token). Tokens
     // issued for an incident before this version take the incident their
     // token.created event recorded, so the rule holds for them too.
-    sqlite: `
-ALTER TABLE tokens ADD COLUMN incident_id TEXT REFERENCES incidents(id);
-UPDATE tokens SET incident_id = (
-  SELECT e.incident_id FROM audit_events e
-  WHERE e.type = 'token.created' AND e.incident_id IS NOT NULL AND json_extract(e.data, '$.id') = tokens.id
-  ORDER BY e.seq LIMIT 1
-);
-`,
-    postgres: `
-ALTER TABLE tokens ADD COLUMN incident_id TEXT REFERENCES incidents(id);
-UPDATE tokens SET incident_id = (
-  SELECT e.incident_id FROM audit_events e
-  WHERE e.type = 'token.created' AND e.incident_id IS NOT NULL AND (e.data::jsonb ->> 'id') = tokens.id
-  ORDER BY e.seq LIMIT 1
-);
-`,
+    sqlite: tokenScope("json_extract(e.data, '$.id')"),
+    postgres: tokenScope("(e.data::jsonb ->> 'id')"),
   },
 ];
