@@ -86,6 +86,26 @@ async function setup(backend: (typeof BACKENDS)[number]): Promise<Setup> {
   };
 }
 
+/**
+ * Forces an interleaving at the worker's first roster read, on the real store:
+ * `before` runs, the roster is read (what the worker acts on), then `after`
+ * runs before the worker goes on. `raced()` says whether it happened.
+ */
+function atFirstRosterRead(s: Setup, before: () => Promise<unknown>, after: () => Promise<unknown>): () => boolean {
+  const { incidents } = s.relay.ctx.store;
+  const roster = incidents.roster.bind(incidents);
+  let raced = false;
+  incidents.roster = async (id) => {
+    if (raced) return roster(id);
+    raced = true;
+    await before();
+    const seen = await roster(id);
+    await after();
+    return seen;
+  };
+  return () => raced;
+}
+
 const copies = async (s: Setup, emailId: string) =>
   (await s.relay.ctx.store.outbox.deliveriesOf(emailId)).map((d) => [d.status, d.recipients] as const).sort((x, y) => x[1].join().localeCompare(y[1].join()));
 
@@ -93,23 +113,13 @@ describe.each(BACKENDS)('delivery worker races (%s)', (backend) => {
   it('sends nothing when a removal cancels the whole delivery between its roster check and its own cancellation', async () => {
     const s = await setup(backend);
     const emailId = await s.send(['b@corp.example', 'sec@corp.example']);
-    const { incidents } = s.relay.ctx.store;
-    const roster = incidents.roster.bind(incidents);
-    let raced = false;
     // The worker reads the roster just after b was removed; before it writes
     // b's cancellation, the sender a is removed too (on another relay, say),
     // which cancels the whole delivery.
-    incidents.roster = async (id) => {
-      if (raced) return roster(id);
-      raced = true;
-      await s.remove('b@corp.example');
-      const seen = await roster(id);
-      await s.remove('a@corp.example');
-      return seen;
-    };
+    const raced = atFirstRosterRead(s, () => s.remove('b@corp.example'), () => s.remove('a@corp.example'));
     const worker = new DeliveryWorker(s.relay.ctx, { channels: { email: s.channel } });
     expect(await worker.runOnce()).toBe(1);
-    expect(raced).toBe(true);
+    expect(raced()).toBe(true);
     await sleep(200);
     expect(s.upstream.received).toEqual([]);
     expect(await copies(s, emailId)).toEqual([
@@ -230,24 +240,14 @@ describe.each(BACKENDS)('delivery worker races (%s)', (backend) => {
   it('logs a roster check whose write failed once, not once per layer', async () => {
     const s = await setup(backend);
     await s.send(['b@corp.example', 'sec@corp.example']);
-    const { incidents } = s.relay.ctx.store;
     const { store } = s.relay.ctx;
-    const roster = incidents.roster.bind(incidents);
-    let raced = false;
     // The worker sees b gone; before it writes b's cancellation the store stops answering (its table is away).
-    incidents.roster = async (id) => {
-      if (raced) return roster(id);
-      raced = true;
-      await s.remove('b@corp.example');
-      const seen = await roster(id);
-      await store.sql.exec('ALTER TABLE deliveries RENAME TO deliveries_away');
-      return seen;
-    };
+    const raced = atFirstRosterRead(s, () => s.remove('b@corp.example'), () => store.sql.exec('ALTER TABLE deliveries RENAME TO deliveries_away'));
     const { logger, lines } = capturingLogger();
     const worker = new DeliveryWorker({ ...s.relay.ctx, logger }, { channels: { email: s.channel } });
     expect(await worker.runOnce()).toBe(1);
     await store.sql.exec('ALTER TABLE deliveries_away RENAME TO deliveries');
-    expect(raced).toBe(true);
+    expect(raced()).toBe(true);
     const errors = lines.filter((l) => l.level >= 50);
     expect(errors.map((l) => l.msg)).toEqual(['delivery checks failed before sending; the lease is given back']);
     expect(errors[0]!.deliveryId).toEqual(expect.any(String));
