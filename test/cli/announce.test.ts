@@ -7,6 +7,8 @@
  * as the subject. Exit codes, hints and --json as scripts see them.
  */
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCli, runCli, startCliRelay, tempHome, type CliRelay, type CliResult } from './harness.js';
@@ -69,6 +71,15 @@ describe('announce and audiences', () => {
   it('an admin keeps an audience list; responders see its name and size', async () => {
     const set = await as('admin@corp.example', ['audiences', 'set', 'press', '--file', '-'], 'desk@news.example\ntips@paper.example, desk@news.example\n');
     expect(set).toEqual({ code: 0, stdout: 'Audience list press: 2 address(es).\n', stderr: '' });
+    // A list file is bounded like one from stdin, before it is read.
+    const big = path.join(os.tmpdir(), `relay-audience-${process.pid}.txt`);
+    fs.writeFileSync(big, Buffer.alloc(8 * 1024 * 1024 + 1, 'a'));
+    try {
+      const tooBig = await as('admin@corp.example', ['audiences', 'set', 'press', '--file', big]);
+      expect(tooBig).toEqual({ code: 1, stdout: '', stderr: `error body_file: ${big} is larger than 8388608 bytes; an audience list is one address a line.\n` });
+    } finally {
+      fs.rmSync(big, { force: true });
+    }
     const refused = await as('ic@corp.example', ['audiences', 'set', 'press', '--to', 'x@news.example']);
     expect(refused.code).toBe(3);
     expect(refused.stderr).toBe('error forbidden: Only an admin token may do this.\n');

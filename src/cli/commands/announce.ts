@@ -251,7 +251,9 @@ Example:
       if (opts.file !== undefined) {
         let text: string;
         try {
-          text = opts.file === '-' ? (await readStdin(app.environment.stdin, MAX_LIST_BYTES, 'The list')).toString('utf8') : fs.readFileSync(opts.file, 'utf8');
+          if (opts.file === '-') text = (await readStdin(app.environment.stdin, MAX_LIST_BYTES, 'The list')).toString('utf8');
+          else if (fs.statSync(opts.file).size > MAX_LIST_BYTES) throw new CliError('body_file', `${opts.file} is larger than ${MAX_LIST_BYTES} bytes; an audience list is one address a line.`, EXIT.failure);
+          else text = fs.readFileSync(opts.file, 'utf8');
         } catch (err) {
           if (err instanceof CliError) throw err;
           throw new CliError('body_file', `Cannot read --file ${opts.file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}.`, EXIT.failure);

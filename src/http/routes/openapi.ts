@@ -76,30 +76,18 @@ export function loadApiDocument(url: URL = API_DOCUMENT_URL, shownAs = SHOWN_AS)
   return document as ApiDocument;
 }
 
-let loaded: { document: ApiDocument; json: string } | undefined;
-
-// The document and its JSON, made once per process: parsing 100 KB of YAML per test relay would be waste.
-function loadedOnce(): { document: ApiDocument; json: string } {
-  if (loaded === undefined) {
-    const document = loadApiDocument();
-    loaded = { document, json: JSON.stringify(document) };
-  }
-  return loaded;
-}
-
-/** The relay's own document, read and checked on first use and kept for the life of the process. */
-export function apiDocument(): ApiDocument {
-  return loadedOnce().document;
-}
+// The document's JSON, made once per process: parsing 100 KB of YAML per test relay would be waste.
+let json: string | undefined;
 
 /** GET /openapi.json (no token): the document as JSON, serialised once. Throws when the document is broken, so the start stops. */
 export function openApiRoutes(): Router {
-  const { json } = loadedOnce();
+  json ??= JSON.stringify(loadApiDocument());
+  const body = json;
   const router = Router();
   router
     .route('/openapi.json')
     .get((_req, res) => {
-      res.type('application/json').send(json);
+      res.type('application/json').send(body);
     })
     .all(methodNotAllowed);
   return router;
