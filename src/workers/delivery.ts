@@ -110,6 +110,12 @@ function narrowed(checked: Envelope, stored: Envelope): Envelope | undefined {
   return to.length === 0 ? undefined : { ...checked, to };
 }
 
+/** An announcement whose email this is, with its audience as a set. */
+interface SentAnnouncement {
+  announcement: Announcement;
+  audience: ReadonlySet<string>;
+}
+
 /** Delivers the outbox. start() runs it in the background; drain() is for tests and shutdown. */
 export class DeliveryWorker {
   private readonly inFlight = new Map<string, Promise<void>>();
@@ -551,8 +557,8 @@ export class DeliveryWorker {
   private async rosterCheck(delivery: Delivery, roster: readonly RosterMember[] | undefined): Promise<Envelope | undefined> {
     const { store } = this.ctx;
     if (delivery.incidentId === null || roster === undefined) return delivery.envelope;
-    const announcement = delivery.emailId === null ? undefined : await store.announcements.byEmail(delivery.emailId);
-    if (announcement !== undefined) return this.announcementCheck(delivery, announcement, roster);
+    const sent = delivery.emailId === null ? null : await this.sentAnnouncementOf(delivery.emailId);
+    if (sent !== null) return this.announcementCheck(delivery, sent, roster);
     const active = new Set(roster.map((m) => m.email));
     const envelope = delivery.envelope;
     let gone: string[] | 'all' = [];
@@ -574,7 +580,7 @@ export class DeliveryWorker {
    * still on the roster in their roles), and each recipient in its audience.
    * Otherwise the copy is cancelled, not sent. Undefined when nothing is left.
    */
-  private async announcementCheck(delivery: Delivery, announcement: Announcement, roster: readonly RosterMember[]): Promise<Envelope | undefined> {
+  private async announcementCheck(delivery: Delivery, { announcement, audience }: SentAnnouncement, roster: readonly RosterMember[]): Promise<Envelope | undefined> {
     const { store } = this.ctx;
     const envelope = delivery.envelope;
     let reason: string | undefined;
@@ -591,7 +597,6 @@ export class DeliveryWorker {
       });
       if (release.outcome === 'refuse') reason = `announcement_${release.error.code}`;
     }
-    const audience = this.audienceOf(announcement);
     const gone: string[] | 'all' = reason !== undefined ? 'all' : envelope.kind === 'email' ? envelope.to.filter((r) => !audience.has(r)) : 'all';
     if (gone !== 'all' && gone.length === 0) return envelope;
     const incidentId = delivery.incidentId!;
@@ -621,17 +626,26 @@ export class DeliveryWorker {
     return left.length === 0 ? undefined : { ...stored.envelope, to: left };
   }
 
-  // The audiences of the announcements being sent, parsed once each (a list may hold thousands).
-  private readonly audiences = new Map<string, Set<string>>();
+  // The announcements being sent, by email id, read and their audience parsed
+  // once each: an announcement has a copy per recipient (thousands), and a
+  // sent one never changes (every write to it requires state <> 'sent'), so
+  // reading it per copy cost the whole audience per copy. Null: an email that
+  // is no announcement (the link is written with its deliveries). Only what
+  // can change after the send (approvals, the internal-source record, the
+  // roster) is read again for each copy.
+  private readonly announcements = new Map<string, SentAnnouncement | null>();
 
-  private audienceOf(announcement: Announcement): Set<string> {
-    const key = `${announcement.id} ${announcement.contentHash}`;
-    let audience = this.audiences.get(key);
-    if (audience === undefined) {
-      if (this.audiences.size >= 16) this.audiences.delete(this.audiences.keys().next().value!);
-      this.audiences.set(key, (audience = new Set(announcement.audience)));
+  private async sentAnnouncementOf(emailId: string): Promise<SentAnnouncement | null> {
+    const known = this.announcements.get(emailId);
+    if (known !== undefined) return known;
+    const announcement = await this.ctx.store.announcements.byEmail(emailId);
+    const found = announcement === undefined ? null : { announcement, audience: new Set(announcement.audience) };
+    // Not kept unless sent: announcementCheck cancels such a copy, and the row could still change.
+    if (found === null || announcement!.state === 'sent') {
+      if (this.announcements.size >= 256) this.announcements.delete(this.announcements.keys().next().value!);
+      this.announcements.set(emailId, found);
     }
-    return audience;
+    return found;
   }
 
   /**
