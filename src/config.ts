@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { z } from 'zod';
 import { isLoopbackHost } from './loopback.js';
 import { databaseIsLocalOrVerified } from './store/database-url.js';
-import { isEmailAddress, normalisedEmail } from './validation.js';
+import { normalisedEmail } from './validation.js';
 
 export type Duration = number; // milliseconds
 
@@ -199,9 +199,13 @@ function addressList(variable: string, raw: string | undefined): string[] {
     .split(',')
     .map((a) => a.trim())
     .filter((a) => a !== '');
-  const bad = entries.find((a) => !isEmailAddress(a));
-  if (bad !== undefined) throw new ConfigError(variable, `a comma-separated list of email addresses such as secops@corp.example,ciso@corp.example (${JSON.stringify(bad.slice(0, 80))} is not one)`);
-  return [...new Set(entries.map((a) => normalisedEmail(a) ?? a))];
+  const normalised: string[] = [];
+  for (const entry of entries) {
+    const address = normalisedEmail(entry);
+    if (address === undefined) throw new ConfigError(variable, `a comma-separated list of email addresses such as secops@corp.example,ciso@corp.example (${JSON.stringify(entry.slice(0, 80))} is not one)`);
+    normalised.push(address);
+  }
+  return [...new Set(normalised)];
 }
 
 /** Reads and validates the configuration; throws ConfigError naming the first bad variable. */

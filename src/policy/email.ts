@@ -126,10 +126,9 @@ export function emailFindings(input: EmailPolicyInput): EmailFindings {
   };
 }
 
-/** Decides one email. Every rule is listed; the first failure's error is the refusal. */
-export function decideEmail(input: EmailPolicyInput): Decision<EmailPlan> {
+/** Decides one email (`findings`: emailFindings of the same input, when the caller has them). Every rule is listed; the first failure's error is the refusal. */
+export function decideEmail(input: EmailPolicyInput, findings: EmailFindings = emailFindings(input)): Decision<EmailPlan> {
   const rules: RuleOutcome[] = [];
-  const findings = emailFindings(input);
   const { to, cc, bcc } = findings;
   const everyone = [...to, ...cc, ...bcc];
   let error: RelayError | undefined;

@@ -227,7 +227,8 @@ async function decide(ctx: RelayContext, caller: Caller, incident: Incident, mes
     keys: await ctx.keys.keyStates(everyone, now, incident.id),
     exposure: headerExposure(caller.email, message, new Map(roster.map((m) => [m.email, m.name])), incidentTerms(incident)),
   };
-  const decision = decideEmail(input);
+  const findings = emailFindings(input);
+  const decision = decideEmail(input, findings);
   // Bounded here, not only at send: the plan fixes the copies, and a preview
   // must not say ok for a message the send refuses with 413 (issue 10 §15).
   let bytes: RequestBytes | undefined;
@@ -250,7 +251,7 @@ async function decide(ctx: RelayContext, caller: Caller, incident: Incident, mes
     ...(bytes !== undefined ? { bytes } : {}),
     ...(tooLarge !== undefined ? { tooLarge } : {}),
     decision: decision.outcome === 'refuse' ? { ...decision, error: withKeyHint(decision.error, caller, incident, roster) } : decision,
-    findings: emailFindings(input),
+    findings,
     roster,
     chain,
     size,

@@ -86,10 +86,4 @@ export class CheckpointStore {
     const stored = new Map(rows.map((r) => [r.seq, r.hash]));
     return new Set(pairs.filter((p) => stored.get(p.seq) === p.hash).map((p) => p.seq));
   }
-
-  /** How many checkpoints are stored. */
-  async count(): Promise<number> {
-    const row = await this.sql.get<{ n: number }>('SELECT COUNT(*) AS n FROM audit_checkpoints');
-    return Number(row?.n ?? 0);
-  }
 }

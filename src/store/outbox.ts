@@ -6,7 +6,7 @@
  * relay that died (or stalled past its lease: at least once, then) is taken
  * over when its lease expires.
  */
-import { LOOKUP_SLICE, placeholders, type SqlExecutor } from './sql.js';
+import { lookupSlices, placeholders, type SqlExecutor } from './sql.js';
 
 export type DeliveryChannel = 'email' | 'sms';
 /** `cancelled`: the recipient (or the sender) left the roster before it could be sent. */
@@ -275,8 +275,7 @@ export class Outbox {
    */
   async renewLeases(owner: string, ids: readonly string[], until: Date): Promise<number> {
     let renewed = 0;
-    for (let i = 0; i < ids.length; i += LOOKUP_SLICE) {
-      const slice = ids.slice(i, i + LOOKUP_SLICE);
+    for (const slice of lookupSlices(ids)) {
       renewed += await this.sql.run(
         `UPDATE deliveries SET lease_until_ms = ? WHERE id IN (
            SELECT id FROM deliveries WHERE lease_owner = ? AND status = 'queued' AND id IN (${placeholders(slice.length)})${this.inIdOrder()})`,
@@ -661,8 +660,7 @@ export class Outbox {
   async emailsById(ids: readonly string[]): Promise<Map<string, EmailRecord>> {
     const found = new Map<string, EmailRecord>();
     const wanted = [...new Set(ids)];
-    for (let i = 0; i < wanted.length; i += LOOKUP_SLICE) {
-      const slice = wanted.slice(i, i + LOOKUP_SLICE);
+    for (const slice of lookupSlices(wanted)) {
       for (const row of await this.sql.all<EmailRow>(`SELECT * FROM emails WHERE id IN (${placeholders(slice.length)})`, slice)) found.set(row.id, toEmail(row));
     }
     return found;
@@ -697,8 +695,7 @@ export class Outbox {
   async chainMessages(references: readonly string[]): Promise<ChainMessage[]> {
     const wanted = [...new Set(references.map(normaliseMessageId))];
     const found: ChainMessage[] = [];
-    for (let i = 0; i < wanted.length; i += LOOKUP_SLICE) {
-      const slice = wanted.slice(i, i + LOOKUP_SLICE);
+    for (const slice of lookupSlices(wanted)) {
       const marks = placeholders(slice.length);
       const rows = await this.sql.all<EmailRow & { reference: string }>(
         `SELECT e.*, e.message_id AS reference FROM emails e WHERE e.message_id IN (${marks})
@@ -722,8 +719,7 @@ export class Outbox {
   async deliveriesOfEmails(emailIds: readonly string[]): Promise<Map<string, DeliveryView[]>> {
     const found = new Map<string, DeliveryView[]>();
     const wanted = [...new Set(emailIds)];
-    for (let i = 0; i < wanted.length; i += LOOKUP_SLICE) {
-      const slice = wanted.slice(i, i + LOOKUP_SLICE);
+    for (const slice of lookupSlices(wanted)) {
       const rows = await this.sql.all<Pick<DeliveryRow, 'id' | 'email_id' | 'envelope' | 'status' | 'attempts' | 'last_error' | 'created_ms'>>(
         `SELECT id, email_id, envelope, status, attempts, last_error, created_ms FROM deliveries WHERE email_id IN (${placeholders(slice.length)}) ORDER BY created_ms, id`,
         slice,

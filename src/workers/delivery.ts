@@ -402,7 +402,7 @@ export class DeliveryWorker {
     const error = "gave up after RELAY_DELIVERY_MAX_AGE: the checks before sending kept failing (the relay's log says why)";
     const refs = { deliveryId: delivery.id, emailId: delivery.emailId ?? undefined, smsId: delivery.smsId ?? undefined, attempt: delivery.attempts + 1 };
     try {
-      return await this.writeNow(async (tx) => {
+      return await this.ctx.store.transaction(async (tx) => {
         if (!(await tx.outbox.markFailed(delivery.id, error, this.owner))) return 'gone' as const;
         await tx.audit.append({
           actor: null,
@@ -615,7 +615,7 @@ export class DeliveryWorker {
    * its write) or already recorded, nothing of it may be sent.
    */
   private async cancelNow(delivery: Delivery, gone: readonly string[] | 'all', reason: string, event: (done: Cancellation) => AuditInput): Promise<Envelope | undefined> {
-    const { done, stored } = await this.writeNow(async (tx) => {
+    const { done, stored } = await this.ctx.store.transaction(async (tx) => {
       const done = await tx.outbox.cancelRecipients(delivery.id, gone, reason, randomUUID);
       if (done) await tx.audit.append(event(done));
       return { done, stored: await tx.outbox.state(delivery.id) };
@@ -675,14 +675,6 @@ export class DeliveryWorker {
     });
     this.ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: giveUp ? 'failed' : 'retry' });
     return true;
-  }
-
-  /**
-   * Writes in one transaction now, or throws: the attempt's checks failed,
-   * and giveBack logs it (once) and gives the lease back for a later retry.
-   */
-  private writeNow<T>(write: (tx: Repositories) => Promise<T>): Promise<T> {
-    return this.ctx.store.transaction(write);
   }
 
   /**

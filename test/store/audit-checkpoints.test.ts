@@ -175,7 +175,7 @@ describe.each(BACKENDS)('signed audit checkpoints (%s)', (backend) => {
     // And the relay signs nothing more over a chain that does not verify.
     r.clock.advance(5 * 60_000);
     expect(await createCheckpoint(depsOf(r), new AuditVerifier(r.ctx))).toMatchObject({ refused: { ok: false } });
-    expect(await r.ctx.store.checkpoints.count()).toBe(1);
+    expect(await r.ctx.store.checkpoints.list(0, 10)).toHaveLength(1);
   });
 
   it('rejects a forged checkpoint: the rewrite re-hashed and re-"signed" with another key', async () => {
