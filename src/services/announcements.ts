@@ -487,16 +487,11 @@ async function queueCopies(deps: SendDeps, caller: Caller, incident: Incident, a
   const sealedFor = a.audience.filter((r) => keys.get(r)?.state === 'usable' && (!isInternal(r) || deps.config.encrypt === 'always'));
   const base: Omit<AnnouncementCopy, 'to'> = { messageId, date: now, from: announcementSender(deps.config), title: a.title, text: a.text };
   const plainBody = composeAnnouncementPlain({ ...base, to: announcementSender(deps.config) });
-  let sealed: { shared: Uint8Array; keyPackets: Uint8Array[] } | undefined;
-  if (sealedFor.length > 0) {
-    const encryptor = deps.encryptor ?? inThreadEncryptor(deps.relayKey.privateKey);
-    const publicKeys = await deps.keys.publicKeys(sealedFor, incident.id);
-    sealed = await encryptor.seal(composeAnnouncementProtectedPart(base), publicKeys.map((k) => [k]), now);
-  }
-  // Every copy is stored whole until the outbox keeps a shared part once: bound what that stores before any is made.
-  const sealedIndex = new Map(sealedFor.map((r, i) => [r, i]));
+  const protectedPart = sealedFor.length > 0 ? composeAnnouncementProtectedPart(base) : undefined;
+  // Every copy is stored whole until the outbox keeps a shared part once: bound what that stores before any is made,
+  // and before the encryption a refused send would waste (the sealed part is the protected part plus under 4 KB).
   const perCopy = plainBody.length + 1024;
-  const armoredShared = sealed ? Math.ceil((sealed.shared.length + 4096) / 3) * 4 * 1.04 + 1024 : 0;
+  const armoredShared = protectedPart ? Math.ceil((protectedPart.length + 4096) / 3) * 4 * 1.04 + 1024 : 0;
   const bytes = Math.ceil((a.audience.length - sealedFor.length) * perCopy + sealedFor.length * (armoredShared + 1024));
   const limit = 2 * deps.config.maxMessageBytes;
   if (bytes > limit) {
@@ -504,6 +499,13 @@ async function queueCopies(deps: SendDeps, caller: Caller, incident: Incident, a
       details: { bytes, limit, copies: a.audience.length },
     });
   }
+  let sealed: { shared: Uint8Array; keyPackets: Uint8Array[] } | undefined;
+  if (protectedPart) {
+    const encryptor = deps.encryptor ?? inThreadEncryptor(deps.relayKey.privateKey);
+    const publicKeys = await deps.keys.publicKeys(sealedFor, incident.id);
+    sealed = await encryptor.seal(protectedPart, publicKeys.map((k) => [k]), now);
+  }
+  const sealedIndex = new Map(sealedFor.map((r, i) => [r, i]));
   const copyOf = (recipient: string): Buffer => {
     const copy = { ...base, to: recipient };
     const i = sealedIndex.get(recipient);

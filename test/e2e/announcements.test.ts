@@ -271,6 +271,21 @@ describe.each(BACKENDS)('announcements end to end (%s)', (backend) => {
     expect((await simpleParser(mails[0]!.raw)).subject).toBe(`Update for all staff, ${today}`);
   });
 
+  it('refuses a send whose copies together would store more than 2 × RELAY_MAX_MESSAGE_BYTES, before composing any, with nothing sent', async () => {
+    await ruleOut();
+    const created = await draft(exec, { kind: 'internal', title: `Update for all staff, ${today}`, text: 'Reset your password. '.repeat(250), audience: { addresses: ['staff@corp.example', 'managers@corp.example', 'exec@corp.example'] } });
+    const id = created.body.id as string;
+    expect((await act(exec, id, 'check')).body.state).toBe('checked');
+    // Three copies of about 6.3 KB each against a limit of 2 × 8,000 bytes.
+    relay.ctx.config = { ...relay.ctx.config, maxMessageBytes: 8_000 };
+    const refused = await act(exec, id, 'send');
+    expect(refused.status).toBe(413);
+    expect(refused.body.error).toMatchObject({ code: 'payload_too_large', details: { limit: 16_000, copies: 3 } });
+    expect(refused.body.error.message).toMatch(/^Sending this announcement would store about \d+ bytes for 3 copies; one send may store at most 16000 \(2 × RELAY_MAX_MESSAGE_BYTES\)\. Nothing was sent; shorten the text or split the audience\.$/);
+    await nothingSent();
+    expect((await relay.request.get(path(`/${id}`)).set(auth(exec))).body.state).toBe('checked');
+  });
+
   it('an edit after approval voids the approvals; sending is refused until checked and approved again', async () => {
     await ruleOut();
     const id = (await draft(comms, { kind: 'external', title: TITLE, text: TEXT, audience: { addresses: AUDIENCE } })).body.id as string;
