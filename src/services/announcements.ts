@@ -22,7 +22,7 @@ import { announcementHash, approvalRefusal, decideRelease, decideSend } from '..
 import { checkSecurityTeam, securityMemberCount } from '../policy/security-team.js';
 import { MAX_TEXT_LENGTH, MAX_TITLE_LENGTH, checkAnnouncement } from '../policy/statement.js';
 import type { AuditInput } from '../store/audit.js';
-import type { Announcement, AnnouncementContent, AnnouncementKind, Approval, AudienceList, InternalSource } from '../store/announcements.js';
+import type { Announcement, AnnouncementContent, AnnouncementKind, Approval, AudienceList, AudienceSummary, InternalSource } from '../store/announcements.js';
 import type { Repositories } from '../store/index.js';
 import type { Incident, RosterMember } from '../store/incidents.js';
 import type { NewDelivery } from '../store/outbox.js';
@@ -645,8 +645,10 @@ export interface AudienceView {
   updatedAt: string;
 }
 
-function audienceView(list: AudienceList, withAddresses: boolean): AudienceView {
-  return { name: list.name, count: list.addresses.length, ...(withAddresses ? { addresses: list.addresses } : {}), updatedBy: list.updatedBy, updatedAt: list.updatedAt };
+/** A list as the API shows it: with its addresses when given whole, its size only from a summary. */
+function audienceView(list: AudienceSummary | AudienceList): AudienceView {
+  const { name, updatedBy, updatedAt } = list;
+  return 'addresses' in list ? { name, count: list.addresses.length, addresses: list.addresses, updatedBy, updatedAt } : { name, count: list.count, updatedBy, updatedAt };
 }
 
 function listName(name: string): string {
@@ -656,14 +658,14 @@ function listName(name: string): string {
 
 /** The lists, by name and size. */
 export async function listAudiences(deps: Pick<AnnouncementDeps, 'store'>): Promise<AudienceView[]> {
-  return (await deps.store.announcements.audiences()).map((l) => audienceView(l, false));
+  return (await deps.store.announcements.audiences()).map((l) => audienceView(l));
 }
 
 /** One list with its addresses. */
 export async function getAudience(deps: Pick<AnnouncementDeps, 'store'>, name: string): Promise<AudienceView> {
   const list = await deps.store.announcements.audience(listName(name));
   if (!list) throw new RelayError('not_found', `There is no audience list "${name}"; create it with PUT /v1/audiences/${name}.`);
-  return audienceView(list, true);
+  return audienceView(list);
 }
 
 /** Creates or replaces a list (admin); drafts already written keep the addresses they read. */
@@ -679,7 +681,7 @@ export async function putAudience(deps: AnnouncementDeps, caller: Caller, name: 
       const now = deps.now();
       const created = await tx.announcements.putAudience({ name, addresses: unique, by: caller.email, at: now });
       await tx.audit.append({ ...event, outcome: 'ok', data: { name, created, count: unique.length, addressesSha256: sha256(JSON.stringify([...unique].sort())) } });
-      return { created, list: audienceView((await tx.announcements.audience(name))!, true) };
+      return { created, list: audienceView((await tx.announcements.audience(name))!) };
     }),
   );
 }

@@ -65,6 +65,9 @@ export interface AudienceList {
   updatedAt: string;
 }
 
+/** An audience list without its addresses: its size. */
+export type AudienceSummary = Omit<AudienceList, 'addresses'> & { count: number };
+
 interface AnnouncementRow {
   id: string;
   incident_id: string;
@@ -285,10 +288,13 @@ export class AnnouncementStore {
     return rows.map(toAnnouncement);
   }
 
-  /** The audience lists, by name (addresses not included). */
-  async audiences(): Promise<AudienceList[]> {
-    const rows = await this.sql.all<{ name: string; addresses: string; updated_by: string; updated_at: string }>('SELECT * FROM audiences ORDER BY name');
-    return rows.map((r) => ({ name: r.name, addresses: JSON.parse(r.addresses) as string[], updatedBy: r.updated_by, updatedAt: r.updated_at }));
+  /** The audience lists, by name, with their sizes (the database counts; the addresses, up to 100,000 a list, are not read). */
+  async audiences(): Promise<AudienceSummary[]> {
+    const addresses = this.sql.dialect === 'postgres' ? 'addresses::json' : 'addresses';
+    const rows = await this.sql.all<{ name: string; n: number | string; updated_by: string; updated_at: string }>(
+      `SELECT name, json_array_length(${addresses}) AS n, updated_by, updated_at FROM audiences ORDER BY name`,
+    );
+    return rows.map((r) => ({ name: r.name, count: Number(r.n), updatedBy: r.updated_by, updatedAt: r.updated_at }));
   }
 
   async audience(name: string): Promise<AudienceList | undefined> {
@@ -298,7 +304,7 @@ export class AnnouncementStore {
 
   /** Creates or replaces a list; true when it is new. */
   async putAudience(list: { name: string; addresses: readonly string[]; by: string; at: Date }): Promise<boolean> {
-    const existed = (await this.audience(list.name)) !== undefined;
+    const existed = (await this.sql.get('SELECT 1 AS found FROM audiences WHERE name = ?', [list.name])) !== undefined;
     await this.sql.run(
       `INSERT INTO audiences (name, addresses, updated_by, updated_at) VALUES (?, ?, ?, ?)
        ON CONFLICT (name) DO UPDATE SET addresses = excluded.addresses, updated_by = excluded.updated_by, updated_at = excluded.updated_at`,
