@@ -110,6 +110,11 @@ function narrowed(checked: Envelope, stored: Envelope): Envelope | undefined {
   return to.length === 0 ? undefined : { ...checked, to };
 }
 
+/** What every event of a delivery attempt names: the delivery, its email or SMS, and which attempt this is. */
+function refsOf(delivery: Delivery): { deliveryId: string; emailId?: string | undefined; smsId?: string | undefined; attempt: number } {
+  return { deliveryId: delivery.id, emailId: delivery.emailId ?? undefined, smsId: delivery.smsId ?? undefined, attempt: delivery.attempts + 1 };
+}
+
 /** An announcement whose email this is, with its audience as a set. */
 interface SentAnnouncement {
   announcement: Announcement;
@@ -332,7 +337,7 @@ export class DeliveryWorker {
     const { ctx } = this;
     const channel = this.options.channels[delivery.channel];
     if (!channel || delivery.body === null) {
-      const refs = { deliveryId: delivery.id, emailId: delivery.emailId ?? undefined, smsId: delivery.smsId ?? undefined, attempt: delivery.attempts + 1 };
+      const refs = refsOf(delivery);
       await this.record(delivery, async (tx) => {
         if (!(await tx.outbox.markFailed(delivery.id, channel ? 'no body to send' : `no ${delivery.channel} channel configured`, this.owner))) return;
         await tx.audit.append({ actor: null, incidentId: delivery.incidentId, type: `${delivery.channel}.delivery_failed`, outcome: 'failed', data: { ...refs, error: 'no channel or body' } });
@@ -400,7 +405,7 @@ export class DeliveryWorker {
   private async failExpired(delivery: Delivery): Promise<'failed' | 'gone' | undefined> {
     // The store's error stays in the relay's log: last_error is shown to callers.
     const error = "gave up after RELAY_DELIVERY_MAX_AGE: the checks before sending kept failing (the relay's log says why)";
-    const refs = { deliveryId: delivery.id, emailId: delivery.emailId ?? undefined, smsId: delivery.smsId ?? undefined, attempt: delivery.attempts + 1 };
+    const refs = refsOf(delivery);
     try {
       return await this.ctx.store.transaction(async (tx) => {
         if (!(await tx.outbox.markFailed(delivery.id, error, this.owner))) return 'gone' as const;
@@ -424,7 +429,7 @@ export class DeliveryWorker {
     const { ctx } = this;
     const { channel, envelope } = ready;
     const base = { actor: null, incidentId: delivery.incidentId };
-    const refs = { deliveryId: delivery.id, emailId: delivery.emailId ?? undefined, smsId: delivery.smsId ?? undefined, attempt: delivery.attempts + 1 };
+    const refs = refsOf(delivery);
     let receipt: SendReceipt;
     try {
       receipt = await this.withBody(delivery, ready.body, (body) => channel.send({ id: delivery.id, envelope, body }));
@@ -435,20 +440,7 @@ export class DeliveryWorker {
       const expired = now + wait - delivery.createdMs > ctx.config.deliveryMaxAge;
       const giveUp = !failure.transient || expired;
       const error = giveUp && failure.transient ? `gave up after RELAY_DELIVERY_MAX_AGE: ${failure.message}` : failure.message;
-      await this.record(delivery, async (tx) => {
-        const changed = giveUp ? await tx.outbox.markFailed(delivery.id, error, this.owner) : await tx.outbox.markRetry(delivery.id, error, new Date(now + wait), this.owner);
-        // No longer queued (cancelled meanwhile, or recorded by an earlier try
-        // of this write), or its lease taken over by another relay while this
-        // one stalled: the other relay's attempt decides. Nothing more to say.
-        if (!changed) return;
-        await tx.audit.append({
-          ...base,
-          type: giveUp ? `${delivery.channel}.delivery_failed` : `${delivery.channel}.delivery_retry`,
-          outcome: giveUp ? 'failed' : 'retry',
-          data: { ...refs, error, ...(giveUp ? {} : { retryInMs: wait }) },
-        });
-      });
-      ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: giveUp ? 'failed' : 'retry' });
+      await this.recordRetryOrFail(delivery, { giveUp, error, now, wait, waitType: 'delivery_retry' });
       ctx.logger.warn({ deliveryId: delivery.id, channel: delivery.channel, transient: failure.transient, giveUp }, 'delivery attempt failed');
       return;
     }
@@ -661,20 +653,34 @@ export class DeliveryWorker {
     const giveUp = now + wait - delivery.createdMs > this.ctx.config.deliveryMaxAge;
     const held = 'held: the incident has no active member with role security (rule security-team); add one to release it';
     const error = giveUp ? `gave up after RELAY_DELIVERY_MAX_AGE: ${held}` : held;
-    const refs = { deliveryId: delivery.id, emailId: delivery.emailId ?? undefined, smsId: delivery.smsId ?? undefined, attempt: delivery.attempts + 1 };
+    await this.recordRetryOrFail(delivery, { giveUp, error, now, wait, waitType: 'delivery_held', extra: { rule: 'security-team' } });
+    return true;
+  }
+
+  /**
+   * Records an attempt that did not send: failed for good (`giveUp`), or to be
+   * tried again `wait` ms after `now`, audited as `<channel>.<waitType>` (with `extra`).
+   */
+  private async recordRetryOrFail(
+    delivery: Delivery,
+    outcome: { giveUp: boolean; error: string; now: number; wait: number; waitType: 'delivery_retry' | 'delivery_held'; extra?: Record<string, string> },
+  ): Promise<void> {
+    const { giveUp, error, now, wait } = outcome;
     await this.record(delivery, async (tx) => {
       const changed = giveUp ? await tx.outbox.markFailed(delivery.id, error, this.owner) : await tx.outbox.markRetry(delivery.id, error, new Date(now + wait), this.owner);
+      // No longer queued (cancelled meanwhile, or recorded by an earlier try
+      // of this write), or its lease taken over by another relay while this
+      // one stalled: the other relay's attempt decides. Nothing more to say.
       if (!changed) return;
       await tx.audit.append({
         actor: null,
         incidentId: delivery.incidentId,
-        type: giveUp ? `${delivery.channel}.delivery_failed` : `${delivery.channel}.delivery_held`,
+        type: `${delivery.channel}.${giveUp ? 'delivery_failed' : outcome.waitType}`,
         outcome: giveUp ? 'failed' : 'retry',
-        data: { ...refs, error, rule: 'security-team', ...(giveUp ? {} : { retryInMs: wait }) },
+        data: { ...refsOf(delivery), error, ...outcome.extra, ...(giveUp ? {} : { retryInMs: wait }) },
       });
     });
     this.ctx.metrics.deliveries.inc({ channel: delivery.channel, outcome: giveUp ? 'failed' : 'retry' });
-    return true;
   }
 
   /**
@@ -741,7 +747,7 @@ export class DeliveryWorker {
     const expired = now + wait - delivery.createdMs > this.ctx.config.deliveryMaxAge;
     const retry = expired ? [] : refused.filter((r) => r.transient);
     const failed = expired ? refused : refused.filter((r) => !r.transient);
-    const refs = { deliveryId: delivery.id, emailId: delivery.emailId ?? undefined, attempt: delivery.attempts + 1 };
+    const refs = refsOf(delivery);
     // Addresses and reply codes only: never anything of the message.
     const listed = (rs: readonly RefusedRecipient[]) => rs.map((r) => ({ recipient: r.recipient, code: r.code ?? null, error: r.error }));
     const splits: Split[] = [];
