@@ -180,11 +180,11 @@ async function enlistSecurityTeam(tx: Repositories, team: readonly string[], inc
  * A member of RELAY_SECURITY_TEAM serving as `security` stays unless an admin
  * removes or demotes them: the playbook has the security team always
  * included, and a commander or deputy must not be able to drop them quietly.
- * `change` is the new role, or 'removed'.
+ * `current` is their roster entry as the transaction read it; `change` is the new role, or 'removed'.
  */
-export async function assertSecurityTeamKept(tx: Pick<Repositories, 'incidents'>, caller: Caller, incident: Incident, email: string, change: RosterRole | 'removed', team: readonly string[]): Promise<void> {
+function assertSecurityTeamKept(caller: Caller, current: RosterMember | undefined, email: string, change: RosterRole | 'removed', team: readonly string[]): void {
   if (caller.role === 'admin' || change === 'security' || !team.includes(email)) return;
-  if ((await tx.incidents.activeMember(incident.id, email))?.role !== 'security') return;
+  if (current?.status !== 'active' || current.role !== 'security') return;
   throw new RelayError(
     'security_team_protected',
     `${email} is on the security team (RELAY_SECURITY_TEAM), which is always included: only an admin may ${change === 'removed' ? 'remove them from' : 'change their role on'} this roster. Nothing was changed; ask an admin if they must go.`,
@@ -324,16 +324,18 @@ async function changeMember(
   publicKey: string | null | undefined,
 ): Promise<MemberChange> {
   await ctx.store.transaction(async (tx) => {
-    const role = build(await tx.incidents.member(incident.id, email)).role;
+    const current = await tx.incidents.member(incident.id, email);
+    const role = build(current).role;
     await assertMayChange(tx, caller, incident, email, role);
-    await assertSecurityTeamKept(tx, caller, incident, email, role, ctx.config.securityTeam);
+    assertSecurityTeamKept(caller, current, email, role, ctx.config.securityTeam);
   });
   const revoked = typeof publicKey === 'string' ? await ctx.keys.revoke(email, publicKey, caller.email, incident.id) : undefined;
   const parsedKey = typeof publicKey === 'string' && revoked === undefined ? await ctx.keys.validate(email, publicKey) : undefined;
   const result = await ctx.store.transaction(async (tx) => {
-    const input = build(await tx.incidents.member(incident.id, email));
+    const current = await tx.incidents.member(incident.id, email);
+    const input = build(current);
     await assertMayChange(tx, caller, incident, email, input.role);
-    await assertSecurityTeamKept(tx, caller, incident, email, input.role, ctx.config.securityTeam);
+    assertSecurityTeamKept(caller, current, email, input.role, ctx.config.securityTeam);
     const { member, created } = await tx.incidents.upsertMember(incident.id, input, ctx.now());
     await tx.audit.append({
       type: created ? 'roster.added' : 'roster.updated',
@@ -371,7 +373,7 @@ export async function withdrawMemberKey(ctx: RelayContext, caller: Caller, incid
 export async function removeMember(ctx: RelayContext, caller: Caller, incident: Incident, email: string): Promise<Cancellation[]> {
   const cancelled = await ctx.store.transaction(async (tx) => {
     await assertMayChange(tx, caller, incident, email);
-    await assertSecurityTeamKept(tx, caller, incident, email, 'removed', ctx.config.securityTeam);
+    assertSecurityTeamKept(caller, await tx.incidents.member(incident.id, email), email, 'removed', ctx.config.securityTeam);
     if (!(await tx.incidents.removeMember(incident.id, email, ctx.now()))) return undefined;
     const done = await tx.outbox.cancelForMember(incident.id, email, `cancelled: ${email} left the roster before it was sent`, randomUUID);
     await tx.audit.append({ type: 'roster.removed', actor: caller.email, incidentId: incident.id, outcome: 'ok', data: { email, cancelledDeliveries: done.length } });
