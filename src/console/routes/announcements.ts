@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { Router, type Request, type Response } from 'express';
 import type { RelayContext } from '../../context.js';
-import { asRelayError, type RelayError } from '../../errors.js';
+import type { RelayError } from '../../errors.js';
 import { approvalRefusal } from '../../policy/gates.js';
 import {
   announcementView,
@@ -32,7 +32,7 @@ import { announcementEditInput, announcementInput, idempotencyKeyOf, internalSou
 import type { FormData } from '../multipart.js';
 import { announcementPage, announcementPath, announcementsPage, type AnnouncementDraftValues, type AnnouncementsContext } from '../views/announcements.js';
 import { incidentPath } from '../views/common.js';
-import { accessOf, activeOf, formOf, loadIncident, param, reportDone, sendPage, signedInOf, urlencodedBody } from './common.js';
+import { accessOf, activeOf, formOf, loadIncident, orRefusalPage, param, reportDone, sendPage, signedInOf, urlencodedBody } from './common.js';
 
 // An announcement's text is at most 100,000 characters (the service says so); URL-encoded, a character takes up to 9 bytes.
 const ANNOUNCEMENT_FORM_LIMIT = 2 * 1024 * 1024;
@@ -58,14 +58,18 @@ export function announcementRoutes(ctx: RelayContext): Router {
     };
   }
 
+  /** The incident as the page shows it: after a refusal read again, since the refusal may be about it closing meanwhile. */
+  async function current(access: IncidentAccess, error: RelayError | undefined) {
+    return error === undefined ? access.incident : ((await ctx.store.incidents.byId(access.incident.id)) ?? access.incident);
+  }
+
   async function listPage(res: Response, access: IncidentAccess, extra: { flash?: Flash; error?: RelayError; draft?: AnnouncementDraftValues; noteDraft?: string } = {}) {
-    // Re-read: a refusal may be about the incident closing meanwhile.
-    const incident = (await ctx.store.incidents.byId(access.incident.id)) ?? access.incident;
+    const incident = await current(access, extra.error);
     return announcementsPage({ ...(await context(res, { ...access, incident }, extra)), announcements: await listAnnouncements(ctx, incident), draft: extra.draft, noteDraft: extra.noteDraft });
   }
 
   async function onePage(res: Response, access: IncidentAccess, id: string, extra: { flash?: Flash; error?: RelayError; editDraft?: AnnouncementDraftValues } = {}) {
-    const incident = (await ctx.store.incidents.byId(access.incident.id)) ?? access.incident;
+    const incident = await current(access, extra.error);
     const { caller } = activeOf(res);
     const announcement = await announcementView(ctx, incident, await findAnnouncement(ctx, incident, id));
     return announcementPage({
@@ -85,17 +89,6 @@ export function announcementRoutes(ctx: RelayContext): Router {
     });
   }
 
-  /** Runs `act`; a refusal is shown on `page` at the refusal's status. */
-  async function orRefusal(res: Response, page: (error: RelayError) => Promise<ReturnType<typeof announcementsPage>>, act: () => Promise<void>): Promise<void> {
-    try {
-      await act();
-    } catch (err) {
-      const known = asRelayError(err);
-      if (!known) throw err;
-      sendPage(res, await page(known), known.httpStatus, known.retryAfter);
-    }
-  }
-
   const id = (req: Request): string => param(req, 'id');
 
   router.get('/incidents/:codename/announcements', loadIncident(ctx), async (_req, res) => {
@@ -106,7 +99,7 @@ export function announcementRoutes(ctx: RelayContext): Router {
     const { caller } = activeOf(res);
     const access = accessOf(res);
     let form: FormData | undefined;
-    await orRefusal(
+    await orRefusalPage(
       res,
       (error) => listPage(res, access, { error, draft: draftValuesOf(form) }),
       async () => {
@@ -125,7 +118,7 @@ export function announcementRoutes(ctx: RelayContext): Router {
     const { caller } = activeOf(res);
     const access = accessOf(res);
     let form: FormData | undefined;
-    await orRefusal(
+    await orRefusalPage(
       res,
       (error) => onePage(res, access, id(req), { error, editDraft: draftValuesOf(form) }),
       async () => {
@@ -144,7 +137,7 @@ export function announcementRoutes(ctx: RelayContext): Router {
   router.post('/incidents/:codename/announcements/:id/check', loadIncident(ctx), async (req, res) => {
     const { caller } = activeOf(res);
     const access = accessOf(res);
-    await orRefusal(
+    await orRefusalPage(
       res,
       (error) => onePage(res, access, id(req), { error }),
       async () => {
@@ -158,7 +151,7 @@ export function announcementRoutes(ctx: RelayContext): Router {
   router.post('/incidents/:codename/announcements/:id/approve', async (req, res) => {
     const { caller } = activeOf(res);
     const codename = param(req, 'codename');
-    await orRefusal(
+    await orRefusalPage(
       res,
       async (error) => onePage(res, await authorizeIncident(ctx, caller, codename), id(req), { error }),
       async () => {
@@ -172,7 +165,7 @@ export function announcementRoutes(ctx: RelayContext): Router {
   router.post('/incidents/:codename/announcements/:id/send', loadIncident(ctx), ...urlencodedBody(), async (req, res) => {
     const { caller } = activeOf(res);
     const access = accessOf(res);
-    await orRefusal(
+    await orRefusalPage(
       res,
       (error) => onePage(res, access, id(req), { error }),
       async () => {
@@ -186,7 +179,7 @@ export function announcementRoutes(ctx: RelayContext): Router {
     const { caller } = activeOf(res);
     const access = accessOf(res);
     let form: FormData | undefined;
-    await orRefusal(
+    await orRefusalPage(
       res,
       (error) => listPage(res, access, { error, noteDraft: form?.all('note')[0] }),
       async () => {

@@ -5,7 +5,7 @@
  */
 import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { RelayContext } from '../../context.js';
-import { RelayError } from '../../errors.js';
+import { RelayError, asRelayError } from '../../errors.js';
 import { MAX_FORM_FIELDS } from '../../http/errors.js';
 import { refuseDeclaredOversize } from '../../http/oversize.js';
 import { authorizeIncident, type IncidentAccess } from '../../services/incidents.js';
@@ -24,6 +24,17 @@ export function sendPage(res: Response, page: SafeHtml, status = 200, retryAfter
 }
 
 /** The signed-in session of this request (set by the session check). */
+/** Runs `act`; a refusal it throws (a RelayError) is shown on `page` at the refusal's status. Anything else goes on to the error handler. */
+export async function orRefusalPage(res: Response, page: (error: RelayError) => SafeHtml | Promise<SafeHtml>, act: () => Promise<void>): Promise<void> {
+  try {
+    await act();
+  } catch (err) {
+    const known = asRelayError(err);
+    if (!known) throw err;
+    sendPage(res, await page(known), known.httpStatus, known.retryAfter);
+  }
+}
+
 export function activeOf(res: Response): ActiveSession {
   const active = res.locals['console'] as ActiveSession | undefined;
   if (!active) throw new Error('console route mounted without the session check');

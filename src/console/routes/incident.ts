@@ -29,7 +29,7 @@ import {
 } from '../../services/incidents.js';
 import { syncSlackRoom } from '../../services/slack.js';
 import { sendNudges } from '../../services/sms.js';
-import type { RosterMember } from '../../store/incidents.js';
+import type { Incident, RosterMember } from '../../store/incidents.js';
 import { emailParam } from '../../validation.js';
 import { takeFlash, type Flash } from '../flash.js';
 import { composeInput, idempotencyKeyOf, labelInput, memberInput, nudgeInput, revocationInput } from '../forms.js';
@@ -39,7 +39,7 @@ import { incidentPath, memberPath } from '../views/common.js';
 import { memberPage, removePage } from '../views/confirm.js';
 import { incidentPage, type ComposeDraft, type IncidentPage, type KeyInfo, type MemberDraft } from '../views/incident.js';
 import { verdictBlock, type Verdict } from '../views/preview.js';
-import { accessOf, activeOf, formOf, loadIncident, multipartBody, param, reportDone, sendPage, signedInOf, urlencodedBody } from './common.js';
+import { accessOf, activeOf, formOf, loadIncident, multipartBody, orRefusalPage, param, reportDone, sendPage, signedInOf, urlencodedBody } from './common.js';
 
 // The roster form carries one key file (at most 64 KiB) and a few short fields.
 const ROSTER_FORM_LIMIT = 128 * 1024;
@@ -87,17 +87,22 @@ export function incidentRoutes(ctx: RelayContext): Router {
   const router = Router();
 
   /** Runs `act`; a refusal re-renders the incident page with it (and the form's values), at the refusal's status. */
-  async function orRefusal(res: Response, drafts: () => Drafts, act: () => Promise<void>): Promise<void> {
-    try {
-      await act();
-    } catch (err) {
-      const known = asRelayError(err);
-      if (!known) throw err;
-      const access = accessOf(res);
-      // Re-read: the refusal may say the incident was closed meanwhile.
-      const incident = (await ctx.store.incidents.byId(access.incident.id)) ?? access.incident;
-      sendPage(res, incidentPage(await pageData(ctx, res, { ...access, incident }, { error: known, ...drafts() })), known.httpStatus, known.retryAfter);
-    }
+  function orRefusal(res: Response, drafts: () => Drafts, act: () => Promise<void>): Promise<void> {
+    return orRefusalPage(
+      res,
+      async (error) => {
+        const access = accessOf(res);
+        // Re-read: the refusal may say the incident was closed meanwhile.
+        const incident = (await ctx.store.incidents.byId(access.incident.id)) ?? access.incident;
+        return incidentPage(await pageData(ctx, res, { ...access, incident }, { error, ...drafts() }));
+      },
+      act,
+    );
+  }
+
+  /** Runs `act`; a refusal re-renders the member's page with it. */
+  function orMemberRefusal(res: Response, incident: Incident, email: string, member: RosterMember, act: () => Promise<void>, draft?: () => MemberDraft): Promise<void> {
+    return orRefusalPage(res, async (error) => memberPage(signedInOf(res), incident, member, await keyOf(incident.id, email), { ...(draft ? { draft: draft() } : {}), error }), act);
   }
 
   /** The key mail to `email` would use in this incident, as GET /v1/keys/:email?incident= shows it. */
@@ -155,14 +160,17 @@ export function incidentRoutes(ctx: RelayContext): Router {
     const { incident } = accessOf(res);
     const { email, member } = await memberOf(res, req);
     const form = formOf(req);
-    try {
-      const { key } = await putMember(ctx, caller, incident, memberInput(form, email));
-      await reportDone(ctx, res, { kind: 'notice', text: `Saved ${email}.${key ? ` Key ${key.fingerprint.slice(-16)} on file.` : ' No key on file.'}` }, { href: incidentPath(incident.codename), codename: incident.codename });
-    } catch (err) {
-      const known = asRelayError(err);
-      if (!known) throw err;
-      sendPage(res, memberPage(signedInOf(res), incident, member, await keyOf(incident.id, email), { draft: memberDraftOf(form), error: known }), known.httpStatus, known.retryAfter);
-    }
+    await orMemberRefusal(
+      res,
+      incident,
+      email,
+      member,
+      async () => {
+        const { key } = await putMember(ctx, caller, incident, memberInput(form, email));
+        await reportDone(ctx, res, { kind: 'notice', text: `Saved ${email}.${key ? ` Key ${key.fingerprint.slice(-16)} on file.` : ' No key on file.'}` }, { href: incidentPath(incident.codename), codename: incident.codename });
+      },
+      () => memberDraftOf(form),
+    );
   });
 
   // The member's key: withdraw the one given with this roster entry (the API's DELETE …/roster/:email/key).
@@ -170,18 +178,13 @@ export function incidentRoutes(ctx: RelayContext): Router {
     const { caller } = activeOf(res);
     const { incident } = accessOf(res);
     const { email, member } = await memberOf(res, req);
-    try {
+    await orMemberRefusal(res, incident, email, member, async () => {
       await withdrawMemberKey(ctx, caller, incident, email);
-    } catch (err) {
-      const known = asRelayError(err);
-      if (!known) throw err;
-      sendPage(res, memberPage(signedInOf(res), incident, member, await keyOf(incident.id, email), { error: known }), known.httpStatus, known.retryAfter);
-      return;
-    }
-    // Done: what holds now is told if it can be read, never turned into a refusal.
-    const now = await keyAfter(incident.id, email);
-    const after = now === undefined ? '' : now.status === 'missing' ? ' No key is on file for them now.' : ` Their relay-wide key ${now.fingerprint?.slice(-16) ?? ''} (${now.status}) holds again.`;
-    await reportDone(ctx, res, { kind: 'notice', text: `Withdrew the key given for ${email} in this incident.${after}` }, { href: memberPath(incident.codename, email), codename: incident.codename });
+      // Done: what holds now is told if it can be read, never turned into a refusal (keyAfter does not throw).
+      const now = await keyAfter(incident.id, email);
+      const after = now === undefined ? '' : now.status === 'missing' ? ' No key is on file for them now.' : ` Their relay-wide key ${now.fingerprint?.slice(-16) ?? ''} (${now.status}) holds again.`;
+      await reportDone(ctx, res, { kind: 'notice', text: `Withdrew the key given for ${email} in this incident.${after}` }, { href: memberPath(incident.codename, email), codename: incident.codename });
+    });
   });
 
   // …and revoke the key on file with its revocation certificate (the API's roster PATCH with publicKey).
@@ -189,22 +192,17 @@ export function incidentRoutes(ctx: RelayContext): Router {
     const { caller } = activeOf(res);
     const { incident } = accessOf(res);
     const { email, member } = await memberOf(res, req);
-    try {
+    await orMemberRefusal(res, incident, email, member, async () => {
       await patchMember(ctx, caller, incident, email, { publicKey: revocationInput(formOf(req)) });
-    } catch (err) {
-      const known = asRelayError(err);
-      if (!known) throw err;
-      sendPage(res, memberPage(signedInOf(res), incident, member, await keyOf(incident.id, email), { error: known }), known.httpStatus, known.retryAfter);
-      return;
-    }
-    const now = await keyAfter(incident.id, email);
-    const text =
-      now === undefined
-        ? `Saved the key of ${email}.`
-        : now.status === 'revoked'
-          ? `Revoked the key ${now.fingerprint?.slice(-16) ?? ''} of ${email}: every stored copy is revoked, and mail to them is refused until a usable key is given.`
-          : `Saved the key of ${email}: it is ${now.status}.`;
-    await reportDone(ctx, res, { kind: 'notice', text }, { href: memberPath(incident.codename, email), codename: incident.codename });
+      const now = await keyAfter(incident.id, email);
+      const text =
+        now === undefined
+          ? `Saved the key of ${email}.`
+          : now.status === 'revoked'
+            ? `Revoked the key ${now.fingerprint?.slice(-16) ?? ''} of ${email}: every stored copy is revoked, and mail to them is refused until a usable key is given.`
+            : `Saved the key of ${email}: it is ${now.status}.`;
+      await reportDone(ctx, res, { kind: 'notice', text }, { href: memberPath(incident.codename, email), codename: incident.codename });
+    });
   });
 
   // The private label: the API's PATCH {label} (commander, admin).
@@ -234,15 +232,15 @@ export function incidentRoutes(ctx: RelayContext): Router {
     const { caller } = activeOf(res);
     const { incident } = accessOf(res);
     const { email, member } = await memberOf(res, req);
-    try {
-      const cancelled = await removeMember(ctx, caller, incident, email);
-      const note = cancelled.length > 0 ? ` ${cancelled.length} queued delivery(ies) to or from them cancelled.` : '';
-      await reportDone(ctx, res, { kind: 'notice', text: `Removed ${email} from the roster.${note}` }, { href: incidentPath(incident.codename), codename: incident.codename });
-    } catch (err) {
-      const known = asRelayError(err);
-      if (!known) throw err;
-      sendPage(res, removePage(signedInOf(res), incident, member, known), known.httpStatus, known.retryAfter);
-    }
+    await orRefusalPage(
+      res,
+      (error) => removePage(signedInOf(res), incident, member, error),
+      async () => {
+        const cancelled = await removeMember(ctx, caller, incident, email);
+        const note = cancelled.length > 0 ? ` ${cancelled.length} queued delivery(ies) to or from them cancelled.` : '';
+        await reportDone(ctx, res, { kind: 'notice', text: `Removed ${email} from the roster.${note}` }, { href: incidentPath(incident.codename), codename: incident.codename });
+      },
+    );
   });
 
   router.post('/incidents/:codename/emails', loadIncident(ctx), ...multipartBody(composeLimit(ctx.config.maxMessageBytes)), async (req, res) => {
